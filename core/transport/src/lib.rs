@@ -1,0 +1,3 @@
+//! Async SIP transports for the Vaxel phone and engine: UDP, TCP and TLS sockets,
+//! connection reuse and RFC 3263 resolution. A thin driver: it moves bytes and
+//! time into `vaxel-sip` and carries out what that crate asks for.
