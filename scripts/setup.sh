@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs what Vaxel needs to build and test, and only what is missing, so a
+# second run costs a few seconds. Debian 12 (as root, or with sudo) gets its
+# packages through apt; elsewhere the script says what it cannot install.
+#
+#   scripts/setup.sh build   toolchain and libraries needed to build
+#   scripts/setup.sh test    the above plus the real peers the tests run against
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+what=${1:-build}
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+# Libraries the build links against (opus needs cmake; the desktop app WebKitGTK).
+build_pkgs=(build-essential cmake pkg-config curl ca-certificates git libssl-dev)
+# Real programs the tests start on loopback ports (ARCHITECTURE.md §5).
+test_pkgs=(sip-tester)
+
+apt_install() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if ! command -v apt-get >/dev/null; then
+        say "not a Debian system: please install ${missing[*]} yourself"
+        return 0
+    fi
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    say "installing Debian packages: ${missing[*]}"
+    # The package lists may be absent on a fresh machine; refresh once per run.
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+case "$(uname -s)" in
+    Linux)
+        if command -v dpkg-query >/dev/null; then
+            pkgs=("${build_pkgs[@]}")
+            [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
+            apt_install "${pkgs[@]}"
+        fi
+        ;;
+    Darwin)
+        command -v cmake >/dev/null || say "cmake missing: brew install cmake"
+        ;;
+esac
+
+if ! command -v cargo >/dev/null; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        say "installing the Rust toolchain with rustup"
+        curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+fi
+for c in rustfmt clippy; do
+    if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        command -v rustup >/dev/null && rustup component add "$c"
+    fi
+done
+
+if [ -f package-lock.json ] && [ ! -d node_modules ]; then
+    say "installing npm packages"
+    npm ci --no-audit --no-fund
+fi
