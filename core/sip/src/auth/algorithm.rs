@@ -43,7 +43,7 @@ impl DigestHash {
     }
 
     /// Length of the lowercase hex form of this hash's output: 32 for MD5, 64 for the others
-    /// (RFC 7616 §3.4: "the output of the hash is represented as a lowercase hex string").
+    /// (digest values are written as lowercase hex, RFC 7616 §3.2).
     pub fn hex_len(self) -> usize {
         match self {
             DigestHash::Md5 => 32,
@@ -205,8 +205,8 @@ impl fmt::Display for Qop {
     }
 }
 
-/// The nonce count `nc` (RFC 7616 §3.4: "the hexadecimal count of the number of requests
-/// (including the current request) that the client has sent with the nonce value").
+/// The nonce count `nc`: how many requests, this one included, the client has sent with
+/// the nonce (RFC 7616 §3.4).
 ///
 /// Printed as exactly 8 lowercase hex digits (`nc-value = 8LHEX`, RFC 3261 §25.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]

@@ -7,7 +7,8 @@ use super::algorithm::{Algorithm, DigestHash, DigestInput, NonceCount, Qop, ct_e
 use super::header::{AuthenticationInfo, Challenge, Credentials};
 use super::{ChallengeKind, ParseError};
 
-/// What the client proves it knows.
+/// What the client proves it knows: the password, or the HA1 derived from it
+/// (RFC 7616 §3.4.2).
 #[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
     /// The password itself; works with every algorithm and realm.
@@ -48,7 +49,8 @@ pub enum AlgorithmPreference {
     /// the stronger challenges rather than merely reorder them.
     #[default]
     Strongest,
-    /// The first challenge we support, in the server's order (RFC 8760 §2.4's reading).
+    /// The first challenge we support, in the order the server listed them (servers list
+    /// their most preferred algorithm first, RFC 8760 §2.4).
     ServerOrder,
 }
 
@@ -63,7 +65,8 @@ pub enum QopPreference {
     AuthInt,
 }
 
-/// Credentials ready to put in a request, and which header they go in.
+/// Credentials ready to put in a request, and which header they go in
+/// (RFC 3261 §22.2 `Authorization`, §22.3 `Proxy-Authorization`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorization {
     /// Which challenge they answer; [`ChallengeKind::credentials_header`] names the header.
@@ -79,7 +82,7 @@ impl Authorization {
     }
 }
 
-/// Why [`DigestClient::handle_challenge`] cannot answer.
+/// Why [`DigestClient::handle_challenge`] cannot answer (RFC 3261 §22.2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ChallengeError {
@@ -100,7 +103,7 @@ pub enum ChallengeError {
     Malformed(ParseError),
 }
 
-/// What [`DigestClient::verify_authentication_info`] established.
+/// What [`DigestClient::verify_authentication_info`] established (RFC 7616 §3.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MutualAuth {
     /// `rspauth` matched: the server knows our secret (RFC 7616 §3.5).
@@ -109,7 +112,7 @@ pub enum MutualAuth {
     NotOffered,
 }
 
-/// Why an `Authentication-Info` value was not accepted.
+/// Why an `Authentication-Info` value was not accepted (RFC 7616 §3.5, RFC 3261 §20.6).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthInfoError {
@@ -397,9 +400,9 @@ impl DigestClient {
     /// (RFC 3261 §22.3: reuse them on later requests to the same destination).
     ///
     /// `uri` is the Request-URI as it will be written (RFC 3261 §22.4 `digest-uri`); `body`
-    /// is hashed for `auth-int`; `cnonce` is fresh randomness from the caller (RFC 7616 §5.4:
-    /// at least 64 bits is advisable), printable text without `"` is the safe choice (e.g.
-    /// hex). Each call counts as sending: `nc` goes up by one per realm.
+    /// is hashed for `auth-int`; `cnonce` is fresh, unpredictable randomness from the caller
+    /// (RFC 7616 §5.12), e.g. 16 random bytes in hex. Each call counts as sending: `nc` goes
+    /// up by one per realm.
     pub fn authorize(
         &mut self,
         method: &str,

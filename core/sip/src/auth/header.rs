@@ -591,6 +591,22 @@ mod tests {
     }
 
     #[test]
+    fn large_hostile_values_stay_linear() {
+        // 64 KiB of distinct extension parameters (the duplicate check must not be
+        // quadratic), and the same with one repeated name.
+        let many: String = (0..8000).map(|i| format!("x{i}=1,")).collect();
+        let c = Challenge::parse(&format!("Digest realm=r, nonce=n, {many}")).unwrap();
+        assert_eq!(c.extensions.len(), 8000);
+        assert!(matches!(
+            Challenge::parse(&format!("Digest realm=r, nonce=n, {many} X0=2")),
+            Err(ParseError::DuplicateExtension(_))
+        ));
+        let long = "\\\"".repeat(20_000);
+        let c = Challenge::parse(&format!("Digest realm=\"{long}\", nonce=n")).unwrap();
+        assert_eq!(c.realm, "\"".repeat(20_000));
+    }
+
+    #[test]
     fn authentication_info_round_trip() {
         let v = "nextnonce=\"47364c23432d2e131a5fb210812c\", qop=auth, rspauth=\"6629fae49393a05397450978507c4ef1\", cnonce=\"0a4f113b\", nc=00000001, x=y";
         let a = AuthenticationInfo::parse(v).unwrap();

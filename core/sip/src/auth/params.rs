@@ -7,12 +7,13 @@
 //! (servers send base64 nonces bare). It never panics: anything else is a [`ParseError`].
 
 use core::fmt::{self, Write as _};
+use std::collections::HashSet;
 
 use super::ParseError;
 use super::algorithm::clip;
 
 /// A parameter this module does not interpret, kept so that printing what was parsed
-/// loses nothing (RFC 7616 §3.3 `auth-param`: "any other parameters").
+/// loses nothing (RFC 7616 §3.3 and §3.4 allow further `auth-param`s).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthParam {
     /// The name as it was written (names compare ignoring ASCII case).
@@ -309,11 +310,10 @@ impl Params {
     /// The unknown parameters, in their original order. Duplicates among them are an error
     /// as well, since a receiver could not tell which one counts.
     pub(crate) fn finish(self) -> Result<Vec<AuthParam>, ParseError> {
-        for (i, p) in self.rest.iter().enumerate() {
-            if self.rest[..i]
-                .iter()
-                .any(|q| q.name.eq_ignore_ascii_case(&p.name))
-            {
+        // A set, not a pairwise scan: a 64 KiB header of `a=b,` pairs must stay linear.
+        let mut seen = HashSet::with_capacity(self.rest.len());
+        for p in &self.rest {
+            if !seen.insert(p.name.to_ascii_lowercase()) {
                 return Err(ParseError::DuplicateExtension(clip(&p.name)));
             }
         }

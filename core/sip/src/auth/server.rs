@@ -13,7 +13,8 @@ use super::algorithm::{
 use super::header::{AuthenticationInfo, Challenge, Credentials};
 use super::{ChallengeKind, ParseError};
 
-/// How many random bytes the caller supplies for each nonce (128 bits).
+/// How many random bytes the caller supplies for each nonce: 128 bits, so nonces are
+/// unpredictable and do not repeat (RFC 7616 §5.12).
 pub const NONCE_RANDOM_LEN: usize = 16;
 /// Bytes of HMAC-SHA-256 kept in the nonce (128 bits, RFC 2104 §5 allows truncation to
 /// half the output).
@@ -22,7 +23,7 @@ const NONCE_BYTES: usize = 8 + NONCE_RANDOM_LEN + NONCE_MAC_LEN;
 /// Domain separation, so a MAC made with the same key for another purpose is no nonce.
 const NONCE_CONTEXT: &[u8] = b"vaxel-sip digest nonce v1\0";
 
-/// How a [`DigestServer`] challenges and what it accepts.
+/// How a [`DigestServer`] challenges and what it accepts (RFC 3261 §22.1, RFC 8760 §2.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// 401/`WWW-Authenticate` (registrar, UAS) or 407/`Proxy-Authenticate` (proxy role).
@@ -65,7 +66,7 @@ impl ServerConfig {
     }
 }
 
-/// A [`ServerConfig`] or key that cannot work: the caller's mistake.
+/// A [`ServerConfig`] or key that cannot work: the caller's mistake (not the peer's).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -83,7 +84,8 @@ pub enum ConfigError {
     NoReplayWindow,
 }
 
-/// What the verifier needs of the request (RFC 3261 §22.4).
+/// What the verifier needs of the request: method, Request-URI and body (RFC 3261 §22.4,
+/// RFC 7616 §3.4.3).
 #[derive(Debug, Clone, Copy)]
 pub struct RequestParts<'a> {
     /// The request method.
@@ -94,7 +96,8 @@ pub struct RequestParts<'a> {
     pub body: &'a [u8],
 }
 
-/// The question put to the credential store.
+/// The question put to the credential store: whose HA1 (RFC 7616 §3.4.2), possibly
+/// behind a userhash (RFC 7616 §3.4.4).
 #[derive(Debug, Clone, Copy)]
 pub struct UserQuery<'a> {
     /// The name from the credentials, or with `is_userhash` the hex `H(username ":" realm)`.
@@ -121,7 +124,7 @@ impl UserQuery<'_> {
     }
 }
 
-/// What the credential store answers for a known user.
+/// What the credential store answers for a known user: the stored HA1 of RFC 7616 §3.4.2.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StoredUser {
     /// The real username (what a userhash stood for).
@@ -139,7 +142,8 @@ impl core::fmt::Debug for StoredUser {
     }
 }
 
-/// A request whose credentials checked out.
+/// A request whose credentials checked out (RFC 3261 §22.4); keeps what
+/// `Authentication-Info` needs (RFC 7616 §3.5).
 #[derive(Clone, PartialEq, Eq)]
 pub struct AuthenticatedUser {
     username: String,
@@ -185,20 +189,21 @@ impl core::fmt::Debug for AuthenticatedUser {
     }
 }
 
-/// Why a nonce needs replacing although the digest was right.
+/// Why a nonce needs replacing although the digest was right: answered with `stale=true`
+/// (RFC 7616 §3.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StaleReason {
     /// Older than [`ServerConfig::nonce_lifetime_secs`] (or from the future).
     Expired,
     /// Not made with our key: another server, a restart with a new key, or garbled.
     Unknown,
-    /// This `nc` was already used with this nonce, or is too far behind (RFC 7616 §5.2).
+    /// This `nc` was already used with this nonce, or is too far behind (RFC 7616 §5.5).
     Replayed,
     /// The replay window had to forget this nonce, so a replay cannot be ruled out.
     Forgotten,
 }
 
-/// Why credentials were refused. For logs and counters only: every reason must be
+/// Why credentials were refused (RFC 3261 §22.4). For logs and counters only: every reason must be
 /// answered the same way (a fresh challenge, or 403 after too many tries), so a peer
 /// cannot tell an unknown user from a wrong password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,8 +255,8 @@ impl Verification {
     }
 }
 
-/// What the replay window knows about one nonce (RFC 7616 §5.2: "the server … can protect
-/// against replay by keeping track of nonce-count values").
+/// What the replay window knows about one nonce: the `nc` values already accepted, which
+/// is how a server detects replays (RFC 7616 §5.5, §3.4).
 #[derive(Debug, Clone)]
 struct NonceUse {
     /// Highest `nc` accepted.
