@@ -1,0 +1,10 @@
+//! Media without IO: SDP offer/answer, RTP/RTCP, SRTP, jitter buffer, DTMF, codecs,
+//! tones, WAV prompts and the conference mixer for the Vaxel phone and engine.
+#![doc = include_str!("../README.md")]
+
+pub mod codec;
+pub mod dsp;
+pub mod resample;
+
+pub use codec::{AudioCodec, CodecError, CodecKind};
+pub use resample::Resampler;
