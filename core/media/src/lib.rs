@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod dsp;
 pub mod resample;
+pub mod rtp;
 pub mod sdp;
 pub mod srtp;
 
