@@ -4,6 +4,8 @@
 
 pub mod codec;
 pub mod dsp;
+pub mod jitter;
+pub mod netem;
 pub mod resample;
 pub mod rtp;
 pub mod sdp;
