@@ -4,6 +4,7 @@
 
 pub mod codec;
 pub mod dsp;
+pub mod dtmf;
 pub mod jitter;
 pub mod netem;
 pub mod resample;
