@@ -6,11 +6,14 @@ pub mod codec;
 pub mod dsp;
 pub mod dtmf;
 pub mod jitter;
+pub mod mixer;
 pub mod netem;
 pub mod resample;
 pub mod rtp;
 pub mod sdp;
 pub mod srtp;
+pub mod tones;
+pub mod wav;
 
 pub use codec::{AudioCodec, CodecError, CodecKind};
 pub use resample::Resampler;
