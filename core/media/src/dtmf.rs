@@ -460,6 +460,7 @@ impl DtmfDetector {
 mod tests {
     use super::*;
     use crate::dsp::sine;
+    use crate::test_util::t0;
 
     #[test]
     fn sender_follows_rfc4733() {
@@ -508,7 +509,7 @@ mod tests {
 
     #[test]
     fn receiver_dedupes_and_survives_lost_end_packets() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut snd = DtmfSender::new(101, 8000, 20);
         for d in ['1', '2', '3'] {
             snd.send(d, Duration::from_millis(80)).unwrap();
@@ -553,7 +554,7 @@ mod tests {
 
     #[test]
     fn lone_event_without_end_times_out() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut rx = DtmfReceiver::new(8000);
         rx.handle(t0, 500, &[9, 10, 0, 160]).unwrap();
         assert_eq!(rx.poll(t0), Some(DtmfNotice::Started('9')));

@@ -406,6 +406,7 @@ impl JitterBuffer {
 mod tests {
     use super::*;
     use crate::netem::{NetworkProfile, simulate};
+    use crate::test_util::t0;
 
     fn pkt(ssrc: u32, ts: u32) -> JitterPacket {
         JitterPacket {
@@ -425,7 +426,7 @@ mod tests {
 
     #[test]
     fn in_order_stream_plays_every_frame_at_min_delay() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));
         let mut played = Vec::new();
         for i in 0..100u32 {
@@ -449,7 +450,7 @@ mod tests {
 
     #[test]
     fn reorder_duplicates_and_loss() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));
         // Packets 0..50 arrive in pairs swapped, 7 is lost, 9 is duplicated.
         let mut order: Vec<u32> = Vec::new();
@@ -482,7 +483,7 @@ mod tests {
 
     #[test]
     fn ssrc_change_and_timestamp_jump_resync() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));
         for i in 0..20u32 {
             let now = t0 + Duration::from_millis(20 * i as u64);
@@ -510,7 +511,7 @@ mod tests {
 
     #[test]
     fn timestamp_wrap_is_seamless() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));
         let start = u32::MAX - 160 * 10;
         let mut played = 0;
@@ -527,7 +528,7 @@ mod tests {
 
     #[test]
     fn silence_when_peer_stops_and_bounded_growth() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));
         for i in 0..10u32 {
             jb.push(t0 + Duration::from_millis(20 * i as u64), pkt(1, i * 160));
@@ -547,14 +548,14 @@ mod tests {
 
     #[test]
     fn target_follows_jitter_and_recovers_after_burst() {
-        let calm = simulate(&NetworkProfile::lan(1), 20, 8000, 20);
-        let jittery = simulate(&NetworkProfile::mobile_3g(1), 20, 8000, 20);
+        let calm = simulate(t0(), &NetworkProfile::lan(1), 20, 8000, 20);
+        let jittery = simulate(t0(), &NetworkProfile::mobile_3g(1), 20, 8000, 20);
         assert!(calm.mean_target_ms < 30.0, "{calm:?}");
         assert!(
             jittery.mean_target_ms > calm.mean_target_ms * 2.0,
             "{jittery:?}"
         );
-        let burst = simulate(&NetworkProfile::delay_burst(3), 30, 8000, 20);
+        let burst = simulate(t0(), &NetworkProfile::delay_burst(3), 30, 8000, 20);
         // A 300 ms stall happens once; ten seconds later the buffer is shallow again.
         assert!(burst.final_target_ms < 80.0, "{burst:?}");
         assert!(burst.late_loss_percent < 3.0, "{burst:?}");
@@ -563,6 +564,6 @@ mod tests {
     #[test]
     #[ignore = "prints the profile table; run with --ignored --nocapture"]
     fn print_profile_table() {
-        println!("{}", crate::netem::profile_table(60));
+        println!("{}", crate::netem::profile_table(t0(), 60));
     }
 }

@@ -17,3 +17,13 @@ pub mod wav;
 
 pub use codec::{AudioCodec, CodecError, CodecKind};
 pub use resample::Resampler;
+
+#[cfg(test)]
+mod test_util {
+    /// The origin of virtual time in tests. Only differences between instants matter, so
+    /// reading the clock once here is harmless; library code never does.
+    #[allow(clippy::disallowed_methods)]
+    pub fn t0() -> std::time::Instant {
+        std::time::Instant::now()
+    }
+}

@@ -280,14 +280,15 @@ pub struct SimReport {
 }
 
 /// Sends `seconds` of `frame_ms` packets through `profile` into a [`JitterBuffer`] popped
-/// every `frame_ms`, all in virtual time.
+/// every `frame_ms`, all in virtual time starting at `t0` (any instant: only differences
+/// matter).
 pub fn simulate(
+    t0: Instant,
     profile: &NetworkProfile,
     seconds: u32,
     clock_rate: u32,
     frame_ms: u32,
 ) -> SimReport {
-    let t0 = Instant::now();
     let frame = Duration::from_millis(frame_ms as u64);
     let frame_units = clock_rate * frame_ms / 1000;
     let count = seconds * 1000 / frame_ms;
@@ -360,8 +361,9 @@ pub fn simulate(
     }
 }
 
-/// A text table of [`simulate`] over the standard profiles (seed 1, 20 ms G.711 frames).
-pub fn profile_table(seconds: u32) -> String {
+/// A text table of [`simulate`] over the standard profiles (seed 1, 20 ms G.711 frames),
+/// in virtual time from `t0`.
+pub fn profile_table(t0: Instant, seconds: u32) -> String {
     let mut out = format!(
         "{:<18} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}\n",
         "profile",
@@ -382,7 +384,7 @@ pub fn profile_table(seconds: u32) -> String {
         NetworkProfile::bursty_loss(1),
         NetworkProfile::delay_burst(1),
     ] {
-        let r = simulate(&p, seconds, 8000, 20);
+        let r = simulate(t0, &p, seconds, 8000, 20);
         out.push_str(&format!(
             "{:<18} {:>7} {:>7.2}% {:>7.2}% {:>7.2}% {:>7.2}% {:>8.1} {:>9.1} {:>9.1} {:>9.1}\n",
             r.profile,
@@ -404,9 +406,11 @@ pub fn profile_table(seconds: u32) -> String {
 mod tests {
     use super::*;
 
+    use crate::test_util::t0;
+
     #[test]
     fn same_seed_same_network() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let run = |seed| {
             let mut n = NetworkEmulator::new(NetworkProfile::mobile_3g(seed));
             (0..500u32)
@@ -419,7 +423,7 @@ mod tests {
 
     #[test]
     fn profiles_have_the_advertised_character() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let stats = |p: NetworkProfile| {
             let mut n = NetworkEmulator::new(p);
             let (mut lost, mut dup, mut reordered, mut last) = (0, 0, 0, t0);

@@ -630,6 +630,7 @@ impl RtpSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::t0;
 
     fn cfg(ssrc: u32, remote: &str) -> RtpConfig {
         RtpConfig {
@@ -648,7 +649,7 @@ mod tests {
 
     #[test]
     fn sequence_wrap_loss_and_jitter() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let peer: SocketAddr = "10.0.0.2:4000".parse().unwrap();
         let mut tx = RtpSession::new(cfg(1, "10.0.0.1:5000"), t0, NTP0);
         let mut rx = RtpSession::new(cfg(2, "10.0.0.2:4000"), t0, NTP0);
@@ -679,7 +680,7 @@ mod tests {
 
     #[test]
     fn reorder_and_duplicates_are_numbered_right() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let peer: SocketAddr = "10.0.0.2:4000".parse().unwrap();
         let mut tx = RtpSession::new(cfg(1, "10.0.0.1:5000"), t0, NTP0);
         let mut rx = RtpSession::new(cfg(2, "10.0.0.2:4000"), t0, NTP0);
@@ -704,7 +705,7 @@ mod tests {
 
     #[test]
     fn latching_ssrc_change_and_rejections() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let mut tx = RtpSession::new(cfg(1, "10.0.0.1:5000"), t0, NTP0);
         let mut rx = RtpSession::new(cfg(2, "198.51.100.1:4000"), t0, NTP0);
         let nat: SocketAddr = "203.0.113.9:61000".parse().unwrap();
@@ -744,7 +745,7 @@ mod tests {
 
     #[test]
     fn large_sequence_jump_needs_confirmation() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let peer: SocketAddr = "10.0.0.2:4000".parse().unwrap();
         let mut tx = RtpSession::new(cfg(1, "10.0.0.1:5000"), t0, NTP0);
         let mut rx = RtpSession::new(cfg(2, "10.0.0.2:4000"), t0, NTP0);
@@ -764,7 +765,7 @@ mod tests {
 
     #[test]
     fn reports_give_rtt_and_remote_loss() {
-        let t0 = Instant::now();
+        let t0 = t0();
         let a_addr: SocketAddr = "10.0.0.1:5000".parse().unwrap();
         let b_addr: SocketAddr = "10.0.0.2:4000".parse().unwrap();
         let mut a = RtpSession::new(cfg(1, "10.0.0.2:4000"), t0, NTP0);

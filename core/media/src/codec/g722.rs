@@ -86,8 +86,8 @@ impl Band {
         self.p[0] = sat(self.sz + d);
 
         // UPPOL2
-        for i in 0..3 {
-            sg[i] = self.p[i] >> 15;
+        for (g, p) in sg.iter_mut().zip(self.p) {
+            *g = p >> 15;
         }
         let wd1 = sat(self.a[1] << 2);
         let mut wd2 = if sg[0] == sg[1] { -wd1 } else { wd1 };
