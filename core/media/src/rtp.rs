@@ -359,8 +359,10 @@ impl RtpSession {
     /// Validates and accounts a received RTP datagram from `from`.
     ///
     /// Symmetric RTP: the first valid packet from a new source address makes it the
-    /// destination for our media (emits [`RtpEvent::RemoteAddressChanged`]). A new SSRC
-    /// resets reception statistics (emits [`RtpEvent::SsrcChanged`]).
+    /// destination for our media (emits [`RtpEvent::RemoteAddressChanged`]). "Valid" means
+    /// a well-formed RTP v2 packet with a negotiated payload type; with SRTP, call this
+    /// only after `unprotect_rtp` succeeded, so only authenticated packets move the latch.
+    /// A new SSRC resets reception statistics (emits [`RtpEvent::SsrcChanged`]).
     pub fn handle_rtp(
         &mut self,
         now: Instant,
@@ -797,5 +799,37 @@ mod tests {
         assert_eq!(a.poll_event(), Some(RtpEvent::Bye));
         assert!(is_rtcp(&bye) && !is_rtcp(&a.build_rtp(t_sr, 0, false, 0, &[])));
         let _ = b_addr;
+    }
+
+    #[test]
+    fn byte_soup_never_panics() {
+        let t0 = t0();
+        let peer: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+        let mut tx = RtpSession::new(cfg(1, "10.0.0.1:5000"), t0, NTP0);
+        let mut rx = RtpSession::new(cfg(2, "10.0.0.2:4000"), t0, NTP0);
+        let good_rtp = tx.build_rtp(t0, 0, false, 0, &[1; 40]).to_vec();
+        let good_rtcp = tx.build_bye(t0).to_vec();
+        let mut x = 0x2545_f491u32;
+        for round in 0..5000 {
+            let base = if round % 2 == 0 {
+                &good_rtp
+            } else {
+                &good_rtcp
+            };
+            let mut b = base.clone();
+            let len = (x as usize >> 3) % (b.len() + 1);
+            b.truncate(len.max(1));
+            for _ in 0..3 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let i = x as usize % b.len();
+                b[i] = (x >> 24) as u8;
+            }
+            let _ = rx.handle_rtp(t0, peer, &b);
+            let _ = rx.handle_rtcp(t0, &b);
+        }
+        let _ = rx.stats("PCMU");
+        let _ = rx.build_report(t0);
     }
 }
