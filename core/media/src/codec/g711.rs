@@ -294,4 +294,30 @@ mod tests {
         }
         assert!(plc.iter().all(|&s| s == 0), "long loss fades to silence");
     }
+
+    fn checksum(values: impl Iterator<Item = u32>) -> u32 {
+        values.fold(0u32, |c, v| c.wrapping_mul(31).wrapping_add(v))
+    }
+
+    /// All 65536 inputs and all 256 codes against an independent implementation:
+    /// CPython's `audioop` (lin2ulaw/lin2alaw/ulaw2lin/alaw2lin, from the Sun/CCITT
+    /// reference `g711.c`), reduced to checksums.
+    #[test]
+    fn exhaustive_match_with_reference_implementation() {
+        let enc = |f: fn(i16) -> u8| checksum((i16::MIN..=i16::MAX).map(|s| f(s) as u32));
+        assert_eq!(enc(linear_to_ulaw), 2_985_357_504);
+        assert_eq!(enc(linear_to_alaw), 2_942_697_472);
+        let dec = |f: fn(u8) -> i16| checksum((0..=255u8).map(|c| f(c) as u16 as u32));
+        assert_eq!(dec(ulaw_to_linear), 2_256_732_160);
+        assert_eq!(dec(alaw_to_linear), 67_108_864);
+        assert_eq!(
+            [
+                alaw_to_linear(0),
+                alaw_to_linear(1),
+                alaw_to_linear(2),
+                alaw_to_linear(3)
+            ],
+            [-5504, -5248, -6016, -5760]
+        );
+    }
 }
