@@ -171,3 +171,108 @@ fn config(o: &AecOptions) -> apm::Config {
         enable_high_pass_filter: o.high_pass_filter,
     }
 }
+
+/// A far-end/near-end pair to measure an echo canceller on, all at 48 kHz.
+#[derive(Debug, Clone)]
+pub struct EchoScenario {
+    /// What the loudspeaker plays (the remote party).
+    pub far: Vec<f32>,
+    /// The local talker at the microphone; zero outside double-talk.
+    pub near: Vec<f32>,
+    /// The loudspeaker-to-microphone path.
+    pub room: crate::signal::RoomEcho,
+    /// Microphone self-noise, dBFS (white).
+    pub noise_dbfs: f32,
+    /// Seconds to leave out at the start while the filter converges.
+    pub converge_s: f32,
+}
+
+/// The outcome of [`measure_erle`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErleReport {
+    /// ERLE over far-end-only speech after convergence, dB.
+    pub erle_far_only_db: f64,
+    /// Seconds of far-end-only speech that went into it.
+    pub far_only_s: f64,
+    /// Echo return loss of the simulated room: far-end power over echo power, dB.
+    pub room_erl_db: f64,
+    /// During double-talk: output power relative to the near-end talker's, dB
+    /// (0 = the local voice passes untouched; very negative = it was suppressed).
+    pub double_talk_near_db: Option<f64>,
+    /// Seconds of double-talk.
+    pub double_talk_s: f64,
+    /// What the processor itself reported at the end.
+    pub reported: AecStats,
+}
+
+/// Runs `scenario` through an [`EchoCanceller`] frame by frame, as the media
+/// loop would, and measures how much echo it removed where only the far end
+/// talks.
+pub fn measure_erle(
+    scenario: &EchoScenario,
+    options: AecOptions,
+) -> Result<ErleReport, AudioError> {
+    use crate::signal::{Lcg, power};
+    let rate = crate::format::PIPELINE_RATE;
+    let len = scenario.far.len().min(scenario.near.len()) / FRAME_SAMPLES * FRAME_SAMPLES;
+    if len == 0 {
+        return Err(AudioError::InvalidArgument(
+            "scenario is shorter than one frame".into(),
+        ));
+    }
+    let far = &scenario.far[..len];
+    let near = &scenario.near[..len];
+    let echo = scenario.room.apply(far, rate);
+    let noise_amp = 10f32.powf(scenario.noise_dbfs / 20.0) * 3f32.sqrt();
+    let mut rng = Lcg::new(99);
+    let mic: Vec<f32> = (0..len)
+        .map(|i| echo[i] + near[i] + noise_amp * rng.next_f32())
+        .collect();
+
+    let mut aec = EchoCanceller::new(options)?;
+    let mut out = vec![0.0f32; len];
+    let mut frame = [0.0f32; FRAME_SAMPLES];
+    for (k, chunk) in out.chunks_exact_mut(FRAME_SAMPLES).enumerate() {
+        let at = k * FRAME_SAMPLES;
+        frame.copy_from_slice(&far[at..at + FRAME_SAMPLES]);
+        aec.far_end(&frame)?;
+        frame.copy_from_slice(&mic[at..at + FRAME_SAMPLES]);
+        aec.near_end(&mut frame)?;
+        chunk.copy_from_slice(&frame);
+    }
+
+    let skip = (scenario.converge_s * rate as f32) as usize / FRAME_SAMPLES;
+    // Echo above −50 dBFS counts as far-end speech.
+    let active = 10f64.powf(-50.0 / 10.0);
+    let (mut e_far, mut o_far, mut n_far) = (0.0f64, 0.0f64, 0usize);
+    let (mut near_dt, mut o_dt, mut n_dt) = (0.0f64, 0.0f64, 0usize);
+    for k in skip..len / FRAME_SAMPLES {
+        let r = k * FRAME_SAMPLES..(k + 1) * FRAME_SAMPLES;
+        let pe = power(&echo[r.clone()]);
+        let pn = power(&near[r.clone()]);
+        let po = power(&out[r.clone()]);
+        if pn == 0.0 && pe > active {
+            e_far += pe;
+            o_far += po;
+            n_far += 1;
+        } else if pn > active && pe > active {
+            near_dt += pn;
+            o_dt += po;
+            n_dt += 1;
+        }
+    }
+    if n_far == 0 {
+        return Err(AudioError::InvalidArgument(
+            "scenario has no far-end-only speech after convergence".into(),
+        ));
+    }
+    let frame_s = FRAME_SAMPLES as f64 / rate as f64;
+    Ok(ErleReport {
+        erle_far_only_db: 10.0 * (e_far / o_far.max(1e-15)).log10(),
+        far_only_s: n_far as f64 * frame_s,
+        room_erl_db: 10.0 * (power(far) / power(&echo).max(1e-15)).log10(),
+        double_talk_near_db: (n_dt > 0).then(|| 10.0 * (o_dt / near_dt.max(1e-15)).log10()),
+        double_talk_s: n_dt as f64 * frame_s,
+        reported: aec.stats(),
+    })
+}
