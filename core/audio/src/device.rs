@@ -272,6 +272,17 @@ impl AudioHost {
         device.id().ok().map(|id| id.to_string())
     }
 
+    /// A second connection to the same host API. Each stream gets its own:
+    /// cpal 0.18's PulseAudio host serves every stream of one connection from
+    /// one reader, and a monitor source delivering 0.5 ms fragments starves a
+    /// playback stream that shares it (measured: playback stalls after its
+    /// first 40 ms).
+    pub(crate) fn another_connection(&self) -> Result<AudioHost, AudioError> {
+        cpal::host_from_id(self.host.id())
+            .map(|host| AudioHost { host })
+            .map_err(|e| AudioError::HostUnavailable(format!("{}: {e}", self.name())))
+    }
+
     /// The cpal device with this id and direction.
     pub(crate) fn device(
         &self,

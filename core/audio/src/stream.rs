@@ -153,6 +153,8 @@ pub(crate) struct PlaybackLeg {
 pub(crate) struct DeviceStream {
     /// Held for its `Drop`, which stops the callback.
     _stream: cpal::Stream,
+    /// The stream's own host connection, dropped after the stream.
+    _host: AudioHost,
     pub(crate) device: DeviceInfo,
     pub(crate) failed: Arc<AtomicBool>,
 }
@@ -265,6 +267,7 @@ pub(crate) fn open_capture(
     options: &StreamOptions,
     counters: &Arc<Counters>,
 ) -> Result<(DeviceStream, CaptureLeg), AudioError> {
+    let host = host.another_connection()?;
     let device = host.device(&info.id, Direction::Input)?;
     let format = choose_format(info, options.format)?;
     let converter = CaptureConverter::new(format)?;
@@ -312,6 +315,7 @@ pub(crate) fn open_capture(
     Ok((
         DeviceStream {
             _stream: stream,
+            _host: host,
             device: info.clone(),
             failed,
         },
@@ -333,6 +337,7 @@ pub(crate) fn open_playback(
     options: &StreamOptions,
     counters: &Arc<Counters>,
 ) -> Result<(DeviceStream, PlaybackLeg), AudioError> {
+    let host = host.another_connection()?;
     let device = host.device(&info.id, Direction::Output)?;
     let format = choose_format(info, options.format)?;
     let converter = PlaybackConverter::new(format)?;
@@ -393,6 +398,7 @@ pub(crate) fn open_playback(
     Ok((
         DeviceStream {
             _stream: stream,
+            _host: host,
             device: info.clone(),
             failed,
         },
