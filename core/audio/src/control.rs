@@ -541,7 +541,10 @@ impl Control {
         };
         let s = &mut self.streams[i];
         s.shared.counters.restarts.fetch_add(1, Relaxed);
-        match attach(self.host.as_ref(), s, &target) {
+        let t0 = Instant::now();
+        let result = attach(self.host.as_ref(), s, &target);
+        tracing::debug!(%role, device = %target.id, took = ?t0.elapsed(), ok = result.is_ok(), "stream moved");
+        match result {
             Ok(()) => {
                 s.lost = None;
                 self.emit(AudioEvent::StreamMoved {

@@ -462,7 +462,8 @@ impl CaptureReader {
     }
 
     /// Audio captured but not yet read, milliseconds (ring plus converter).
-    pub fn queued_ms(&self) -> f64 {
+    pub fn queued_ms(&mut self) -> f64 {
+        self.adopt_new_leg();
         self.leg.as_ref().map_or(0.0, |l| {
             l.converter.format().ms_for_bytes(l.ring.occupied_len()) + l.converter.buffered_ms()
         })
@@ -545,7 +546,8 @@ impl PlaybackWriter {
     }
 
     /// Audio queued for the device but not yet taken by it, milliseconds.
-    pub fn queued_ms(&self) -> f64 {
+    pub fn queued_ms(&mut self) -> f64 {
+        self.adopt_new_leg();
         self.leg.as_ref().map_or(0.0, |l| {
             l.converter.format().ms_for_bytes(l.ring.occupied_len())
         })

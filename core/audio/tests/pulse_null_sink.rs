@@ -54,7 +54,9 @@ fn start_audio(input: DeviceChoice, output: DeviceChoice) -> Audio {
 fn null_sink_tone_and_click_round_trip() {
     with_daemon(
         "null_sink_tone_and_click_round_trip",
-        &format!("load-module {SINK}\nset-default-sink vaxel_test\nset-default-source vaxel_test.monitor"),
+        &format!(
+            "load-module {SINK}\nset-default-sink vaxel_test\nset-default-source vaxel_test.monitor"
+        ),
         "child_tone_and_click_pipeline_format",
     );
 }
@@ -86,7 +88,10 @@ fn child_tone_and_click_device_native_format() {
 
 fn tone_and_click(sink_id: &str, policy: FormatPolicy) {
     let monitor = format!("{sink_id}.monitor");
-    let audio = start_audio(DeviceChoice::Id(monitor.clone()), DeviceChoice::Id(sink_id.into()));
+    let audio = start_audio(
+        DeviceChoice::Id(monitor.clone()),
+        DeviceChoice::Id(sink_id.into()),
+    );
     println!("host: {}", audio.host_name());
     let devices = audio.devices().unwrap();
     for d in &devices {
@@ -95,10 +100,21 @@ fn tone_and_click(sink_id: &str, policy: FormatPolicy) {
             d.direction, d.id, d.name, d.is_default, d.native
         );
     }
-    assert!(devices.iter().any(|d| d.id == sink_id && d.direction == Direction::Output));
-    assert!(devices.iter().any(|d| d.id == monitor && d.direction == Direction::Input && d.is_monitor()));
+    assert!(
+        devices
+            .iter()
+            .any(|d| d.id == sink_id && d.direction == Direction::Output)
+    );
+    assert!(
+        devices
+            .iter()
+            .any(|d| d.id == monitor && d.direction == Direction::Input && d.is_monitor())
+    );
 
-    let options = StreamOptions { format: policy, ..StreamOptions::default() };
+    let options = StreamOptions {
+        format: policy,
+        ..StreamOptions::default()
+    };
     let mut mic = audio.open_capture(options).unwrap();
     let mut speaker = audio.open_playback(DeviceRole::Output, options).unwrap();
 
@@ -106,12 +122,21 @@ fn tone_and_click(sink_id: &str, policy: FormatPolicy) {
     let sine = tone(1000.0, 0.3, PIPELINE_RATE as usize * 2, PIPELINE_RATE);
     let mut captured = Vec::new();
     let mut k = 0;
-    let report = run_media_loop(&mut mic, &mut speaker, MediaLoopOptions::default(), |input, output| {
-        captured.extend_from_slice(input);
-        output.copy_from_slice(&sine[k * FRAME_SAMPLES..(k + 1) * FRAME_SAMPLES]);
-        k += 1;
-        if k == 150 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-    });
+    let report = run_media_loop(
+        &mut mic,
+        &mut speaker,
+        MediaLoopOptions::default(),
+        |input, output| {
+            captured.extend_from_slice(input);
+            output.copy_from_slice(&sine[k * FRAME_SAMPLES..(k + 1) * FRAME_SAMPLES]);
+            k += 1;
+            if k == 150 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    );
     println!(
         "device formats: playback {:?}, capture {:?}",
         speaker.device_format(),
@@ -120,12 +145,23 @@ fn tone_and_click(sink_id: &str, policy: FormatPolicy) {
     println!("tone loop: {report:?}");
     let tail = &captured[captured.len() - PIPELINE_RATE as usize / 2..];
     println!("captured tail: {:.1} dBFS", dbfs(tail));
-    assert!(tone_present(tail, 1000.0, PIPELINE_RATE, 20.0), "no 1 kHz in the captured audio");
-    assert!(dbfs(tail) > -20.0, "tone came back at {:.1} dBFS", dbfs(tail));
+    assert!(
+        tone_present(tail, 1000.0, PIPELINE_RATE, 20.0),
+        "no 1 kHz in the captured audio"
+    );
+    assert!(
+        dbfs(tail) > -20.0,
+        "tone came back at {:.1} dBFS",
+        dbfs(tail)
+    );
     assert!(report.capture.callbacks > 0 && report.playback.callbacks > 0);
     if policy == FormatPolicy::DeviceNative {
         let f = speaker.device_format().unwrap();
-        assert_eq!((f.rate, f.channels), (44_100, 2), "the stream should run in the sink's own format");
+        assert_eq!(
+            (f.rate, f.channels),
+            (44_100, 2),
+            "the stream should run in the sink's own format"
+        );
         assert!(speaker.resampler_delay_ms() > 0.0 && mic.resampler_delay_ms() > 0.0);
     }
 
@@ -169,7 +205,11 @@ fn tone_and_click(sink_id: &str, policy: FormatPolicy) {
             speaker.write_frame(&output);
         }
     }
-    assert!(results.len() >= 5, "only {} of the clicks came back", results.len());
+    assert!(
+        results.len() >= 5,
+        "only {} of the clicks came back",
+        results.len()
+    );
     // The first click can still see start-up buffering; judge the rest.
     results.remove(0);
     results.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -186,12 +226,30 @@ fn tone_and_click(sink_id: &str, policy: FormatPolicy) {
         results[0].0,
         results[results.len() - 1].0
     );
-    println!("  capture backlog when sent (already captured, not yet read) {:6.1} ms", p.capture_backlog_ms);
-    println!("  our playback ring ahead of the click                        {:6.1} ms", p.playback_queue_ms);
-    println!("  PulseAudio playback latency (server + sink)                 {:6.1} ms", p.host_playback_ms);
-    println!("  PulseAudio capture latency (monitor source + server)        {:6.1} ms", p.host_capture_ms);
-    println!("  our resamplers (both directions)                            {:6.1} ms", p.resamplers_ms);
-    println!("  not accounted for (callback/frame granularity, null sink)   {:6.1} ms", rt - explained);
+    println!(
+        "  capture backlog when sent (already captured, not yet read) {:6.1} ms",
+        p.capture_backlog_ms
+    );
+    println!(
+        "  our playback ring ahead of the click                        {:6.1} ms",
+        p.playback_queue_ms
+    );
+    println!(
+        "  PulseAudio playback latency (server + sink)                 {:6.1} ms",
+        p.host_playback_ms
+    );
+    println!(
+        "  PulseAudio capture latency (monitor source + server)        {:6.1} ms",
+        p.host_capture_ms
+    );
+    println!(
+        "  our resamplers (both directions)                            {:6.1} ms",
+        p.resamplers_ms
+    );
+    println!(
+        "  not accounted for (callback/frame granularity, null sink)   {:6.1} ms",
+        rt - explained
+    );
     println!("playback {:?}", speaker.stats());
     println!("capture  {:?}", mic.stats());
     assert!(rt > 0.0 && rt < 1000.0, "implausible round trip {rt} ms");
@@ -243,18 +301,48 @@ fn wait_for(
     panic!("no event: {what}");
 }
 
+type Expect<'a> = (&'a str, Box<dyn Fn(&AudioEvent) -> bool + 'a>);
+
+/// Waits until every expectation has been met by some event, in any order
+/// (a device's removal and the stream's fallback race each other).
+fn wait_all(events: &Receiver<AudioEvent>, mut expect: Vec<Expect<'_>>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !expect.is_empty() {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        let Ok(e) = events.recv_timeout(left) else {
+            break;
+        };
+        println!("  event: {}", describe(&e));
+        expect.retain(|(_, m)| !m(&e));
+    }
+    let missing: Vec<&str> = expect.iter().map(|(w, _)| *w).collect();
+    assert!(missing.is_empty(), "no event: {missing:?}");
+}
+
 fn describe(e: &AudioEvent) -> String {
     match e {
         AudioEvent::DeviceAdded(d) => format!("DeviceAdded {} ({:?})", d.id, d.direction),
         AudioEvent::DeviceRemoved(d) => format!("DeviceRemoved {} ({:?})", d.id, d.direction),
         AudioEvent::DefaultChanged { direction, device } => {
-            format!("DefaultChanged {direction} → {:?}", device.as_ref().map(|d| &d.id))
+            format!(
+                "DefaultChanged {direction} → {:?}",
+                device.as_ref().map(|d| &d.id)
+            )
         }
-        AudioEvent::StreamMoved { role, from, to, reason } => format!(
+        AudioEvent::StreamMoved {
+            role,
+            from,
+            to,
+            reason,
+        } => format!(
             "StreamMoved {role}: {:?} → {} ({reason:?}){}",
             from.as_ref().map(|d| &d.id),
             to.id,
-            e.user_notice().map(|n| format!(" — \"{n}\"")).unwrap_or_default()
+            e.user_notice()
+                .map(|n| format!(" — \"{n}\""))
+                .unwrap_or_default()
         ),
         other => format!("{other:?}"),
     }
@@ -279,7 +367,12 @@ fn child_hot_plug() {
     let mut speaker = audio.open_playback(DeviceRole::Output, options).unwrap();
     let mut mic = audio.open_capture(options).unwrap();
     wait_for(&events, "output runs on the default meanwhile", |e| {
-        moved(e, DeviceRole::Output, "pulseaudio:vaxel_test", MoveReason::ChosenDeviceMissing)
+        moved(
+            e,
+            DeviceRole::Output,
+            "pulseaudio:vaxel_test",
+            MoveReason::ChosenDeviceMissing,
+        )
     });
     assert!(speaker.is_attached());
     assert_eq!(speaker.device().unwrap().id, "pulseaudio:vaxel_test");
@@ -293,18 +386,44 @@ fn child_hot_plug() {
         let sine = tone(1000.0, 0.3, PIPELINE_RATE as usize, PIPELINE_RATE);
         let mut k = 0usize;
         let mut last = Vec::new();
-        let stop = Instant::now() + Duration::from_secs(60);
-        let report = run_media_loop(&mut mic, &mut speaker, MediaLoopOptions::default(), |input, output| {
-            let at = (k % 100) * FRAME_SAMPLES;
-            output.copy_from_slice(&sine[at..at + FRAME_SAMPLES]);
-            k += 1;
-            last.extend_from_slice(input);
-            if last.len() > PIPELINE_RATE as usize / 2 {
-                last.drain(..FRAME_SAMPLES);
-            }
-            if stop_flag.load(Ordering::Relaxed) || Instant::now() > stop { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-        });
-        (report, last, mic.device().map(|d| d.id.clone()), speaker.device().map(|d| d.id.clone()))
+        let give_up = Instant::now() + Duration::from_secs(60);
+        let mut stop_at: Option<Instant> = None;
+        let report = run_media_loop(
+            &mut mic,
+            &mut speaker,
+            MediaLoopOptions::default(),
+            |input, output| {
+                let at = (k % 100) * FRAME_SAMPLES;
+                output.copy_from_slice(&sine[at..at + FRAME_SAMPLES]);
+                k += 1;
+                last.extend_from_slice(input);
+                if last.len() > PIPELINE_RATE as usize / 2 {
+                    last.drain(..FRAME_SAMPLES);
+                }
+                // Once told to stop, run on until the tone is heard through the
+                // returned headset (a freshly loaded sink's monitor takes a moment
+                // to start), or for 10 s at most.
+                if stop_flag.load(Ordering::Relaxed) {
+                    let at = *stop_at.get_or_insert_with(Instant::now);
+                    let heard = last.len() >= 4_800
+                        && tone_present(&last[last.len() - 4_800..], 1000.0, PIPELINE_RATE, 20.0);
+                    if heard || at.elapsed() > Duration::from_secs(10) {
+                        return ControlFlow::Break(());
+                    }
+                }
+                if Instant::now() > give_up {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        );
+        (
+            report,
+            last,
+            mic.device().map(|d| d.id.clone()),
+            speaker.device().map(|d| d.id.clone()),
+        )
     });
 
     // 1. The headset is plugged in: both streams move to it.
@@ -316,32 +435,101 @@ fn child_hot_plug() {
     ])
     .unwrap();
     let module = module.trim().to_owned();
-    wait_for(&events, "headset added", |e| {
-        matches!(e, AudioEvent::DeviceAdded(d) if d.id == "pulseaudio:headset")
-    });
-    wait_for(&events, "output returns to the chosen headset", |e| {
-        moved(e, DeviceRole::Output, "pulseaudio:headset", MoveReason::ChosenDeviceReturned)
-    });
+    wait_all(
+        &events,
+        vec![
+            (
+                "headset added",
+                Box::new(
+                    |e| matches!(e, AudioEvent::DeviceAdded(d) if d.id == "pulseaudio:headset"),
+                ),
+            ),
+            (
+                "output returns to the chosen headset",
+                Box::new(|e| {
+                    moved(
+                        e,
+                        DeviceRole::Output,
+                        "pulseaudio:headset",
+                        MoveReason::ChosenDeviceReturned,
+                    )
+                }),
+            ),
+            (
+                "input returns to the chosen headset monitor",
+                Box::new(|e| {
+                    moved(
+                        e,
+                        DeviceRole::Input,
+                        "pulseaudio:headset.monitor",
+                        MoveReason::ChosenDeviceReturned,
+                    )
+                }),
+            ),
+        ],
+    );
 
     // 2. It is unplugged mid-stream: both fall back to the default, and the user is told.
     pactl(&["unload-module", &module]).unwrap();
-    let e = wait_for(&events, "output falls back to the default", |e| {
-        moved(e, DeviceRole::Output, "pulseaudio:vaxel_test", MoveReason::DeviceLost)
-    });
-    assert!(e.user_notice().unwrap().contains("Headset"));
-    wait_for(&events, "headset removed", |e| {
-        matches!(e, AudioEvent::DeviceRemoved(d) if d.id == "pulseaudio:headset")
-    });
+    wait_all(
+        &events,
+        vec![
+            (
+                "output falls back to the default, telling the user",
+                Box::new(|e| {
+                    moved(
+                        e,
+                        DeviceRole::Output,
+                        "pulseaudio:vaxel_test",
+                        MoveReason::DeviceLost,
+                    ) && e.user_notice().is_some_and(|n| n.contains("Headset"))
+                }),
+            ),
+            (
+                "input falls back to the default",
+                Box::new(|e| {
+                    moved(
+                        e,
+                        DeviceRole::Input,
+                        "pulseaudio:vaxel_test.monitor",
+                        MoveReason::DeviceLost,
+                    )
+                }),
+            ),
+            (
+                "headset removed",
+                Box::new(
+                    |e| matches!(e, AudioEvent::DeviceRemoved(d) if d.id == "pulseaudio:headset"),
+                ),
+            ),
+        ],
+    );
 
     // 3. The default changes: the ringing stream (system default) follows it.
     pactl(&["set-default-sink", "vaxel_other"]).unwrap();
-    wait_for(&events, "default output changed", |e| {
-        matches!(e, AudioEvent::DefaultChanged { direction: Direction::Output, device: Some(d) }
-            if d.id == "pulseaudio:vaxel_other")
-    });
-    wait_for(&events, "ringing follows the default", |e| {
-        moved(e, DeviceRole::Ringing, "pulseaudio:vaxel_other", MoveReason::FollowedDefault)
-    });
+    wait_all(
+        &events,
+        vec![
+            (
+                "default output changed",
+                Box::new(|e| {
+                    matches!(e, AudioEvent::DefaultChanged { direction: Direction::Output, device: Some(d) }
+                        if d.id == "pulseaudio:vaxel_other")
+                }),
+            ),
+            (
+                "ringing follows the default",
+                Box::new(|e| {
+                    moved(
+                        e,
+                        DeviceRole::Ringing,
+                        "pulseaudio:vaxel_other",
+                        MoveReason::FollowedDefault,
+                    )
+                }),
+            ),
+        ],
+    );
 
     // 4. The headset comes back: calls return to it.
     pactl(&[
@@ -351,23 +539,47 @@ fn child_hot_plug() {
         "sink_properties=device.description=Headset",
     ])
     .unwrap();
-    wait_for(&events, "output returns to the headset again", |e| {
-        moved(e, DeviceRole::Output, "pulseaudio:headset", MoveReason::ChosenDeviceReturned)
-    });
-    wait_for(&events, "input returns to the headset monitor", |e| {
-        moved(e, DeviceRole::Input, "pulseaudio:headset.monitor", MoveReason::ChosenDeviceReturned)
-    });
-    // Let audio flow on the headset for a while, then stop the media loop.
-    std::thread::sleep(Duration::from_millis(1200));
+    wait_all(
+        &events,
+        vec![
+            (
+                "output returns to the headset again",
+                Box::new(|e| {
+                    moved(
+                        e,
+                        DeviceRole::Output,
+                        "pulseaudio:headset",
+                        MoveReason::ChosenDeviceReturned,
+                    )
+                }),
+            ),
+            (
+                "input returns to the headset monitor",
+                Box::new(|e| {
+                    moved(
+                        e,
+                        DeviceRole::Input,
+                        "pulseaudio:headset.monitor",
+                        MoveReason::ChosenDeviceReturned,
+                    )
+                }),
+            ),
+        ],
+    );
+    // Audio must flow through the headset now; the media loop stops once it hears the tone.
     stop_media.store(true, Ordering::Relaxed);
     let (report, last, mic_dev, speaker_dev) = media.join().unwrap();
     println!("media loop through the moves: {report:?}");
     assert_eq!(mic_dev.as_deref(), Some("pulseaudio:headset.monitor"));
     assert_eq!(speaker_dev.as_deref(), Some("pulseaudio:headset"));
     assert!(
-        tone_present(&last, 1000.0, PIPELINE_RATE, 20.0),
+        tone_present(&last[last.len() - 4_800..], 1000.0, PIPELINE_RATE, 20.0),
         "the tone does not come back through the returned headset"
     );
-    assert!(report.playback.restarts >= 3, "playback moved {} times", report.playback.restarts);
+    assert!(
+        report.playback.restarts >= 3,
+        "playback moved {} times",
+        report.playback.restarts
+    );
     drop(ringer);
 }

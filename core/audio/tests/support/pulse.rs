@@ -96,7 +96,10 @@ impl PulseDaemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err(format!("pulseaudio did not come up; its log:\n{}", self.log()))
+        Err(format!(
+            "pulseaudio did not come up; its log:\n{}",
+            self.log()
+        ))
     }
 
     /// The environment a client needs to reach this daemon.
@@ -126,7 +129,13 @@ impl PulseDaemon {
     pub fn run_child_test(&self, name: &str) {
         let exe = std::env::current_exe().expect("test binary path");
         let out = Command::new(exe)
-            .args(["--ignored", "--exact", name, "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                name,
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .envs(self.env())
             .env("VAXEL_PULSE_CHILD", "1")
             .output()
