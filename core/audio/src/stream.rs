@@ -469,7 +469,8 @@ impl CaptureReader {
         })
     }
 
-    /// The device this stream currently reads from.
+    /// The device this stream reads from, as of the last `&mut self` call
+    /// (which picks up a device move).
     pub fn device(&self) -> Option<&DeviceInfo> {
         self.leg.as_ref().map(|l| &l.device)
     }
@@ -559,7 +560,8 @@ impl PlaybackWriter {
         self.leg.is_some()
     }
 
-    /// The device this stream currently plays on.
+    /// The device this stream plays on, as of the last `&mut self` call
+    /// (which picks up a device move).
     pub fn device(&self) -> Option<&DeviceInfo> {
         self.leg.as_ref().map(|l| &l.device)
     }
@@ -610,3 +612,98 @@ pub(crate) fn leg_ring<T>() -> (HeapProd<T>, HeapCons<T>) {
 
 // A pipeline frame is 10 ms.
 const _: () = assert!(FRAME_SAMPLES * 100 == PIPELINE_RATE as usize);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::{ConfigRange, NativeConfig};
+    use crate::format::SampleKind;
+
+    fn device(ranges: Vec<ConfigRange>, native: Option<NativeConfig>) -> DeviceInfo {
+        DeviceInfo {
+            id: "test:dev".into(),
+            name: "Dev".into(),
+            direction: Direction::Output,
+            is_default: true,
+            native,
+            ranges,
+        }
+    }
+
+    fn range(channels: u16, min: u32, max: u32, sample: Option<SampleKind>) -> ConfigRange {
+        ConfigRange {
+            channels,
+            min_rate: min,
+            max_rate: max,
+            sample,
+            buffer_frames: Some((1, 8192)),
+        }
+    }
+
+    #[test]
+    fn pipeline_policy_asks_for_48k_mono_float_when_offered() {
+        // What PulseAudio offers: every channel count and format at any rate.
+        let mut ranges = Vec::new();
+        for ch in 1..=8 {
+            for s in [SampleKind::I16, SampleKind::F32, SampleKind::U8] {
+                ranges.push(range(ch, 1, 384_000, Some(s)));
+            }
+        }
+        let native = NativeConfig {
+            rate: 44_100,
+            channels: 2,
+            sample: Some(SampleKind::I16),
+        };
+        let d = device(ranges, Some(native));
+        let f = choose_format(&d, FormatPolicy::Pipeline).unwrap();
+        assert_eq!(
+            f,
+            DeviceFormat {
+                rate: 48_000,
+                channels: 1,
+                sample: SampleKind::F32
+            }
+        );
+        let f = choose_format(&d, FormatPolicy::DeviceNative).unwrap();
+        assert_eq!(
+            f,
+            DeviceFormat {
+                rate: 44_100,
+                channels: 2,
+                sample: SampleKind::I16
+            }
+        );
+        assert_eq!(buffer_size(&d, &f, Some(10)), cpal::BufferSize::Fixed(441));
+    }
+
+    #[test]
+    fn a_device_without_48k_runs_natively() {
+        // A USB headset that only does 44.1 kHz stereo s16.
+        let d = device(vec![range(2, 44_100, 44_100, Some(SampleKind::I16))], None);
+        let f = choose_format(&d, FormatPolicy::Pipeline).unwrap();
+        assert_eq!(
+            f,
+            DeviceFormat {
+                rate: 44_100,
+                channels: 2,
+                sample: SampleKind::I16
+            }
+        );
+        // Buffer sizes the device does not offer fall back to the host default.
+        let tight = DeviceInfo {
+            ranges: vec![ConfigRange {
+                buffer_frames: Some((1024, 4096)),
+                ..d.ranges[0].clone()
+            }],
+            ..d
+        };
+        assert_eq!(buffer_size(&tight, &f, Some(10)), cpal::BufferSize::Default);
+    }
+
+    #[test]
+    fn a_device_with_no_usable_format_is_refused() {
+        let d = device(vec![range(2, 44_100, 48_000, None)], None);
+        let e = choose_format(&d, FormatPolicy::Pipeline).unwrap_err();
+        assert_eq!(e.code(), "audio.unsupported_device");
+    }
+}
