@@ -4,3 +4,5 @@
 //! Nothing in this crate touches a socket, a file, a thread or a clock. Time comes
 //! in as an argument and randomness through an injected generator, so every
 //! behaviour can be tested in virtual time (ARCHITECTURE.md §3.1).
+
+pub mod msg;
