@@ -208,11 +208,13 @@ pub(crate) fn quote(s: &str) -> String {
     out.push('"');
     for c in s.chars() {
         match c {
-            '"' | '\\' => {
+            // quoted-pair cannot carry CR or LF (§25.1).
+            '\r' | '\n' => out.push(' '),
+            // Quotes, backslashes and controls other than HT go as quoted-pairs.
+            '"' | '\\' | '\0'..='\x08' | '\x0b'..='\x1f' | '\x7f' => {
                 out.push('\\');
                 out.push(c);
             }
-            '\r' | '\n' => out.push(' '),
             _ => out.push(c),
         }
     }
