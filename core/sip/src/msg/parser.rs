@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use memchr::memchr;
+use memchr::{memchr, memchr2};
 
 use super::error::{ErrorKind, ParseError};
 use super::headers::{Header, HeaderName, Headers};
@@ -24,17 +24,18 @@ const fn err(kind: ErrorKind, detail: &'static str) -> ParseError {
 /// breaks only as CRLF, and inside a header only as folding).
 #[inline]
 pub(crate) fn line_end(b: &[u8], from: usize) -> Result<usize, ParseError> {
-    let nl = match memchr(b'\n', &b[from..]) {
-        Some(p) => from + p,
-        None => return Err(err(ErrorKind::Incomplete, "unterminated line")),
-    };
-    if nl == from || b[nl - 1] != b'\r' {
-        return Err(err(ErrorKind::HeaderLine, "bare LF"));
+    match memchr2(b'\r', b'\n', &b[from..]) {
+        Some(p) => {
+            let i = from + p;
+            match (b[i], b.get(i + 1)) {
+                (b'\r', Some(b'\n')) => Ok(i),
+                (b'\r', None) => Err(err(ErrorKind::Incomplete, "unterminated line")),
+                (b'\r', _) => Err(err(ErrorKind::HeaderLine, "bare CR")),
+                _ => Err(err(ErrorKind::HeaderLine, "bare LF")),
+            }
+        }
+        None => Err(err(ErrorKind::Incomplete, "unterminated line")),
     }
-    if memchr(b'\r', &b[from..nl - 1]).is_some() {
-        return Err(err(ErrorKind::HeaderLine, "bare CR"));
-    }
-    Ok(nl - 1)
 }
 
 fn to_text(buf: &Bytes, from: usize, to: usize) -> Result<ByteString, ParseError> {

@@ -241,7 +241,16 @@ pub(crate) fn parse_num(s: &str, max: u64) -> Option<u64> {
 /// Trims SP/HT from both ends.
 #[inline]
 pub(crate) fn trim(s: &str) -> &str {
-    s.trim_matches(|c| c == ' ' || c == '\t')
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut j = b.len();
+    while i < j && is_wsp(b[i]) {
+        i += 1;
+    }
+    while j > i && is_wsp(b[j - 1]) {
+        j -= 1;
+    }
+    &s[i..j]
 }
 
 /// Splits a header value into its comma-separated elements, ignoring commas

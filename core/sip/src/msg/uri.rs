@@ -197,34 +197,47 @@ impl<'a> Iterator for ParamIter<'a> {
     type Item = (&'a str, Option<&'a str>);
 
     fn next(&mut self) -> Option<Self::Item> {
+        let s = self.s;
+        let b = s.as_bytes();
+        let mut i = 0;
         loop {
-            let s = self.s.trim_start_matches([' ', '\t', ';']);
-            if s.is_empty() {
-                self.s = s;
+            while i < b.len() && (b[i] == b';' || scan::is_wsp(b[i])) {
+                i += 1;
+            }
+            if i >= b.len() {
+                self.s = "";
                 return None;
             }
-            let b = s.as_bytes();
-            let mut i = 0;
+            let start = i;
+            let mut eq = None;
             let mut quoted = false;
             while i < b.len() {
-                match b[i] {
-                    b'"' => quoted = !quoted,
-                    b'\\' if quoted => i += 1,
-                    b';' if !quoted => break,
-                    _ => {}
+                let c = b[i];
+                if quoted {
+                    if c == b'\\' {
+                        i += 1;
+                    } else if c == b'"' {
+                        quoted = false;
+                    }
+                } else if c == b'"' {
+                    quoted = true;
+                } else if c == b';' {
+                    break;
+                } else if c == b'=' && eq.is_none() {
+                    eq = Some(i);
                 }
                 i += 1;
             }
-            let i = i.min(b.len());
-            let piece = &s[..i];
-            self.s = &s[i..];
-            let (n, v) = match piece.find('=') {
-                Some(e) => (scan::trim(&piece[..e]), Some(scan::trim(&piece[e + 1..]))),
-                None => (scan::trim(piece), None),
+            let end = i.min(b.len());
+            self.s = &s[end..];
+            let (n, v) = match eq {
+                Some(e) => (scan::trim(&s[start..e]), Some(scan::trim(&s[e + 1..end]))),
+                None => (scan::trim(&s[start..end]), None),
             };
             if !n.is_empty() {
                 return Some((n, v));
             }
+            i = end;
         }
     }
 }
@@ -333,8 +346,8 @@ fn classify_host(h: &str) -> Result<RawHost<'_>, ParseError> {
             .map(RawHost::V4)
             .map_err(|_| uri_err("bad IPv4 address"));
     }
-    let labels = h.strip_suffix('.').unwrap_or(h);
-    if labels.split('.').any(str::is_empty) {
+    let labels = b.strip_suffix(b".").unwrap_or(b);
+    if labels.first() == Some(&b'.') || labels.windows(2).any(|w| w == b"..") {
         return Err(uri_err("empty label in host name"));
     }
     Ok(RawHost::Domain(h))

@@ -106,8 +106,22 @@ pub(crate) fn scan_via(s: &str) -> Result<RawVia<'_>, ParseError> {
 /// [`scan_via`], accepting any protocol version when `any_version` (to route
 /// back a 505, RFC 3261 §21.5.20).
 pub(crate) fn scan_via_version(s: &str, any_version: bool) -> Result<RawVia<'_>, ParseError> {
+    let (v, end) = scan_via_at(s, 0, any_version)?;
+    if end != s.len() {
+        return Err(ParseError::value("unexpected text in Via"));
+    }
+    Ok(v)
+}
+
+/// Scans one via-parm from `s[start]`; returns it and the index where it ends
+/// (end of input or the `,` before the next via-parm).
+pub(crate) fn scan_via_at(
+    s: &str,
+    start: usize,
+    any_version: bool,
+) -> Result<(RawVia<'_>, usize), ParseError> {
     let b = s.as_bytes();
-    let i = scan::skip_wsp(b, 0);
+    let i = scan::skip_wsp(b, start);
     let n = scan::run(b, i, TOKEN);
     if !s[i..n].eq_ignore_ascii_case("SIP") {
         return Err(ParseError::value("sent-protocol is not SIP"));
@@ -143,9 +157,6 @@ pub(crate) fn scan_via_version(s: &str, any_version: bool) -> Result<RawVia<'_>,
     }
     let pstart = i;
     let end = scan_header_params(b, i)?;
-    if end != b.len() {
-        return Err(ParseError::value("unexpected text in Via"));
-    }
     let params = scan::trim(&s[pstart..end]);
     for (n, v) in ParamIter::new(params) {
         let ok = if n.eq_ignore_ascii_case("ttl") {
@@ -165,12 +176,15 @@ pub(crate) fn scan_via_version(s: &str, any_version: bool) -> Result<RawVia<'_>,
             return Err(ParseError::value("bad Via parameter"));
         }
     }
-    Ok(RawVia {
-        transport,
-        host,
-        port,
-        params,
-    })
+    Ok((
+        RawVia {
+            transport,
+            host,
+            port,
+            params,
+        },
+        end,
+    ))
 }
 
 /// One Via value (§20.42): `SIP/2.0/transport sent-by;params`.
