@@ -246,20 +246,34 @@ impl<'a> Iterator for ParamIter<'a> {
 /// `generic-param = token [ EQUAL gen-value ]`, `gen-value = token / host /
 /// quoted-string`), with LWS around `;` and `=`. Returns the index after the
 /// last parameter and its trailing whitespace.
-pub(crate) fn scan_header_params(s: &[u8], mut i: usize) -> Result<usize, ParseError> {
+pub(crate) fn scan_header_params(s: &[u8], i: usize) -> Result<usize, ParseError> {
+    scan_header_params_with(s, i, |_, _| Ok(()))
+}
+
+/// [`scan_header_params`], calling `check(name, value)` for each parameter so
+/// that a header can check its own parameters in the same pass.
+#[inline]
+pub(crate) fn scan_header_params_with(
+    s: &[u8],
+    mut i: usize,
+    mut check: impl FnMut(&[u8], Option<&[u8]>) -> Result<(), ParseError>,
+) -> Result<usize, ParseError> {
     loop {
         i = scan::skip_wsp(s, i);
         if s.get(i) != Some(&b';') {
             return Ok(i);
         }
         i = scan::skip_wsp(s, i + 1);
+        let n0 = i;
         let n = scan::run(s, i, scan::TOKEN);
         if n == i {
             return Err(ParseError::value("empty parameter name"));
         }
         i = scan::skip_wsp(s, n);
+        let mut value = None;
         if s.get(i) == Some(&b'=') {
             i = scan::skip_wsp(s, i + 1);
+            let v0 = i;
             match s.get(i) {
                 Some(b'"') => {
                     i = scan::skip_quoted(s, i)
@@ -283,7 +297,9 @@ pub(crate) fn scan_header_params(s: &[u8], mut i: usize) -> Result<usize, ParseE
                     i = e;
                 }
             }
+            value = Some(&s[v0..i]);
         }
+        check(&s[n0..n], value)?;
     }
 }
 
@@ -330,27 +346,70 @@ pub(crate) fn scan_host(s: &str, i: usize) -> Result<(RawHost<'_>, usize), Parse
             .map_err(|_| uri_err("bad IPv6 address"))?;
         return Ok((RawHost::V6(addr), close + 1));
     }
-    let end = scan::run(b, i, HOST);
-    Ok((classify_host(&s[i..end])?, end))
-}
-
-fn classify_host(h: &str) -> Result<RawHost<'_>, ParseError> {
-    let b = h.as_bytes();
-    if b.is_empty() {
+    // One pass: hostname characters, noting whether the host is all digits
+    // and dots (then only an IPv4address fits, a toplabel starts with ALPHA,
+    // §25.1) and whether a label is empty.
+    let mut j = i;
+    let mut numeric = true;
+    let mut prev_dot = true;
+    let mut empty_label = false;
+    while j < b.len() {
+        let c = b[j];
+        if c == b'.' {
+            empty_label |= prev_dot;
+            prev_dot = true;
+        } else if scan::is(c, HOST) {
+            prev_dot = false;
+            numeric &= c.is_ascii_digit();
+        } else {
+            break;
+        }
+        j += 1;
+    }
+    if j == i {
         return Err(uri_err("missing host"));
     }
-    if b.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
-        // All-numeric: only an IPv4address fits (a toplabel starts with ALPHA, §25.1).
-        return h
-            .parse::<Ipv4Addr>()
-            .map(RawHost::V4)
-            .map_err(|_| uri_err("bad IPv4 address"));
+    if numeric {
+        return parse_ipv4(&b[i..j])
+            .map(|a| (RawHost::V4(a), j))
+            .ok_or(uri_err("bad IPv4 address"));
     }
-    let labels = b.strip_suffix(b".").unwrap_or(b);
-    if labels.first() == Some(&b'.') || labels.windows(2).any(|w| w == b"..") {
+    if empty_label {
         return Err(uri_err("empty label in host name"));
     }
-    Ok(RawHost::Domain(h))
+    Ok((RawHost::Domain(&s[i..j]), j))
+}
+
+/// `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT` (§25.1), each at most 255.
+pub(crate) fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
+    let mut o = [0u8; 4];
+    let mut k = 0;
+    let mut v: u16 = 0;
+    let mut digits = 0;
+    for &c in b {
+        if c == b'.' {
+            if digits == 0 || k == 3 {
+                return None;
+            }
+            o[k] = v as u8;
+            k += 1;
+            v = 0;
+            digits = 0;
+        } else if c.is_ascii_digit() {
+            v = v * 10 + u16::from(c - b'0');
+            digits += 1;
+            if digits > 3 || v > 255 {
+                return None;
+            }
+        } else {
+            return None;
+        }
+    }
+    if digits == 0 || k != 3 {
+        return None;
+    }
+    o[3] = v as u8;
+    Some(Ipv4Addr::from(o))
 }
 
 impl Host {
@@ -563,25 +622,27 @@ fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseErro
     let b = s.as_bytes();
     let mut i = start;
     let (mut user, mut password) = (None, None);
-    // '@' appears unescaped only after the userinfo (§25.1), and the user part
-    // may itself hold ';', '?' and ',' (RFC 4475 §3.1.1.2, §3.1.1.9).
-    if let Some(at) = memchr(b'@', &b[i..]) {
-        let at = i + at;
-        let ui_end = memchr(b':', &b[i..at]).map_or(at, |c| i + c);
-        let u_end = scan::run_escaped(b, i, USER).ok_or(uri_err("bad escape in URI user"))?;
-        if u_end != ui_end || u_end == i {
-            return Err(uri_err("bad URI user part"));
-        }
-        user = Some(&s[i..ui_end]);
-        if ui_end < at {
-            let p_end = scan::run_escaped(b, ui_end + 1, PASSWORD)
-                .ok_or(uri_err("bad escape in URI password"))?;
-            if p_end != at {
-                return Err(uri_err("bad URI password"));
+    // The userinfo is a run of user characters (which include ';', '?' and
+    // ',', RFC 4475 §3.1.1.2, §3.1.1.9), optionally ':' and a password, ending
+    // in '@' (§25.1); without the '@' the same text is the host.
+    let u_end = scan::run_escaped(b, i, USER).ok_or(uri_err("bad escape in URI"))?;
+    if u_end > i {
+        match b.get(u_end) {
+            Some(b'@') => {
+                user = Some(&s[i..u_end]);
+                i = u_end + 1;
             }
-            password = Some(&s[ui_end + 1..at]);
+            Some(b':') => {
+                let p_end = scan::run_escaped(b, u_end + 1, PASSWORD)
+                    .ok_or(uri_err("bad escape in URI password"))?;
+                if b.get(p_end) == Some(&b'@') {
+                    user = Some(&s[i..u_end]);
+                    password = Some(&s[u_end + 1..p_end]);
+                    i = p_end + 1;
+                }
+            }
+            _ => {}
         }
-        i = at + 1;
     }
     let (host, mut i) = scan_host(s, i)?;
     let mut port = None;
