@@ -187,6 +187,7 @@ pub fn is_request(payload: &bytes::Bytes) -> bool {
 
 /// How the UA answers an INVITE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)]
 pub enum Answer {
     /// 180 at once, then 200 after the delay.
     RingThenOk(Duration),
@@ -218,6 +219,9 @@ pub struct CallRecord {
     pub acks_sent: u32,
 }
 
+/// An incoming INVITE: the request, our To tag, and the final response due (when, code).
+pub type Incoming = (Request, String, Option<(Instant, u16)>);
+
 pub struct Ua {
     pub user: &'static str,
     pub domain: &'static str,
@@ -230,7 +234,7 @@ pub struct Ua {
     pub invites_by_call: HashMap<String, Request>,
     pub calls: HashMap<TxKey, CallRecord>,
     /// Incoming INVITE server transactions with the To tag and the pending final.
-    pub incoming: HashMap<TxKey, (Request, String, Option<(Instant, u16)>)>,
+    pub incoming: HashMap<TxKey, Incoming>,
     /// Server INVITE transactions whose 2xx went unacknowledged (Timer L timeout).
     pub unacked_2xx: Vec<TxKey>,
     /// Client transactions other than INVITE: started and outcome.
@@ -394,15 +398,15 @@ impl Tu for Ua {
             TxEvent::Response { tx, response } => {
                 if self.invites.contains_key(&tx) {
                     self.on_invite_response(now, layer, tx, response);
-                } else if let Some(o) = self.others.get_mut(&tx) {
-                    if response.status.is_final() {
-                        o.1 = Some(response.status.as_u16());
-                        // Our BYE was answered: the dialog ends (§15.1.1).
-                        if o.0 == Method::Bye {
-                            if let Some(id) = self.dialogs.find_for_response(&response).cloned() {
-                                self.dialogs.remove(&id);
-                            }
-                        }
+                } else if let Some(o) = self.others.get_mut(&tx)
+                    && response.status.is_final()
+                {
+                    o.1 = Some(response.status.as_u16());
+                    // Our BYE was answered: the dialog ends (§15.1.1).
+                    if o.0 == Method::Bye
+                        && let Some(id) = self.dialogs.find_for_response(&response).cloned()
+                    {
+                        self.dialogs.remove(&id);
                     }
                 }
             }
