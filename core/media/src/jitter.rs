@@ -267,17 +267,17 @@ impl JitterBuffer {
             ext = self.extend(packet.timestamp);
         }
         let transit = arrival - ext;
-        if let Some(p) = self.playout {
-            if ext < p {
-                if self.played_recent.contains(&ext) {
-                    self.stats.duplicates += 1;
-                } else {
-                    self.stats.late += 1;
-                    // A late packet still tells us about the network's delay.
-                    self.update_target(transit);
-                }
-                return;
+        if let Some(p) = self.playout
+            && ext < p
+        {
+            if self.played_recent.contains(&ext) {
+                self.stats.duplicates += 1;
+            } else {
+                self.stats.late += 1;
+                // A late packet still tells us about the network's delay.
+                self.update_target(transit);
             }
+            return;
         }
         if self.packets.contains_key(&ext) {
             self.stats.duplicates += 1;
@@ -297,10 +297,10 @@ impl JitterBuffer {
         {
             self.packets.pop_first();
             self.stats.overflow += 1;
-            if let Some(p) = self.playout.as_mut() {
-                if let Some(&k) = self.packets.keys().next() {
-                    *p = (*p).max(k);
-                }
+            if let Some(p) = self.playout.as_mut()
+                && let Some(&k) = self.packets.keys().next()
+            {
+                *p = (*p).max(k);
             }
         }
     }

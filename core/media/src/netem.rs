@@ -225,11 +225,12 @@ impl NetworkEmulator {
         if self.rng.chance(p.spike_probability) {
             self.stall_until = Some(sent + Duration::from_secs_f64(p.spike_ms / 1000.0));
         }
-        if let Some((at, ms)) = p.spike_at {
-            if !self.spike_done && sent.saturating_duration_since(start) >= at {
-                self.spike_done = true;
-                self.stall_until = Some(sent + Duration::from_secs_f64(ms / 1000.0));
-            }
+        if let Some((at, ms)) = p.spike_at
+            && !self.spike_done
+            && sent.saturating_duration_since(start) >= at
+        {
+            self.spike_done = true;
+            self.stall_until = Some(sent + Duration::from_secs_f64(ms / 1000.0));
         }
         let mut arrival = sent + Duration::from_secs_f64(delay / 1000.0);
         if let Some(until) = self.stall_until {

@@ -334,7 +334,7 @@ impl AudioCodec for G722 {
     }
 
     fn encode(&mut self, pcm: &[i16], out: &mut Vec<u8>) -> Result<(), CodecError> {
-        if pcm.len() % 2 != 0 {
+        if !pcm.len().is_multiple_of(2) {
             return Err(CodecError::BadFrame {
                 codec: "G722",
                 expected: self.frame_samples,

@@ -347,7 +347,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// Reads lowercase or uppercase hex; `None` on odd length or a non-hex digit.
 pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     fn nib(c: u8) -> Option<u8> {

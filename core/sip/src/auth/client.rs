@@ -364,14 +364,15 @@ impl DigestClient {
                 .sessions
                 .iter()
                 .position(|s| s.kind == kind && s.challenge.realm == realm);
-            if let Some(i) = existing {
-                if self.sessions[i].used && !chosen.stale {
-                    // RFC 3261 §22.2: the server challenged again although we answered.
-                    self.sessions.remove(i);
-                    self.rejected.push((kind, realm.clone()));
-                    refused.get_or_insert(realm);
-                    continue;
-                }
+            if let Some(i) = existing
+                && self.sessions[i].used
+                && !chosen.stale
+            {
+                // RFC 3261 §22.2: the server challenged again although we answered.
+                self.sessions.remove(i);
+                self.rejected.push((kind, realm.clone()));
+                refused.get_or_insert(realm);
+                continue;
             }
             let Ok(qop) = self.choose_qop(chosen) else {
                 continue;

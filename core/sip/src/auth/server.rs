@@ -580,10 +580,10 @@ impl DigestServer {
             NonceCheck::Expired => return Verification::Stale(StaleReason::Expired),
             NonceCheck::Unknown => return Verification::Stale(StaleReason::Unknown),
         };
-        if let Some(nc) = c.nc {
-            if let Err(reason) = self.replay.accept(&c.nonce, issued_at, nc.0) {
-                return Verification::Stale(reason);
-            }
+        if let Some(nc) = c.nc
+            && let Err(reason) = self.replay.accept(&c.nonce, issued_at, nc.0)
+        {
+            return Verification::Stale(reason);
         }
         Verification::Authenticated(AuthenticatedUser {
             username: stored.username,

@@ -243,12 +243,12 @@ pub(crate) fn parse(buf: Bytes) -> Result<Message, ParseError> {
             if cseq_method.is_none() {
                 cseq_method = Some(value.slice_ref(m));
             }
-        } else if !matches!(name, HeaderName::Other(_)) {
-            if let Some(cl) = check_known(&name, &value).map_err(|e| e.in_header(&name))? {
-                match content_length {
-                    Some(prev) if prev != cl => cl_conflict = true,
-                    _ => content_length = Some(cl),
-                }
+        } else if !matches!(name, HeaderName::Other(_))
+            && let Some(cl) = check_known(&name, &value).map_err(|e| e.in_header(&name))?
+        {
+            match content_length {
+                Some(prev) if prev != cl => cl_conflict = true,
+                _ => content_length = Some(cl),
             }
         }
         headers.push_header(Header { name, value });
@@ -280,14 +280,14 @@ pub(crate) fn parse(buf: Bytes) -> Result<Message, ParseError> {
             let uri_parsed = raw.own(&uri);
             let method = Method::from_token(&method)?;
             // §8.1.1.5 / RFC 4475 §3.1.2.17: CSeq method must equal the request method.
-            if let Some(m) = cseq_method {
-                if m != method.as_str() {
-                    return Err(err(
-                        ErrorKind::CSeqMismatch,
-                        "CSeq method differs from the request method",
-                    )
-                    .in_header(&HeaderName::CSeq));
-                }
+            if let Some(m) = cseq_method
+                && m != method.as_str()
+            {
+                return Err(err(
+                    ErrorKind::CSeqMismatch,
+                    "CSeq method differs from the request method",
+                )
+                .in_header(&HeaderName::CSeq));
             }
             Ok(Message::Request(Request {
                 method,
