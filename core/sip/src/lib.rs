@@ -6,3 +6,4 @@
 //! behaviour can be tested in virtual time (ARCHITECTURE.md §3.1).
 
 pub mod auth;
+pub mod msg;

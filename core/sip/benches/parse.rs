@@ -1,0 +1,3 @@
+//! Parse benchmark (placeholder until the criterion benchmark lands).
+
+fn main() {}
