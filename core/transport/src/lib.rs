@@ -2,6 +2,7 @@
 //! connection reuse and RFC 3263 resolution. A thin driver: it moves bytes and
 //! time into `vaxel-sip` and carries out what that crate asks for.
 
+pub mod fixup;
 mod peer;
 pub mod resolve;
 pub mod sockets;

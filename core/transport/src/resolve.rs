@@ -460,7 +460,7 @@ impl Resolver for DnsResolver {
             Ok(lookup
                 .answers()
                 .iter()
-                .filter_map(|r| match r.data() {
+                .filter_map(|r| match &r.data {
                     RData::NAPTR(n) => Some(NaptrRecord {
                         order: n.order,
                         preference: n.preference,
@@ -484,7 +484,7 @@ impl Resolver for DnsResolver {
             Ok(lookup
                 .answers()
                 .iter()
-                .filter_map(|r| match r.data() {
+                .filter_map(|r| match &r.data {
                     RData::SRV(s) => Some(SrvRecord {
                         priority: s.priority,
                         weight: s.weight,
