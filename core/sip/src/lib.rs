@@ -6,4 +6,6 @@
 //! behaviour can be tested in virtual time (ARCHITECTURE.md §3.1).
 
 pub mod auth;
+pub mod dialog;
 pub mod msg;
+pub mod transaction;
