@@ -192,8 +192,8 @@ impl Stats {
     pub(crate) fn add_bad_request_answered(&self) {
         bump(&self.bad_requests_answered);
     }
-    pub(crate) fn add_retransmission(&self) {
-        bump(&self.retransmissions);
+    pub(crate) fn set_retransmissions(&self, n: u64) {
+        self.retransmissions.store(n, Ordering::Relaxed);
     }
     pub(crate) fn add_transport_error(&self) {
         bump(&self.transport_errors);
