@@ -118,6 +118,7 @@ impl Endpoint {
     pub async fn start(config: EndpointConfig) -> io::Result<(EndpointHandle, Events)> {
         let sockets = Sockets::bind(config.sockets.clone()).await?;
         let local = sockets.local_addrs().to_vec();
+        let tls_client = config.sockets.tls_client.is_some();
         let stats = sockets.stats().clone();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -132,6 +133,7 @@ impl Endpoint {
             inner: Arc::new(HandleInner {
                 commands: cmd_tx,
                 local,
+                tls_client,
                 stats,
                 resolver: std::sync::OnceLock::new(),
                 task: std::sync::Mutex::new(Some(task)),
@@ -331,6 +333,7 @@ pub fn response_peer(via: &Via, from: Peer) -> Peer {
 struct HandleInner {
     commands: mpsc::UnboundedSender<Command>,
     local: Vec<LocalAddr>,
+    tls_client: bool,
     stats: Arc<Stats>,
     resolver: std::sync::OnceLock<Result<Arc<dyn Resolver>, ResolveError>>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -430,14 +433,19 @@ impl EndpointHandle {
             .map(|l| l.addr)
     }
 
-    /// The transports this endpoint can send over: those with a bound socket,
-    /// plus TCP (connections need no listener).
+    /// The transports this endpoint can send over: UDP when a UDP socket is
+    /// bound, TCP always (connections need no listener), TLS with a TLS
+    /// listener or client configuration.
     pub fn transports(&self) -> Vec<TransportKind> {
-        let mut t: Vec<TransportKind> = self.inner.local.iter().map(|l| l.transport).collect();
-        if !t.contains(&TransportKind::Tcp) {
-            t.push(TransportKind::Tcp);
+        let has = |k| self.inner.local.iter().any(|l| l.transport == k);
+        let mut t = Vec::new();
+        if has(TransportKind::Udp) {
+            t.push(TransportKind::Udp);
         }
-        t.dedup();
+        t.push(TransportKind::Tcp);
+        if has(TransportKind::Tls) || self.inner.tls_client {
+            t.push(TransportKind::Tls);
+        }
         t
     }
 

@@ -417,10 +417,13 @@ impl fmt::Debug for DnsResolver {
 impl DnsResolver {
     /// A resolver configured from the system (resolv.conf, hosts file).
     pub fn from_system() -> Result<Self, ResolveError> {
-        let builder = hickory_resolver::Resolver::builder_tokio().map_err(|e| ResolveError::Lookup {
+        let mut builder = hickory_resolver::Resolver::builder_tokio().map_err(|e| ResolveError::Lookup {
             name: "system configuration".into(),
             reason: e.to_string(),
         })?;
+        // A before AAAA: SIP servers are still more often reachable over IPv4,
+        // and the AAAA targets stay in the list as fallbacks (RFC 3263 §4.3).
+        builder.options_mut().ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
         let inner = builder.build().map_err(|e| ResolveError::Lookup {
             name: "system configuration".into(),
             reason: e.to_string(),
