@@ -544,3 +544,42 @@ pub fn destination(uri: &Uri) -> Result<Destination, ResolveError> {
         secure: sip.secure,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "OPTIONS sip:a@127.0.0.1 SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n\
+        Max-Forwards: 70\r\n\
+        From: <sip:s@127.0.0.1>;tag=1\r\n\
+        To: <sip:a@127.0.0.1>\r\n\
+        Call-ID: c-1\r\n\
+        CSeq: 1 OPTIONS\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    fn verdict(raw: &str) -> Option<u16> {
+        let bytes = Bytes::from(raw.to_owned());
+        match parse_checked(bytes.clone()) {
+            Ok(_) => None,
+            Err(e) => Some(msg::bad_request_reply(&bytes, &e).map_or(0, |r| r.status.as_u16())),
+        }
+    }
+
+    #[test]
+    fn malformed_requests_get_400() {
+        assert_eq!(verdict(GOOD), None);
+        // Content-Length beyond the datagram (§18.3).
+        assert_eq!(verdict(&GOOD.replace("Content-Length: 0", "Content-Length: 500")), Some(400));
+        // Garbage in the start line.
+        assert_eq!(verdict(&GOOD.replace("OPTIONS sip:a@127.0.0.1 SIP/2.0", "OPTIONS sip:a@127.0.0.1 SIP/2.0 junk")), Some(400));
+        // CSeq method differs from the request method.
+        assert_eq!(verdict(&GOOD.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE")), Some(400));
+        // Unbalanced quotes in a display name.
+        assert_eq!(verdict(&GOOD.replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nContact: \"Bob <sip:b@127.0.0.1>\r\n")), Some(400));
+        // Missing Call-ID: no response can be matched to the request (§8.1.1.4): dropped.
+        assert_eq!(verdict(&GOOD.replace("Call-ID: c-1\r\n", "")), Some(0));
+        // A wrong version: 505.
+        assert_eq!(verdict(&GOOD.replace("OPTIONS sip:a@127.0.0.1 SIP/2.0", "OPTIONS sip:a@127.0.0.1 SIP/3.0")), Some(505));
+    }
+}
