@@ -21,9 +21,12 @@ use bytestring::ByteString;
 use common::{ALLOW, Args, fail, offers_pcmu, response, sdp, sdp_type, socket_addr, token};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use vaxel_sip::dialog::Dialog;
 use vaxel_sip::msg::{HeaderName, Message, Method, Request};
 use vaxel_sip::transaction::{TxEvent, TxKey};
-use vaxel_transport::{Endpoint, EndpointConfig, EndpointHandle, Peer, SocketsConfig, TransportKind};
+use vaxel_transport::{
+    Endpoint, EndpointConfig, EndpointHandle, Peer, SocketsConfig, TransportKind,
+};
 
 const HELP: &str = "\
 sip-answer: a SIP user agent that answers every call (Vaxel example)
@@ -49,6 +52,8 @@ enum State {
 
 struct Call {
     number: u64,
+    /// The UAS side of the dialog (§12.1.1), created by our 180.
+    dialog: Dialog,
     invite: Request,
     invite_tx: TxKey,
     peer: Peer,
@@ -90,9 +95,21 @@ async fn main() {
     let quiet = args.flag("--quiet");
     let ring = Duration::from_millis(args.parsed("--ring-ms").unwrap_or(500));
     let port: Option<u16> = args.parsed("--port");
-    let mut udp: Vec<SocketAddr> = args.values("--udp").iter().map(|s| socket_addr(s)).collect();
-    let mut tcp: Vec<SocketAddr> = args.values("--tcp").iter().map(|s| socket_addr(s)).collect();
-    let tls: Vec<SocketAddr> = args.values("--tls").iter().map(|s| socket_addr(s)).collect();
+    let mut udp: Vec<SocketAddr> = args
+        .values("--udp")
+        .iter()
+        .map(|s| socket_addr(s))
+        .collect();
+    let mut tcp: Vec<SocketAddr> = args
+        .values("--tcp")
+        .iter()
+        .map(|s| socket_addr(s))
+        .collect();
+    let tls: Vec<SocketAddr> = args
+        .values("--tls")
+        .iter()
+        .map(|s| socket_addr(s))
+        .collect();
     let cert = args.value("--cert");
     let key = args.value("--key");
     if !args.rest().is_empty() {
@@ -109,9 +126,14 @@ async fn main() {
     } else {
         match (cert, key) {
             (Some(c), Some(k)) => {
-                let chain = vaxel_transport::tls::load_certs(c.as_ref()).unwrap_or_else(|e| fail(&e.to_string()));
-                let key = vaxel_transport::tls::load_key(k.as_ref()).unwrap_or_else(|e| fail(&e.to_string()));
-                Some(vaxel_transport::tls::server_config(chain, key).unwrap_or_else(|e| fail(&e.to_string())))
+                let chain = vaxel_transport::tls::load_certs(c.as_ref())
+                    .unwrap_or_else(|e| fail(&e.to_string()));
+                let key = vaxel_transport::tls::load_key(k.as_ref())
+                    .unwrap_or_else(|e| fail(&e.to_string()));
+                Some(
+                    vaxel_transport::tls::server_config(chain, key)
+                        .unwrap_or_else(|e| fail(&e.to_string())),
+                )
             }
             (None, None) => {
                 let (config, path) = common::self_signed(&std::env::temp_dir());
@@ -138,10 +160,15 @@ async fn main() {
     };
     // Where the SDP answer says to send media: a socket that drains it (this
     // demo plays no audio).
-    let media_ip = handle.local_addrs().first().map_or(IpAddr::from([127, 0, 0, 1]), |l| {
-        vaxel_transport::sockets::advertised_ip(l.addr)
-    });
-    let media = UdpSocket::bind(SocketAddr::new(media_ip, 0)).await.unwrap_or_else(|e| fail(&e.to_string()));
+    let media_ip = handle
+        .local_addrs()
+        .first()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |l| {
+            vaxel_transport::sockets::advertised_ip(l.addr)
+        });
+    let media = UdpSocket::bind(SocketAddr::new(media_ip, 0))
+        .await
+        .unwrap_or_else(|e| fail(&e.to_string()));
     let media_addr = media.local_addr().unwrap_or_else(|e| fail(&e.to_string()));
     tokio::spawn(async move {
         let mut buf = [0u8; 2048];
@@ -186,11 +213,20 @@ async fn main() {
 }
 
 fn banner(handle: &EndpointHandle, ring: Duration, cert: Option<&std::path::Path>) {
-    println!("Vaxel sip-answer: a SIP user agent that answers every call (vaxel-sip + vaxel-transport)");
+    println!(
+        "Vaxel sip-answer: a SIP user agent that answers every call (vaxel-sip + vaxel-transport)"
+    );
     for l in handle.local_addrs() {
-        println!("  listening on {} {}", l.transport.via_token().to_lowercase(), l.addr);
+        println!(
+            "  listening on {} {}",
+            l.transport.via_token().to_lowercase(),
+            l.addr
+        );
     }
-    println!("  answers INVITE with 180, then 200 OK + PCMU SDP after {} ms; BYE, OPTIONS, CANCEL handled", ring.as_millis());
+    println!(
+        "  answers INVITE with 180, then 200 OK + PCMU SDP after {} ms; BYE, OPTIONS, CANCEL handled",
+        ring.as_millis()
+    );
     let udp = handle.local_addr(TransportKind::Udp);
     let tcp = handle.local_addr(TransportKind::Tcp);
     let tls = handle.local_addr(TransportKind::Tls);
@@ -207,7 +243,10 @@ fn banner(handle: &EndpointHandle, ring: Duration, cert: Option<&std::path::Path
     }
     if let Some(a) = tls {
         let ca = cert.map_or_else(|| "CERT.pem".to_owned(), |p| p.display().to_string());
-        println!("  cargo run -p vaxel-transport --example sip-call -- sip:localhost:{}  --tls --ca {ca} -n 10", a.port());
+        println!(
+            "  cargo run -p vaxel-transport --example sip-call -- sip:localhost:{}  --tls --ca {ca} -n 10",
+            a.port()
+        );
     }
     println!("Ctrl-C stops it.");
 }
@@ -221,10 +260,11 @@ impl Uas {
                 message: Message::Request(ack),
                 ..
             } if ack.method == Method::Ack => {
-                if let Some(call) = call_key(&ack).and_then(|k| self.calls.get_mut(&k)) {
-                    if call.state == State::Answered {
-                        call.state = State::Confirmed;
-                    }
+                if let Some(call) = call_key(&ack).and_then(|k| self.calls.get_mut(&k))
+                    && call.state == State::Answered
+                    && call.dialog.handle_request(&ack).is_ok()
+                {
+                    call.state = State::Confirmed;
                 }
             }
             TxEvent::Timeout { tx } | TxEvent::TransportError { tx } => {
@@ -234,10 +274,8 @@ impl Uas {
                     .iter()
                     .find(|(_, c)| c.invite_tx == tx && c.state != State::Confirmed)
                     .map(|(k, _)| k.clone());
-                if let Some(k) = key {
-                    if let Some(c) = self.calls.remove(&k) {
-                        self.line(&c, "failed: no ACK or transport error");
-                    }
+                if let Some(c) = key.and_then(|k| self.calls.remove(&k)) {
+                    self.line(&c, "failed: no ACK or transport error");
                 }
             }
             _ => {}
@@ -276,15 +314,29 @@ impl Uas {
             self.summary.rejected += 1;
             return self.send(tx, response(&req, 488, &tag, None)).await;
         }
-        let Ok(call_id) = req.headers.call_id() else { return };
+        let Ok(call_id) = req.headers.call_id() else {
+            return;
+        };
         self.count += 1;
-        let contact = self.handle.contact_uri("answer", from.transport).to_string();
-        self.send(tx, response(&req, 180, &tag, Some(&contact))).await;
+        let contact = self
+            .handle
+            .contact_uri("answer", from.transport)
+            .to_string();
+        let ringing = response(&req, 180, &tag, Some(&contact));
+        let dialog = match Dialog::from_uas(&req, &ringing) {
+            Ok(d) => d,
+            Err(e) => {
+                let code = e.status().map_or(400, |s| s.as_u16());
+                return self.send(tx, response(&req, code, &tag, None)).await;
+            }
+        };
+        self.send(tx, ringing).await;
         let key = (call_id, tag);
         self.calls.insert(
             key.clone(),
             Call {
                 number: self.count,
+                dialog,
                 invite: req,
                 invite_tx: tx,
                 peer: from,
@@ -308,15 +360,26 @@ impl Uas {
 
     /// The ring time is over: 200 OK with the SDP answer (§13.3.1.4).
     async fn answer(&mut self, key: &CallKey) {
-        let Some(call) = self.calls.get_mut(key) else { return };
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
         if call.state != State::Ringing {
             return;
         }
-        let contact = self.handle.contact_uri("answer", call.peer.transport).to_string();
+        let contact = self
+            .handle
+            .contact_uri("answer", call.peer.transport)
+            .to_string();
         let mut ok = response(&call.invite, 200, &key.1, Some(&contact));
         ok.headers.push(HeaderName::Allow, ALLOW);
-        ok.headers.push(HeaderName::ContentType, sdp_type().to_string());
-        ok.body = sdp(self.media.ip(), self.media.port(), call.number, call.sdp_version);
+        ok.headers
+            .push(HeaderName::ContentType, sdp_type().to_string());
+        ok.body = sdp(
+            self.media.ip(),
+            self.media.port(),
+            call.number,
+            call.sdp_version,
+        );
         call.state = State::Answered;
         call.answered = Some(Instant::now());
         let tx = call.invite_tx;
@@ -331,9 +394,12 @@ impl Uas {
             .find(|(_, c)| c.invite_tx == invite)
             .map(|(k, _)| k.clone());
         let Some(key) = key else { return };
-        let Some(call) = self.calls.remove(&key) else { return };
+        let Some(call) = self.calls.remove(&key) else {
+            return;
+        };
         // §9.2: the INVITE is answered 487 Request Terminated.
-        self.send(invite, response(&call.invite, 487, &key.1, None)).await;
+        self.send(invite, response(&call.invite, 487, &key.1, None))
+            .await;
         self.summary.cancelled += 1;
         self.line(&call, "cancelled by the caller");
     }
@@ -347,6 +413,13 @@ impl Uas {
             return self.send(tx, response(&req, 481, &tag, None)).await;
         }
         let key = key.unwrap_or_default();
+        // §12.2.2: the dialog checks the remote CSeq order and refreshes the target.
+        if let Some(call) = self.calls.get_mut(&key)
+            && let Err(e) = call.dialog.handle_request(&req)
+        {
+            let code = e.status().map_or(500, |s| s.as_u16());
+            return self.send(tx, response(&req, code, &tag, None)).await;
+        }
         match req.method {
             Method::Bye => {
                 self.send(tx, response(&req, 200, &tag, None)).await;
@@ -357,12 +430,16 @@ impl Uas {
             }
             Method::Invite => {
                 // A re-INVITE: same media, new SDP version (RFC 3264 §8).
-                let Some(call) = self.calls.get_mut(&key) else { return };
+                let Some(call) = self.calls.get_mut(&key) else {
+                    return;
+                };
                 call.sdp_version += 1;
-                let (transport, number, version) = (call.peer.transport, call.number, call.sdp_version);
+                let (transport, number, version) =
+                    (call.peer.transport, call.number, call.sdp_version);
                 let contact = self.handle.contact_uri("answer", transport).to_string();
                 let mut ok = response(&req, 200, &tag, Some(&contact));
-                ok.headers.push(HeaderName::ContentType, sdp_type().to_string());
+                ok.headers
+                    .push(HeaderName::ContentType, sdp_type().to_string());
                 ok.body = sdp(self.media.ip(), self.media.port(), number, version);
                 self.send(tx, ok).await;
             }
@@ -392,9 +469,10 @@ impl Uas {
         if self.quiet {
             return;
         }
-        let ring = call
-            .answered
-            .map_or_else(|| "not answered".to_owned(), |a| format!("answered after {:.1} s", (a - call.started).as_secs_f32()));
+        let ring = call.answered.map_or_else(
+            || "not answered".to_owned(),
+            |a| format!("answered after {:.1} s", (a - call.started).as_secs_f32()),
+        );
         println!(
             "call {:>4}  {} {:<21} {ring}, {what} after {:.1} s",
             call.number,

@@ -108,7 +108,9 @@ async fn main() {
         Some(path) => {
             let roots = vaxel_transport::tls::load_certs(path.as_ref())
                 .unwrap_or_else(|e| fail(&e.to_string()));
-            Some(vaxel_transport::tls::client_config(roots).unwrap_or_else(|e| fail(&e.to_string())))
+            Some(
+                vaxel_transport::tls::client_config(roots).unwrap_or_else(|e| fail(&e.to_string())),
+            )
         }
         None => None,
     };
@@ -134,7 +136,12 @@ async fn main() {
         .await
         .unwrap_or_else(|e| fail(&format!("cannot resolve {uri}: {e}")));
     // A UDP target needs a UDP socket of its address family.
-    let has_udp = |a: SocketAddr| handle.local_addrs().iter().any(|l| l.transport == TransportKind::Udp && l.addr.is_ipv4() == a.is_ipv4());
+    let has_udp = |a: SocketAddr| {
+        handle
+            .local_addrs()
+            .iter()
+            .any(|l| l.transport == TransportKind::Udp && l.addr.is_ipv4() == a.is_ipv4())
+    };
     let targets: Vec<Target> = targets
         .into_iter()
         .filter(|t| t.peer.transport != TransportKind::Udp || has_udp(t.peer.addr))
@@ -143,7 +150,11 @@ async fn main() {
         fail(&format!("no target of {uri} is reachable from {local_ip}"));
     }
     if !quiet {
-        println!("sip-call: {calls} call(s) to {uri} via {}, {concurrent} at a time, hold {} ms", targets[0], hold.as_millis());
+        println!(
+            "sip-call: {calls} call(s) to {uri} via {}, {concurrent} at a time, hold {} ms",
+            targets[0],
+            hold.as_millis()
+        );
     }
 
     // The router task.
@@ -184,7 +195,12 @@ async fn main() {
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrent.min(calls.max(1)) {
-        let (handle, control, targets, uri) = (handle.clone(), control.clone(), targets.clone(), uri.clone());
+        let (handle, control, targets, uri) = (
+            handle.clone(),
+            control.clone(),
+            targets.clone(),
+            uri.clone(),
+        );
         let (next, ok) = (next.clone(), ok.clone());
         workers.push(tokio::spawn(async move {
             loop {
@@ -193,16 +209,29 @@ async fn main() {
                     break;
                 }
                 let t0 = Instant::now();
-                let call = Call { handle: &handle, control: &control, targets: &targets, uri: &uri, hold };
+                let call = Call {
+                    handle: &handle,
+                    control: &control,
+                    targets: &targets,
+                    uri: &uri,
+                    hold,
+                };
                 match tokio::time::timeout(timeout, call.run()).await {
                     Ok(Ok(setup)) => {
                         ok.fetch_add(1, Ordering::Relaxed);
                         if !quiet {
-                            println!("call {n:>4}: ok, answered in {:.3} s, {:.3} s in all", setup.as_secs_f32(), t0.elapsed().as_secs_f32());
+                            println!(
+                                "call {n:>4}: ok, answered in {:.3} s, {:.3} s in all",
+                                setup.as_secs_f32(),
+                                t0.elapsed().as_secs_f32()
+                            );
                         }
                     }
                     Ok(Err(why)) => println!("call {n:>4}: FAILED: {why}"),
-                    Err(_) => println!("call {n:>4}: FAILED: no outcome after {} s", timeout.as_secs()),
+                    Err(_) => println!(
+                        "call {n:>4}: FAILED: no outcome after {} s",
+                        timeout.as_secs()
+                    ),
                 }
             }
         }));
@@ -231,10 +260,18 @@ impl Router {
     async fn route(&mut self, handle: &EndpointHandle, ev: TxEvent) {
         let call_id = |m: &Message| m.headers().call_id().ok();
         let dest = match &ev {
-            TxEvent::Response { response, .. } => response.headers.call_id().ok().and_then(|c| self.by_call.get(&c)),
+            TxEvent::Response { response, .. } => response
+                .headers
+                .call_id()
+                .ok()
+                .and_then(|c| self.by_call.get(&c)),
             TxEvent::Stray { message, .. } => call_id(message).and_then(|c| self.by_call.get(&c)),
             TxEvent::Request { request, tx, .. } => {
-                let found = request.headers.call_id().ok().and_then(|c| self.by_call.get(&c));
+                let found = request
+                    .headers
+                    .call_id()
+                    .ok()
+                    .and_then(|c| self.by_call.get(&c));
                 if found.is_none() {
                     // Nothing of ours: no dialog (§12.2.2).
                     let r = vaxel_sip::dialog::no_dialog_response(request);
@@ -300,7 +337,9 @@ impl Call<'_> {
             let local = self.handle.contact_uri("call", transport);
             let call_id = ByteString::from(new_call_id(&mut rand::rng(), &local.host.to_string()));
             let (tx, mut rx) = mpsc::unbounded_channel();
-            let _ = self.control.send(Control::Call(call_id.clone(), tx.clone()));
+            let _ = self
+                .control
+                .send(Control::Call(call_id.clone(), tx.clone()));
             let result = self.dialog(target, &call_id, &local, &tx, &mut rx).await;
             let _ = self.control.send(Control::Done(call_id));
             match result {
@@ -326,13 +365,20 @@ impl Call<'_> {
         h.push_value(HeaderName::Via, &self.handle.via(transport));
         h.push(HeaderName::MaxForwards, "70");
         let from_uri = SipUri::new(local.host.clone()).with_user("vaxel");
-        h.push_value(HeaderName::From, &NameAddr::new(from_uri).with_tag(&new_tag(&mut rand::rng())));
+        h.push_value(
+            HeaderName::From,
+            &NameAddr::new(from_uri).with_tag(&new_tag(&mut rand::rng())),
+        );
         h.push_value(HeaderName::To, &NameAddr::new(self.uri.clone()));
         h.push(HeaderName::CallId, call_id.clone());
         h.push(HeaderName::CSeq, "1 INVITE");
         h.push(HeaderName::Contact, format!("<{local}>"));
         h.push(HeaderName::Allow, common::ALLOW);
-        let ip = self.handle.local_addrs().first().map_or(IpAddr::from([127, 0, 0, 1]), |l| l.addr.ip());
+        let ip = self
+            .handle
+            .local_addrs()
+            .first()
+            .map_or(IpAddr::from([127, 0, 0, 1]), |l| l.addr.ip());
         invite.set_body(&sdp_type(), sdp(ip, 4000, 1, 1));
 
         let t0 = Instant::now();
@@ -346,7 +392,12 @@ impl Call<'_> {
         // Wait for the final response.
         let ok: Response = loop {
             match rx.recv().await.ok_or("endpoint stopped")? {
-                TxEvent::Response { response, .. } if response.headers.cseq().is_ok_and(|c| c.method == Method::Invite) => {
+                TxEvent::Response { response, .. }
+                    if response
+                        .headers
+                        .cseq()
+                        .is_ok_and(|c| c.method == Method::Invite) =>
+                {
                     let code = response.status.as_u16();
                     if code < 200 {
                         continue;
@@ -358,7 +409,9 @@ impl Call<'_> {
                 }
                 TxEvent::Timeout { .. } => return Err("INVITE timed out (Timer B)".into()),
                 TxEvent::TransportError { .. } => {
-                    return Err(Failure::Unreachable(format!("transport error on INVITE to {target}")));
+                    return Err(Failure::Unreachable(format!(
+                        "transport error on INVITE to {target}"
+                    )));
                 }
                 _ => {}
             }
@@ -368,7 +421,8 @@ impl Call<'_> {
         let dialog_target = self.in_dialog_target(&dialog, target).await;
         // §13.2.2.4: ACK the 2xx, end to end, with a new branch.
         let mut ack = dialog.new_ack(&invite);
-        ack.headers.insert_first(HeaderName::Via, self.handle.via(transport).to_string());
+        ack.headers
+            .insert_first(HeaderName::Via, self.handle.via(transport).to_string());
         self.handle
             .send_ack(ack.clone(), dialog_target.clone())
             .await
@@ -395,7 +449,8 @@ impl Call<'_> {
         }
 
         let mut bye = dialog.new_request(Method::Bye);
-        bye.headers.insert_first(HeaderName::Via, self.handle.via(transport).to_string());
+        bye.headers
+            .insert_first(HeaderName::Via, self.handle.via(transport).to_string());
         let key = self
             .handle
             .send_request(bye, dialog_target)
@@ -404,7 +459,12 @@ impl Call<'_> {
         let _ = self.control.send(Control::Tx(key, tx.clone()));
         loop {
             match rx.recv().await.ok_or("endpoint stopped")? {
-                TxEvent::Response { response, .. } if response.headers.cseq().is_ok_and(|c| c.method == Method::Bye) => {
+                TxEvent::Response { response, .. }
+                    if response
+                        .headers
+                        .cseq()
+                        .is_ok_and(|c| c.method == Method::Bye) =>
+                {
                     let code = response.status.as_u16();
                     if code < 200 {
                         continue;
@@ -415,7 +475,9 @@ impl Call<'_> {
                     return Ok(setup);
                 }
                 TxEvent::Timeout { tx } if tx == key => return Err("BYE timed out".into()),
-                TxEvent::TransportError { tx } if tx == key => return Err("transport error on BYE".into()),
+                TxEvent::TransportError { tx } if tx == key => {
+                    return Err("transport error on BYE".into());
+                }
                 _ => {}
             }
         }
@@ -448,8 +510,14 @@ async fn route_source(uri: &Uri) -> IpAddr {
     let Ok(mut addrs) = tokio::net::lookup_host((host, port)).await else {
         return fallback;
     };
-    let Some(dest) = addrs.next() else { return fallback };
-    let any: SocketAddr = if dest.is_ipv4() { "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable!()) } else { "[::]:0".parse().unwrap_or_else(|_| unreachable!()) };
+    let Some(dest) = addrs.next() else {
+        return fallback;
+    };
+    let any: SocketAddr = if dest.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap_or_else(|_| unreachable!())
+    } else {
+        "[::]:0".parse().unwrap_or_else(|_| unreachable!())
+    };
     match tokio::net::UdpSocket::bind(any).await {
         Ok(s) if s.connect(dest).await.is_ok() => s.local_addr().map_or(fallback, |a| a.ip()),
         _ => fallback,

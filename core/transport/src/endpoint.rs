@@ -27,9 +27,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, trace};
-use vaxel_sip::msg::{
-    self, Host, Message, ParseError, Request, Response, SipUri, Uri, Via,
-};
+use vaxel_sip::msg::{self, Host, Message, ParseError, Request, Response, SipUri, Uri, Via};
 use vaxel_sip::transaction::{TimerConfig, Transactions, TxError, TxEvent, TxKey, new_branch};
 
 use crate::fixup::stamp_received;
@@ -107,7 +105,9 @@ pub struct Endpoint {
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint").field("sockets", &self.sockets).finish()
+        f.debug_struct("Endpoint")
+            .field("sockets", &self.sockets)
+            .finish()
     }
 }
 
@@ -175,7 +175,8 @@ impl Endpoint {
                 if let Err(e) = self.sockets.send(t.peer, t.bytes) {
                     debug!(peer = ?t.peer, error = %e, "send failed");
                     self.stats.add_transport_error();
-                    self.transactions.handle_transport_error(Instant::now(), t.peer);
+                    self.transactions
+                        .handle_transport_error(Instant::now(), t.peer);
                 }
             }
             while let Some(e) = self.transactions.poll_event() {
@@ -201,10 +202,10 @@ impl Endpoint {
                 target,
                 reply,
             } => {
-                if let Some(name) = &target.server_name {
-                    if target.peer.transport == TransportKind::Tls {
-                        self.sockets.set_server_name(target.peer.addr, name);
-                    }
+                if let Some(name) = &target.server_name
+                    && target.peer.transport == TransportKind::Tls
+                {
+                    self.sockets.set_server_name(target.peer.addr, name);
                 }
                 let r = self
                     .transactions
@@ -231,10 +232,10 @@ impl Endpoint {
                 let _ = reply.send(r);
             }
             Command::SendAck { ack, target, reply } => {
-                if let Some(name) = &target.server_name {
-                    if target.peer.transport == TransportKind::Tls {
-                        self.sockets.set_server_name(target.peer.addr, name);
-                    }
+                if let Some(name) = &target.server_name
+                    && target.peer.transport == TransportKind::Tls
+                {
+                    self.sockets.set_server_name(target.peer.addr, name);
                 }
                 let r = self
                     .transactions
@@ -323,7 +324,11 @@ pub fn response_peer(via: &Via, from: Peer) -> Peer {
             addr: SocketAddr::new(IpAddr::V6(a), port),
         };
     }
-    let port = if via.has_rport() { from.addr.port() } else { port };
+    let port = if via.has_rport() {
+        from.addr.port()
+    } else {
+        port
+    };
     Peer {
         transport: from.transport,
         addr: SocketAddr::new(from.addr.ip(), port),
@@ -459,9 +464,13 @@ impl EndpointHandle {
     pub fn via(&self, transport: TransportKind) -> Via {
         let addr = self.advertised(transport);
         let branch = new_branch(&mut rand::rng());
-        Via::new(transport.to_transport(), host_of(addr.ip()), Some(addr.port()))
-            .with_branch(&branch)
-            .with_rport()
+        Via::new(
+            transport.to_transport(),
+            host_of(addr.ip()),
+            Some(addr.port()),
+        )
+        .with_branch(&branch)
+        .with_rport()
     }
 
     /// A Contact URI reaching this endpoint over `transport`
@@ -477,7 +486,10 @@ impl EndpointHandle {
             // transport=tls keeps it reachable by peers that check the scheme strictly.
             uri.with_param("transport", Some("tls"))
         } else if transport != TransportKind::Udp {
-            uri.with_param("transport", Some(&transport.via_token().to_ascii_lowercase()))
+            uri.with_param(
+                "transport",
+                Some(&transport.via_token().to_ascii_lowercase()),
+            )
         } else {
             uri
         }
@@ -533,7 +545,8 @@ pub fn destination(uri: &Uri) -> Result<Destination, ResolveError> {
     };
     let transport = match sip.transport() {
         Some(t) => Some(
-            TransportKind::from_via_token(t).ok_or_else(|| ResolveError::NoTransport(t.to_owned()))?,
+            TransportKind::from_via_token(t)
+                .ok_or_else(|| ResolveError::NoTransport(t.to_owned()))?,
         ),
         None => None,
     };
@@ -570,16 +583,40 @@ mod tests {
     fn malformed_requests_get_400() {
         assert_eq!(verdict(GOOD), None);
         // Content-Length beyond the datagram (§18.3).
-        assert_eq!(verdict(&GOOD.replace("Content-Length: 0", "Content-Length: 500")), Some(400));
+        assert_eq!(
+            verdict(&GOOD.replace("Content-Length: 0", "Content-Length: 500")),
+            Some(400)
+        );
         // Garbage in the start line.
-        assert_eq!(verdict(&GOOD.replace("OPTIONS sip:a@127.0.0.1 SIP/2.0", "OPTIONS sip:a@127.0.0.1 SIP/2.0 junk")), Some(400));
+        assert_eq!(
+            verdict(&GOOD.replace(
+                "OPTIONS sip:a@127.0.0.1 SIP/2.0",
+                "OPTIONS sip:a@127.0.0.1 SIP/2.0 junk"
+            )),
+            Some(400)
+        );
         // CSeq method differs from the request method.
-        assert_eq!(verdict(&GOOD.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE")), Some(400));
+        assert_eq!(
+            verdict(&GOOD.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE")),
+            Some(400)
+        );
         // Unbalanced quotes in a display name.
-        assert_eq!(verdict(&GOOD.replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nContact: \"Bob <sip:b@127.0.0.1>\r\n")), Some(400));
+        assert_eq!(
+            verdict(&GOOD.replace(
+                "Max-Forwards: 70\r\n",
+                "Max-Forwards: 70\r\nContact: \"Bob <sip:b@127.0.0.1>\r\n"
+            )),
+            Some(400)
+        );
         // Missing Call-ID: no response can be matched to the request (§8.1.1.4): dropped.
         assert_eq!(verdict(&GOOD.replace("Call-ID: c-1\r\n", "")), Some(0));
         // A wrong version: 505.
-        assert_eq!(verdict(&GOOD.replace("OPTIONS sip:a@127.0.0.1 SIP/2.0", "OPTIONS sip:a@127.0.0.1 SIP/3.0")), Some(505));
+        assert_eq!(
+            verdict(&GOOD.replace(
+                "OPTIONS sip:a@127.0.0.1 SIP/2.0",
+                "OPTIONS sip:a@127.0.0.1 SIP/3.0"
+            )),
+            Some(505)
+        );
     }
 }

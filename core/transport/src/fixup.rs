@@ -44,7 +44,11 @@ pub fn stamp_received(request: &mut Request, source: SocketAddr) -> bool {
         via.params.set("rport", Some(&source.port().to_string()));
     }
     values[0] = ByteString::from(via.to_string());
-    let rewritten = values.iter().map(|v| &**v).collect::<Vec<&str>>().join(", ");
+    let rewritten = values
+        .iter()
+        .map(|v| &**v)
+        .collect::<Vec<&str>>()
+        .join(", ");
 
     let mut out = Headers::with_capacity(request.headers.len());
     let mut done = false;
@@ -131,7 +135,10 @@ mod tests {
     #[test]
     fn ipv6_received_has_no_brackets() {
         let mut r = request("Via: SIP/2.0/UDP [2001:db8::9];rport;branch=z9hG4bK1\r\n");
-        assert!(stamp_received(&mut r, "[2001:db8::10]:5070".parse().unwrap()));
+        assert!(stamp_received(
+            &mut r,
+            "[2001:db8::10]:5070".parse().unwrap()
+        ));
         let line = r.headers.get(&HeaderName::Via).unwrap();
         assert!(line.contains("received=2001:db8::10"), "{line}");
         assert!(line.contains("rport=5070"), "{line}");

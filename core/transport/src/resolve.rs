@@ -70,7 +70,10 @@ pub struct SrvRecord {
 /// fixed table in tests.
 pub trait Resolver: Send + Sync {
     /// NAPTR records of `domain`; an empty list when there are none.
-    fn naptr<'a>(&'a self, domain: &'a str) -> BoxFuture<'a, Result<Vec<NaptrRecord>, ResolveError>>;
+    fn naptr<'a>(
+        &'a self,
+        domain: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<NaptrRecord>, ResolveError>>;
     /// SRV records of `name` (e.g. `_sip._tcp.example.com`); an empty list when there are none.
     fn srv<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<SrvRecord>, ResolveError>>;
     /// A and AAAA records of `host`.
@@ -212,7 +215,10 @@ pub fn order_srv(records: &[SrvRecord], mut random: impl FnMut(u32) -> u32) -> V
     let mut i = 0;
     while i < sorted.len() {
         let prio = sorted[i].priority;
-        let end = i + sorted[i..].iter().take_while(|r| r.priority == prio).count();
+        let end = i + sorted[i..]
+            .iter()
+            .take_while(|r| r.priority == prio)
+            .count();
         let mut group: Vec<SrvRecord> = sorted[i..end].to_vec();
         // Zero weights first (RFC 2782 "Usage rules").
         group.sort_by_key(|r| r.weight != 0);
@@ -276,10 +282,10 @@ pub async fn resolve(
         Some(TransportKind::Ws) if dest.secure => Some(TransportKind::Wss),
         t => t,
     };
-    if let Some(t) = explicit {
-        if !supported.contains(&t) {
-            return Err(ResolveError::NoTransport(dest.host.clone()));
-        }
+    if let Some(t) = explicit
+        && !supported.contains(&t)
+    {
+        return Err(ResolveError::NoTransport(dest.host.clone()));
     }
     let fallback = || -> Option<TransportKind> {
         let order: &[TransportKind] = if dest.secure {
@@ -417,10 +423,11 @@ impl fmt::Debug for DnsResolver {
 impl DnsResolver {
     /// A resolver configured from the system (resolv.conf, hosts file).
     pub fn from_system() -> Result<Self, ResolveError> {
-        let mut builder = hickory_resolver::Resolver::builder_tokio().map_err(|e| ResolveError::Lookup {
-            name: "system configuration".into(),
-            reason: e.to_string(),
-        })?;
+        let mut builder =
+            hickory_resolver::Resolver::builder_tokio().map_err(|e| ResolveError::Lookup {
+                name: "system configuration".into(),
+                reason: e.to_string(),
+            })?;
         // A before AAAA: SIP servers are still more often reachable over IPv4,
         // and the AAAA targets stay in the list as fallbacks (RFC 3263 §4.3).
         builder.options_mut().ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
@@ -453,7 +460,10 @@ fn fqdn(name: &str) -> String {
 }
 
 impl Resolver for DnsResolver {
-    fn naptr<'a>(&'a self, domain: &'a str) -> BoxFuture<'a, Result<Vec<NaptrRecord>, ResolveError>> {
+    fn naptr<'a>(
+        &'a self,
+        domain: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<NaptrRecord>, ResolveError>> {
         Box::pin(async move {
             use hickory_resolver::proto::rr::{RData, RecordType};
             let lookup = match self.inner.lookup(fqdn(domain), RecordType::NAPTR).await {
@@ -575,16 +585,43 @@ mod tests {
             srv(10, 0, 5060, "z.example.com."),
         ];
         // random = 0 always picks the first in the running sum: the zero-weight one.
-        let order: Vec<String> = order_srv(&records, |_| 0).into_iter().map(|r| r.target).collect();
-        assert_eq!(order, ["z.example.com.", "a.example.com.", "b.example.com.", "backup.example.com."]);
+        let order: Vec<String> = order_srv(&records, |_| 0)
+            .into_iter()
+            .map(|r| r.target)
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "z.example.com.",
+                "a.example.com.",
+                "b.example.com.",
+                "backup.example.com."
+            ]
+        );
         // random = max picks the last of the group.
-        let order: Vec<String> = order_srv(&records, |n| n).into_iter().map(|r| r.target).collect();
-        assert_eq!(order, ["b.example.com.", "a.example.com.", "z.example.com.", "backup.example.com."]);
+        let order: Vec<String> = order_srv(&records, |n| n)
+            .into_iter()
+            .map(|r| r.target)
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "b.example.com.",
+                "a.example.com.",
+                "z.example.com.",
+                "backup.example.com."
+            ]
+        );
         // Weighted distribution: a (60) comes first about 60% of the time.
         let mut rng = weak_random();
         let two = vec![srv(1, 60, 1, "a"), srv(1, 40, 1, "b")];
-        let firsts = (0..2000).filter(|_| order_srv(&two, &mut rng)[0].target == "a").count();
-        assert!((1000..1400).contains(&firsts), "a first {firsts} times of 2000");
+        let firsts = (0..2000)
+            .filter(|_| order_srv(&two, &mut rng)[0].target == "a")
+            .count();
+        assert!(
+            (1000..1400).contains(&firsts),
+            "a first {firsts} times of 2000"
+        );
         // "." means no service.
         assert!(order_srv(&[srv(0, 0, 0, ".")], |_| 0).is_empty());
     }
@@ -598,14 +635,27 @@ mod tests {
     }
 
     impl Resolver for FakeDns {
-        fn naptr<'a>(&'a self, d: &'a str) -> BoxFuture<'a, Result<Vec<NaptrRecord>, ResolveError>> {
+        fn naptr<'a>(
+            &'a self,
+            d: &'a str,
+        ) -> BoxFuture<'a, Result<Vec<NaptrRecord>, ResolveError>> {
             Box::pin(async move { Ok(self.naptr.get(d).cloned().unwrap_or_default()) })
         }
         fn srv<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Vec<SrvRecord>, ResolveError>> {
-            Box::pin(async move { self.srv.get(n).cloned().ok_or(ResolveError::NotFound(n.into())) })
+            Box::pin(async move {
+                self.srv
+                    .get(n)
+                    .cloned()
+                    .ok_or(ResolveError::NotFound(n.into()))
+            })
         }
         fn ip<'a>(&'a self, h: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, ResolveError>> {
-            Box::pin(async move { self.ip.get(h).cloned().ok_or(ResolveError::NotFound(h.into())) })
+            Box::pin(async move {
+                self.ip
+                    .get(h)
+                    .cloned()
+                    .ok_or(ResolveError::NotFound(h.into()))
+            })
         }
     }
 
@@ -614,7 +664,9 @@ mod tests {
     }
 
     fn peers(t: &[Target]) -> Vec<(TransportKind, String)> {
-        t.iter().map(|t| (t.peer.transport, t.peer.addr.to_string())).collect()
+        t.iter()
+            .map(|t| (t.peer.transport, t.peer.addr.to_string()))
+            .collect()
     }
 
     fn example_dns() -> FakeDns {
@@ -629,13 +681,27 @@ mod tests {
         );
         dns.srv.insert(
             "_sip._tcp.example.com".into(),
-            vec![srv(10, 0, 5070, "p2.example.com."), srv(5, 0, 5080, "p1.example.com.")],
+            vec![
+                srv(10, 0, 5070, "p2.example.com."),
+                srv(5, 0, 5080, "p1.example.com."),
+            ],
         );
-        dns.srv.insert("_sip._udp.example.com".into(), vec![srv(1, 0, 5090, "p1.example.com.")]);
-        dns.srv.insert("_sips._tcp.example.com".into(), vec![srv(1, 0, 5061, "p3.example.com.")]);
-        dns.ip.insert("p1.example.com".into(), vec![ip("192.0.2.1"), ip("2001:db8::1")]);
-        dns.ip.insert("p2.example.com".into(), vec![ip("192.0.2.2")]);
-        dns.ip.insert("p3.example.com".into(), vec![ip("192.0.2.3")]);
+        dns.srv.insert(
+            "_sip._udp.example.com".into(),
+            vec![srv(1, 0, 5090, "p1.example.com.")],
+        );
+        dns.srv.insert(
+            "_sips._tcp.example.com".into(),
+            vec![srv(1, 0, 5061, "p3.example.com.")],
+        );
+        dns.ip.insert(
+            "p1.example.com".into(),
+            vec![ip("192.0.2.1"), ip("2001:db8::1")],
+        );
+        dns.ip
+            .insert("p2.example.com".into(), vec![ip("192.0.2.2")]);
+        dns.ip
+            .insert("p3.example.com".into(), vec![ip("192.0.2.3")]);
         dns.ip.insert("example.com".into(), vec![ip("192.0.2.9")]);
         dns
     }
@@ -643,7 +709,9 @@ mod tests {
     #[tokio::test]
     async fn naptr_then_srv_then_address() {
         let dns = example_dns();
-        let t = resolve(&dns, &Destination::host("example.com"), ALL).await.unwrap();
+        let t = resolve(&dns, &Destination::host("example.com"), ALL)
+            .await
+            .unwrap();
         assert_eq!(
             peers(&t),
             vec![
@@ -659,14 +727,23 @@ mod tests {
         assert_eq!(t[0].server_name.as_deref(), Some("example.com"));
 
         // Without TCP support the UDP service leads.
-        let t = resolve(&dns, &Destination::host("example.com"), &[TransportKind::Udp]).await.unwrap();
+        let t = resolve(
+            &dns,
+            &Destination::host("example.com"),
+            &[TransportKind::Udp],
+        )
+        .await
+        .unwrap();
         assert_eq!(peers(&t)[0], (TransportKind::Udp, "192.0.2.1:5090".into()));
 
         // SIPS: TLS only.
         let mut d = Destination::host("example.com");
         d.secure = true;
         let t = resolve(&dns, &d, ALL).await.unwrap();
-        assert_eq!(peers(&t), vec![(TransportKind::Tls, "192.0.2.3:5061".into())]);
+        assert_eq!(
+            peers(&t),
+            vec![(TransportKind::Tls, "192.0.2.3:5061".into())]
+        );
 
         // transport= skips NAPTR and goes to that SRV.
         let mut d = Destination::host("example.com");
@@ -678,7 +755,10 @@ mod tests {
         let mut d = Destination::host("example.com");
         d.port = Some(5099);
         let t = resolve(&dns, &d, ALL).await.unwrap();
-        assert_eq!(peers(&t), vec![(TransportKind::Udp, "192.0.2.9:5099".into())]);
+        assert_eq!(
+            peers(&t),
+            vec![(TransportKind::Udp, "192.0.2.9:5099".into())]
+        );
     }
 
     #[tokio::test]
@@ -686,19 +766,32 @@ mod tests {
         let mut dns = example_dns();
         dns.naptr.clear();
         // No NAPTR: SRV per transport, UDP first for sip:.
-        let t = resolve(&dns, &Destination::host("example.com"), ALL).await.unwrap();
-        assert_eq!(peers(&t), vec![
-            (TransportKind::Udp, "192.0.2.1:5090".into()),
-            (TransportKind::Udp, "[2001:db8::1]:5090".into()),
-        ]);
+        let t = resolve(&dns, &Destination::host("example.com"), ALL)
+            .await
+            .unwrap();
+        assert_eq!(
+            peers(&t),
+            vec![
+                (TransportKind::Udp, "192.0.2.1:5090".into()),
+                (TransportKind::Udp, "[2001:db8::1]:5090".into()),
+            ]
+        );
         // No SRV either: A/AAAA on 5060 over UDP.
         dns.srv.clear();
-        let t = resolve(&dns, &Destination::host("example.com"), ALL).await.unwrap();
-        assert_eq!(peers(&t), vec![(TransportKind::Udp, "192.0.2.9:5060".into())]);
+        let t = resolve(&dns, &Destination::host("example.com"), ALL)
+            .await
+            .unwrap();
+        assert_eq!(
+            peers(&t),
+            vec![(TransportKind::Udp, "192.0.2.9:5060".into())]
+        );
         let mut d = Destination::host("example.com");
         d.secure = true;
         let t = resolve(&dns, &d, ALL).await.unwrap();
-        assert_eq!(peers(&t), vec![(TransportKind::Tls, "192.0.2.9:5061".into())]);
+        assert_eq!(
+            peers(&t),
+            vec![(TransportKind::Tls, "192.0.2.9:5061".into())]
+        );
         // Unknown host.
         assert!(matches!(
             resolve(&dns, &Destination::host("nowhere.example"), ALL).await,
@@ -717,7 +810,10 @@ mod tests {
         d.secure = true;
         d.port = Some(7000);
         let t = resolve(&dns, &d, ALL).await.unwrap();
-        assert_eq!(peers(&t), vec![(TransportKind::Tls, "127.0.0.1:7000".into())]);
+        assert_eq!(
+            peers(&t),
+            vec![(TransportKind::Tls, "127.0.0.1:7000".into())]
+        );
         let mut d = Destination::host("127.0.0.1");
         d.transport = Some(TransportKind::Tls);
         assert!(matches!(
@@ -734,7 +830,10 @@ mod tests {
         d.transport = Some(TransportKind::Tcp);
         let t = resolve(&dns, &d, ALL).await.unwrap();
         assert!(!t.is_empty());
-        assert!(t.iter().all(|t| t.peer.addr.ip().is_loopback() && t.peer.addr.port() == 5060));
+        assert!(
+            t.iter()
+                .all(|t| t.peer.addr.ip().is_loopback() && t.peer.addr.port() == 5060)
+        );
         assert!(t.iter().all(|t| t.peer.transport == TransportKind::Tcp));
     }
 }

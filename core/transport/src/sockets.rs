@@ -444,21 +444,8 @@ impl Sockets {
     pub fn send(&mut self, peer: Peer, bytes: Bytes) -> Result<(), SendError> {
         match peer.transport {
             TransportKind::Udp => {
-                let sock = self.udp_for(peer.addr)?;
                 let n = bytes.len();
-                match sock.try_send_to(&bytes, peer.addr) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        // The socket buffer is full: wait for room in a task
-                        // rather than in the endpoint's loop.
-                        tokio::spawn(async move {
-                            if let Err(e) = sock.send_to(&bytes, peer.addr).await {
-                                debug!(to = %peer.addr, error = %e, "UDP send failed");
-                            }
-                        });
-                    }
-                    Err(e) => return Err(SendError::Io(peer.addr, e)),
-                }
+                udp_send(self.udp_for(peer.addr)?, bytes, peer.addr)?;
                 self.shared.stats.sent(n);
                 Ok(())
             }
@@ -480,12 +467,11 @@ impl Sockets {
     pub fn keep_alive(&mut self, peer: Peer) -> Result<(), SendError> {
         match peer.transport {
             TransportKind::Udp => {
-                let sock = self.udp_for(peer.addr)?;
-                match sock.try_send_to(PING, peer.addr) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(SendError::Io(peer.addr, e)),
-                }
+                udp_send(
+                    self.udp_for(peer.addr)?,
+                    Bytes::from_static(PING),
+                    peer.addr,
+                )?;
                 bump(&self.shared.stats.pings_sent);
                 Ok(())
             }
@@ -589,8 +575,27 @@ impl Sockets {
     }
 }
 
+/// Sends a datagram without waiting: at once when the socket has room, else
+/// from a task (tokio reports WouldBlock until it has seen the socket
+/// writable once, and when the send buffer is full).
+fn udp_send(sock: Arc<UdpSocket>, bytes: Bytes, to: SocketAddr) -> Result<(), SendError> {
+    match sock.try_send_to(&bytes, to) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            tokio::spawn(async move {
+                if let Err(e) = sock.send_to(&bytes, to).await {
+                    debug!(%to, error = %e, "UDP send failed");
+                }
+            });
+            Ok(())
+        }
+        Err(e) => Err(SendError::Io(to, e)),
+    }
+}
+
 fn is_blank(b: &[u8]) -> bool {
-    b.iter().all(|c| matches!(c, b'\r' | b'\n' | b' ' | b'\t' | 0))
+    b.iter()
+        .all(|c| matches!(c, b'\r' | b'\n' | b' ' | b'\t' | 0))
 }
 
 async fn udp_receive(sock: Arc<UdpSocket>, local: SocketAddr, shared: Arc<ConnShared>) {

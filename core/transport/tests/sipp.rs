@@ -56,7 +56,9 @@ fn sipp_available(case: &str) -> bool {
         if std::env::var("VAXEL_REQUIRE_PEERS").as_deref() == Ok("1") {
             panic!("sipp is not installed and VAXEL_REQUIRE_PEERS=1 (apt-get install sip-tester)");
         }
-        println!("SKIP {case}: sipp not installed (apt-get install sip-tester; VAXEL_REQUIRE_PEERS=1 makes this fail)");
+        println!(
+            "SKIP {case}: sipp not installed (apt-get install sip-tester; VAXEL_REQUIRE_PEERS=1 makes this fail)"
+        );
     }
     found
 }
@@ -208,15 +210,27 @@ fn sipp_uac_calls_sip_answer(transport: &str) {
     let target = format!("127.0.0.1:{port}");
     let cmd = sipp(
         &[
-            "-sn", "uac", &target, "-m", &CALLS.to_string(), "-r", &RATE.to_string(), "-l", "50",
-            "-t", transport,
+            "-sn",
+            "uac",
+            &target,
+            "-m",
+            &CALLS.to_string(),
+            "-r",
+            &RATE.to_string(),
+            "-l",
+            "50",
+            "-t",
+            transport,
         ],
         free_port(),
     );
     let t0 = Instant::now();
     let out = run(cmd, Duration::from_secs(120));
     assert_sipp_ok(&case, &out, CALLS);
-    println!("{case}: {CALLS} calls in {:.1} s", t0.elapsed().as_secs_f32());
+    println!(
+        "{case}: {CALLS} calls in {:.1} s",
+        t0.elapsed().as_secs_f32()
+    );
 }
 
 #[test]
@@ -235,8 +249,13 @@ fn sip_call_calls_sipp_uas(transport: &str) {
         return;
     }
     let port = free_port();
-    let mut uas = sipp(&["-sn", "uas", "-m", &CALLS.to_string(), "-t", transport], port);
-    uas.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut uas = sipp(
+        &["-sn", "uas", "-m", &CALLS.to_string(), "-t", transport],
+        port,
+    );
+    uas.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // SIPp gets its own runner thread; our UAC runs meanwhile.
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -264,8 +283,13 @@ fn sip_call_calls_sipp_uas(transport: &str) {
     let summary = String::from_utf8_lossy(&ours.stdout);
     println!("{case}: {}", summary.trim());
     assert!(ours.status.success(), "{case}: sip-call failed:\n{summary}");
-    assert!(summary.contains(&format!("{CALLS} calls, {CALLS} succeeded, 0 failed")), "{summary}");
-    let out = rx.recv_timeout(Duration::from_secs(130)).expect("SIPp uas result");
+    assert!(
+        summary.contains(&format!("{CALLS} calls, {CALLS} succeeded, 0 failed")),
+        "{summary}"
+    );
+    let out = rx
+        .recv_timeout(Duration::from_secs(130))
+        .expect("SIPp uas result");
     assert_sipp_ok(&case, &out, CALLS);
 }
 
@@ -312,7 +336,8 @@ fn sipp_malformed_requests_get_400_and_service_continues() {
 fn sip_call_to_sip_answer_over_tls() {
     let dir = std::env::temp_dir().join(format!("vaxel-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, ck.cert.pem()).unwrap();
     std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
@@ -344,6 +369,13 @@ fn sip_call_to_sip_answer_over_tls() {
     let summary = String::from_utf8_lossy(&out.stdout);
     println!("sip-call -> sip-answer over TLS: {}", summary.trim());
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(out.status.success(), "{summary}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(summary.contains(&format!("{calls} calls, {calls} succeeded, 0 failed")), "{summary}");
+    assert!(
+        out.status.success(),
+        "{summary}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        summary.contains(&format!("{calls} calls, {calls} succeeded, 0 failed")),
+        "{summary}"
+    );
 }

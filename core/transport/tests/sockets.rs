@@ -18,14 +18,17 @@ fn loopback() -> std::net::SocketAddr {
 }
 
 fn self_signed() -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let cert = ck.cert.der().clone();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
     (cert, key)
 }
 
 async fn next(s: &mut Sockets) -> Inbound {
-    timeout(Duration::from_secs(5), s.recv()).await.expect("nothing arrived in 5 s")
+    timeout(Duration::from_secs(5), s.recv())
+        .await
+        .expect("nothing arrived in 5 s")
 }
 
 fn expect_message(i: Inbound) -> (Bytes, Peer) {
@@ -37,11 +40,17 @@ fn expect_message(i: Inbound) -> (Bytes, Peer) {
 
 #[tokio::test]
 async fn udp_round_trip() {
-    let cfg = |_| SocketsConfig { udp: vec![loopback()], ..Default::default() };
+    let cfg = |_| SocketsConfig {
+        udp: vec![loopback()],
+        ..Default::default()
+    };
     let mut a = Sockets::bind(cfg(())).await.unwrap();
     let mut b = Sockets::bind(cfg(())).await.unwrap();
     let b_addr = b.local_addr(TransportKind::Udp).unwrap();
-    let to_b = Peer { transport: TransportKind::Udp, addr: b_addr };
+    let to_b = Peer {
+        transport: TransportKind::Udp,
+        addr: b_addr,
+    };
     a.send(to_b, Bytes::from_static(MSG)).unwrap();
     let (bytes, from) = expect_message(next(&mut b).await);
     assert_eq!(&bytes[..], MSG);
@@ -60,12 +69,18 @@ async fn udp_round_trip() {
 
 #[tokio::test]
 async fn tcp_round_trip_reuses_one_connection() {
-    let mut server = Sockets::bind(SocketsConfig { tcp: vec![loopback()], ..Default::default() })
-        .await
-        .unwrap();
-    let mut client = Sockets::bind(SocketsConfig { tcp: vec![loopback()], ..Default::default() })
-        .await
-        .unwrap();
+    let mut server = Sockets::bind(SocketsConfig {
+        tcp: vec![loopback()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut client = Sockets::bind(SocketsConfig {
+        tcp: vec![loopback()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let to_server = Peer {
         transport: TransportKind::Tcp,
         addr: server.local_addr(TransportKind::Tcp).unwrap(),
@@ -106,7 +121,10 @@ async fn tls_round_trip() {
     .await
     .unwrap();
     let addr = server.local_addr(TransportKind::Tls).unwrap();
-    let to_server = Peer { transport: TransportKind::Tls, addr };
+    let to_server = Peer {
+        transport: TransportKind::Tls,
+        addr,
+    };
     client.set_server_name(addr, "localhost");
     client.send(to_server, Bytes::from_static(MSG)).unwrap();
     let (bytes, from) = expect_message(next(&mut server).await);
@@ -140,22 +158,31 @@ async fn tls_with_untrusted_certificate_fails_to_connect() {
     };
     client.send(to_server, Bytes::from_static(MSG)).unwrap();
     match next(&mut client).await {
-        Inbound::Closed { peer, reason: CloseReason::ConnectFailed(_) } => assert_eq!(peer, to_server),
+        Inbound::Closed {
+            peer,
+            reason: CloseReason::ConnectFailed(_),
+        } => assert_eq!(peer, to_server),
         other => panic!("expected a failed connect, got {other:?}"),
     }
 }
 
 #[tokio::test]
 async fn ping_is_answered_with_pong_and_our_pings_get_pongs() {
-    let mut server = Sockets::bind(SocketsConfig { tcp: vec![loopback()], ..Default::default() })
-        .await
-        .unwrap();
+    let mut server = Sockets::bind(SocketsConfig {
+        tcp: vec![loopback()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let addr = server.local_addr(TransportKind::Tcp).unwrap();
     // A raw client sends a ping, then a message: the pong comes back, the message goes up.
     let mut raw = TcpStream::connect(addr).await.unwrap();
     raw.write_all(b"\r\n\r\n").await.unwrap();
     let mut pong = [0u8; 2];
-    timeout(Duration::from_secs(5), raw.read_exact(&mut pong)).await.unwrap().unwrap();
+    timeout(Duration::from_secs(5), raw.read_exact(&mut pong))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&pong, b"\r\n");
     raw.write_all(MSG).await.unwrap();
     expect_message(next(&mut server).await);
@@ -170,7 +197,10 @@ async fn ping_is_answered_with_pong_and_our_pings_get_pongs() {
     })
     .await
     .unwrap();
-    let to_server = Peer { transport: TransportKind::Tcp, addr };
+    let to_server = Peer {
+        transport: TransportKind::Tcp,
+        addr,
+    };
     client.send(to_server, Bytes::from_static(MSG)).unwrap();
     expect_message(next(&mut server).await);
     tokio::time::sleep(Duration::from_millis(450)).await;
@@ -199,7 +229,10 @@ async fn unanswered_pings_close_the_connection() {
     })
     .await
     .unwrap();
-    let peer = Peer { transport: TransportKind::Tcp, addr };
+    let peer = Peer {
+        transport: TransportKind::Tcp,
+        addr,
+    };
     client.send(peer, Bytes::from_static(MSG)).unwrap();
     match next(&mut client).await {
         Inbound::Closed { peer: p, reason } => {
@@ -219,10 +252,16 @@ async fn dropped_and_refused_connections_are_reported() {
     let addr = unused.local_addr().unwrap();
     drop(unused);
     let mut client = Sockets::bind(SocketsConfig::default()).await.unwrap();
-    let peer = Peer { transport: TransportKind::Tcp, addr };
+    let peer = Peer {
+        transport: TransportKind::Tcp,
+        addr,
+    };
     client.send(peer, Bytes::from_static(MSG)).unwrap();
     match next(&mut client).await {
-        Inbound::Closed { reason: CloseReason::ConnectFailed(_), .. } => {}
+        Inbound::Closed {
+            reason: CloseReason::ConnectFailed(_),
+            ..
+        } => {}
         other => panic!("{other:?}"),
     }
     assert!(!client.is_connected(&peer));
@@ -235,7 +274,10 @@ async fn dropped_and_refused_connections_are_reported() {
         let mut buf = [0u8; 16];
         let _ = s.read(&mut buf).await;
     });
-    let peer = Peer { transport: TransportKind::Tcp, addr };
+    let peer = Peer {
+        transport: TransportKind::Tcp,
+        addr,
+    };
     client.send(peer, Bytes::from_static(MSG)).unwrap();
     match next(&mut client).await {
         Inbound::Closed { peer: p, reason } => {
@@ -248,19 +290,30 @@ async fn dropped_and_refused_connections_are_reported() {
 
 #[tokio::test]
 async fn framing_errors_close_the_stream_and_count() {
-    let mut server = Sockets::bind(SocketsConfig { tcp: vec![loopback()], ..Default::default() })
-        .await
-        .unwrap();
+    let mut server = Sockets::bind(SocketsConfig {
+        tcp: vec![loopback()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let addr = server.local_addr(TransportKind::Tcp).unwrap();
     let mut raw = TcpStream::connect(addr).await.unwrap();
-    raw.write_all(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: x\r\n\r\n").await.unwrap();
+    raw.write_all(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: x\r\n\r\n")
+        .await
+        .unwrap();
     match next(&mut server).await {
-        Inbound::Closed { reason: CloseReason::Framing(_), .. } => {}
+        Inbound::Closed {
+            reason: CloseReason::Framing(_),
+            ..
+        } => {}
         other => panic!("{other:?}"),
     }
     assert_eq!(server.stats().snapshot().malformed, 1);
     let mut buf = [0u8; 8];
-    let n = timeout(Duration::from_secs(5), raw.read(&mut buf)).await.unwrap().unwrap_or(0);
+    let n = timeout(Duration::from_secs(5), raw.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0);
     assert_eq!(n, 0, "the server closed the connection");
 }
 
