@@ -421,7 +421,7 @@ fn forked_invite_makes_several_early_dialogs_and_the_first_2xx_confirms_one() {
     };
     assert!(!first);
     assert_eq!(dialogs.get(&id4).unwrap().state(), DialogState::Confirmed);
-    assert_eq!(dialogs.invite_finished(&inv), [id3.clone()]);
+    assert_eq!(dialogs.invite_finished(&inv), std::slice::from_ref(&id3));
     assert_eq!(dialogs.get(&id3).unwrap().state(), DialogState::Terminated);
 }
 

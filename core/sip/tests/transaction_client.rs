@@ -438,3 +438,55 @@ fn responses_match_on_branch_and_cseq_method() {
     assert_eq!(tx.state(k), Some(TxState::Calling));
     assert_eq!(tx.stats().strays_dropped, 2);
 }
+
+#[test]
+fn non_invite_proceeding_still_times_out_on_timer_f() {
+    let (mut tx, t0) = layer();
+    let opt = options("z9hG4bKf1");
+    let k = tx.send_request(t0, opt.clone(), udp(BOB)).unwrap();
+    tx.handle_message(t0 + ms(100), response(&opt, 100, "").into(), udp(BOB));
+    assert_eq!(tx.state(k), Some(TxState::Proceeding));
+    events(&mut tx);
+    tx.handle_timeout(t0 + ms(31_999));
+    assert_eq!(tx.state(k), Some(TxState::Proceeding));
+    tx.handle_timeout(t0 + ms(32_000));
+    assert_eq!(
+        events(&mut tx),
+        [TxEvent::Timeout { tx: k }, TxEvent::Terminated { tx: k }]
+    );
+}
+
+#[test]
+fn invite_proceeding_to_accepted_on_2xx() {
+    let (mut tx, t0) = layer();
+    let inv = invite("z9hG4bKpa");
+    let k = tx.send_request(t0, inv.clone(), udp(BOB)).unwrap();
+    tx.handle_message(t0 + ms(10), response(&inv, 183, "x").into(), udp(BOB));
+    tx.handle_message(t0 + ms(20), response(&inv, 200, "x").into(), udp(BOB));
+    assert_eq!(tx.state(k), Some(TxState::Accepted));
+    assert_eq!(tx.timer(k, Timer::M), Some(t0 + ms(32_020)));
+    let st: Vec<_> = events(&mut tx).iter().filter_map(status_of).collect();
+    assert_eq!(st, [183, 200]);
+}
+
+#[test]
+fn transport_kinds_map_to_via_tokens_and_default_ports() {
+    for k in [
+        TransportKind::Udp,
+        TransportKind::Tcp,
+        TransportKind::Tls,
+        TransportKind::Ws,
+        TransportKind::Wss,
+    ] {
+        assert_eq!(TransportKind::from_via_token(k.via_token()), Some(k));
+        assert_eq!(
+            TransportKind::from_via_token(&k.via_token().to_lowercase()),
+            Some(k)
+        );
+        assert_eq!(TransportKind::from_transport(&k.to_transport()), Some(k));
+        assert_eq!(k.is_reliable(), k != TransportKind::Udp);
+    }
+    assert_eq!(TransportKind::from_via_token("SCTP"), None);
+    assert_eq!(TransportKind::Tls.default_port(), 5061);
+    assert_eq!(TransportKind::Udp.default_port(), 5060);
+}

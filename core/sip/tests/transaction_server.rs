@@ -510,3 +510,29 @@ fn unreadable_requests_are_dropped_and_counted() {
     assert!(events(&mut tx).is_empty() && transmits(&mut tx).is_empty());
     assert_eq!(tx.stats().malformed_dropped, 2);
 }
+
+#[test]
+fn a_request_the_driver_already_stamped_is_left_as_it_is() {
+    let (mut tx, t0) = layer();
+    let mut r = options("z9hG4bKst");
+    r.headers.set(
+        HeaderName::Via,
+        "SIP/2.0/UDP alice.example.com:5070;branch=z9hG4bKst;rport=40000;received=198.51.100.7",
+    );
+    r.headers
+        .push(HeaderName::Via, "SIP/2.0/UDP 192.0.2.10;branch=z9hG4bKorig");
+    let before: Vec<String> = r
+        .headers
+        .get_all(&HeaderName::Via)
+        .map(|v| v.to_string())
+        .collect();
+    let from = udp("198.51.100.7:40000");
+    let (k, req) = receive(&mut tx, t0, &r, from);
+    let after: Vec<String> = req
+        .headers
+        .get_all(&HeaderName::Via)
+        .map(|v| v.to_string())
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(tx.peer(k), Some(from));
+}

@@ -31,8 +31,22 @@ impl RawNameAddr<'_> {
 /// Scans one `(name-addr / addr-spec) *(SEMI param)` element. With
 /// `require_angle`, only the name-addr form is accepted (Route, Record-Route).
 pub(crate) fn scan_name_addr(s: &str, require_angle: bool) -> Result<RawNameAddr<'_>, ParseError> {
+    let (r, end) = scan_name_addr_at(s, 0, require_angle)?;
+    if end != s.len() {
+        return Err(ParseError::value("unexpected text after address"));
+    }
+    Ok(r)
+}
+
+/// Scans one address element from `s[start]`; returns it and the index where
+/// it ends (end of input or the `,` before the next element).
+pub(crate) fn scan_name_addr_at(
+    s: &str,
+    start: usize,
+    require_angle: bool,
+) -> Result<(RawNameAddr<'_>, usize), ParseError> {
     let b = s.as_bytes();
-    let mut i = scan::skip_wsp(b, 0);
+    let mut i = scan::skip_wsp(b, start);
     let mut display = None;
     let uri_text;
     let pstart;
@@ -72,7 +86,7 @@ pub(crate) fn scan_name_addr(s: &str, require_angle: bool) -> Result<RawNameAddr
         // so the URI ends at the first ';' or whitespace.
         let end = b[i..]
             .iter()
-            .position(|&c| c == b';' || scan::is_wsp(c))
+            .position(|&c| c == b';' || c == b',' || scan::is_wsp(c))
             .map_or(b.len(), |p| i + p);
         uri_text = &s[i..end];
         if uri_text.contains('?') {
@@ -84,14 +98,14 @@ pub(crate) fn scan_name_addr(s: &str, require_angle: bool) -> Result<RawNameAddr
     }
     let uri = scan_uri(uri_text)?;
     let end = scan_header_params(b, pstart)?;
-    if end != b.len() {
-        return Err(ParseError::value("unexpected text after address"));
-    }
-    Ok(RawNameAddr {
-        display: display.filter(|d| !d.is_empty()),
-        uri,
-        params: scan::trim(&s[pstart..end]),
-    })
+    Ok((
+        RawNameAddr {
+            display: display.filter(|d| !d.is_empty()),
+            uri,
+            params: scan::trim(&s[pstart..end]),
+        },
+        end,
+    ))
 }
 
 /// An address with optional display name and header parameters (§25.1

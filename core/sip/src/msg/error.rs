@@ -110,7 +110,7 @@ impl ParseError {
     }
 
     /// The status a UAS answers a request that failed this way with: 505 for a
-    /// bad SIP version (§8.2.2... §21.5.20), 400 otherwise (§8.1.3.1, §21.4.1).
+    /// bad SIP version (§21.5.20), 400 otherwise (§8.1.3.1, §21.4.1).
     pub fn status_code(&self) -> StatusCode {
         match self.kind {
             ErrorKind::Version => StatusCode::VERSION_NOT_SUPPORTED,
@@ -121,19 +121,17 @@ impl ParseError {
     /// A reason phrase naming the problem, for the error response (§21.4.1 lets
     /// the phrase say what is wrong).
     pub fn reason_phrase(&self) -> String {
-        let base = self.status_code().canonical_reason();
-        match &self.header {
-            Some(h) => format!("{base} (invalid {h}: {})", self.detail),
-            None => format!("{base} ({}: {})", self.kind.describe(), self.detail),
-        }
+        format!("{} ({self})", self.status_code().canonical_reason())
     }
 }
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.header {
-            Some(h) => write!(f, "invalid {h} header: {}", self.detail),
-            None => write!(f, "{}: {}", self.kind.describe(), self.detail),
+        match (&self.header, self.kind) {
+            (Some(h), ErrorKind::MissingHeader) => write!(f, "missing {h} header"),
+            (Some(h), ErrorKind::DuplicateHeader) => write!(f, "more than one {h} header"),
+            (Some(h), _) => write!(f, "invalid {h} header: {}", self.detail),
+            (None, _) => write!(f, "{}: {}", self.kind.describe(), self.detail),
         }
     }
 }

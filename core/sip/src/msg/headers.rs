@@ -201,6 +201,29 @@ impl HeaderName {
         if name.len() == 1 {
             return Self::from_compact(name[0]);
         }
+        // The headers of nearly every message, without the lower-casing copy.
+        let eq = |s: &[u8]| name.eq_ignore_ascii_case(s);
+        let fast = match name.len() {
+            2 if eq(b"to") => Some(HeaderName::To),
+            3 if eq(b"via") => Some(HeaderName::Via),
+            4 if eq(b"from") => Some(HeaderName::From),
+            4 if eq(b"cseq") => Some(HeaderName::CSeq),
+            5 if eq(b"route") => Some(HeaderName::Route),
+            5 if eq(b"allow") => Some(HeaderName::Allow),
+            7 if eq(b"call-id") => Some(HeaderName::CallId),
+            7 if eq(b"contact") => Some(HeaderName::Contact),
+            7 if eq(b"expires") => Some(HeaderName::Expires),
+            9 if eq(b"supported") => Some(HeaderName::Supported),
+            10 if eq(b"user-agent") => Some(HeaderName::UserAgent),
+            12 if eq(b"max-forwards") => Some(HeaderName::MaxForwards),
+            12 if eq(b"content-type") => Some(HeaderName::ContentType),
+            12 if eq(b"record-route") => Some(HeaderName::RecordRoute),
+            14 if eq(b"content-length") => Some(HeaderName::ContentLength),
+            _ => None,
+        };
+        if fast.is_some() {
+            return fast;
+        }
         let mut buf = [0u8; 24];
         if name.len() > buf.len() {
             return None;

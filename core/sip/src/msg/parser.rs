@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use bytestring::ByteString;
-use memchr::memchr;
+use memchr::{memchr, memchr2, memmem};
 
 use super::error::{ErrorKind, ParseError};
 use super::headers::{Header, HeaderName, Headers};
@@ -23,22 +23,19 @@ const fn err(kind: ErrorKind, detail: &'static str) -> ParseError {
 /// its CR. A bare LF or CR inside the line is an error (§7.3.1 allows line
 /// breaks only as CRLF, and inside a header only as folding).
 #[inline]
-pub(crate) fn line_end(b: &[u8], from: usize) -> Result<usize, ParseError> {
-    let nl = match memchr(b'\n', &b[from..]) {
-        Some(p) => from + p,
-        None => return Err(err(ErrorKind::Incomplete, "unterminated line")),
-    };
-    if nl == from || b[nl - 1] != b'\r' {
-        return Err(err(ErrorKind::HeaderLine, "bare LF"));
+fn line_end(b: &[u8], from: usize) -> Result<usize, ParseError> {
+    match memchr2(b'\r', b'\n', &b[from..]) {
+        Some(p) => {
+            let i = from + p;
+            match (b[i], b.get(i + 1)) {
+                (b'\r', Some(b'\n')) => Ok(i),
+                (b'\r', None) => Err(err(ErrorKind::Incomplete, "unterminated line")),
+                (b'\r', _) => Err(err(ErrorKind::HeaderLine, "bare CR")),
+                _ => Err(err(ErrorKind::HeaderLine, "bare LF")),
+            }
+        }
+        None => Err(err(ErrorKind::Incomplete, "unterminated line")),
     }
-    if memchr(b'\r', &b[from..nl - 1]).is_some() {
-        return Err(err(ErrorKind::HeaderLine, "bare CR"));
-    }
-    Ok(nl - 1)
-}
-
-fn to_text(buf: &Bytes, from: usize, to: usize) -> Result<ByteString, ParseError> {
-    ByteString::try_from(buf.slice(from..to)).map_err(|_| err(ErrorKind::NotUtf8, "not UTF-8"))
 }
 
 /// Joins folded lines (§7.3.1): each CRLF with the whitespace around it becomes one SP.
@@ -87,8 +84,10 @@ enum StartLine {
     },
 }
 
-fn parse_start_line(buf: &Bytes, from: usize, to: usize) -> Result<StartLine, ParseError> {
-    let line = &buf[from..to];
+/// Parses the start line `head[..to]`.
+fn parse_start_line(head: &ByteString, to: usize) -> Result<StartLine, ParseError> {
+    let text = &head[..to];
+    let line = text.as_bytes();
     if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
         let sp = memchr(b' ', line).ok_or(err(ErrorKind::StartLine, "no status code"))?;
@@ -109,8 +108,7 @@ fn parse_start_line(buf: &Bytes, from: usize, to: usize) -> Result<StartLine, Pa
             + u16::from(code[2] - b'0');
         let status =
             StatusCode::new(n).ok_or(err(ErrorKind::StartLine, "status code outside 100..=699"))?;
-        let rstart = (from + sp + 5).min(to);
-        let reason = to_text(buf, rstart, to)?;
+        let reason = &text[(sp + 5).min(to)..];
         if reason
             .bytes()
             .any(|c| (c < 0x20 && c != b'\t') || c == 0x7f)
@@ -120,7 +118,10 @@ fn parse_start_line(buf: &Bytes, from: usize, to: usize) -> Result<StartLine, Pa
                 "control character in reason phrase",
             ));
         }
-        return Ok(StartLine::Response { status, reason });
+        return Ok(StartLine::Response {
+            status,
+            reason: head.slice_ref(reason),
+        });
     }
     // Request-Line = Method SP Request-URI SP SIP-Version (single SPs, §7.1)
     let m = scan::run(line, 0, TOKEN);
@@ -143,9 +144,8 @@ fn parse_start_line(buf: &Bytes, from: usize, to: usize) -> Result<StartLine, Pa
         return Err(err(ErrorKind::RequestUri, "empty Request-URI"));
     }
     Ok(StartLine::Request {
-        method: to_text(buf, from, from + m)?,
-        uri: to_text(buf, from + u0, from + u1)
-            .map_err(|_| err(ErrorKind::RequestUri, "not UTF-8"))?,
+        method: head.slice_ref(&text[..m]),
+        uri: head.slice_ref(&text[u0..u1]),
     })
 }
 
@@ -174,69 +174,76 @@ pub(crate) fn parse(buf: Bytes) -> Result<Message, ParseError> {
     if pos >= b.len() {
         return Err(err(ErrorKind::Incomplete, "empty message"));
     }
-    let sl_end = line_end(b, pos).map_err(|e| ParseError::new(ErrorKind::StartLine, e.detail()))?;
-    let start = parse_start_line(&buf, pos, sl_end)?;
-    pos = sl_end + 2;
+    // The head ends with the first empty line (§7). It is checked to be UTF-8
+    // once; every header value is then a zero-copy slice of it.
+    let head_end = memmem::find(&b[pos..], b"\r\n\r\n")
+        .map(|p| pos + p + 2)
+        .ok_or(err(
+            ErrorKind::Incomplete,
+            "no empty line after the headers",
+        ))?;
+    let head = ByteString::try_from(buf.slice(pos..head_end))
+        .map_err(|_| err(ErrorKind::NotUtf8, "head is not UTF-8"))?;
+    let h: &str = &head;
+    let hb = h.as_bytes();
+    let sl_end = line_end(hb, 0).map_err(|e| ParseError::new(ErrorKind::StartLine, e.detail()))?;
+    let start = parse_start_line(&head, sl_end)?;
+    let mut p = sl_end + 2;
 
     let mut headers = Headers::with_capacity(16);
     let mut content_length: Option<u32> = None;
     let mut cl_conflict = false;
-    loop {
-        if pos >= b.len() {
-            return Err(err(
-                ErrorKind::Incomplete,
-                "no empty line after the headers",
-            ));
-        }
-        if b[pos] == b'\r' {
-            if b.get(pos + 1) == Some(&b'\n') {
-                pos += 2;
-                break;
-            }
-            return Err(err(ErrorKind::HeaderLine, "bare CR"));
-        }
-        if scan::is_wsp(b[pos]) {
+    let mut cseq_method: Option<ByteString> = None;
+    while p < hb.len() {
+        if scan::is_wsp(hb[p]) {
             return Err(err(
                 ErrorKind::HeaderLine,
                 "continuation line without a header",
             ));
         }
         // One logical header line: continue over folded lines.
-        let mut end = line_end(b, pos)?;
+        let mut end = line_end(hb, p)?;
         let mut folded = false;
-        while end + 2 < b.len() && scan::is_wsp(b[end + 2]) {
+        while end + 2 < hb.len() && scan::is_wsp(hb[end + 2]) {
             folded = true;
-            end = line_end(b, end + 2)?;
+            end = line_end(hb, end + 2)?;
         }
-        let n_end = scan::run(b, pos, TOKEN);
-        if n_end == pos {
+        let n_end = scan::run(hb, p, TOKEN);
+        if n_end == p {
             return Err(err(ErrorKind::HeaderLine, "header name is not a token"));
         }
-        let colon = scan::skip_wsp(b, n_end);
-        if b.get(colon) != Some(&b':') || colon > end {
+        let colon = scan::skip_wsp(hb, n_end);
+        if hb.get(colon) != Some(&b':') || colon > end {
             return Err(err(
                 ErrorKind::HeaderLine,
                 "missing colon after header name",
             ));
         }
-        let name = match HeaderName::known(&b[pos..n_end]) {
+        let name = match HeaderName::known(&hb[p..n_end]) {
             Some(n) => n,
-            None => HeaderName::Other(to_text(&buf, pos, n_end)?),
+            None => HeaderName::Other(head.slice_ref(&h[p..n_end])),
         };
         let value = if folded {
-            let v = unfold(&b[colon + 1..end]);
-            let start = scan::skip_wsp(&v, 0);
-            ByteString::try_from(Bytes::from(v).slice(start..))
-                .map_err(|_| err(ErrorKind::NotUtf8, "not UTF-8").in_header(&name))?
+            // Only ASCII whitespace is removed or added: still UTF-8.
+            let v = unfold(&hb[colon + 1..end]);
+            let v = String::from_utf8(v).map_err(|_| err(ErrorKind::NotUtf8, "not UTF-8"))?;
+            ByteString::from(v.trim_start_matches([' ', '\t']).to_owned())
         } else {
-            let vs = scan::skip_wsp(b, colon + 1);
+            let vs = scan::skip_wsp(hb, colon + 1);
             let mut ve = end;
-            while ve > vs && scan::is_wsp(b[ve - 1]) {
+            while ve > vs && scan::is_wsp(hb[ve - 1]) {
                 ve -= 1;
             }
-            to_text(&buf, vs, ve).map_err(|e| e.in_header(&name))?
+            head.slice_ref(&h[vs..ve])
         };
-        if !matches!(name, HeaderName::Other(_)) {
+        if name == HeaderName::CSeq {
+            // Checked here rather than in check_known: the method is kept
+            // for the comparison with the request method below.
+            let (_, m) = scan_cseq(&value).map_err(|e| e.in_header(&name))?;
+            if cseq_method.is_none() {
+                cseq_method = Some(value.slice_ref(m));
+            }
+        } else if !matches!(name, HeaderName::Other(_)) {
             if let Some(cl) = check_known(&name, &value).map_err(|e| e.in_header(&name))? {
                 match content_length {
                     Some(prev) if prev != cl => cl_conflict = true,
@@ -245,8 +252,9 @@ pub(crate) fn parse(buf: Bytes) -> Result<Message, ParseError> {
             }
         }
         headers.push_header(Header { name, value });
-        pos = end + 2;
+        p = end + 2;
     }
+    let pos = head_end + 2;
 
     // §18.3: the body is Content-Length bytes; on a datagram, bytes beyond it are
     // discarded (RFC 4475 §3.1.1.8) and a shorter body is an error (§3.1.2.2).
@@ -272,8 +280,7 @@ pub(crate) fn parse(buf: Bytes) -> Result<Message, ParseError> {
             let uri_parsed = raw.own(&uri);
             let method = Method::from_token(&method)?;
             // §8.1.1.5 / RFC 4475 §3.1.2.17: CSeq method must equal the request method.
-            if let Some(cseq) = headers.get(&HeaderName::CSeq) {
-                let (_, m) = scan_cseq(cseq).map_err(|e| e.in_header(&HeaderName::CSeq))?;
+            if let Some(m) = cseq_method {
                 if m != method.as_str() {
                     return Err(err(
                         ErrorKind::CSeqMismatch,

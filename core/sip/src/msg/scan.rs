@@ -208,11 +208,13 @@ pub(crate) fn quote(s: &str) -> String {
     out.push('"');
     for c in s.chars() {
         match c {
-            '"' | '\\' => {
+            // quoted-pair cannot carry CR or LF (§25.1).
+            '\r' | '\n' => out.push(' '),
+            // Quotes, backslashes and controls other than HT go as quoted-pairs.
+            '"' | '\\' | '\0'..='\x08' | '\x0b'..='\x1f' | '\x7f' => {
                 out.push('\\');
                 out.push(c);
             }
-            '\r' | '\n' => out.push(' '),
             _ => out.push(c),
         }
     }
@@ -239,7 +241,16 @@ pub(crate) fn parse_num(s: &str, max: u64) -> Option<u64> {
 /// Trims SP/HT from both ends.
 #[inline]
 pub(crate) fn trim(s: &str) -> &str {
-    s.trim_matches(|c| c == ' ' || c == '\t')
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut j = b.len();
+    while i < j && is_wsp(b[i]) {
+        i += 1;
+    }
+    while j > i && is_wsp(b[j - 1]) {
+        j -= 1;
+    }
+    &s[i..j]
 }
 
 /// Splits a header value into its comma-separated elements, ignoring commas

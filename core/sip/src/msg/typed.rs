@@ -8,7 +8,7 @@ use std::fmt;
 
 use bytestring::ByteString;
 
-use super::addr::{Contact, NameAddr, scan_name_addr};
+use super::addr::{Contact, NameAddr, scan_name_addr, scan_name_addr_at};
 use super::error::{ErrorKind, ParseError};
 use super::headers::{HeaderName, Headers};
 use super::method::Method;
@@ -63,6 +63,45 @@ pub(crate) fn each_element(
         f(e)?;
     }
     Ok(())
+}
+
+/// Validates a comma-separated list in one pass: `elem` scans one element
+/// from the given index and returns where it stopped (§7.3.1: elements are
+/// separated by `SWS "," SWS`; empty elements are an error).
+fn each_scanned(
+    s: &str,
+    mut elem: impl FnMut(&str, usize) -> Result<usize, ParseError>,
+) -> Result<(), ParseError> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    loop {
+        i = scan::skip_wsp(b, i);
+        if i >= b.len() || b[i] == b',' {
+            return Err(ParseError::value("empty list element"));
+        }
+        let e = scan::skip_wsp(b, elem(s, i)?);
+        if e >= b.len() {
+            return Ok(());
+        }
+        if b[e] != b',' {
+            return Err(ParseError::value("unexpected text in list element"));
+        }
+        i = e + 1;
+    }
+}
+
+/// `[token *(COMMA token)]` in one pass (Allow, Supported, Require, ...).
+fn check_token_list(s: &str, allow_empty: bool) -> Result<(), ParseError> {
+    if allow_empty && scan::skip_wsp(s.as_bytes(), 0) == s.len() {
+        return Ok(());
+    }
+    each_scanned(s, |s, i| {
+        let e = scan::run(s.as_bytes(), i, TOKEN);
+        if e == i {
+            return Err(ParseError::value("list element is not a token"));
+        }
+        Ok(e)
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -790,19 +829,22 @@ fn check_warning(s: &str) -> Result<(), ParseError> {
 pub(crate) fn check_known(name: &HeaderName, v: &str) -> Result<Option<u32>, ParseError> {
     use HeaderName as H;
     match name {
-        H::Via => each_element(v, false, |e| super::via::scan_via(e).map(drop))?,
+        H::Via => each_scanned(v, |s, i| Ok(super::via::scan_via_at(s, i, false)?.1))?,
         H::From | H::To | H::ReferTo | H::ReferredBy | H::ReplyTo => {
             scan_name_addr(v, false).map(drop)?
         }
-        H::Contact if scan::trim(v) != "*" => each_element(v, false, |e| {
-            let r = scan_name_addr(e, false)?;
-            super::addr::check_contact_params(r.params)
+        H::Contact if scan::trim(v) != "*" => each_scanned(v, |s, i| {
+            let (r, e) = scan_name_addr_at(s, i, false)?;
+            if !r.params.is_empty() {
+                super::addr::check_contact_params(r.params)?;
+            }
+            Ok(e)
         })?,
         H::Route | H::RecordRoute | H::Path | H::ServiceRoute => {
-            each_element(v, false, |e| scan_name_addr(e, true).map(drop))?
+            each_scanned(v, |s, i| Ok(scan_name_addr_at(s, i, true)?.1))?
         }
         H::PAssertedIdentity | H::PPreferredIdentity | H::Diversion | H::HistoryInfo => {
-            each_element(v, false, |e| scan_name_addr(e, false).map(drop))?
+            each_scanned(v, |s, i| Ok(scan_name_addr_at(s, i, false)?.1))?
         }
         H::CallId => check_call_id(scan::trim(v))?,
         H::CSeq => scan_cseq(v).map(drop)?,
@@ -822,16 +864,9 @@ pub(crate) fn check_known(name: &HeaderName, v: &str) -> Result<Option<u32>, Par
         | H::Require
         | H::ProxyRequire
         | H::Unsupported
-        | H::AllowEvents => each_element(
+        | H::AllowEvents => check_token_list(
             v,
             !matches!(name, H::Require | H::ProxyRequire | H::Unsupported),
-            |e| {
-                if scan::is_token(e) {
-                    Ok(())
-                } else {
-                    Err(ParseError::value("list element is not a token"))
-                }
-            },
         )?,
         H::Event => scan_token_head(v, "bad event type").map(drop)?,
         H::SubscriptionState => check_subscription_state(v)?,

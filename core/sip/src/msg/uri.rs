@@ -197,34 +197,47 @@ impl<'a> Iterator for ParamIter<'a> {
     type Item = (&'a str, Option<&'a str>);
 
     fn next(&mut self) -> Option<Self::Item> {
+        let s = self.s;
+        let b = s.as_bytes();
+        let mut i = 0;
         loop {
-            let s = self.s.trim_start_matches([' ', '\t', ';']);
-            if s.is_empty() {
-                self.s = s;
+            while i < b.len() && (b[i] == b';' || scan::is_wsp(b[i])) {
+                i += 1;
+            }
+            if i >= b.len() {
+                self.s = "";
                 return None;
             }
-            let b = s.as_bytes();
-            let mut i = 0;
+            let start = i;
+            let mut eq = None;
             let mut quoted = false;
             while i < b.len() {
-                match b[i] {
-                    b'"' => quoted = !quoted,
-                    b'\\' if quoted => i += 1,
-                    b';' if !quoted => break,
-                    _ => {}
+                let c = b[i];
+                if quoted {
+                    if c == b'\\' {
+                        i += 1;
+                    } else if c == b'"' {
+                        quoted = false;
+                    }
+                } else if c == b'"' {
+                    quoted = true;
+                } else if c == b';' {
+                    break;
+                } else if c == b'=' && eq.is_none() {
+                    eq = Some(i);
                 }
                 i += 1;
             }
-            let i = i.min(b.len());
-            let piece = &s[..i];
-            self.s = &s[i..];
-            let (n, v) = match piece.find('=') {
-                Some(e) => (scan::trim(&piece[..e]), Some(scan::trim(&piece[e + 1..]))),
-                None => (scan::trim(piece), None),
+            let end = i.min(b.len());
+            self.s = &s[end..];
+            let (n, v) = match eq {
+                Some(e) => (scan::trim(&s[start..e]), Some(scan::trim(&s[e + 1..end]))),
+                None => (scan::trim(&s[start..end]), None),
             };
             if !n.is_empty() {
                 return Some((n, v));
             }
+            i = end;
         }
     }
 }
@@ -233,20 +246,34 @@ impl<'a> Iterator for ParamIter<'a> {
 /// `generic-param = token [ EQUAL gen-value ]`, `gen-value = token / host /
 /// quoted-string`), with LWS around `;` and `=`. Returns the index after the
 /// last parameter and its trailing whitespace.
-pub(crate) fn scan_header_params(s: &[u8], mut i: usize) -> Result<usize, ParseError> {
+pub(crate) fn scan_header_params(s: &[u8], i: usize) -> Result<usize, ParseError> {
+    scan_header_params_with(s, i, |_, _| Ok(()))
+}
+
+/// [`scan_header_params`], calling `check(name, value)` for each parameter so
+/// that a header can check its own parameters in the same pass.
+#[inline]
+pub(crate) fn scan_header_params_with(
+    s: &[u8],
+    mut i: usize,
+    mut check: impl FnMut(&[u8], Option<&[u8]>) -> Result<(), ParseError>,
+) -> Result<usize, ParseError> {
     loop {
         i = scan::skip_wsp(s, i);
         if s.get(i) != Some(&b';') {
             return Ok(i);
         }
         i = scan::skip_wsp(s, i + 1);
+        let n0 = i;
         let n = scan::run(s, i, scan::TOKEN);
         if n == i {
             return Err(ParseError::value("empty parameter name"));
         }
         i = scan::skip_wsp(s, n);
+        let mut value = None;
         if s.get(i) == Some(&b'=') {
             i = scan::skip_wsp(s, i + 1);
+            let v0 = i;
             match s.get(i) {
                 Some(b'"') => {
                     i = scan::skip_quoted(s, i)
@@ -270,7 +297,9 @@ pub(crate) fn scan_header_params(s: &[u8], mut i: usize) -> Result<usize, ParseE
                     i = e;
                 }
             }
+            value = Some(&s[v0..i]);
         }
+        check(&s[n0..n], value)?;
     }
 }
 
@@ -317,27 +346,70 @@ pub(crate) fn scan_host(s: &str, i: usize) -> Result<(RawHost<'_>, usize), Parse
             .map_err(|_| uri_err("bad IPv6 address"))?;
         return Ok((RawHost::V6(addr), close + 1));
     }
-    let end = scan::run(b, i, HOST);
-    Ok((classify_host(&s[i..end])?, end))
-}
-
-fn classify_host(h: &str) -> Result<RawHost<'_>, ParseError> {
-    let b = h.as_bytes();
-    if b.is_empty() {
+    // One pass: hostname characters, noting whether the host is all digits
+    // and dots (then only an IPv4address fits, a toplabel starts with ALPHA,
+    // §25.1) and whether a label is empty.
+    let mut j = i;
+    let mut numeric = true;
+    let mut prev_dot = true;
+    let mut empty_label = false;
+    while j < b.len() {
+        let c = b[j];
+        if c == b'.' {
+            empty_label |= prev_dot;
+            prev_dot = true;
+        } else if scan::is(c, HOST) {
+            prev_dot = false;
+            numeric &= c.is_ascii_digit();
+        } else {
+            break;
+        }
+        j += 1;
+    }
+    if j == i {
         return Err(uri_err("missing host"));
     }
-    if b.iter().all(|c| c.is_ascii_digit() || *c == b'.') {
-        // All-numeric: only an IPv4address fits (a toplabel starts with ALPHA, §25.1).
-        return h
-            .parse::<Ipv4Addr>()
-            .map(RawHost::V4)
-            .map_err(|_| uri_err("bad IPv4 address"));
+    if numeric {
+        return parse_ipv4(&b[i..j])
+            .map(|a| (RawHost::V4(a), j))
+            .ok_or(uri_err("bad IPv4 address"));
     }
-    let labels = h.strip_suffix('.').unwrap_or(h);
-    if labels.split('.').any(str::is_empty) {
+    if empty_label {
         return Err(uri_err("empty label in host name"));
     }
-    Ok(RawHost::Domain(h))
+    Ok((RawHost::Domain(&s[i..j]), j))
+}
+
+/// `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT` (§25.1), each at most 255.
+pub(crate) fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
+    let mut o = [0u8; 4];
+    let mut k = 0;
+    let mut v: u16 = 0;
+    let mut digits = 0;
+    for &c in b {
+        if c == b'.' {
+            if digits == 0 || k == 3 {
+                return None;
+            }
+            o[k] = v as u8;
+            k += 1;
+            v = 0;
+            digits = 0;
+        } else if c.is_ascii_digit() {
+            v = v * 10 + u16::from(c - b'0');
+            digits += 1;
+            if digits > 3 || v > 255 {
+                return None;
+            }
+        } else {
+            return None;
+        }
+    }
+    if digits == 0 || k != 3 {
+        return None;
+    }
+    o[3] = v as u8;
+    Some(Ipv4Addr::from(o))
 }
 
 impl Host {
@@ -550,25 +622,27 @@ fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseErro
     let b = s.as_bytes();
     let mut i = start;
     let (mut user, mut password) = (None, None);
-    // '@' appears unescaped only after the userinfo (§25.1), and the user part
-    // may itself hold ';', '?' and ',' (RFC 4475 §3.1.1.2, §3.1.1.9).
-    if let Some(at) = memchr(b'@', &b[i..]) {
-        let at = i + at;
-        let ui_end = memchr(b':', &b[i..at]).map_or(at, |c| i + c);
-        let u_end = scan::run_escaped(b, i, USER).ok_or(uri_err("bad escape in URI user"))?;
-        if u_end != ui_end || u_end == i {
-            return Err(uri_err("bad URI user part"));
-        }
-        user = Some(&s[i..ui_end]);
-        if ui_end < at {
-            let p_end = scan::run_escaped(b, ui_end + 1, PASSWORD)
-                .ok_or(uri_err("bad escape in URI password"))?;
-            if p_end != at {
-                return Err(uri_err("bad URI password"));
+    // The userinfo is a run of user characters (which include ';', '?' and
+    // ',', RFC 4475 §3.1.1.2, §3.1.1.9), optionally ':' and a password, ending
+    // in '@' (§25.1); without the '@' the same text is the host.
+    let u_end = scan::run_escaped(b, i, USER).ok_or(uri_err("bad escape in URI"))?;
+    if u_end > i {
+        match b.get(u_end) {
+            Some(b'@') => {
+                user = Some(&s[i..u_end]);
+                i = u_end + 1;
             }
-            password = Some(&s[ui_end + 1..at]);
+            Some(b':') => {
+                let p_end = scan::run_escaped(b, u_end + 1, PASSWORD)
+                    .ok_or(uri_err("bad escape in URI password"))?;
+                if b.get(p_end) == Some(&b'@') {
+                    user = Some(&s[i..u_end]);
+                    password = Some(&s[u_end + 1..p_end]);
+                    i = p_end + 1;
+                }
+            }
+            _ => {}
         }
-        i = at + 1;
     }
     let (host, mut i) = scan_host(s, i)?;
     let mut port = None;

@@ -6,7 +6,7 @@ use bytestring::ByteString;
 
 use super::error::{ErrorKind, ParseError};
 use super::scan::{self, TOKEN};
-use super::uri::{Host, ParamIter, Params, RawHost, scan_header_params, scan_host};
+use super::uri::{Host, Params, RawHost, parse_ipv4, scan_header_params_with, scan_host};
 
 /// The transport of a Via (§20.42 `transport`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -90,6 +90,23 @@ pub(crate) struct RawVia<'a> {
     pub(crate) params: &'a str,
 }
 
+fn num(v: &[u8], max: u64) -> bool {
+    std::str::from_utf8(v).is_ok_and(|v| scan::parse_num(v, max).is_some())
+}
+
+/// `received = IPv4address / IPv6address` (§20.42); an IPv6reference in
+/// brackets is accepted too (RFC 5118 §4.5).
+fn is_ip(v: &[u8]) -> bool {
+    if parse_ipv4(v).is_some() {
+        return true;
+    }
+    let v = v
+        .strip_prefix(b"[")
+        .and_then(|v| v.strip_suffix(b"]"))
+        .unwrap_or(v);
+    std::str::from_utf8(v).is_ok_and(|v| v.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
 fn slash(b: &[u8], i: usize) -> Result<usize, ParseError> {
     let i = scan::skip_wsp(b, i);
     if b.get(i) != Some(&b'/') {
@@ -106,8 +123,22 @@ pub(crate) fn scan_via(s: &str) -> Result<RawVia<'_>, ParseError> {
 /// [`scan_via`], accepting any protocol version when `any_version` (to route
 /// back a 505, RFC 3261 §21.5.20).
 pub(crate) fn scan_via_version(s: &str, any_version: bool) -> Result<RawVia<'_>, ParseError> {
+    let (v, end) = scan_via_at(s, 0, any_version)?;
+    if end != s.len() {
+        return Err(ParseError::value("unexpected text in Via"));
+    }
+    Ok(v)
+}
+
+/// Scans one via-parm from `s[start]`; returns it and the index where it ends
+/// (end of input or the `,` before the next via-parm).
+pub(crate) fn scan_via_at(
+    s: &str,
+    start: usize,
+    any_version: bool,
+) -> Result<(RawVia<'_>, usize), ParseError> {
     let b = s.as_bytes();
-    let i = scan::skip_wsp(b, 0);
+    let i = scan::skip_wsp(b, start);
     let n = scan::run(b, i, TOKEN);
     if !s[i..n].eq_ignore_ascii_case("SIP") {
         return Err(ParseError::value("sent-protocol is not SIP"));
@@ -142,35 +173,34 @@ pub(crate) fn scan_via_version(s: &str, any_version: bool) -> Result<RawVia<'_>,
         i = e;
     }
     let pstart = i;
-    let end = scan_header_params(b, i)?;
-    if end != b.len() {
-        return Err(ParseError::value("unexpected text in Via"));
-    }
-    let params = scan::trim(&s[pstart..end]);
-    for (n, v) in ParamIter::new(params) {
-        let ok = if n.eq_ignore_ascii_case("ttl") {
-            v.and_then(|v| scan::parse_num(v, 255)).is_some()
-        } else if n.eq_ignore_ascii_case("received") {
-            matches!(v.map(Host::parse), Some(Ok(Host::V4(_) | Host::V6(_))))
-        } else if n.eq_ignore_ascii_case("rport") {
-            v.is_none_or(|v| scan::parse_num(v, 65535).is_some())
-        } else if n.eq_ignore_ascii_case("maddr") {
-            v.is_some_and(|v| Host::parse(v).is_ok())
-        } else if n.eq_ignore_ascii_case("branch") {
-            v.is_some()
-        } else {
-            true
+    // via-params (§20.42, RFC 3581 rport) checked in the same pass.
+    let end = scan_header_params_with(b, i, |n, v| {
+        let ok = match n.len() {
+            3 if n.eq_ignore_ascii_case(b"ttl") => v.is_some_and(|v| num(v, 255)),
+            5 if n.eq_ignore_ascii_case(b"rport") => v.is_none_or(|v| num(v, 65535)),
+            5 if n.eq_ignore_ascii_case(b"maddr") => {
+                v.is_some_and(|v| std::str::from_utf8(v).is_ok_and(|v| Host::parse(v).is_ok()))
+            }
+            6 if n.eq_ignore_ascii_case(b"branch") => v.is_some(),
+            8 if n.eq_ignore_ascii_case(b"received") => v.is_some_and(is_ip),
+            _ => true,
         };
-        if !ok {
-            return Err(ParseError::value("bad Via parameter"));
+        if ok {
+            Ok(())
+        } else {
+            Err(ParseError::value("bad Via parameter"))
         }
-    }
-    Ok(RawVia {
-        transport,
-        host,
-        port,
-        params,
-    })
+    })?;
+    let params = scan::trim(&s[pstart..end]);
+    Ok((
+        RawVia {
+            transport,
+            host,
+            port,
+            params,
+        },
+        end,
+    ))
 }
 
 /// One Via value (§20.42): `SIP/2.0/transport sent-by;params`.

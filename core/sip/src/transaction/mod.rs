@@ -1322,7 +1322,7 @@ impl Transactions {
         tx.state = TxState::Terminated;
         for (i, at) in tx.timers.iter().enumerate() {
             if let Some(at) = at {
-                let timer = ALL_TIMERS[i];
+                let timer = Timer::ALL[i];
                 self.out.timers.remove(&(*at, key, timer));
             }
         }
@@ -1379,23 +1379,6 @@ impl Transactions {
         self.out.timers.first().map(|e| e.0)
     }
 }
-
-const ALL_TIMERS: [Timer; Timer::COUNT] = [
-    Timer::A,
-    Timer::B,
-    Timer::D,
-    Timer::E,
-    Timer::F,
-    Timer::G,
-    Timer::H,
-    Timer::I,
-    Timer::J,
-    Timer::K,
-    Timer::L,
-    Timer::M,
-    Timer::Trying,
-    Timer::Retransmit2xx,
-];
 
 /// The top Via as compared by the RFC 2543 rule of §17.2.3, normalised by
 /// printing the parsed value (whitespace and case of the protocol name aside).

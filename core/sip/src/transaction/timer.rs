@@ -70,20 +70,19 @@ impl TimerConfig {
 /// The timers of the four transaction state machines, keyed like quinn-proto's
 /// timer table. Letters are those of RFC 3261 Table 4 and RFC 6026 §8.4; Timer
 /// C belongs to proxies and is not used.
+///
+/// The declaration order is the firing order of timers due at the same
+/// instant: the ones that end a transaction come first, so that a transaction
+/// never retransmits at the very instant it times out (with T2 dividing 64·T1,
+/// Timers E and F, or G and H, fall due together).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Timer {
-    /// INVITE client retransmission, T1 doubling without cap (§17.1.1.2).
-    A,
     /// INVITE client timeout, 64·T1 (§17.1.1.2); re-armed when a CANCEL is sent (§9.1).
     B,
     /// INVITE client wait for response retransmissions in Completed (§17.1.1.2).
     D,
-    /// Non-INVITE client retransmission, T1 doubling up to T2 (§17.1.2.2).
-    E,
     /// Non-INVITE client timeout, 64·T1 (§17.1.2.2).
     F,
-    /// INVITE server final response retransmission, T1 doubling up to T2 (§17.2.1).
-    G,
     /// INVITE server wait for ACK, 64·T1 (§17.2.1).
     H,
     /// INVITE server wait for ACK retransmissions in Confirmed, T4 (§17.2.1).
@@ -96,19 +95,58 @@ pub enum Timer {
     L,
     /// INVITE client Accepted state, 64·T1 (RFC 6026 §8.4).
     M,
-    /// The 200 ms after which the INVITE server sends 100 Trying itself when the
-    /// TU has not answered (§17.2.1).
-    Trying,
+    /// INVITE client retransmission, T1 doubling without cap (§17.1.1.2).
+    A,
+    /// Non-INVITE client retransmission, T1 doubling up to T2 (§17.1.2.2).
+    E,
+    /// INVITE server final response retransmission, T1 doubling up to T2 (§17.2.1).
+    G,
     /// 2xx retransmission by the UAS core, T1 doubling up to T2 until the ACK
     /// (§13.3.1.4); done here for the TU while the INVITE server transaction is
     /// in the Accepted state.
     Retransmit2xx,
+    /// The 200 ms after which the INVITE server sends 100 Trying itself when the
+    /// TU has not answered (§17.2.1).
+    Trying,
 }
 
 impl Timer {
     pub(crate) const COUNT: usize = 14;
 
+    /// Every timer, in declaration (index) order.
+    pub(crate) const ALL: [Timer; Timer::COUNT] = [
+        Timer::B,
+        Timer::D,
+        Timer::F,
+        Timer::H,
+        Timer::I,
+        Timer::J,
+        Timer::K,
+        Timer::L,
+        Timer::M,
+        Timer::A,
+        Timer::E,
+        Timer::G,
+        Timer::Retransmit2xx,
+        Timer::Trying,
+    ];
+
     pub(crate) fn index(self) -> usize {
         self as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_order_matches_all() {
+        for (i, t) in Timer::ALL.iter().enumerate() {
+            assert_eq!(t.index(), i);
+        }
+        let mut sorted = Timer::ALL;
+        sorted.sort();
+        assert_eq!(sorted, Timer::ALL);
     }
 }

@@ -23,7 +23,8 @@ pub(crate) fn host_ip(host: &Host) -> Option<IpAddr> {
 /// §18.2.1: the server transport adds `received` when the sent-by host is not
 /// the packet's source address, and (RFC 3581 §4) fills in a value-less
 /// `rport` with the source port, adding `received` then in any case. Only the
-/// top Via changes; returns it as parsed after the change.
+/// top Via changes, and only when a stamp is missing or wrong (a driver that
+/// stamped already leaves nothing to do); returns it as parsed after the change.
 pub(crate) fn stamp_via(request: &mut Request, from: Peer) -> Option<Via> {
     let mut values: Vec<ByteString> = request.headers.values(&HeaderName::Via).collect();
     let first = values.first()?;
@@ -31,9 +32,12 @@ pub(crate) fn stamp_via(request: &mut Request, from: Peer) -> Option<Via> {
     let src = from.addr.ip();
     let mut changed = false;
     let wants_rport = via.has_rport() && via.rport().is_none();
-    if host_ip(&via.host) != Some(src) || wants_rport {
-        // RFC 5118 §4.5: an IPv6 `received` is written without brackets.
-        via.params.set("received", Some(&src.to_string()));
+    // RFC 5118 §4.5: an IPv6 `received` is written without brackets.
+    let src_text = src.to_string();
+    if (host_ip(&via.host) != Some(src) || wants_rport)
+        && via.params.get("received") != Some(src_text.as_str())
+    {
+        via.params.set("received", Some(&src_text));
         changed = true;
     }
     if wants_rport {

@@ -121,3 +121,5 @@ pub fn method_of(m: &Message) -> Option<Method> {
 pub fn header(m: &Message, name: HeaderName) -> Option<String> {
     m.headers().get(&name).map(|v| v.to_string())
 }
+
+pub mod sim;
