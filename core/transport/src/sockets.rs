@@ -877,8 +877,9 @@ where
     }
 }
 
-/// Whether `ip` is one of ours to compare a Via sent-by against; used by
-/// tests and the examples to pick an address to advertise.
+/// The address to put in Via and Contact for a socket bound to `bound`: the
+/// bound address itself, or loopback when bound to the unspecified address
+/// (a host with several interfaces should bind the one it wants to advertise).
 pub fn advertised_ip(bound: SocketAddr) -> IpAddr {
     if bound.ip().is_unspecified() {
         match bound {
