@@ -11,102 +11,19 @@
 //! unless `VAXEL_REQUIRE_PEERS=1`, which makes them fail. Every child process
 //! is killed when its guard drops, so a failing assertion leaves nothing behind.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use common::{example, free_port, sipp_available, start_answer};
 
 /// Calls per SIPp case, and the rate SIPp places them at (calls per second).
 const CALLS: u32 = 200;
 const RATE: u32 = 100;
-
-/// A child process killed on drop.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1 (SIP uses one number for both).
-fn free_port() -> u16 {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
-
-/// Whether SIPp can run here; prints the skip line when it cannot.
-fn sipp_available(case: &str) -> bool {
-    let found = Command::new("sipp")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        if std::env::var("VAXEL_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("sipp is not installed and VAXEL_REQUIRE_PEERS=1 (apt-get install sip-tester)");
-        }
-        println!(
-            "SKIP {case}: sipp not installed (apt-get install sip-tester; VAXEL_REQUIRE_PEERS=1 makes this fail)"
-        );
-    }
-    found
-}
-
-/// The examples, built for this test profile. `cargo test` builds examples
-/// already; building again is a no-op then, and covers `--test sipp` runs.
-fn example(name: &str) -> PathBuf {
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/sipp-<hash> → target/<profile>/examples/<name>
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    BUILD.call_once(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "-p", "vaxel-transport", "--examples"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("running cargo build for the examples");
-        assert!(status.success(), "building the examples failed");
-    });
-    let path = profile_dir.join("examples").join(name);
-    assert!(path.exists(), "{} was not built", path.display());
-    path
-}
-
-/// Starts `sip-answer` and waits until its banner says it listens.
-fn start_answer(args: &[&str]) -> Guard {
-    let mut child = Command::new(example("sip-answer"))
-        .args(args)
-        .args(["--quiet", "--ring-ms", "20"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting sip-answer");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("Ctrl-C") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let guard = Guard(child);
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("sip-answer did not start");
-    guard
-}
 
 /// Runs a child to completion within `limit`, killing it otherwise.
 fn run(mut cmd: Command, limit: Duration) -> Output {
