@@ -244,7 +244,7 @@ fn banner(handle: &EndpointHandle, ring: Duration, cert: Option<&std::path::Path
     if let Some(a) = tls {
         let ca = cert.map_or_else(|| "CERT.pem".to_owned(), |p| p.display().to_string());
         println!(
-            "  cargo run -p vaxel-transport --example sip-call -- sip:localhost:{}  --tls --ca {ca} -n 10",
+            "  cargo run -p vaxel-transport --example sip-call -- sip:localhost:{} --tls --ca {ca} -n 10",
             a.port()
         );
     }
