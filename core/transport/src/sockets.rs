@@ -1,0 +1,892 @@
+//! The sockets of one endpoint: UDP sockets, TCP and TLS listeners, and one
+//! stream connection per far end, reused for requests and responses in both
+//! directions (RFC 3261 §18, RFC 5923 §3's "one connection per peer" spirit).
+//!
+//! [`Sockets`] moves bytes only: it hands up every datagram and every message
+//! framed off a stream (by [`StreamFramer`], RFC 3261 §18.3) as [`Bytes`],
+//! unparsed, with the [`Peer`] it came from, and sends [`Bytes`] to a
+//! [`Peer`], opening a connection when there is none. It answers RFC 5626
+//! CRLFCRLF pings with a CRLF pong, pings its own outgoing connections on an
+//! interval, and closes connections that stay idle.
+//!
+//! Each connection runs in its own task; the table of connections is owned by
+//! whoever owns the `Sockets` (the endpoint task), and connection tasks talk
+//! to it over one channel, so there are no shared locks (ARCHITECTURE.md §3.8).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until, timeout};
+use tracing::{debug, trace, warn};
+use vaxel_sip::msg::framing::{Frame, StreamFramer};
+
+use crate::{Peer, TransportKind};
+
+/// The RFC 5626 §3.5.1 keep-alive ping on streams, and the UDP keep-alive
+/// some registrars accept in place of STUN.
+pub const PING: &[u8] = b"\r\n\r\n";
+/// The RFC 5626 §3.5.1 pong.
+pub const PONG: &[u8] = b"\r\n";
+
+/// What the sockets listen on and how connections behave.
+#[derive(Clone)]
+pub struct SocketsConfig {
+    /// UDP addresses to bind (port 0 picks a free port).
+    pub udp: Vec<SocketAddr>,
+    /// TCP listening addresses.
+    pub tcp: Vec<SocketAddr>,
+    /// TLS listening addresses; needs [`SocketsConfig::tls_server`].
+    pub tls: Vec<SocketAddr>,
+    /// Server certificate and key for TLS listeners.
+    pub tls_server: Option<Arc<rustls::ServerConfig>>,
+    /// Roots and settings for outgoing TLS connections.
+    pub tls_client: Option<Arc<rustls::ClientConfig>>,
+    /// A connection that carried no SIP message for this long is closed
+    /// (keep-alives do not count).
+    pub idle_timeout: Duration,
+    /// Interval of CRLFCRLF pings on connections we opened (RFC 5626 §4.4.1);
+    /// `None` sends none.
+    pub keep_alive_interval: Option<Duration>,
+    /// How long to wait for the pong before declaring the connection dead
+    /// (RFC 5626 §4.4.1: 10 seconds).
+    pub pong_timeout: Duration,
+    /// Bound on TCP connect plus TLS handshake.
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for SocketsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SocketsConfig")
+            .field("udp", &self.udp)
+            .field("tcp", &self.tcp)
+            .field("tls", &self.tls)
+            .field("tls_server", &self.tls_server.is_some())
+            .field("tls_client", &self.tls_client.is_some())
+            .field("idle_timeout", &self.idle_timeout)
+            .field("keep_alive_interval", &self.keep_alive_interval)
+            .field("pong_timeout", &self.pong_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+impl Default for SocketsConfig {
+    fn default() -> Self {
+        SocketsConfig {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+            tls: Vec::new(),
+            tls_server: None,
+            tls_client: None,
+            idle_timeout: Duration::from_secs(300),
+            // RFC 5626 §4.4.1 recommends 95–120 s on streams.
+            keep_alive_interval: Some(Duration::from_secs(100)),
+            pong_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Counters of what crossed the sockets and what the endpoint made of it.
+/// Shared with handles; read them with [`Stats::snapshot`].
+#[derive(Debug, Default)]
+pub struct Stats {
+    messages_received: AtomicU64,
+    messages_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    bytes_sent: AtomicU64,
+    malformed: AtomicU64,
+    bad_requests_answered: AtomicU64,
+    retransmissions: AtomicU64,
+    connections_opened: AtomicU64,
+    connections_accepted: AtomicU64,
+    connections_closed: AtomicU64,
+    connect_failures: AtomicU64,
+    pings_sent: AtomicU64,
+    pongs_sent: AtomicU64,
+    pongs_received: AtomicU64,
+    transport_errors: AtomicU64,
+}
+
+/// A copy of the [`Stats`] counters at one moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// SIP messages received (datagrams and framed stream messages, parsed or not).
+    pub messages_received: u64,
+    /// SIP messages sent (retransmissions included).
+    pub messages_sent: u64,
+    /// Bytes received on all sockets.
+    pub bytes_received: u64,
+    /// Bytes sent on all sockets.
+    pub bytes_sent: u64,
+    /// Messages that did not parse, failed validation or broke stream framing.
+    pub malformed: u64,
+    /// Malformed requests that were answered (400, 505...).
+    pub bad_requests_answered: u64,
+    /// Messages the transaction layer sent again (Timer A/E/G, absorbed retransmissions).
+    pub retransmissions: u64,
+    /// Outgoing connections established.
+    pub connections_opened: u64,
+    /// Incoming connections accepted.
+    pub connections_accepted: u64,
+    /// Connections closed, for any reason.
+    pub connections_closed: u64,
+    /// Outgoing connections that could not be established.
+    pub connect_failures: u64,
+    /// Keep-alive pings sent (streams and UDP).
+    pub pings_sent: u64,
+    /// Pongs sent in answer to pings.
+    pub pongs_sent: u64,
+    /// Pongs received.
+    pub pongs_received: u64,
+    /// Transport errors reported to the transaction layer.
+    pub transport_errors: u64,
+}
+
+macro_rules! counters {
+    ($($name:ident),*) => {
+        impl Stats {
+            /// The current values.
+            pub fn snapshot(&self) -> StatsSnapshot {
+                StatsSnapshot { $($name: self.$name.load(Ordering::Relaxed)),* }
+            }
+        }
+    };
+}
+counters!(
+    messages_received,
+    messages_sent,
+    bytes_received,
+    bytes_sent,
+    malformed,
+    bad_requests_answered,
+    retransmissions,
+    connections_opened,
+    connections_accepted,
+    connections_closed,
+    connect_failures,
+    pings_sent,
+    pongs_sent,
+    pongs_received,
+    transport_errors
+);
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Stats {
+    pub(crate) fn add_malformed(&self) {
+        bump(&self.malformed);
+    }
+    pub(crate) fn add_bad_request_answered(&self) {
+        bump(&self.bad_requests_answered);
+    }
+    pub(crate) fn set_retransmissions(&self, n: u64) {
+        self.retransmissions.store(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_transport_error(&self) {
+        bump(&self.transport_errors);
+    }
+    fn sent(&self, n: usize) {
+        bump(&self.messages_sent);
+        self.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Why a message could not be handed to the network. Errors found later
+/// (connection refused, reset) arrive as [`Inbound::Closed`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No socket of this transport (and address family) is bound, or no TLS
+    /// client configuration was given.
+    #[error("no {0:?} socket for {1}")]
+    NoSocket(TransportKind, SocketAddr),
+    /// The transport is not implemented here (WS, WSS).
+    #[error("transport {0:?} is not supported")]
+    Unsupported(TransportKind),
+    /// No connection to that peer, and none may be opened (keep-alive on a closed flow).
+    #[error("no connection to {0:?}")]
+    NotConnected(Peer),
+    /// The socket refused the datagram.
+    #[error("sending to {0}: {1}")]
+    Io(SocketAddr, io::Error),
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// No SIP message for the idle timeout.
+    Idle,
+    /// The far end closed it.
+    Eof,
+    /// We were asked to close it, or are shutting down.
+    Local,
+    /// TCP connect or TLS handshake failed or timed out.
+    ConnectFailed(String),
+    /// A read or write failed (reset, broken pipe, TLS alert).
+    Io(String),
+    /// The byte stream could not be framed (missing or bad Content-Length, oversize).
+    Framing(String),
+    /// A ping went unanswered for the pong timeout (RFC 5626 §4.4.1).
+    KeepAliveTimeout,
+}
+
+impl CloseReason {
+    /// Whether requests in flight on the connection must be failed
+    /// (RFC 3261 §17.1.4, §17.2.4): everything but an orderly idle or local close.
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, CloseReason::Idle | CloseReason::Local)
+    }
+}
+
+/// What the sockets hand up.
+#[derive(Debug)]
+pub enum Inbound {
+    /// One datagram or one message framed off a stream, not yet parsed.
+    Message {
+        /// The message bytes (zero-copy slice of the receive buffer).
+        bytes: Bytes,
+        /// Where it came from.
+        from: Peer,
+        /// The local address it arrived on.
+        local: SocketAddr,
+    },
+    /// A connection ended (or could not be opened).
+    Closed {
+        /// The far end of the connection.
+        peer: Peer,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+enum Out {
+    Data(Bytes),
+    Ping,
+}
+
+enum Internal {
+    Message {
+        bytes: Bytes,
+        from: Peer,
+        local: SocketAddr,
+    },
+    Accepted {
+        peer: Peer,
+        id: u64,
+        tx: mpsc::UnboundedSender<Out>,
+    },
+    Closed {
+        peer: Peer,
+        id: u64,
+        reason: CloseReason,
+    },
+}
+
+struct Conn {
+    id: u64,
+    tx: mpsc::UnboundedSender<Out>,
+}
+
+/// What connection tasks need to know, shared read-only.
+struct ConnShared {
+    config: SocketsConfig,
+    stats: Arc<Stats>,
+    internal: mpsc::UnboundedSender<Internal>,
+    next_id: AtomicU64,
+}
+
+/// A bound local address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LocalAddr {
+    /// The transport.
+    pub transport: TransportKind,
+    /// The address (with the port the system picked for port 0).
+    pub addr: SocketAddr,
+}
+
+/// The UDP sockets, listeners and connections of one endpoint.
+pub struct Sockets {
+    udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    local: Vec<LocalAddr>,
+    conns: HashMap<Peer, Conn>,
+    /// TLS server names to use when a connection to an address is opened.
+    server_names: HashMap<SocketAddr, String>,
+    shared: Arc<ConnShared>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Sockets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sockets")
+            .field("local", &self.local)
+            .field("connections", &self.conns.len())
+            .finish()
+    }
+}
+
+impl Drop for Sockets {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Sockets {
+    /// Binds every socket and listener of `config` and starts their tasks.
+    /// Must be called inside a tokio runtime.
+    pub async fn bind(config: SocketsConfig) -> io::Result<Sockets> {
+        let (internal, internal_rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(Stats::default());
+        let shared = Arc::new(ConnShared {
+            config: config.clone(),
+            stats,
+            internal,
+            next_id: AtomicU64::new(1),
+        });
+        let mut s = Sockets {
+            udp: Vec::new(),
+            local: Vec::new(),
+            conns: HashMap::new(),
+            server_names: HashMap::new(),
+            shared,
+            internal_rx,
+            tasks: Vec::new(),
+        };
+        for addr in &config.udp {
+            let sock = Arc::new(UdpSocket::bind(addr).await?);
+            let local = sock.local_addr()?;
+            s.local.push(LocalAddr {
+                transport: TransportKind::Udp,
+                addr: local,
+            });
+            s.udp.push((local, sock.clone()));
+            s.tasks
+                .push(tokio::spawn(udp_receive(sock, local, s.shared.clone())));
+        }
+        if !config.tls.is_empty() && config.tls_server.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "TLS listener without a server certificate",
+            ));
+        }
+        for (kind, addrs) in [
+            (TransportKind::Tcp, &config.tcp),
+            (TransportKind::Tls, &config.tls),
+        ] {
+            for addr in addrs {
+                let listener = TcpListener::bind(addr).await?;
+                let local = listener.local_addr()?;
+                s.local.push(LocalAddr {
+                    transport: kind,
+                    addr: local,
+                });
+                s.tasks
+                    .push(tokio::spawn(accept_loop(listener, kind, s.shared.clone())));
+            }
+        }
+        Ok(s)
+    }
+
+    /// The bound addresses, in the order of the configuration (UDP, TCP, TLS).
+    pub fn local_addrs(&self) -> &[LocalAddr] {
+        &self.local
+    }
+
+    /// The first bound address of a transport.
+    pub fn local_addr(&self, transport: TransportKind) -> Option<SocketAddr> {
+        self.local
+            .iter()
+            .find(|l| l.transport == transport)
+            .map(|l| l.addr)
+    }
+
+    /// The counters, shared.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.shared.stats
+    }
+
+    /// How many stream connections are open or being opened.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Whether a connection to `peer` is open or being opened.
+    pub fn is_connected(&self, peer: &Peer) -> bool {
+        self.conns.contains_key(peer)
+    }
+
+    /// Remembers the host name to check the certificate of a TLS server at
+    /// `addr` against (RFC 5922), for connections opened later.
+    pub fn set_server_name(&mut self, addr: SocketAddr, name: &str) {
+        self.server_names.insert(addr, name.to_owned());
+    }
+
+    /// Sends `bytes` to `peer`: a datagram for UDP; for TCP and TLS on the
+    /// connection to that peer, opening one if there is none (the bytes wait
+    /// for the connect). Never waits; a failure after this returns arrives as
+    /// [`Inbound::Closed`].
+    pub fn send(&mut self, peer: Peer, bytes: Bytes) -> Result<(), SendError> {
+        match peer.transport {
+            TransportKind::Udp => {
+                let n = bytes.len();
+                udp_send(self.udp_for(peer.addr)?, bytes, peer.addr)?;
+                self.shared.stats.sent(n);
+                Ok(())
+            }
+            TransportKind::Tcp | TransportKind::Tls => {
+                let n = bytes.len();
+                self.stream(peer)?
+                    .send(Out::Data(bytes))
+                    .map_err(|_| SendError::NotConnected(peer))?;
+                self.shared.stats.sent(n);
+                Ok(())
+            }
+            t => Err(SendError::Unsupported(t)),
+        }
+    }
+
+    /// Sends an RFC 5626 keep-alive: a CRLFCRLF datagram on UDP (to keep a
+    /// NAT binding of a registration open), a ping on an existing stream
+    /// connection (whose pong is awaited for the pong timeout).
+    pub fn keep_alive(&mut self, peer: Peer) -> Result<(), SendError> {
+        match peer.transport {
+            TransportKind::Udp => {
+                udp_send(
+                    self.udp_for(peer.addr)?,
+                    Bytes::from_static(PING),
+                    peer.addr,
+                )?;
+                bump(&self.shared.stats.pings_sent);
+                Ok(())
+            }
+            TransportKind::Tcp | TransportKind::Tls => {
+                let conn = self.conns.get(&peer).ok_or(SendError::NotConnected(peer))?;
+                conn.tx
+                    .send(Out::Ping)
+                    .map_err(|_| SendError::NotConnected(peer))
+            }
+            t => Err(SendError::Unsupported(t)),
+        }
+    }
+
+    /// Closes the connection to `peer`, if any (no [`Inbound::Closed`] follows).
+    pub fn close(&mut self, peer: &Peer) {
+        // Dropping the sender ends the connection task.
+        self.conns.remove(peer);
+    }
+
+    /// The next message or connection closure. Cancel safe (use it in `select!`).
+    pub async fn recv(&mut self) -> Inbound {
+        loop {
+            let Some(m) = self.internal_rx.recv().await else {
+                // `shared` holds a sender, so the channel never closes while we live.
+                std::future::pending::<()>().await;
+                unreachable!();
+            };
+            if let Some(inbound) = self.handle_internal(m) {
+                return inbound;
+            }
+        }
+    }
+
+    /// Like [`Sockets::recv`] without waiting: `None` when nothing is queued.
+    pub fn try_recv(&mut self) -> Option<Inbound> {
+        while let Ok(m) = self.internal_rx.try_recv() {
+            if let Some(inbound) = self.handle_internal(m) {
+                return Some(inbound);
+            }
+        }
+        None
+    }
+
+    fn handle_internal(&mut self, m: Internal) -> Option<Inbound> {
+        match m {
+            Internal::Message { bytes, from, local } => {
+                Some(Inbound::Message { bytes, from, local })
+            }
+            Internal::Accepted { peer, id, tx } => {
+                // A new connection from the same address and port replaces the old one.
+                self.conns.insert(peer, Conn { id, tx });
+                None
+            }
+            Internal::Closed { peer, id, reason } => {
+                match self.conns.get(&peer) {
+                    Some(c) if c.id == id => {
+                        self.conns.remove(&peer);
+                    }
+                    // A connection we already forgot (closed by us, or replaced).
+                    _ => return None,
+                }
+                Some(Inbound::Closed { peer, reason })
+            }
+        }
+    }
+
+    fn udp_for(&self, to: SocketAddr) -> Result<Arc<UdpSocket>, SendError> {
+        self.udp
+            .iter()
+            .find(|(a, _)| a.is_ipv4() == to.is_ipv4())
+            .map(|(_, s)| s.clone())
+            .ok_or(SendError::NoSocket(TransportKind::Udp, to))
+    }
+
+    fn stream(&mut self, peer: Peer) -> Result<&mpsc::UnboundedSender<Out>, SendError> {
+        let alive = self.conns.get(&peer).is_some_and(|c| !c.tx.is_closed());
+        if !alive {
+            let tls = match peer.transport {
+                TransportKind::Tls => {
+                    let config = self
+                        .shared
+                        .config
+                        .tls_client
+                        .clone()
+                        .ok_or(SendError::NoSocket(TransportKind::Tls, peer.addr))?;
+                    let name = match self.server_names.get(&peer.addr) {
+                        Some(n) => ServerName::try_from(n.clone())
+                            .unwrap_or_else(|_| ServerName::IpAddress(peer.addr.ip().into())),
+                        None => ServerName::IpAddress(peer.addr.ip().into()),
+                    };
+                    Some((config, name))
+                }
+                _ => None,
+            };
+            let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(connect(peer, id, tls, rx, self.shared.clone()));
+            self.conns.insert(peer, Conn { id, tx });
+        }
+        Ok(&self.conns[&peer].tx)
+    }
+}
+
+/// Sends a datagram without waiting: at once when the socket has room, else
+/// from a task (tokio reports WouldBlock until it has seen the socket
+/// writable once, and when the send buffer is full).
+fn udp_send(sock: Arc<UdpSocket>, bytes: Bytes, to: SocketAddr) -> Result<(), SendError> {
+    match sock.try_send_to(&bytes, to) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            tokio::spawn(async move {
+                if let Err(e) = sock.send_to(&bytes, to).await {
+                    debug!(%to, error = %e, "UDP send failed");
+                }
+            });
+            Ok(())
+        }
+        Err(e) => Err(SendError::Io(to, e)),
+    }
+}
+
+fn is_blank(b: &[u8]) -> bool {
+    b.iter()
+        .all(|c| matches!(c, b'\r' | b'\n' | b' ' | b'\t' | 0))
+}
+
+async fn udp_receive(sock: Arc<UdpSocket>, local: SocketAddr, shared: Arc<ConnShared>) {
+    // One buffer, split per datagram: each message keeps only its own slice
+    // alive, and a fresh block is allocated when the rest runs short.
+    let mut buf = BytesMut::new();
+    loop {
+        buf.reserve(65_536);
+        match sock.recv_buf_from(&mut buf).await {
+            Ok((n, from)) => {
+                let bytes = buf.split_to(n).freeze();
+                shared
+                    .stats
+                    .bytes_received
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                // CRLF keep-alives on UDP carry no message (RFC 5626 §3.5.1 is
+                // for streams; registrars accept them on UDP too).
+                if is_blank(&bytes) {
+                    trace!(%from, "UDP keep-alive");
+                    continue;
+                }
+                bump(&shared.stats.messages_received);
+                let from = Peer {
+                    transport: TransportKind::Udp,
+                    addr: from,
+                };
+                if shared
+                    .internal
+                    .send(Internal::Message { bytes, from, local })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                // ICMP errors surface here on some systems; the socket stays usable.
+                debug!(%local, error = %e, "UDP receive error");
+                buf.clear();
+            }
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, kind: TransportKind, shared: Arc<ConnShared>) {
+    let acceptor = shared
+        .config
+        .tls_server
+        .clone()
+        .map(tokio_rustls::TlsAcceptor::from);
+    loop {
+        let (tcp, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and similar: back off, keep listening.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let local = match tcp.local_addr() {
+            Ok(a) => a,
+            Err(_) => continue,
+        };
+        let peer = Peer {
+            transport: kind,
+            addr,
+        };
+        let shared = shared.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = mpsc::unbounded_channel();
+            match (kind, acceptor) {
+                (TransportKind::Tls, Some(acceptor)) => {
+                    let handshake = timeout(shared.config.connect_timeout, acceptor.accept(tcp));
+                    match handshake.await {
+                        Ok(Ok(tls)) => {
+                            accepted(&shared, peer, id, tx);
+                            run_stream(tls, peer, local, id, false, rx, shared).await;
+                        }
+                        Ok(Err(e)) => debug!(%addr, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(%addr, "TLS handshake timed out"),
+                    }
+                }
+                _ => {
+                    accepted(&shared, peer, id, tx);
+                    run_stream(tcp, peer, local, id, false, rx, shared).await;
+                }
+            }
+        });
+    }
+}
+
+fn accepted(shared: &ConnShared, peer: Peer, id: u64, tx: mpsc::UnboundedSender<Out>) {
+    debug!(?peer, "connection accepted");
+    bump(&shared.stats.connections_accepted);
+    let _ = shared.internal.send(Internal::Accepted { peer, id, tx });
+}
+
+async fn connect(
+    peer: Peer,
+    id: u64,
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    rx: mpsc::UnboundedReceiver<Out>,
+    shared: Arc<ConnShared>,
+) {
+    let fail = |reason: String| {
+        debug!(?peer, %reason, "connect failed");
+        bump(&shared.stats.connect_failures);
+        let _ = shared.internal.send(Internal::Closed {
+            peer,
+            id,
+            reason: CloseReason::ConnectFailed(reason),
+        });
+    };
+    let limit = shared.config.connect_timeout;
+    let tcp = match timeout(limit, TcpStream::connect(peer.addr)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return fail(e.to_string()),
+        Err(_) => return fail("timed out".into()),
+    };
+    let _ = tcp.set_nodelay(true);
+    let Ok(local) = tcp.local_addr() else {
+        return fail("no local address".into());
+    };
+    match tls {
+        Some((config, name)) => {
+            let connector = tokio_rustls::TlsConnector::from(config);
+            match timeout(limit, connector.connect(name, tcp)).await {
+                Ok(Ok(stream)) => {
+                    bump(&shared.stats.connections_opened);
+                    run_stream(stream, peer, local, id, true, rx, shared).await;
+                }
+                Ok(Err(e)) => fail(format!("TLS: {e}")),
+                Err(_) => fail("TLS handshake timed out".into()),
+            }
+        }
+        None => {
+            bump(&shared.stats.connections_opened);
+            run_stream(tcp, peer, local, id, true, rx, shared).await;
+        }
+    }
+}
+
+/// Runs one established connection until it ends, then reports the closure.
+async fn run_stream<S>(
+    stream: S,
+    peer: Peer,
+    local: SocketAddr,
+    id: u64,
+    outbound: bool,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    shared: Arc<ConnShared>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    let reason = serve_stream(stream, peer, local, outbound, &mut rx, &shared).await;
+    // Data queued behind the closure would be lost silently: make the closure
+    // a failure so the transactions waiting on it learn (§17.1.4).
+    rx.close();
+    let mut unsent = false;
+    while let Ok(o) = rx.try_recv() {
+        unsent |= matches!(o, Out::Data(_));
+    }
+    let reason = if unsent && !reason.is_failure() {
+        CloseReason::Io("closed with messages unsent".into())
+    } else {
+        reason
+    };
+    debug!(?peer, ?reason, "connection closed");
+    bump(&shared.stats.connections_closed);
+    let _ = shared.internal.send(Internal::Closed { peer, id, reason });
+}
+
+async fn serve_stream<S>(
+    stream: S,
+    peer: Peer,
+    local: SocketAddr,
+    outbound: bool,
+    rx: &mut mpsc::UnboundedReceiver<Out>,
+    shared: &ConnShared,
+) -> CloseReason
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    let config = &shared.config;
+    let stats = &shared.stats;
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut framer = StreamFramer::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut last_message = Instant::now();
+    let interval = if outbound {
+        config.keep_alive_interval
+    } else {
+        None
+    };
+    let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    let mut next_ping = interval.map_or(far, |i| Instant::now() + i);
+    let mut pong_deadline: Option<Instant> = None;
+    let io_err = |e: io::Error| CloseReason::Io(e.to_string());
+    loop {
+        let idle_at = last_message + config.idle_timeout;
+        tokio::select! {
+            r = rd.read(&mut buf) => {
+                let n = match r {
+                    Ok(0) => return CloseReason::Eof,
+                    Ok(n) => n,
+                    Err(e) => return io_err(e),
+                };
+                stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                framer.push(&buf[..n]);
+                loop {
+                    match framer.poll() {
+                        Ok(Some(Frame::Message(bytes))) => {
+                            last_message = Instant::now();
+                            bump(&stats.messages_received);
+                            let m = Internal::Message { bytes, from: peer, local };
+                            if shared.internal.send(m).is_err() {
+                                return CloseReason::Local;
+                            }
+                        }
+                        Ok(Some(Frame::Ping)) => {
+                            trace!(?peer, "ping, sending pong");
+                            if let Err(e) = wr.write_all(PONG).await {
+                                return io_err(e);
+                            }
+                            bump(&stats.pongs_sent);
+                        }
+                        Ok(Some(Frame::Pong)) => {
+                            trace!(?peer, "pong");
+                            bump(&stats.pongs_received);
+                            pong_deadline = None;
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            debug!(?peer, error = %e, "stream framing error");
+                            stats.add_malformed();
+                            return CloseReason::Framing(e.to_string());
+                        }
+                    }
+                }
+            }
+            out = rx.recv() => match out {
+                Some(Out::Data(bytes)) => {
+                    if let Err(e) = wr.write_all(&bytes).await {
+                        return io_err(e);
+                    }
+                    last_message = Instant::now();
+                }
+                Some(Out::Ping) => {
+                    if let Err(e) = wr.write_all(PING).await {
+                        return io_err(e);
+                    }
+                    bump(&stats.pings_sent);
+                    pong_deadline.get_or_insert(Instant::now() + config.pong_timeout);
+                }
+                None => {
+                    let _ = wr.shutdown().await;
+                    return CloseReason::Local;
+                }
+            },
+            _ = sleep_until(idle_at) => {
+                let _ = wr.shutdown().await;
+                return CloseReason::Idle;
+            }
+            _ = sleep_until(next_ping), if interval.is_some() => {
+                if let Err(e) = wr.write_all(PING).await {
+                    return io_err(e);
+                }
+                bump(&stats.pings_sent);
+                pong_deadline.get_or_insert(Instant::now() + config.pong_timeout);
+                next_ping = Instant::now() + interval.unwrap_or_default();
+            }
+            _ = sleep_until(pong_deadline.unwrap_or(far)), if pong_deadline.is_some() => {
+                return CloseReason::KeepAliveTimeout;
+            }
+        }
+    }
+}
+
+/// The address to put in Via and Contact for a socket bound to `bound`: the
+/// bound address itself, or loopback when bound to the unspecified address
+/// (a host with several interfaces should bind the one it wants to advertise).
+pub fn advertised_ip(bound: SocketAddr) -> IpAddr {
+    if bound.ip().is_unspecified() {
+        match bound {
+            SocketAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
+            SocketAddr::V6(_) => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        }
+    } else {
+        bound.ip()
+    }
+}
