@@ -16,6 +16,7 @@ pub(crate) const URIC: u16 = 1 << 7; // reserved / unreserved (+ [ ] # %) for ot
 pub(crate) const HOST: u16 = 1 << 8; // hostname characters (plus `_`, seen in the wild)
 pub(crate) const TOKEN68: u16 = 1 << 9; // RFC 7235 token68 body characters
 pub(crate) const LABEL: u16 = 1 << 10; // HOST without `.`: one label of a host name
+pub(crate) const GEN_VALUE: u16 = 1 << 11; // token / host / unbracketed IPv6: token and `:`
 
 const fn in_set(c: u8, set: &[u8]) -> bool {
     let mut i = 0;
@@ -63,6 +64,9 @@ const fn build_table() -> [u16; 256] {
         if alnum || in_set(c, b"-._") {
             f |= HOST;
         }
+        if alnum || in_set(c, b"-.!%*_+`'~:") {
+            f |= GEN_VALUE;
+        }
         if alnum || in_set(c, b"-_") {
             f |= LABEL;
         }
@@ -92,7 +96,9 @@ pub(crate) fn is_wsp(c: u8) -> bool {
 /// Index of the first byte at or after `i` that is not SP/HT.
 #[inline]
 pub(crate) fn skip_wsp(s: &[u8], mut i: usize) -> usize {
-    while i < s.len() && is_wsp(s[i]) {
+    // Most calls find no whitespace at all: one compare for the common exit
+    // (SP and HT are the only bytes <= SP that are skipped).
+    while i < s.len() && s[i] <= b' ' && is_wsp(s[i]) {
         i += 1;
     }
     i

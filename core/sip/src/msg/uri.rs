@@ -287,10 +287,7 @@ pub(crate) fn scan_header_params_with(
                 _ => {
                     // token / host; an unbracketed IPv6 address also appears
                     // (Via received, RFC 5118 §4.5).
-                    let mut e = i;
-                    while e < s.len() && (scan::is(s[e], scan::TOKEN) || s[e] == b':') {
-                        e += 1;
-                    }
+                    let e = scan::run(s, i, scan::GEN_VALUE);
                     if e == i {
                         return Err(ParseError::value("empty parameter value"));
                     }
@@ -609,6 +606,10 @@ impl RawUri<'_> {
 /// Scans a whole URI (`s` must be exactly the URI text).
 pub(crate) fn scan_uri(s: &str) -> Result<RawUri<'_>, ParseError> {
     let b = s.as_bytes();
+    // Nearly every URI is `sip:`.
+    if b.len() > 4 && b[..4].eq_ignore_ascii_case(b"sip:") {
+        return scan_sip(s, 4, false).map(RawUri::Sip);
+    }
     let colon = memchr(b':', b).ok_or(uri_err("URI without scheme"))?;
     let scheme = &b[..colon];
     if scheme.is_empty()
