@@ -198,12 +198,26 @@ impl HeaderName {
     /// Recognises a header name (case-insensitive, compact forms included).
     /// Returns `None` for names that are not known; see [`HeaderName::new`].
     pub fn known(name: &[u8]) -> Option<HeaderName> {
+        // Every known name is a token.
+        if scan::run(name, 0, scan::TOKEN) == name.len() {
+            Self::known_token(name)
+        } else {
+            None
+        }
+    }
+
+    /// [`HeaderName::known`] for a name that is a token (§25.1), as the parser has.
+    pub(crate) fn known_token(name: &[u8]) -> Option<HeaderName> {
+        debug_assert_eq!(scan::run(name, 0, scan::TOKEN), name.len());
         if name.len() == 1 {
             return Self::from_compact(name[0]);
         }
         // The headers of nearly every message, without the lower-casing copy:
         // one switch on length and (lower-cased) first byte, then one compare.
-        let eq = |s: &[u8]| name.eq_ignore_ascii_case(s);
+        // Setting bit 5 lower-cases a letter; of the other bytes only CR
+        // (0x0D) would turn into `-`, and a token has no CR, so for a token
+        // this is exactly a case-insensitive compare with a lower-case name.
+        let eq = |s: &[u8]| name.iter().zip(s).all(|(a, b)| a | 0x20 == *b);
         let fast = match (name.len(), name.first().map(u8::to_ascii_lowercase)) {
             (2, Some(b't')) if eq(b"to") => Some(HeaderName::To),
             (3, Some(b'v')) if eq(b"via") => Some(HeaderName::Via),

@@ -347,14 +347,14 @@ impl Message {
             }
         }
         let mut cl = h.get_all(&HeaderName::ContentLength);
-        if let Some(first) = cl.next() {
-            if cl.any(|v| v != first) {
-                return Err(ParseError::new(
-                    ErrorKind::ContentLength,
-                    "conflicting Content-Length values",
-                )
-                .in_header(&HeaderName::ContentLength));
-            }
+        if let Some(first) = cl.next()
+            && cl.any(|v| v != first)
+        {
+            return Err(ParseError::new(
+                ErrorKind::ContentLength,
+                "conflicting Content-Length values",
+            )
+            .in_header(&HeaderName::ContentLength));
         }
         Ok(())
     }

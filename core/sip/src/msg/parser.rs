@@ -227,7 +227,7 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
                 "missing colon after header name",
             ));
         }
-        let name = match HeaderName::known(&hb[p..n_end]) {
+        let name = match HeaderName::known_token(&hb[p..n_end]) {
             Some(n) => n,
             None => HeaderName::Other(head.slice_ref(&h[p..n_end])),
         };
@@ -352,14 +352,14 @@ pub(crate) fn parse(buf: Bytes) -> Result<Message, ParseError> {
             let uri_parsed = raw.own(&uri);
             let method = Method::from_token(&method)?;
             // §8.1.1.5 / RFC 4475 §3.1.2.17: CSeq method must equal the request method.
-            if let Some(m) = cseq_method {
-                if m != method.as_str() {
-                    return Err(err(
-                        ErrorKind::CSeqMismatch,
-                        "CSeq method differs from the request method",
-                    )
-                    .in_header(&HeaderName::CSeq));
-                }
+            if let Some(m) = cseq_method
+                && m != method.as_str()
+            {
+                return Err(err(
+                    ErrorKind::CSeqMismatch,
+                    "CSeq method differs from the request method",
+                )
+                .in_header(&HeaderName::CSeq));
             }
             Ok(Message::Request(Request {
                 method,
