@@ -163,39 +163,47 @@ fn request_uri(uri: &ByteString) -> Result<RawUri<'_>, ParseError> {
     Ok(raw)
 }
 
-/// See [`super::parse`].
-pub(crate) fn parse(buf: Bytes) -> Result<Message, ParseError> {
-    let b = &buf[..];
-    let mut pos = 0;
-    // §7.5: CRLFs before the start line are ignored.
-    while b[pos..].starts_with(b"\r\n") {
-        pos += 2;
-    }
-    if pos >= b.len() {
-        return Err(err(ErrorKind::Incomplete, "empty message"));
-    }
-    // The head ends with the first empty line (§7). It is checked to be UTF-8
-    // once; every header value is then a zero-copy slice of it.
-    let head_end = memmem::find(&b[pos..], b"\r\n\r\n")
-        .map(|p| pos + p + 2)
-        .ok_or(err(
-            ErrorKind::Incomplete,
-            "no empty line after the headers",
-        ))?;
-    let head = ByteString::try_from(buf.slice(pos..head_end))
-        .map_err(|_| err(ErrorKind::NotUtf8, "head is not UTF-8"))?;
-    let h: &str = &head;
+/// What the walk over the head found.
+struct Walk {
+    start: StartLine,
+    headers: Headers,
+    /// Length of the head up to the empty line (the empty line excluded).
+    head_len: usize,
+    content_length: Option<u32>,
+    cl_conflict: bool,
+    cseq_method: Option<ByteString>,
+}
+
+/// Walks the start line and the header lines of `head`, validating known
+/// headers. With `stop_at_empty`, `head` runs on past the head and the walk
+/// stops at the empty line (an error when there is none); else `head` ends
+/// right after the CRLF of the last header line.
+fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError> {
+    let h: &str = head;
     let hb = h.as_bytes();
     let sl_end = line_end(hb, 0).map_err(|e| ParseError::new(ErrorKind::StartLine, e.detail()))?;
-    let start = parse_start_line(&head, sl_end)?;
+    let start = parse_start_line(head, sl_end)?;
     let mut p = sl_end + 2;
 
     let mut headers = Headers::with_capacity(16);
     let mut content_length: Option<u32> = None;
     let mut cl_conflict = false;
     let mut cseq_method: Option<ByteString> = None;
-    while p < hb.len() {
-        if scan::is_wsp(hb[p]) {
+    loop {
+        if p >= hb.len() {
+            if stop_at_empty {
+                return Err(err(
+                    ErrorKind::Incomplete,
+                    "no empty line after the headers",
+                ));
+            }
+            break;
+        }
+        let c = hb[p];
+        if c == b'\r' && stop_at_empty && hb.get(p + 1) == Some(&b'\n') {
+            break;
+        }
+        if scan::is_wsp(c) {
             return Err(err(
                 ErrorKind::HeaderLine,
                 "continuation line without a header",
@@ -219,7 +227,7 @@ pub(crate) fn parse(buf: Bytes) -> Result<Message, ParseError> {
                 "missing colon after header name",
             ));
         }
-        let name = match HeaderName::known(&hb[p..n_end]) {
+        let name = match HeaderName::known_token(&hb[p..n_end]) {
             Some(n) => n,
             None => HeaderName::Other(head.slice_ref(&h[p..n_end])),
         };
@@ -236,24 +244,88 @@ pub(crate) fn parse(buf: Bytes) -> Result<Message, ParseError> {
             }
             head.slice_ref(&h[vs..ve])
         };
-        if name == HeaderName::CSeq {
-            // Checked here rather than in check_known: the method is kept
-            // for the comparison with the request method below.
-            let (_, m) = scan_cseq(&value).map_err(|e| e.in_header(&name))?;
-            if cseq_method.is_none() {
-                cseq_method = Some(value.slice_ref(m));
+        match name {
+            HeaderName::CSeq => {
+                // Checked here rather than in check_known: the method is kept
+                // for the comparison with the request method below.
+                let (_, m) = scan_cseq(&value).map_err(|e| e.in_header(&name))?;
+                if cseq_method.is_none() {
+                    cseq_method = Some(value.slice_ref(m));
+                }
             }
-        } else if !matches!(name, HeaderName::Other(_))
-            && let Some(cl) = check_known(&name, &value).map_err(|e| e.in_header(&name))?
-        {
-            match content_length {
-                Some(prev) if prev != cl => cl_conflict = true,
-                _ => content_length = Some(cl),
+            HeaderName::Other(_) => {}
+            _ => {
+                if let Some(cl) = check_known(&name, &value).map_err(|e| e.in_header(&name))? {
+                    match content_length {
+                        Some(prev) if prev != cl => cl_conflict = true,
+                        _ => content_length = Some(cl),
+                    }
+                }
             }
         }
         headers.push_header(Header { name, value });
         p = end + 2;
     }
+    Ok(Walk {
+        start,
+        headers,
+        head_len: p,
+        content_length,
+        cl_conflict,
+        cseq_method,
+    })
+}
+
+/// See [`super::parse`].
+pub(crate) fn parse(buf: Bytes) -> Result<Message, ParseError> {
+    let b = &buf[..];
+    let mut pos = 0;
+    // §7.5: CRLFs before the start line are ignored.
+    while b[pos..].starts_with(b"\r\n") {
+        pos += 2;
+    }
+    if pos >= b.len() {
+        return Err(err(ErrorKind::Incomplete, "empty message"));
+    }
+    // The head ends with the first empty line (§7). It is checked to be UTF-8
+    // once; every header value is then a zero-copy slice of it. Usually the
+    // whole message is UTF-8 (ASCII, with an SDP body): then one check covers
+    // it, and the line walk finds the empty line itself. Otherwise the head
+    // is found first and checked alone.
+    let walk = match ByteString::try_from(buf.slice(pos..)) {
+        Ok(all) => {
+            let walk = walk_head(&all, true);
+            // A message without an empty line is incomplete, whatever else is
+            // wrong in it (checked only on the error path).
+            if walk.is_err() && memmem::find(&b[pos..], b"\r\n\r\n").is_none() {
+                return Err(err(
+                    ErrorKind::Incomplete,
+                    "no empty line after the headers",
+                ));
+            }
+            walk
+        }
+        Err(_) => {
+            let head_end = memmem::find(&b[pos..], b"\r\n\r\n")
+                .map(|p| pos + p + 2)
+                .ok_or(err(
+                    ErrorKind::Incomplete,
+                    "no empty line after the headers",
+                ))?;
+            let head = ByteString::try_from(buf.slice(pos..head_end))
+                .map_err(|_| err(ErrorKind::NotUtf8, "head is not UTF-8"))?;
+            walk_head(&head, false)
+        }
+    };
+    let Walk {
+        start,
+        headers,
+        head_len,
+        content_length,
+        cl_conflict,
+        cseq_method,
+    } = walk?;
+    let head_end = pos + head_len;
     let pos = head_end + 2;
 
     // §18.3: the body is Content-Length bytes; on a datagram, bytes beyond it are

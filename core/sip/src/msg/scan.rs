@@ -15,6 +15,8 @@ pub(crate) const HNV: u16 = 1 << 6; // unreserved / hnv-unreserved
 pub(crate) const URIC: u16 = 1 << 7; // reserved / unreserved (+ [ ] # %) for other schemes
 pub(crate) const HOST: u16 = 1 << 8; // hostname characters (plus `_`, seen in the wild)
 pub(crate) const TOKEN68: u16 = 1 << 9; // RFC 7235 token68 body characters
+pub(crate) const LABEL: u16 = 1 << 10; // HOST without `.`: one label of a host name
+pub(crate) const GEN_VALUE: u16 = 1 << 11; // token / host / unbracketed IPv6: token and `:`
 
 const fn in_set(c: u8, set: &[u8]) -> bool {
     let mut i = 0;
@@ -62,6 +64,12 @@ const fn build_table() -> [u16; 256] {
         if alnum || in_set(c, b"-._") {
             f |= HOST;
         }
+        if alnum || in_set(c, b"-.!%*_+`'~:") {
+            f |= GEN_VALUE;
+        }
+        if alnum || in_set(c, b"-_") {
+            f |= LABEL;
+        }
         if alnum || in_set(c, b"-._~+/") {
             f |= TOKEN68;
         }
@@ -88,15 +96,33 @@ pub(crate) fn is_wsp(c: u8) -> bool {
 /// Index of the first byte at or after `i` that is not SP/HT.
 #[inline]
 pub(crate) fn skip_wsp(s: &[u8], mut i: usize) -> usize {
-    while i < s.len() && is_wsp(s[i]) {
+    // Most calls find no whitespace at all: one compare for the common exit
+    // (SP and HT are the only bytes <= SP that are skipped).
+    while i < s.len() && s[i] <= b' ' && is_wsp(s[i]) {
         i += 1;
     }
     i
 }
 
 /// Index of the first byte at or after `i` outside `class`.
+///
+/// Four bytes at a time while they all belong to the class (one bounds check
+/// and one branch per four bytes), then byte by byte: most runs (tokens,
+/// host names, URI parts) are several bytes long.
 #[inline]
 pub(crate) fn run(s: &[u8], mut i: usize, class: u16) -> usize {
+    while let Some(w) = s.get(i..i + 4) {
+        if TABLE[w[0] as usize]
+            & TABLE[w[1] as usize]
+            & TABLE[w[2] as usize]
+            & TABLE[w[3] as usize]
+            & class
+            == 0
+        {
+            break;
+        }
+        i += 4;
+    }
     while i < s.len() && is(s[i], class) {
         i += 1;
     }
@@ -107,21 +133,20 @@ pub(crate) fn run(s: &[u8], mut i: usize, class: u16) -> usize {
 /// Returns `None` on a `%` not followed by two hex digits.
 #[inline]
 pub(crate) fn run_escaped(s: &[u8], mut i: usize, class: u16) -> Option<usize> {
-    while i < s.len() {
-        let c = s[i];
-        if c == b'%' {
-            if i + 2 < s.len() && s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit() {
-                i += 3;
-                continue;
-            }
-            return None;
-        } else if is(c, class) {
-            i += 1;
+    // `%` is in none of the classes this is used with: run to the first byte
+    // outside the class, then step over an escape and go on.
+    debug_assert!(!is(b'%', class));
+    loop {
+        i = run(s, i, class);
+        if s.get(i) != Some(&b'%') {
+            return Some(i);
+        }
+        if i + 2 < s.len() && s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit() {
+            i += 3;
         } else {
-            break;
+            return None;
         }
     }
-    Some(i)
 }
 
 /// Whether the whole of `s` is a non-empty token.

@@ -11,7 +11,7 @@ use bytestring::ByteString;
 use memchr::memchr;
 
 use super::error::{ErrorKind, ParseError};
-use super::scan::{self, HNV, HOST, PARAM, PASSWORD, URIC, USER};
+use super::scan::{self, HNV, HOST, LABEL, PARAM, PASSWORD, URIC, USER};
 
 const fn uri_err(detail: &'static str) -> ParseError {
     ParseError::value(detail)
@@ -287,10 +287,7 @@ pub(crate) fn scan_header_params_with(
                 _ => {
                     // token / host; an unbracketed IPv6 address also appears
                     // (Via received, RFC 5118 §4.5).
-                    let mut e = i;
-                    while e < s.len() && (scan::is(s[e], scan::TOKEN) || s[e] == b':') {
-                        e += 1;
-                    }
+                    let e = scan::run(s, i, scan::GEN_VALUE);
                     if e == i {
                         return Err(ParseError::value("empty parameter value"));
                     }
@@ -345,6 +342,25 @@ pub(crate) fn scan_host(s: &str, i: usize) -> Result<(RawHost<'_>, usize), Parse
             .parse()
             .map_err(|_| uri_err("bad IPv6 address"))?;
         return Ok((RawHost::V6(addr), close + 1));
+    }
+    // Fast path: a domain name starting with a letter (so not an IPv4address),
+    // label by label: a run of label characters, then a dot or the end.
+    if b.get(i).is_some_and(u8::is_ascii_alphabetic) {
+        let mut j = i;
+        loop {
+            // Not empty: `b[j]` is a letter or (after a dot) a label character.
+            let e = scan::run(b, j, LABEL);
+            if b.get(e) != Some(&b'.') {
+                return Ok((RawHost::Domain(&s[i..e]), e));
+            }
+            j = e + 1;
+            match b.get(j) {
+                Some(&c) if scan::is(c, LABEL) => {}
+                Some(b'.') => return Err(uri_err("empty label in host name")),
+                // A trailing dot (FQDN) ends the host.
+                _ => return Ok((RawHost::Domain(&s[i..j]), j)),
+            }
+        }
     }
     // One pass: hostname characters, noting whether the host is all digits
     // and dots (then only an IPv4address fits, a toplabel starts with ALPHA,
@@ -590,6 +606,10 @@ impl RawUri<'_> {
 /// Scans a whole URI (`s` must be exactly the URI text).
 pub(crate) fn scan_uri(s: &str) -> Result<RawUri<'_>, ParseError> {
     let b = s.as_bytes();
+    // Nearly every URI is `sip:`.
+    if b.len() > 4 && b[..4].eq_ignore_ascii_case(b"sip:") {
+        return scan_sip(s, 4, false).map(RawUri::Sip);
+    }
     let colon = memchr(b':', b).ok_or(uri_err("URI without scheme"))?;
     let scheme = &b[..colon];
     if scheme.is_empty()

@@ -115,6 +115,25 @@ fn slash(b: &[u8], i: usize) -> Result<usize, ParseError> {
     Ok(scan::skip_wsp(b, i + 1))
 }
 
+/// `protocol-name SLASH protocol-version SLASH` from `s[i]`; returns where the
+/// transport starts.
+fn sent_protocol(s: &str, i: usize, any_version: bool) -> Result<usize, ParseError> {
+    let b = s.as_bytes();
+    let n = scan::run(b, i, TOKEN);
+    if !s[i..n].eq_ignore_ascii_case("SIP") {
+        return Err(ParseError::value("sent-protocol is not SIP"));
+    }
+    let i = slash(b, n)?;
+    let v = scan::run(b, i, TOKEN);
+    if v == i || (!any_version && &s[i..v] != "2.0") {
+        return Err(ParseError::new(
+            ErrorKind::Version,
+            "Via version is not 2.0",
+        ));
+    }
+    slash(b, v)
+}
+
 /// Scans one via-parm: `sent-protocol LWS sent-by *( SEMI via-params )`.
 pub(crate) fn scan_via(s: &str) -> Result<RawVia<'_>, ParseError> {
     scan_via_version(s, false)
@@ -139,24 +158,17 @@ pub(crate) fn scan_via_at(
 ) -> Result<(RawVia<'_>, usize), ParseError> {
     let b = s.as_bytes();
     let i = scan::skip_wsp(b, start);
-    let n = scan::run(b, i, TOKEN);
-    if !s[i..n].eq_ignore_ascii_case("SIP") {
-        return Err(ParseError::value("sent-protocol is not SIP"));
-    }
-    let i = slash(b, n)?;
-    let v = scan::run(b, i, TOKEN);
-    if v == i || (!any_version && &s[i..v] != "2.0") {
-        return Err(ParseError::new(
-            ErrorKind::Version,
-            "Via version is not 2.0",
-        ));
-    }
-    let i = slash(b, v)?;
-    let t = scan::run(b, i, TOKEN);
-    if t == i {
+    // Nearly every Via starts `SIP/2.0/` without inner whitespace.
+    let t0 = if b.len() > i + 8 && b[i..i + 8].eq_ignore_ascii_case(b"SIP/2.0/") {
+        scan::skip_wsp(b, i + 8)
+    } else {
+        sent_protocol(s, i, any_version)?
+    };
+    let t = scan::run(b, t0, TOKEN);
+    if t == t0 {
         return Err(ParseError::value("missing transport"));
     }
-    let transport = &s[i..t];
+    let transport = &s[t0..t];
     let h = scan::skip_wsp(b, t);
     if h == t {
         return Err(ParseError::value("missing sent-by"));
