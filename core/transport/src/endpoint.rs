@@ -28,9 +28,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, trace};
 use vaxel_sip::msg::{self, Host, Message, ParseError, Request, Response, SipUri, Uri, Via};
-use vaxel_sip::transaction::{TimerConfig, Transactions, TxError, TxEvent, TxKey, new_branch};
+use vaxel_sip::transaction::{
+    self, TimerConfig, Transactions, TxError, TxEvent, TxKey, new_branch,
+};
 
-use crate::fixup::stamp_received;
 use crate::resolve::{self, Destination, DnsResolver, ResolveError, Resolver, Target};
 use crate::sockets::{Inbound, LocalAddr, SendError, Sockets, SocketsConfig, Stats, StatsSnapshot};
 use crate::{Peer, TransportKind};
@@ -256,12 +257,8 @@ impl Endpoint {
             Inbound::Message { bytes, from, local } => {
                 trace!(?from, %local, len = bytes.len(), "received");
                 match parse_checked(bytes.clone()) {
-                    Ok(Message::Request(mut request)) => {
-                        stamp_received(&mut request, from.addr);
-                        self.transactions
-                            .handle_message(now, Message::Request(request), from);
-                    }
-                    Ok(response) => self.transactions.handle_message(now, response, from),
+                    // The transaction layer stamps `received`/`rport` (§18.2.1).
+                    Ok(message) => self.transactions.handle_message(now, message, from),
                     Err(e) => self.malformed(&bytes, &e, from),
                 }
             }
@@ -287,7 +284,10 @@ impl Endpoint {
         let to = reply
             .headers
             .top_via()
-            .map(|v| response_peer(&v, from))
+            .map(|mut via| {
+                transaction::stamp_received(&mut via, from);
+                transaction::response_destination(&via, from)
+            })
             .unwrap_or(from);
         match self.sockets.send(to, reply.to_bytes()) {
             Ok(()) => self.stats.add_bad_request_answered(),
@@ -302,37 +302,6 @@ fn parse_checked(bytes: Bytes) -> Result<Message, ParseError> {
     let m = msg::parse(bytes)?;
     m.validate()?;
     Ok(m)
-}
-
-/// Where a stateless response to a request from `from` goes (§18.2.2): back
-/// on the connection for streams; on UDP to `maddr`, else to the source with
-/// `rport` (RFC 3581 §4) or to the source address at the sent-by port.
-pub fn response_peer(via: &Via, from: Peer) -> Peer {
-    if from.transport.is_reliable() {
-        return from;
-    }
-    let port = via.port_or_default();
-    if let Some(Host::V4(a)) = via.maddr() {
-        return Peer {
-            transport: from.transport,
-            addr: SocketAddr::new(IpAddr::V4(a), port),
-        };
-    }
-    if let Some(Host::V6(a)) = via.maddr() {
-        return Peer {
-            transport: from.transport,
-            addr: SocketAddr::new(IpAddr::V6(a), port),
-        };
-    }
-    let port = if via.has_rport() {
-        from.addr.port()
-    } else {
-        port
-    };
-    Peer {
-        transport: from.transport,
-        addr: SocketAddr::new(from.addr.ip(), port),
-    }
 }
 
 struct HandleInner {

@@ -11,7 +11,7 @@
 //!   `keep_alive` for UDP registrations), idle timeouts. Bytes in, bytes out.
 //! - [`endpoint::Endpoint`]: one tokio task owning the `Sockets` and a
 //!   [`vaxel_sip::transaction::Transactions`]. It parses and validates what
-//!   arrives, stamps `received`/`rport` on requests ([`fixup`]), feeds the
+//!   arrives, feeds the
 //!   transaction layer (`handle_message`, `handle_timeout` at `poll_timeout`,
 //!   `handle_transport_error` when a connection fails) and executes
 //!   `poll_transmit`. Malformed input is answered 400 when it can be, logged
@@ -61,7 +61,6 @@
 //! `sip-answer` and `sip-call` examples are complete user agents built this way.
 
 pub mod endpoint;
-pub mod fixup;
 pub mod resolve;
 pub mod sockets;
 pub mod tls;

@@ -64,6 +64,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 pub use timer::{Timer, TimerConfig};
+pub use wire::{response_destination, stamp_received};
 
 use crate::msg::{HeaderName, Message, Method, Request, Response, StatusCode, Transport, Uri, Via};
 

@@ -22,13 +22,10 @@ pub(crate) fn host_ip(host: &Host) -> Option<IpAddr> {
 
 /// §18.2.1: the server transport adds `received` when the sent-by host is not
 /// the packet's source address, and (RFC 3581 §4) fills in a value-less
-/// `rport` with the source port, adding `received` then in any case. Only the
-/// top Via changes, and only when a stamp is missing or wrong (a driver that
-/// stamped already leaves nothing to do); returns it as parsed after the change.
-pub(crate) fn stamp_via(request: &mut Request, from: Peer) -> Option<Via> {
-    let mut values: Vec<ByteString> = request.headers.values(&HeaderName::Via).collect();
-    let first = values.first()?;
-    let mut via = Via::parse(first).ok()?;
+/// `rport` with the source port, adding `received` then in any case. Returns
+/// whether `via` changed; a Via stamped already (by a driver or a retransmission)
+/// is left as it is.
+pub fn stamp_received(via: &mut Via, from: Peer) -> bool {
     let src = from.addr.ip();
     let mut changed = false;
     let wants_rport = via.has_rport() && via.rport().is_none();
@@ -44,7 +41,16 @@ pub(crate) fn stamp_via(request: &mut Request, from: Peer) -> Option<Via> {
         via.params.set("rport", Some(&from.addr.port().to_string()));
         changed = true;
     }
-    if changed {
+    changed
+}
+
+/// [`stamp_received`] applied to the top Via of an incoming request; only that
+/// value changes. Returns the top Via as it is after the change.
+pub(crate) fn stamp_via(request: &mut Request, from: Peer) -> Option<Via> {
+    let mut values: Vec<ByteString> = request.headers.values(&HeaderName::Via).collect();
+    let first = values.first()?;
+    let mut via = Via::parse(first).ok()?;
+    if stamp_received(&mut via, from) {
         values[0] = ByteString::from(via.to_string());
         // One line with the values comma-separated keeps Via order (§7.3.1).
         let joined = values
@@ -62,7 +68,7 @@ pub(crate) fn stamp_via(request: &mut Request, from: Peer) -> Option<Via> {
 /// one to `maddr` (port from sent-by), else to `received` with `rport` (RFC
 /// 3581 §4) or the sent-by port, else to the sent-by address; the default port
 /// is 5060 (5061 for TLS).
-pub(crate) fn response_destination(via: &Via, from: Peer) -> Peer {
+pub fn response_destination(via: &Via, from: Peer) -> Peer {
     if from.transport.is_reliable() {
         return from;
     }
