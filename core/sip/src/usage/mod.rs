@@ -39,7 +39,7 @@ pub mod body;
 pub mod message;
 pub mod registration;
 pub mod session;
-// pub mod subscription;
+pub mod subscription;
 
 use std::collections::HashMap;
 
