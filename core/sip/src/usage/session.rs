@@ -1126,7 +1126,8 @@ impl Session {
                         Role::Uac => 2100 + (r % 191) * 10,
                         Role::Uas => (r % 201) * 10,
                     };
-                    self.reinvite_out = true;
+                    // While we wait we have no offer outstanding, so the
+                    // peer's retry is accepted rather than refused again.
                     self.glare = Some((_now + Duration::from_millis(ms), sdp));
                 } else if code == 408 || code == 481 {
                     self.end(EndCause::DialogLost(code));
@@ -1342,14 +1343,13 @@ impl Session {
         {
             let (_, sdp) = self.glare.take().expect("checked");
             if self.state == SessionState::Established {
-                if self.offer_in.is_some() {
+                if self.offer_in.is_some() || self.awaiting_ack_reinvite {
                     // The peer's offer is being handled; try again a little later.
                     self.glare = Some((now + Duration::from_millis(500), sdp));
                 } else {
+                    self.reinvite_out = true;
                     self.send_reinvite(sdp);
                 }
-            } else {
-                self.reinvite_out = false;
             }
         }
     }
