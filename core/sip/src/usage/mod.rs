@@ -234,9 +234,10 @@ pub(crate) fn status(code: u16) -> StatusCode {
     StatusCode::new(code).unwrap_or(StatusCode::SERVER_INTERNAL_ERROR)
 }
 
+/// A Content-Type from text with parameters (`text/plain;charset=UTF-8`);
+/// unreadable text becomes `application/octet-stream`.
 pub(crate) fn media_type(s: &str) -> MediaType {
-    let (t, st) = s.split_once('/').unwrap_or((s, ""));
-    MediaType::new(t, st).unwrap_or_else(|_| {
+    MediaType::parse(&bytestring::ByteString::from(s.to_owned())).unwrap_or_else(|_| {
         MediaType::new("application", "octet-stream").expect("a valid media type")
     })
 }
