@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use usage_support::{Registrar, Sim, na, uri};
 use vaxel_sip::auth::{DigestClient, Secret};
-use vaxel_sip::usage::registration::{Registration, RegistrationConfig, RegistrationEvent, refresh_delay};
+use vaxel_sip::usage::registration::{
+    Registration, RegistrationConfig, RegistrationEvent, refresh_delay,
+};
 use vaxel_testkit::LinkConditions;
 
 fn setup(seed: u64, conditions: LinkConditions, password: &str, expires: u32) -> Sim {
@@ -21,7 +23,10 @@ fn setup(seed: u64, conditions: LinkConditions, password: &str, expires: u32) ->
         sim.eps[a].local.clone(),
     );
     cfg.expires = expires;
-    cfg.auth = Some(DigestClient::new("alice", Secret::Password(password.into())));
+    cfg.auth = Some(DigestClient::new(
+        "alice",
+        Secret::Password(password.into()),
+    ));
     let rng = sim.eps[a].seed();
     sim.eps[a].reg = Some(Registration::new(cfg, rng));
     sim
@@ -85,11 +90,17 @@ fn refreshes_before_expiry_with_cached_credentials() {
     assert_eq!(times.len(), 3, "{ev:?}");
     // Refresh at 540 s (min(90 %, expires − 5 s)).
     let gap = times[1] - times[0];
-    assert!(gap >= Duration::from_secs(540) && gap < Duration::from_secs(541), "{gap:?}");
+    assert!(
+        gap >= Duration::from_secs(540) && gap < Duration::from_secs(541),
+        "{gap:?}"
+    );
     // The registrar's nonces live 300 s, so each refresh meets a stale
     // challenge that the client answers silently (2 + 2 + 2 REGISTERs).
     assert_eq!(sim.eps[1].registrar.as_ref().unwrap().registers_seen, 6);
-    assert!(!ev.iter().any(|(_, e)| matches!(e, RegistrationEvent::Failed { .. })));
+    assert!(
+        !ev.iter()
+            .any(|(_, e)| matches!(e, RegistrationEvent::Failed { .. }))
+    );
 }
 
 #[test]
@@ -102,7 +113,11 @@ fn backs_off_exponentially_with_jitter_after_503() {
         .reg_events()
         .into_iter()
         .filter_map(|(_, e)| match e {
-            RegistrationEvent::Failed { status: 503, retry_in: Some(d), .. } => Some(d),
+            RegistrationEvent::Failed {
+                status: 503,
+                retry_in: Some(d),
+                ..
+            } => Some(d),
             _ => None,
         })
         .collect();
@@ -129,10 +144,12 @@ fn server_restart_loses_binding_and_refresh_restores_it_via_stale_nonce() {
     let reg = sim.eps[1].registrar.as_ref().unwrap();
     assert_eq!(reg.bindings.values().map(Vec::len).sum::<usize>(), 1);
     // The old nonce was answered stale (correct digest, unknown nonce): no error event.
-    assert!(!sim.eps[0]
-        .reg_events()
-        .iter()
-        .any(|(_, e)| matches!(e, RegistrationEvent::Failed { .. })));
+    assert!(
+        !sim.eps[0]
+            .reg_events()
+            .iter()
+            .any(|(_, e)| matches!(e, RegistrationEvent::Failed { .. }))
+    );
 }
 
 #[test]
@@ -148,7 +165,11 @@ fn wrong_password_is_reported_once_and_not_looped() {
     assert_eq!(fails.len(), 1, "{fails:?}");
     assert!(matches!(
         fails[0].1,
-        RegistrationEvent::Failed { status: 401, retry_in: None, .. }
+        RegistrationEvent::Failed {
+            status: 401,
+            retry_in: None,
+            ..
+        }
     ));
     assert_eq!(sim.eps[1].registrar.as_ref().unwrap().registers_seen, 2);
 }
@@ -161,10 +182,12 @@ fn unregister_removes_the_binding() {
     let now = sim.now();
     sim.eps[0].reg.as_mut().unwrap().unregister(now);
     sim.run_for(Duration::from_secs(2));
-    assert!(sim.eps[0]
-        .reg_events()
-        .iter()
-        .any(|(_, e)| *e == RegistrationEvent::Unregistered));
+    assert!(
+        sim.eps[0]
+            .reg_events()
+            .iter()
+            .any(|(_, e)| *e == RegistrationEvent::Unregistered)
+    );
     let reg = sim.eps[1].registrar.as_ref().unwrap();
     assert_eq!(reg.bindings.values().map(Vec::len).sum::<usize>(), 0);
     // No refresh after unregistering.

@@ -22,7 +22,12 @@ fn pair() -> Sim {
 
 fn pidf(open: bool, note: &str) -> Bytes {
     Bytes::from(
-        Pidf { entity: "sip:bob@example.com".into(), open, note: Some(note.into()) }.to_xml(),
+        Pidf {
+            entity: "sip:bob@example.com".into(),
+            open,
+            note: Some(note.into()),
+        }
+        .to_xml(),
     )
 }
 
@@ -36,7 +41,13 @@ fn subscribe(sim: &mut Sim, expires: u32) {
         expires,
     };
     let now = sim.now();
-    let s = Subscriber::subscribe(now, cfg, rng(3), uri("sip:bob@192.0.2.2:5060"), na("sip:bob@example.com"));
+    let s = Subscriber::subscribe(
+        now,
+        cfg,
+        rng(3),
+        uri("sip:bob@192.0.2.2:5060"),
+        na("sip:bob@example.com"),
+    );
     sim.eps[0].subs.push(s);
     sim.run_for(Duration::from_millis(100));
     let now = sim.now();
@@ -89,10 +100,18 @@ fn subscribe_notify_change_refresh_unsubscribe() {
     assert_eq!(notified_bodies(&sim).len(), 1);
     // A change is notified.
     let now = sim.now();
-    sim.eps[1].notifiers[0].notify(now, true, "application/pidf+xml", pidf(false, "in a meeting"));
+    sim.eps[1].notifiers[0].notify(
+        now,
+        true,
+        "application/pidf+xml",
+        pidf(false, "in a meeting"),
+    );
     sim.run_for(Duration::from_secs(1));
     let bodies = notified_bodies(&sim);
-    assert_eq!(bodies.last().map(|p| (p.open, p.note.clone())), Some((false, Some("in a meeting".into()))));
+    assert_eq!(
+        bodies.last().map(|p| (p.open, p.note.clone())),
+        Some((false, Some("in a meeting".into())))
+    );
     // The subscriber refreshes before 120 s (at 108 s); the notifier answers with a NOTIFY.
     sim.run_for(Duration::from_secs(200));
     let refreshes = notif_events(&sim)
@@ -105,9 +124,14 @@ fn subscribe_notify_change_refresh_unsubscribe() {
     let now = sim.now();
     sim.eps[0].subs[0].unsubscribe(now);
     sim.run_for(Duration::from_secs(2));
-    assert!(matches!(sub_events(&sim).last(), Some(SubscriberEvent::Terminated { .. })));
+    assert!(matches!(
+        sub_events(&sim).last(),
+        Some(SubscriberEvent::Terminated { .. })
+    ));
     assert_eq!(*sim.eps[1].notifiers[0].state(), SubState::Terminated);
-    assert!(notif_events(&sim).contains(&NotifierEvent::Terminated { reason: "unsubscribed".into() }));
+    assert!(notif_events(&sim).contains(&NotifierEvent::Terminated {
+        reason: "unsubscribed".into()
+    }));
 }
 
 #[test]
@@ -121,10 +145,17 @@ fn notifier_expires_a_subscription_that_is_not_refreshed() {
         LinkConditions::dead(),
     );
     sim.run_for(Duration::from_secs(120));
-    assert!(notif_events(&sim).contains(&NotifierEvent::Terminated { reason: "timeout".into() }));
+    assert!(notif_events(&sim).contains(&NotifierEvent::Terminated {
+        reason: "timeout".into()
+    }));
     let ev = sub_events(&sim);
     // The final NOTIFY (terminated;reason=timeout) reached the subscriber.
-    assert!(ev.iter().any(|e| matches!(e, SubscriberEvent::Terminated { reason: Some(r), .. } if r == "timeout")), "{ev:?}");
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, SubscriberEvent::Terminated { reason: Some(r), .. } if r == "timeout")
+        ),
+        "{ev:?}"
+    );
 }
 
 #[test]
@@ -134,7 +165,9 @@ fn notifier_terminates_with_reason() {
     let now = sim.now();
     sim.eps[1].notifiers[0].terminate(now, "noresource");
     sim.run_for(Duration::from_secs(1));
-    assert!(sub_events(&sim).iter().any(|e| matches!(e, SubscriberEvent::Terminated { reason: Some(r), .. } if r == "noresource")));
+    assert!(sub_events(&sim).iter().any(
+        |e| matches!(e, SubscriberEvent::Terminated { reason: Some(r), .. } if r == "noresource")
+    ));
     assert_eq!(sim.eps[0].subs[0].poll_timeout(), None);
 }
 
@@ -142,10 +175,25 @@ fn notifier_terminates_with_reason() {
 fn message_both_ways() {
     let mut sim = pair();
     let now = sim.now();
-    let id = sim.eps[0].pager.as_mut().unwrap().send(now, uri("sip:bob@192.0.2.2:5060"), "text/plain;charset=UTF-8", Bytes::from_static(b"hello bob"));
-    sim.eps[1].pager.as_mut().unwrap().send(now, uri("sip:alice@192.0.2.1:5060"), "text/plain", Bytes::from_static(b"hi alice"));
+    let id = sim.eps[0].pager.as_mut().unwrap().send(
+        now,
+        uri("sip:bob@192.0.2.2:5060"),
+        "text/plain;charset=UTF-8",
+        Bytes::from_static(b"hello bob"),
+    );
+    sim.eps[1].pager.as_mut().unwrap().send(
+        now,
+        uri("sip:alice@192.0.2.1:5060"),
+        "text/plain",
+        Bytes::from_static(b"hi alice"),
+    );
     sim.run_for(Duration::from_secs(1));
-    assert!(sim.eps[0].events.iter().any(|(_, e)| *e == Ev::Pager(PagerEvent::Delivered { id })));
+    assert!(
+        sim.eps[0]
+            .events
+            .iter()
+            .any(|(_, e)| *e == Ev::Pager(PagerEvent::Delivered { id }))
+    );
     assert!(sim.eps[1].events.iter().any(|(_, e)| matches!(e,
         Ev::Pager(PagerEvent::Received { body, content_type, from })
             if &body[..] == b"hello bob" && content_type.starts_with("text/plain") && from.uri.to_string() == "sip:alice@example.com")));
@@ -156,7 +204,17 @@ fn message_both_ways() {
 fn message_to_nobody_fails_with_timeout() {
     let mut sim = pair();
     let now = sim.now();
-    let id = sim.eps[0].pager.as_mut().unwrap().send(now, uri("sip:nobody@192.0.2.99:5060"), "text/plain", Bytes::from_static(b"x"));
+    let id = sim.eps[0].pager.as_mut().unwrap().send(
+        now,
+        uri("sip:nobody@192.0.2.99:5060"),
+        "text/plain",
+        Bytes::from_static(b"x"),
+    );
     sim.run_for(Duration::from_secs(40));
-    assert!(sim.eps[0].events.iter().any(|(_, e)| *e == Ev::Pager(PagerEvent::Failed { id, status: 408 })));
+    assert!(
+        sim.eps[0]
+            .events
+            .iter()
+            .any(|(_, e)| *e == Ev::Pager(PagerEvent::Failed { id, status: 408 }))
+    );
 }

@@ -154,7 +154,7 @@ fn element<'a>(xml: &'a str, tag: &str) -> Option<&'a str> {
     let mut from = 0;
     while let Some(i) = xml[from..].find('<') {
         let start = from + i + 1;
-        let name_end = xml[start..].find(|c: char| c == '>' || c == ' ' || c == '/')? + start;
+        let name_end = xml[start..].find(['>', ' ', '/'])? + start;
         let name = &xml[start..name_end];
         let local = name.rsplit(':').next().unwrap_or(name);
         if local == tag && !name.starts_with('/') {
@@ -332,7 +332,10 @@ mod tests {
 
     #[test]
     fn dtmf_round_trip() {
-        assert_eq!(parse_dtmf_relay(dtmf_relay('5', 160).as_bytes()), Some(('5', 160)));
+        assert_eq!(
+            parse_dtmf_relay(dtmf_relay('5', 160).as_bytes()),
+            Some(('5', 160))
+        );
         assert_eq!(parse_dtmf_relay(b"Signal=11\r\n"), Some(('#', 250)));
         assert_eq!(parse_dtmf_relay(b"Signal=x\r\n"), None);
         assert_eq!(parse_dtmf_relay(b"Duration=10\r\n"), None);
@@ -343,7 +346,10 @@ mod tests {
         let sdp = b"v=0\r\nc=IN IP4 192.0.2.1\r\nm=audio 4000 RTP/AVP 0\r\na=sendonly\r\n";
         assert_eq!(sdp_direction(sdp), Direction::SendOnly);
         assert!(sdp_direction(b"v=0\r\nc=IN IP4 0.0.0.0\r\nm=audio 1 RTP/AVP 0\r\n").is_hold());
-        assert_eq!(sdp_direction(b"v=0\r\nm=audio 1 RTP/AVP 0\r\n"), Direction::SendRecv);
+        assert_eq!(
+            sdp_direction(b"v=0\r\nm=audio 1 RTP/AVP 0\r\n"),
+            Direction::SendRecv
+        );
     }
 
     #[test]

@@ -16,13 +16,18 @@ use crate::dialog::{error_response, new_call_id, new_tag};
 use crate::msg::{HeaderName, Method, NameAddr, Request, Response, StatusCode, Uri};
 use crate::transaction::TxKey;
 
-use super::{Local, Output, Rng, RngRef, TxFailure, authorize, failure_response, out_of_dialog, set_body, take_challenge, top_branch};
+use super::{
+    Local, Output, Rng, RngRef, TxFailure, authorize, failure_response, out_of_dialog, set_body,
+    take_challenge, top_branch,
+};
 
 /// Names one sent message in later events.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MessageId(pub u64);
 
 /// What the pager tells the application.
+// Events are moved once to the application; boxing the address would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PagerEvent {
     /// A 2xx came back for the message (RFC 3428 §4: accepted, not read).
@@ -67,7 +72,9 @@ pub struct Pager {
 
 impl std::fmt::Debug for Pager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pager").field("pending", &self.pending.len()).finish()
+        f.debug_struct("Pager")
+            .field("pending", &self.pending.len())
+            .finish()
     }
 }
 

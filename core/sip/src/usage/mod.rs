@@ -46,9 +46,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::auth::{ChallengeError, ChallengeKind, DigestClient};
-use crate::msg::{
-    HeaderName, Host, MediaType, Request, Response, StatusCode, Transport, Uri, Via,
-};
+use crate::msg::{HeaderName, Host, MediaType, Request, Response, StatusCode, Transport, Uri, Via};
 use crate::transaction::{TxKey, new_branch};
 
 /// A boxed random generator owned by a usage (ARCHITECTURE.md §3.1: injected).
@@ -93,7 +91,9 @@ impl Local {
             .with_rport()
             .with_branch(&branch);
         request.headers.remove(&HeaderName::Via);
-        request.headers.insert_first(HeaderName::Via, via.to_string());
+        request
+            .headers
+            .insert_first(HeaderName::Via, via.to_string());
         branch
     }
 
@@ -272,8 +272,8 @@ pub(crate) fn take_challenge(
     client: &mut DigestClient,
     response: &Response,
 ) -> Result<(), ChallengeError> {
-    let kind =
-        ChallengeKind::from_status(response.status.as_u16()).ok_or(ChallengeError::NoUsableChallenge)?;
+    let kind = ChallengeKind::from_status(response.status.as_u16())
+        .ok_or(ChallengeError::NoUsableChallenge)?;
     let name = match kind {
         ChallengeKind::Www => HeaderName::WwwAuthenticate,
         ChallengeKind::Proxy => HeaderName::ProxyAuthenticate,
@@ -320,9 +320,10 @@ pub(crate) fn set_response_body(response: &mut Response, content_type: &str, bod
     if body.is_empty() {
         return;
     }
-    response
-        .headers
-        .set(HeaderName::ContentType, media_type(content_type).to_string());
+    response.headers.set(
+        HeaderName::ContentType,
+        media_type(content_type).to_string(),
+    );
     response.body = body;
 }
 

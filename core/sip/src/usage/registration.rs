@@ -26,7 +26,10 @@ use crate::auth::{ChallengeError, DigestClient};
 use crate::dialog::{new_call_id, new_tag};
 use crate::msg::{HeaderName, Method, NameAddr, Request, Response, Uri};
 
-use super::{Local, Output, Rng, RngRef, TxFailure, authorize, failure_response, out_of_dialog, take_challenge, top_branch};
+use super::{
+    Local, Output, Rng, RngRef, TxFailure, authorize, failure_response, out_of_dialog,
+    take_challenge, top_branch,
+};
 
 /// How to register.
 #[derive(Debug)]
@@ -275,16 +278,26 @@ impl Registration {
         }
         if code == 401 || code == 407 {
             let Some(auth) = self.config.auth.as_mut() else {
-                self.fail(now, code, "authentication required, no credentials".into(), false, None);
+                self.fail(
+                    now,
+                    code,
+                    "authentication required, no credentials".into(),
+                    false,
+                    None,
+                );
                 return;
             };
             self.auth_rounds += 1;
             match take_challenge(auth, response) {
                 Ok(()) if self.auth_rounds <= 3 => self.build_and_send(),
                 Ok(()) => self.fail(now, code, "too many challenges".into(), true, None),
-                Err(ChallengeError::Rejected { realm }) => {
-                    self.fail(now, code, format!("credentials refused by {realm}"), false, None)
-                }
+                Err(ChallengeError::Rejected { realm }) => self.fail(
+                    now,
+                    code,
+                    format!("credentials refused by {realm}"),
+                    false,
+                    None,
+                ),
                 Err(e) => self.fail(now, code, e.to_string(), false, None),
             }
             return;
@@ -319,7 +332,8 @@ impl Registration {
             self.unregistering = false;
             self.state = RegistrationState::Idle;
             self.timer = None;
-            self.out.push_back(Output::Event(RegistrationEvent::Unregistered));
+            self.out
+                .push_back(Output::Event(RegistrationEvent::Unregistered));
             return;
         }
         let ours = response.headers.contacts().ok().and_then(|list| {
@@ -338,7 +352,13 @@ impl Registration {
             .or_else(|| response.headers.expires().ok().flatten())
             .unwrap_or(self.asked);
         if expires == 0 {
-            self.fail(now, 200, "binding granted with expires=0".into(), true, None);
+            self.fail(
+                now,
+                200,
+                "binding granted with expires=0".into(),
+                true,
+                None,
+            );
             return;
         }
         self.failures = 0;
@@ -356,7 +376,8 @@ impl Registration {
             self.unregistering = false;
             self.state = RegistrationState::Idle;
             self.timer = None;
-            self.out.push_back(Output::Event(RegistrationEvent::Unregistered));
+            self.out
+                .push_back(Output::Event(RegistrationEvent::Unregistered));
             return;
         }
         self.state = RegistrationState::Failed;

@@ -133,6 +133,8 @@ pub enum SessionState {
 }
 
 /// What a session tells the application.
+// Events are moved once to the application; boxing the address would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionEvent {
     /// UAS: a new call (from [`Session::incoming`]).
@@ -244,7 +246,9 @@ enum Purpose {
     Reinvite(Bytes),
     Info,
     Refer,
-    ReferNotify { last: bool },
+    ReferNotify {
+        last: bool,
+    },
     /// BYE for a forked 2xx we did not take.
     ForkBye,
 }
@@ -372,7 +376,15 @@ impl Session {
         let call_id = new_call_id(&mut RngRef(&mut *rng), &config.local.host.to_string());
         let tag = new_tag(&mut RngRef(&mut *rng));
         let seq = 1 + (rng.next_u32() % 10_000);
-        let mut r = out_of_dialog(Method::Invite, target, &to, &config.from, &tag, &call_id, seq);
+        let mut r = out_of_dialog(
+            Method::Invite,
+            target,
+            &to,
+            &config.from,
+            &tag,
+            &call_id,
+            seq,
+        );
         r.headers
             .push(HeaderName::Contact, config.local.contact_value());
         r.headers.push(HeaderName::Allow, ALLOW);
@@ -412,7 +424,10 @@ impl Session {
         s.server_tx = Some(tx);
         let offer = (!request.body.is_empty()).then(|| request.body.clone());
         s.remote_sdp = offer.clone();
-        let mut from = request.headers.from().unwrap_or_else(|_| NameAddr::new(request.uri.clone()));
+        let mut from = request
+            .headers
+            .from()
+            .unwrap_or_else(|_| NameAddr::new(request.uri.clone()));
         from.params.remove("tag");
         let replaces = request.headers.replaces().ok().flatten();
         s.incoming = Some(request);
@@ -542,7 +557,8 @@ impl Session {
         let mut r = Response::from_request(inv, status(code));
         let _ = r.set_to_tag(&self.local_tag);
         if (101..300).contains(&code) {
-            r.headers.push(HeaderName::Contact, self.local.contact_value());
+            r.headers
+                .push(HeaderName::Contact, self.local.contact_value());
             r.headers.push(HeaderName::Allow, ALLOW);
         }
         Some(r)
@@ -612,7 +628,11 @@ impl Session {
     /// UAS: rejects the call with `code` (486 Busy Here, 603 Decline, 480...).
     pub fn reject(&mut self, _now: Instant, code: u16) -> Result<(), SessionError> {
         self.check_uas_pending("reject")?;
-        let code = if (300..700).contains(&code) { code } else { 603 };
+        let code = if (300..700).contains(&code) {
+            code
+        } else {
+            603
+        };
         let (Some(r), Some(tx)) = (self.uas_response(code), self.server_tx) else {
             return Err(SessionError::InvalidState("reject"));
         };
@@ -650,7 +670,11 @@ impl Session {
             let _ = d.handle_request(ack);
         }
         let seq = ack.headers.cseq().map(|c| c.seq).ok();
-        let initial = self.incoming.as_ref().and_then(|i| i.headers.cseq().ok()).map(|c| c.seq);
+        let initial = self
+            .incoming
+            .as_ref()
+            .and_then(|i| i.headers.cseq().ok())
+            .map(|c| c.seq);
         if seq == initial {
             self.awaiting_ack = false;
         } else {
@@ -719,7 +743,8 @@ impl Session {
         if self.state != SessionState::Established {
             return Err(SessionError::InvalidState("reinvite"));
         }
-        if self.reinvite_out || self.offer_in.is_some() || self.glare.is_some() || self.awaiting_ack {
+        if self.reinvite_out || self.offer_in.is_some() || self.glare.is_some() || self.awaiting_ack
+        {
             return Err(SessionError::Pending);
         }
         self.reinvite_out = true;
@@ -747,13 +772,17 @@ impl Session {
             return Err(SessionError::InvalidState("accept_offer"));
         };
         let mut r = Response::from_request(&req, StatusCode::OK);
-        r.headers.push(HeaderName::Contact, self.local.contact_value());
+        r.headers
+            .push(HeaderName::Contact, self.local.contact_value());
         set_response_body(&mut r, SDP, sdp);
         let _ = o.empty;
         if o.method == Method::Invite {
             self.awaiting_ack_reinvite = true;
         }
-        self.out.push_back(Output::Response { tx: o.tx, response: r });
+        self.out.push_back(Output::Response {
+            tx: o.tx,
+            response: r,
+        });
         Ok(())
     }
 
@@ -766,19 +795,37 @@ impl Session {
         let Some(req) = self.pending_offer_request.take() else {
             return Err(SessionError::InvalidState("reject_offer"));
         };
-        let code = if (300..700).contains(&code) { code } else { 488 };
+        let code = if (300..700).contains(&code) {
+            code
+        } else {
+            488
+        };
         let r = Response::from_request(&req, status(code));
-        self.out.push_back(Output::Response { tx: o.tx, response: r });
+        self.out.push_back(Output::Response {
+            tx: o.tx,
+            response: r,
+        });
         Ok(())
     }
 
     /// Sends a DTMF digit in an INFO (`application/dtmf-relay`).
-    pub fn send_dtmf(&mut self, _now: Instant, digit: char, duration_ms: u32) -> Result<(), SessionError> {
+    pub fn send_dtmf(
+        &mut self,
+        _now: Instant,
+        digit: char,
+        duration_ms: u32,
+    ) -> Result<(), SessionError> {
         if self.state != SessionState::Established {
             return Err(SessionError::InvalidState("send_dtmf"));
         }
         let b = Bytes::from(body::dtmf_relay(digit, duration_ms));
-        self.send_in_dialog(Method::Info, Purpose::Info, Vec::new(), "application/dtmf-relay", b);
+        self.send_in_dialog(
+            Method::Info,
+            Purpose::Info,
+            Vec::new(),
+            "application/dtmf-relay",
+            b,
+        );
         Ok(())
     }
 
@@ -872,8 +919,12 @@ impl Session {
             return;
         };
         let mut r = d.new_request(method.clone());
-        if matches!(method, Method::Invite | Method::Refer | Method::Notify | Method::Update) {
-            r.headers.push(HeaderName::Contact, self.local.contact_value());
+        if matches!(
+            method,
+            Method::Invite | Method::Refer | Method::Notify | Method::Update
+        ) {
+            r.headers
+                .push(HeaderName::Contact, self.local.contact_value());
         }
         for (n, v) in extra {
             r.headers.push(n, v);
@@ -908,7 +959,8 @@ impl Session {
         }
         self.glare = None;
         self.state = SessionState::Terminated(cause.clone());
-        self.out.push_back(Output::Event(SessionEvent::Ended { cause }));
+        self.out
+            .push_back(Output::Event(SessionEvent::Ended { cause }));
     }
 
     // ------------------------------------------------------------------
@@ -1144,9 +1196,10 @@ impl Session {
             Purpose::Refer => {
                 if !response.status.is_success() {
                     self.refer_out = None;
-                    self.out.push_back(Output::Event(SessionEvent::TransferFailed {
-                        status: Some(code),
-                    }));
+                    self.out
+                        .push_back(Output::Event(SessionEvent::TransferFailed {
+                            status: Some(code),
+                        }));
                     if code == 408 || code == 481 {
                         self.end(EndCause::DialogLost(code));
                     }
@@ -1186,7 +1239,10 @@ impl Session {
                     && let Some(req) = self.pending_offer_request.take()
                 {
                     let r = Response::from_request(&req, StatusCode::REQUEST_TERMINATED);
-                    self.out.push_back(Output::Response { tx: o.tx, response: r });
+                    self.out.push_back(Output::Response {
+                        tx: o.tx,
+                        response: r,
+                    });
                 }
                 self.end(EndCause::RemoteHangup);
             }
@@ -1198,8 +1254,10 @@ impl Session {
                     match body::parse_dtmf_relay(&request.body) {
                         Some((digit, duration_ms)) => {
                             respond(self, 200);
-                            self.out
-                                .push_back(Output::Event(SessionEvent::Dtmf { digit, duration_ms }));
+                            self.out.push_back(Output::Event(SessionEvent::Dtmf {
+                                digit,
+                                duration_ms,
+                            }));
                         }
                         None => respond(self, 400),
                     }
@@ -1255,7 +1313,8 @@ impl Session {
             let held = body::sdp_direction(&offer).is_hold();
             if held != self.remote_held {
                 self.remote_held = held;
-                self.out.push_back(Output::Event(SessionEvent::RemoteHold(held)));
+                self.out
+                    .push_back(Output::Event(SessionEvent::RemoteHold(held)));
             }
         }
         self.out
@@ -1286,22 +1345,26 @@ impl Session {
         }
         let referred_by = request.headers.referred_by().ok().flatten();
         let mut r = error_response(request, StatusCode::ACCEPTED);
-        r.headers.push(HeaderName::Contact, self.local.contact_value());
+        r.headers
+            .push(HeaderName::Contact, self.local.contact_value());
         self.out.push_back(Output::Response { tx, response: r });
         let id = request.headers.cseq().map(|c| c.seq).unwrap_or(0);
         self.refer_in = Some(id);
         // RFC 3515 §2.4.4: an immediate NOTIFY; 100 Trying until the TU reports.
         self.send_refer_notify(id, 100);
-        self.out.push_back(Output::Event(SessionEvent::TransferRequested {
-            target,
-            replaces,
-            referred_by,
-        }));
+        self.out
+            .push_back(Output::Event(SessionEvent::TransferRequested {
+                target,
+                replaces,
+                referred_by,
+            }));
     }
 
     fn on_notify(&mut self, tx: TxKey, request: &Request) {
         let event = request.headers.event().ok().flatten();
-        if !event.as_ref().is_some_and(|e| e.package.eq_ignore_ascii_case("refer"))
+        if !event
+            .as_ref()
+            .is_some_and(|e| e.package.eq_ignore_ascii_case("refer"))
             || self.refer_out.is_none()
         {
             let r = error_response(request, StatusCode::BAD_EVENT);

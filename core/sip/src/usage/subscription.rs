@@ -30,7 +30,7 @@ use crate::transaction::TxKey;
 use super::registration::refresh_delay;
 use super::{
     Local, Output, Rng, RngRef, TxFailure, authorize, failure_response, out_of_dialog, set_body,
-    set_response_body, take_challenge, top_branch,
+    take_challenge, top_branch,
 };
 
 fn tag_of(h: &crate::msg::Headers, from: bool) -> Option<String> {
@@ -52,6 +52,8 @@ pub enum SubState {
 }
 
 /// What a subscriber tells the application.
+// Events are moved once to the application; boxing the address would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SubscriberEvent {
     /// The subscription is accepted for `expires` seconds (2xx to SUBSCRIBE).
@@ -131,7 +133,8 @@ impl Subscriber {
         let call_id = new_call_id(&mut RngRef(&mut *rng), &cfg.local.host.to_string());
         let tag = new_tag(&mut RngRef(&mut *rng));
         let mut r = out_of_dialog(Method::Subscribe, target, &to, &cfg.from, &tag, &call_id, 1);
-        r.headers.push(HeaderName::Contact, cfg.local.contact_value());
+        r.headers
+            .push(HeaderName::Contact, cfg.local.contact_value());
         r.headers.push(HeaderName::Event, cfg.event.clone());
         r.headers.push(HeaderName::Accept, cfg.accept.clone());
         r.headers.push(HeaderName::Expires, cfg.expires.to_string());
@@ -193,7 +196,8 @@ impl Subscriber {
             return;
         };
         let mut r = d.new_request(Method::Subscribe);
-        r.headers.push(HeaderName::Contact, self.cfg.local.contact_value());
+        r.headers
+            .push(HeaderName::Contact, self.cfg.local.contact_value());
         r.headers.push(HeaderName::Event, self.cfg.event.clone());
         r.headers.push(HeaderName::Accept, self.cfg.accept.clone());
         r.headers.push(HeaderName::Expires, expires.to_string());
@@ -221,10 +225,11 @@ impl Subscriber {
         if let Some(d) = self.dialog.as_mut() {
             d.terminate();
         }
-        self.out.push_back(Output::Event(SubscriberEvent::Terminated {
-            reason,
-            retry_after,
-        }));
+        self.out
+            .push_back(Output::Event(SubscriberEvent::Terminated {
+                reason,
+                retry_after,
+            }));
     }
 
     fn set_expiry(&mut self, now: Instant, expires: u32) {
@@ -273,7 +278,12 @@ impl Subscriber {
         {
             let mut r = req;
             let seq = match self.dialog.as_mut() {
-                Some(d) => d.new_request(Method::Subscribe).headers.cseq().map(|c| c.seq).ok(),
+                Some(d) => d
+                    .new_request(Method::Subscribe)
+                    .headers
+                    .cseq()
+                    .map(|c| c.seq)
+                    .ok(),
                 None => r.headers.cseq().ok().map(|c| c.seq + 1),
             };
             if let (Some(seq), Ok(mut c)) = (seq, r.headers.cseq()) {
@@ -332,7 +342,11 @@ impl Subscriber {
             for c in request.headers.get_all(&HeaderName::Contact) {
                 fake.headers.push(HeaderName::Contact, c.clone());
             }
-            let mut rr: Vec<_> = request.headers.get_all(&HeaderName::RecordRoute).cloned().collect();
+            let mut rr: Vec<_> = request
+                .headers
+                .get_all(&HeaderName::RecordRoute)
+                .cloned()
+                .collect();
             rr.reverse();
             for v in rr {
                 fake.headers.push(HeaderName::RecordRoute, v);
@@ -342,7 +356,10 @@ impl Subscriber {
         if let Some(d) = self.dialog.as_mut()
             && let Err(e) = d.handle_request(request)
         {
-            reply(self, e.status().unwrap_or(StatusCode::SERVER_INTERNAL_ERROR));
+            reply(
+                self,
+                e.status().unwrap_or(StatusCode::SERVER_INTERNAL_ERROR),
+            );
             return;
         }
         reply(self, StatusCode::OK);
@@ -392,6 +409,8 @@ impl Subscriber {
 }
 
 /// What a notifier tells the application.
+// Events are moved once to the application; boxing the address would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NotifierEvent {
     /// A SUBSCRIBE arrived: accept (with the current state) or reject it.
@@ -444,14 +463,23 @@ impl std::fmt::Debug for Notifier {
 
 impl Notifier {
     /// A SUBSCRIBE (out of dialog) arrived in server transaction `tx`.
-    pub fn incoming(_now: Instant, local: Local, mut rng: Rng, tx: TxKey, request: Request) -> Notifier {
+    pub fn incoming(
+        _now: Instant,
+        local: Local,
+        mut rng: Rng,
+        tx: TxKey,
+        request: Request,
+    ) -> Notifier {
         let tag = new_tag(&mut RngRef(&mut *rng));
         let event = request
             .headers
             .get(&HeaderName::Event)
             .map(|v| v.to_string())
             .unwrap_or_default();
-        let mut from = request.headers.from().unwrap_or_else(|_| NameAddr::new(request.uri.clone()));
+        let mut from = request
+            .headers
+            .from()
+            .unwrap_or_else(|_| NameAddr::new(request.uri.clone()));
         from.params.remove("tag");
         let expires = request.headers.expires().ok().flatten();
         let package = event.split(';').next().unwrap_or("").trim().to_owned();
@@ -512,13 +540,18 @@ impl Notifier {
         let expires = self.granted(self.subscribe.headers.expires().ok().flatten());
         let mut r = Response::from_request(&self.subscribe, StatusCode::OK);
         let _ = r.set_to_tag(&self.local_tag);
-        r.headers.push(HeaderName::Contact, self.local.contact_value());
+        r.headers
+            .push(HeaderName::Contact, self.local.contact_value());
         r.headers.push(HeaderName::Expires, expires.to_string());
         self.dialog = Dialog::from_uas(&self.subscribe, &r).ok();
         self.out.push_back(Output::Response { tx, response: r });
         self.content_type = content_type.to_owned();
         self.body = body;
-        self.state = if active { SubState::Active } else { SubState::Pending };
+        self.state = if active {
+            SubState::Active
+        } else {
+            SubState::Pending
+        };
         if expires == 0 {
             // A fetch (§4.4.3): one NOTIFY, then over.
             self.send_notify(now, Some("timeout"));
@@ -577,7 +610,8 @@ impl Notifier {
             return;
         };
         let mut r = d.new_request(Method::Notify);
-        r.headers.push(HeaderName::Contact, self.local.contact_value());
+        r.headers
+            .push(HeaderName::Contact, self.local.contact_value());
         r.headers.push(HeaderName::Event, self.event.clone());
         let ss = match terminated {
             Some("") => "terminated".to_owned(),
@@ -586,7 +620,11 @@ impl Notifier {
                 let left = self
                     .expires_at
                     .map_or(0, |t| t.saturating_duration_since(now).as_secs());
-                let st = if self.state == SubState::Active { "active" } else { "pending" };
+                let st = if self.state == SubState::Active {
+                    "active"
+                } else {
+                    "pending"
+                };
                 format!("{st};expires={left}")
             }
         };
@@ -602,27 +640,44 @@ impl Notifier {
 
     /// A refresh or removing SUBSCRIBE in the dialog (§4.2.1.2, §4.2.1.4).
     pub fn handle_request(&mut self, now: Instant, tx: TxKey, request: &Request) {
-        let reply = |s: &mut Notifier, r: Response| s.out.push_back(Output::Response { tx, response: r });
+        let reply =
+            |s: &mut Notifier, r: Response| s.out.push_back(Output::Response { tx, response: r });
         if request.method != Method::Subscribe {
-            reply(self, error_response(request, StatusCode::METHOD_NOT_ALLOWED));
+            reply(
+                self,
+                error_response(request, StatusCode::METHOD_NOT_ALLOWED),
+            );
             return;
         }
         if self.state == SubState::Terminated {
-            reply(self, error_response(request, StatusCode::CALL_OR_TRANSACTION_DOES_NOT_EXIST));
+            reply(
+                self,
+                error_response(request, StatusCode::CALL_OR_TRANSACTION_DOES_NOT_EXIST),
+            );
             return;
         }
         let Some(d) = self.dialog.as_mut() else {
-            reply(self, error_response(request, StatusCode::CALL_OR_TRANSACTION_DOES_NOT_EXIST));
+            reply(
+                self,
+                error_response(request, StatusCode::CALL_OR_TRANSACTION_DOES_NOT_EXIST),
+            );
             return;
         };
         if let Err(e) = d.handle_request(request) {
-            reply(self, error_response(request, e.status().unwrap_or(StatusCode::SERVER_INTERNAL_ERROR)));
+            reply(
+                self,
+                error_response(
+                    request,
+                    e.status().unwrap_or(StatusCode::SERVER_INTERNAL_ERROR),
+                ),
+            );
             return;
         }
         let expires = self.granted(request.headers.expires().ok().flatten());
         let mut r = error_response(request, StatusCode::OK);
         r.headers.push(HeaderName::Expires, expires.to_string());
-        r.headers.push(HeaderName::Contact, self.local.contact_value());
+        r.headers
+            .push(HeaderName::Contact, self.local.contact_value());
         reply(self, r);
         self.out
             .push_back(Output::Event(NotifierEvent::Refreshed { expires }));
@@ -680,6 +735,3 @@ impl Notifier {
         self.out.pop_front()
     }
 }
-
-#[allow(unused_imports)]
-use set_response_body as _unused_set_response_body;

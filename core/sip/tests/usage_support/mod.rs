@@ -16,7 +16,9 @@ use vaxel_sip::auth::{
     ha1,
 };
 use vaxel_sip::dialog::{error_response, no_dialog_response};
-use vaxel_sip::msg::{self, HeaderName, Message, Method, NameAddr, Request, Response, StatusCode, Uri};
+use vaxel_sip::msg::{
+    self, HeaderName, Message, Method, NameAddr, Request, Response, StatusCode, Uri,
+};
 use vaxel_sip::transaction::{Peer, TimerConfig, Transactions, TransportKind, TxEvent, TxKey};
 use vaxel_sip::usage::message::{Pager, PagerEvent};
 use vaxel_sip::usage::registration::{Registration, RegistrationEvent};
@@ -113,7 +115,11 @@ impl Registrar {
             .collect();
         let refs: Vec<&str> = creds.iter().map(String::as_str).collect();
         let uri = req.uri.to_string();
-        let parts = RequestParts { method: "REGISTER", request_uri: &uri, body: b"" };
+        let parts = RequestParts {
+            method: "REGISTER",
+            request_uri: &uri,
+            body: b"",
+        };
         let users = self.users.clone();
         let verdict = self.server.verify(&parts, &refs, wall, |q| {
             let pw = users.get(q.username)?;
@@ -153,7 +159,11 @@ impl Registrar {
         list.retain(|(_, until)| *until > now);
         for c in contacts {
             let Some(a) = c.address() else { continue };
-            let e = c.expires().or(header_expires).unwrap_or(3600).min(self.max_expires);
+            let e = c
+                .expires()
+                .or(header_expires)
+                .unwrap_or(3600)
+                .min(self.max_expires);
             list.retain(|(u, _)| !u.equivalent(&a.uri));
             if e > 0 {
                 list.push((a.uri.clone(), now + Duration::from_secs(u64::from(e))));
@@ -161,10 +171,14 @@ impl Registrar {
         }
         let mut r = error_response(req, StatusCode::OK);
         // Another device's binding too, so the client must find its own.
-        r.headers.push(HeaderName::Contact, "<sip:alice@198.51.100.7:5070>;expires=1234");
+        r.headers.push(
+            HeaderName::Contact,
+            "<sip:alice@198.51.100.7:5070>;expires=1234",
+        );
         for (u, until) in list.iter() {
             let left = until.saturating_duration_since(now).as_secs();
-            r.headers.push(HeaderName::Contact, format!("<{u}>;expires={left}"));
+            r.headers
+                .push(HeaderName::Contact, format!("<{u}>;expires={left}"));
         }
         r
     }
@@ -222,7 +236,11 @@ impl Ep {
     }
 
     pub fn session_config(&self) -> SessionConfig {
-        SessionConfig { local: self.local.clone(), from: self.aor.clone(), auth: None }
+        SessionConfig {
+            local: self.local.clone(),
+            from: self.aor.clone(),
+            auth: None,
+        }
     }
 
     pub fn seed(&mut self) -> Box<dyn RngCore + Send> {
@@ -237,8 +255,13 @@ impl Ep {
             .and_then(|v| v.into_iter().next().map(|n| n.uri))
             .unwrap_or_else(|| r.uri.clone());
         let sip = target.as_sip().expect("sip uri");
-        let a: SocketAddr = format!("{}:{}", sip.host, sip.port.unwrap_or(5060)).parse().unwrap();
-        Peer { transport: TransportKind::Udp, addr: a }
+        let a: SocketAddr = format!("{}:{}", sip.host, sip.port.unwrap_or(5060))
+            .parse()
+            .unwrap();
+        Peer {
+            transport: TransportKind::Udp,
+            addr: a,
+        }
     }
 
     fn carry<E>(&mut self, now: Instant, owner: Owner, o: Output<E>, wrap: impl Fn(E) -> Ev) {
@@ -361,7 +384,8 @@ impl Ep {
             Method::Message => self.pager.as_mut().unwrap().handle_request(now, tx, &req),
             Method::Subscribe => {
                 let r = self.seed();
-                self.notifiers.push(Notifier::incoming(now, self.local.clone(), r, tx, req));
+                self.notifiers
+                    .push(Notifier::incoming(now, self.local.clone(), r, tx, req));
             }
             Method::Register if self.registrar.is_some() => {
                 let wall = self.wall(now);
@@ -373,9 +397,11 @@ impl Ep {
                 let _ = self.tx.send_response(now, tx, resp);
             }
             _ => {
-                let _ = self
-                    .tx
-                    .send_response(now, tx, error_response(&req, StatusCode::METHOD_NOT_ALLOWED));
+                let _ = self.tx.send_response(
+                    now,
+                    tx,
+                    error_response(&req, StatusCode::METHOD_NOT_ALLOWED),
+                );
             }
         }
     }
@@ -389,7 +415,11 @@ impl Ep {
                 }
             }
             TxEvent::Cancelled { invite, .. } => {
-                if let Some(s) = self.sessions.iter_mut().find(|s| s.server_tx() == Some(invite)) {
+                if let Some(s) = self
+                    .sessions
+                    .iter_mut()
+                    .find(|s| s.server_tx() == Some(invite))
+                {
                     s.handle_cancelled(now);
                 }
             }
@@ -414,7 +444,8 @@ impl Ep {
                 };
                 if let Some((o, b)) = self.client.get(tx).cloned() {
                     self.on_failure(now, o, &b, f);
-                } else if let Some(s) = self.sessions.iter_mut().find(|s| s.server_tx() == Some(tx)) {
+                } else if let Some(s) = self.sessions.iter_mut().find(|s| s.server_tx() == Some(tx))
+                {
                     s.handle_server_timeout(now, tx);
                 }
             }
@@ -507,7 +538,11 @@ impl Sim {
     pub fn new(seed: u64, conditions: LinkConditions) -> Sim {
         let mut net = SimNetwork::new(seed, conditions);
         net.set_tracing(true);
-        Sim { clock: SimClock::new(), net, eps: Vec::new() }
+        Sim {
+            clock: SimClock::new(),
+            net,
+            eps: Vec::new(),
+        }
     }
 
     pub fn add(&mut self, name: &'static str, a: &str, user: &str) -> usize {
@@ -542,7 +577,10 @@ impl Sim {
             while let Some(d) = self.net.poll_delivery(now) {
                 if let Some(ep) = self.eps.iter_mut().find(|e| e.addr == d.to) {
                     let m = msg::parse(d.payload).expect("endpoints send what msg parses");
-                    let peer = Peer { transport: TransportKind::Udp, addr: d.from };
+                    let peer = Peer {
+                        transport: TransportKind::Udp,
+                        addr: d.from,
+                    };
                     ep.tx.handle_message(now, m, peer);
                     ep.pump(now, &mut self.net);
                 }
@@ -572,8 +610,11 @@ impl Sim {
     /// The first lines of delivered SIP messages (a ladder).
     pub fn ladder(&self) -> Vec<String> {
         let names: HashMap<SocketAddr, &str> = self.eps.iter().map(|e| (e.addr, e.name)).collect();
-        self.net
-            .ladder(|a| names.get(&a).map_or_else(|| a.to_string(), |n| n.to_string()))
+        self.net.ladder(|a| {
+            names
+                .get(&a)
+                .map_or_else(|| a.to_string(), |n| n.to_string())
+        })
     }
 
     /// Starts a call from endpoint `a` to endpoint `b`'s user; returns the session index at `a`.
