@@ -9,3 +9,4 @@ pub mod auth;
 pub mod dialog;
 pub mod msg;
 pub mod transaction;
+pub mod usage;
