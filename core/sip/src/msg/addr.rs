@@ -40,6 +40,7 @@ pub(crate) fn scan_name_addr(s: &str, require_angle: bool) -> Result<RawNameAddr
 
 /// Scans one address element from `s[start]`; returns it and the index where
 /// it ends (end of input or the `,` before the next element).
+#[inline(always)]
 pub(crate) fn scan_name_addr_at(
     s: &str,
     start: usize,

@@ -227,7 +227,7 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
                 "missing colon after header name",
             ));
         }
-        let name = match HeaderName::known_token(&hb[p..n_end]) {
+        let name = match HeaderName::known_in(hb, p, n_end) {
             Some(n) => n,
             None => HeaderName::Other(head.slice_ref(&h[p..n_end])),
         };

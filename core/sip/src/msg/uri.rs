@@ -334,6 +334,7 @@ impl RawHost<'_> {
 
 /// Scans a host from `s[i]`: an IPv6 reference in brackets, else hostname or
 /// IPv4address characters. Returns the host and the index after it.
+#[inline(always)]
 pub(crate) fn scan_host(s: &str, i: usize) -> Result<(RawHost<'_>, usize), ParseError> {
     let b = s.as_bytes();
     if b.get(i) == Some(&b'[') {
@@ -604,6 +605,7 @@ impl RawUri<'_> {
 }
 
 /// Scans a whole URI (`s` must be exactly the URI text).
+#[inline(always)]
 pub(crate) fn scan_uri(s: &str) -> Result<RawUri<'_>, ParseError> {
     let b = s.as_bytes();
     // Nearly every URI is `sip:`.
@@ -638,6 +640,7 @@ pub(crate) fn scan_uri(s: &str) -> Result<RawUri<'_>, ParseError> {
     }
 }
 
+#[inline(always)]
 fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseError> {
     let b = s.as_bytes();
     let mut i = start;
