@@ -222,7 +222,7 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
             // values that end in CRLF with no folding; anything else goes
             // the general way below, which reports the errors.
             let vs = scan::skip_wsp(hb, colon + 1);
-            if let Some((stop, cl)) = check_known_to(&name, h, vs) {
+            if let Some((stop, cl)) = check_known_to(name, h, vs) {
                 let k = scan::skip_wsp(hb, stop);
                 if hb.get(k) == Some(&b'\r')
                     && hb.get(k + 1) == Some(&b'\n')
