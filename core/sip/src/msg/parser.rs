@@ -211,18 +211,18 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
         }
         let n_end = scan::run(hb, p, TOKEN);
         let colon = scan::skip_wsp(hb, n_end);
-        let known = if n_end > p && hb.get(colon) == Some(&b':') {
+        let mut known = if n_end > p && hb.get(colon) == Some(&b':') {
             HeaderName::known_in(hb, p, n_end)
         } else {
             None
         };
-        if let Some(name) = &known {
+        if let Some(name) = known.take() {
             // Fast path: the grammar check of the value also finds its end,
             // with no separate search for the line end. It decides only
             // values that end in CRLF with no folding; anything else goes
             // the general way below, which reports the errors.
             let vs = scan::skip_wsp(hb, colon + 1);
-            if let Some((stop, cl)) = check_known_to(name, h, vs) {
+            if let Some((stop, cl)) = check_known_to(&name, h, vs) {
                 let k = scan::skip_wsp(hb, stop);
                 if hb.get(k) == Some(&b'\r')
                     && hb.get(k + 1) == Some(&b'\n')
@@ -234,9 +234,9 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
                     }
                     debug_assert!(memchr2(b'\r', b'\n', &hb[p..k]).is_none());
                     let value = head.slice_ref(&h[vs..ve]);
-                    debug_assert_eq!(check_known(name, &value).ok(), Some(cl));
+                    debug_assert_eq!(check_known(&name, &value).ok(), Some(cl));
                     if let HeaderName::CSeq = name {
-                        let (_, m) = scan_cseq(&value).map_err(|e| e.in_header(name))?;
+                        let (_, m) = scan_cseq(&value).map_err(|e| e.in_header(&name))?;
                         if cseq_method.is_none() {
                             cseq_method = Some(value.slice_ref(m));
                         }
@@ -247,14 +247,12 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
                             _ => content_length = Some(cl),
                         }
                     }
-                    headers.push_header(Header {
-                        name: name.clone(),
-                        value,
-                    });
+                    headers.push_header(Header { name, value });
                     p = k + 2;
                     continue;
                 }
             }
+            known = Some(name);
         }
         // One logical header line: continue over folded lines.
         let mut end = line_end(hb, p)?;
