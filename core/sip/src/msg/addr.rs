@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use bytestring::ByteString;
-use memchr::memchr;
+use memchr::memchr2;
 
 use super::error::ParseError;
 use super::scan::{self, TOKEN};
@@ -40,6 +40,7 @@ pub(crate) fn scan_name_addr(s: &str, require_angle: bool) -> Result<RawNameAddr
 
 /// Scans one address element from `s[start]`; returns it and the index where
 /// it ends (end of input or the `,` before the next element).
+#[inline(always)]
 pub(crate) fn scan_name_addr_at(
     s: &str,
     start: usize,
@@ -74,8 +75,12 @@ pub(crate) fn scan_name_addr_at(
         }
     }
     if b.get(i) == Some(&b'<') {
-        let close =
-            memchr(b'>', &b[i + 1..]).ok_or(ParseError::value("missing '>' after URI"))? + i + 1;
+        // A value holds no CR (the parser's fast path scans on past the line
+        // end: stopping at a CR keeps that scan within the line).
+        let close = memchr2(b'>', b'\r', &b[i + 1..])
+            .map(|p| p + i + 1)
+            .filter(|&c| b[c] == b'>')
+            .ok_or(ParseError::value("missing '>' after URI"))?;
         uri_text = &s[i + 1..close];
         pstart = close + 1;
     } else {
@@ -86,7 +91,7 @@ pub(crate) fn scan_name_addr_at(
         // so the URI ends at the first ';' or whitespace.
         let end = b[i..]
             .iter()
-            .position(|&c| c == b';' || c == b',' || scan::is_wsp(c))
+            .position(|&c| c == b';' || c == b',' || c == b'\r' || scan::is_wsp(c))
             .map_or(b.len(), |p| i + p);
         uri_text = &s[i..end];
         if uri_text.contains('?') {

@@ -212,34 +212,99 @@ impl HeaderName {
         if name.len() == 1 {
             return Self::from_compact(name[0]);
         }
-        // The headers of nearly every message, without the lower-casing copy:
-        // one switch on length and (lower-cased) first byte, then one compare.
-        // Setting bit 5 lower-cases a letter; of the other bytes only CR
-        // (0x0D) would turn into `-`, and a token has no CR, so for a token
-        // this is exactly a case-insensitive compare with a lower-case name.
-        let eq = |s: &[u8]| name.iter().zip(s).all(|(a, b)| a | 0x20 == *b);
-        let fast = match (name.len(), name.first().map(u8::to_ascii_lowercase)) {
-            (2, Some(b't')) if eq(b"to") => Some(HeaderName::To),
-            (3, Some(b'v')) if eq(b"via") => Some(HeaderName::Via),
-            (4, Some(b'f')) if eq(b"from") => Some(HeaderName::From),
-            (4, Some(b'c')) if eq(b"cseq") => Some(HeaderName::CSeq),
-            (5, Some(b'r')) if eq(b"route") => Some(HeaderName::Route),
-            (5, Some(b'a')) if eq(b"allow") => Some(HeaderName::Allow),
-            (7, Some(b'c')) if eq(b"call-id") => Some(HeaderName::CallId),
-            (7, Some(b'c')) if eq(b"contact") => Some(HeaderName::Contact),
-            (7, Some(b'e')) if eq(b"expires") => Some(HeaderName::Expires),
-            (9, Some(b's')) if eq(b"supported") => Some(HeaderName::Supported),
-            (10, Some(b'u')) if eq(b"user-agent") => Some(HeaderName::UserAgent),
-            (12, Some(b'm')) if eq(b"max-forwards") => Some(HeaderName::MaxForwards),
-            (12, Some(b'c')) if eq(b"content-type") => Some(HeaderName::ContentType),
-            (12, Some(b'r')) if eq(b"record-route") => Some(HeaderName::RecordRoute),
-            (14, Some(b'c')) if eq(b"content-length") => Some(HeaderName::ContentLength),
-            (15, Some(b's')) if eq(b"session-expires") => Some(HeaderName::SessionExpires),
-            _ => None,
-        };
-        if fast.is_some() {
-            return fast;
+        if name.len() <= 16 {
+            let mut buf = [0u8; 16];
+            buf[..name.len()].copy_from_slice(name);
+            if let Some(h) = Self::known_fast(&buf, 0, name.len()) {
+                return Some(h);
+            }
         }
+        Self::known_slow(name)
+    }
+
+    /// [`HeaderName::known_token`] for the token `buf[p..n_end]`: the bytes
+    /// after the name (at least its colon) let the usual names be compared
+    /// as two 8-byte words without a copy.
+    #[inline]
+    pub(crate) fn known_in(buf: &[u8], p: usize, n_end: usize) -> Option<HeaderName> {
+        let name = &buf[p..n_end];
+        if name.len() == 1 {
+            return Self::from_compact(name[0]);
+        }
+        if let Some(h) = Self::known_fast(buf, p, name.len()) {
+            return Some(h);
+        }
+        Self::known_slow(name)
+    }
+
+    /// The headers of nearly every message, without the lower-casing copy:
+    /// the name `buf[p..p + n]` read as two little-endian words with bit 5
+    /// set in every byte, masked to its length, compared with the lower-case
+    /// name. Setting bit 5 lower-cases a letter; of the other bytes only CR
+    /// (0x0D) would turn into `-`, and a token has no CR, so for a token this
+    /// is exactly a case-insensitive compare. `None` when the name is not one
+    /// of these or `buf` has fewer than 16 bytes from `p`.
+    #[inline]
+    fn known_fast(buf: &[u8], p: usize, n: usize) -> Option<HeaderName> {
+        const fn word(s: &[u8], off: usize) -> u64 {
+            let mut w = 0u64;
+            let mut k = 0;
+            while k < 8 {
+                if off + k < s.len() {
+                    w |= (s[off + k] as u64) << (8 * k);
+                }
+                k += 1;
+            }
+            w
+        }
+        const fn mask(n: usize) -> u64 {
+            if n >= 8 {
+                u64::MAX
+            } else {
+                (1u64 << (8 * n)) - 1
+            }
+        }
+        const LOWER: u64 = 0x2020_2020_2020_2020;
+        let w = buf.get(p..p + 16)?;
+        let w0 = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]) | LOWER;
+        let w1 = u64::from_le_bytes([w[8], w[9], w[10], w[11], w[12], w[13], w[14], w[15]]) | LOWER;
+        let (m0, m1) = (mask(n), if n > 8 { mask(n - 8) } else { 0 });
+        let (w0, w1) = (w0 & m0, w1 & m1);
+        macro_rules! pick {
+            ($($lit:literal => $v:ident),* $(,)?) => {{
+                $(
+                    {
+                        const C0: u64 = word($lit, 0);
+                        const C1: u64 = word($lit, 8);
+                        if w0 == C0 && w1 == C1 {
+                            return Some(HeaderName::$v);
+                        }
+                    }
+                )*
+            }};
+        }
+        match n {
+            2 => pick!(b"to" => To),
+            3 => pick!(b"via" => Via),
+            4 => pick!(b"from" => From, b"cseq" => CSeq),
+            5 => pick!(b"route" => Route, b"allow" => Allow),
+            7 => pick!(b"call-id" => CallId, b"contact" => Contact, b"expires" => Expires),
+            9 => pick!(b"supported" => Supported),
+            10 => pick!(b"user-agent" => UserAgent),
+            12 => pick!(
+                b"max-forwards" => MaxForwards,
+                b"content-type" => ContentType,
+                b"record-route" => RecordRoute,
+            ),
+            14 => pick!(b"content-length" => ContentLength),
+            15 => pick!(b"session-expires" => SessionExpires),
+            _ => {}
+        }
+        None
+    }
+
+    /// The lower-casing lookup of every known name.
+    fn known_slow(name: &[u8]) -> Option<HeaderName> {
         let mut buf = [0u8; 24];
         if name.len() > buf.len() {
             return None;

@@ -11,7 +11,7 @@ use super::error::{ErrorKind, ParseError};
 use super::headers::{Header, HeaderName, Headers};
 use super::method::{Method, StatusCode};
 use super::scan::{self, TOKEN};
-use super::typed::{check_known, scan_cseq};
+use super::typed::{check_known, check_known_to, scan_cseq};
 use super::uri::{RawUri, scan_uri};
 use super::{Message, Request, Response};
 
@@ -209,6 +209,51 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
                 "continuation line without a header",
             ));
         }
+        let n_end = scan::run(hb, p, TOKEN);
+        let colon = scan::skip_wsp(hb, n_end);
+        let mut known = if n_end > p && hb.get(colon) == Some(&b':') {
+            HeaderName::known_in(hb, p, n_end)
+        } else {
+            None
+        };
+        if let Some(name) = known.take() {
+            // Fast path: the grammar check of the value also finds its end,
+            // with no separate search for the line end. It decides only
+            // values that end in CRLF with no folding; anything else goes
+            // the general way below, which reports the errors.
+            let vs = scan::skip_wsp(hb, colon + 1);
+            if let Some((stop, cl)) = check_known_to(&name, h, vs) {
+                let k = scan::skip_wsp(hb, stop);
+                if hb.get(k) == Some(&b'\r')
+                    && hb.get(k + 1) == Some(&b'\n')
+                    && !(k + 2 < hb.len() && scan::is_wsp(hb[k + 2]))
+                {
+                    let mut ve = k;
+                    while ve > vs && scan::is_wsp(hb[ve - 1]) {
+                        ve -= 1;
+                    }
+                    debug_assert!(memchr2(b'\r', b'\n', &hb[p..k]).is_none());
+                    let value = head.slice_ref(&h[vs..ve]);
+                    debug_assert_eq!(check_known(&name, &value).ok(), Some(cl));
+                    if let HeaderName::CSeq = name {
+                        let (_, m) = scan_cseq(&value).map_err(|e| e.in_header(&name))?;
+                        if cseq_method.is_none() {
+                            cseq_method = Some(value.slice_ref(m));
+                        }
+                    }
+                    if let Some(cl) = cl {
+                        match content_length {
+                            Some(prev) if prev != cl => cl_conflict = true,
+                            _ => content_length = Some(cl),
+                        }
+                    }
+                    headers.push_header(Header { name, value });
+                    p = k + 2;
+                    continue;
+                }
+            }
+            known = Some(name);
+        }
         // One logical header line: continue over folded lines.
         let mut end = line_end(hb, p)?;
         let mut folded = false;
@@ -216,18 +261,16 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
             folded = true;
             end = line_end(hb, end + 2)?;
         }
-        let n_end = scan::run(hb, p, TOKEN);
         if n_end == p {
             return Err(err(ErrorKind::HeaderLine, "header name is not a token"));
         }
-        let colon = scan::skip_wsp(hb, n_end);
         if hb.get(colon) != Some(&b':') || colon > end {
             return Err(err(
                 ErrorKind::HeaderLine,
                 "missing colon after header name",
             ));
         }
-        let name = match HeaderName::known_token(&hb[p..n_end]) {
+        let name = match known {
             Some(n) => n,
             None => HeaderName::Other(head.slice_ref(&h[p..n_end])),
         };

@@ -193,7 +193,13 @@ pub(crate) fn skip_comment(s: &[u8], i: usize) -> Option<usize> {
                     return Some(j + 1);
                 }
             }
-            b'\\' => j += 1,
+            // quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
+            b'\\' => {
+                if matches!(s.get(j + 1), Some(b'\r' | b'\n')) {
+                    return None;
+                }
+                j += 1;
+            }
             c if (c < 0x20 && c != b'\t') || c == 0x7f => return None,
             _ => {}
         }

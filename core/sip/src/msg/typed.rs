@@ -896,6 +896,158 @@ pub(crate) fn check_known(name: &HeaderName, v: &str) -> Result<Option<u32>, Par
     Ok(None)
 }
 
+/// The end of a run of digits from `b[i]`.
+#[inline]
+fn digits(b: &[u8], i: usize) -> usize {
+    let mut j = i;
+    while j < b.len() && b[j].is_ascii_digit() {
+        j += 1;
+    }
+    j
+}
+
+/// `1*DIGIT` from `s[i]` no larger than `max`: its value and end.
+#[inline]
+fn number_at(s: &str, i: usize, max: u64) -> Option<(u64, usize)> {
+    let d = digits(s.as_bytes(), i);
+    Some((scan::parse_num(&s[i..d], max)?, d))
+}
+
+/// [`each_scanned`] that stops, instead of failing, at text that is neither
+/// `,` nor an element: returns where the list ends.
+#[inline(always)]
+fn each_scanned_to(
+    s: &str,
+    mut i: usize,
+    mut elem: impl FnMut(&str, usize) -> Option<usize>,
+) -> Option<usize> {
+    let b = s.as_bytes();
+    loop {
+        i = scan::skip_wsp(b, i);
+        if i >= b.len() || b[i] == b',' {
+            return None;
+        }
+        let e = scan::skip_wsp(b, elem(s, i)?);
+        if b.get(e) != Some(&b',') {
+            return Some(e);
+        }
+        i = e + 1;
+    }
+}
+
+/// [`check_product_list`] from `s[i]`, stopping at the first byte that
+/// cannot start a product or comment; returns where it stopped.
+#[inline]
+fn product_list_to(s: &str, i: usize) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = scan::skip_wsp(b, i);
+    loop {
+        match b.get(i) {
+            Some(b'(') => i = scan::skip_comment(b, i)?,
+            Some(&c) if scan::is(c, TOKEN) => {
+                i = scan::run(b, i, TOKEN);
+                loop {
+                    let k = scan::skip_wsp(b, i);
+                    if b.get(k) != Some(&b'/') {
+                        break;
+                    }
+                    let j = scan::skip_wsp(b, k + 1);
+                    let v = scan::run(b, j, TOKEN);
+                    if v == j {
+                        return None;
+                    }
+                    i = v;
+                }
+            }
+            _ => return Some(i),
+        }
+        i = scan::skip_wsp(b, i);
+    }
+}
+
+/// The parser's fast path for the common headers: validates the value that
+/// starts at `s[i]` without knowing where its line ends, and returns where
+/// the grammar stops (the caller requires CRLF there, after whitespace) and
+/// the Content-Length. `None` means "not decided here": the value is then
+/// cut at its line end and checked by [`check_known`], which reports the
+/// error, if any. So this accepts only what [`check_known`] accepts for the
+/// same (trimmed) value; it reads no CR or LF, which no grammar here allows.
+#[inline]
+pub(crate) fn check_known_to(name: &HeaderName, s: &str, i: usize) -> Option<(usize, Option<u32>)> {
+    use HeaderName as H;
+    let b = s.as_bytes();
+    let e = match name {
+        H::Via => each_scanned_to(s, i, |s, i| {
+            super::via::scan_via_at(s, i, false).ok().map(|r| r.1)
+        })?,
+        H::From | H::To => scan_name_addr_at(s, i, false).ok()?.1,
+        H::Contact => each_scanned_to(s, i, |s, i| {
+            let (r, e) = scan_name_addr_at(s, i, false).ok()?;
+            if !r.params.is_empty() {
+                super::addr::check_contact_params(r.params).ok()?;
+            }
+            Some(e)
+        })?,
+        H::Route | H::RecordRoute => {
+            each_scanned_to(s, i, |s, i| scan_name_addr_at(s, i, true).ok().map(|r| r.1))?
+        }
+        H::CallId => {
+            let w = scan::run(b, i, WORD);
+            if w == i {
+                return None;
+            }
+            if b.get(w) == Some(&b'@') {
+                let w2 = scan::run(b, w + 1, WORD);
+                if w2 == w + 1 {
+                    return None;
+                }
+                w2
+            } else {
+                w
+            }
+        }
+        H::CSeq => {
+            let (_, d) = number_at(s, i, (1 << 31) - 1)?;
+            let m = scan::skip_wsp(b, d);
+            let e = scan::run(b, m, TOKEN);
+            if m == d || e == m {
+                return None;
+            }
+            e
+        }
+        H::MaxForwards => number_at(s, i, 255)?.1,
+        H::ContentLength => {
+            let (n, e) = number_at(s, i, MAX_DELTA)?;
+            return Some((e, Some(n as u32)));
+        }
+        H::Expires => number_at(s, i, MAX_DELTA)?.1,
+        H::SessionExpires => {
+            let (_, d) = number_at(s, i, MAX_DELTA)?;
+            scan_header_params(b, d).ok()?
+        }
+        H::ContentType => {
+            let t = scan::run(b, i, TOKEN);
+            let sl = scan::skip_wsp(b, t);
+            if t == i || b.get(sl) != Some(&b'/') {
+                return None;
+            }
+            let j = scan::skip_wsp(b, sl + 1);
+            let st = scan::run(b, j, TOKEN);
+            if st == j {
+                return None;
+            }
+            scan_header_params(b, st).ok()?
+        }
+        H::Allow | H::Supported => each_scanned_to(s, i, |s, i| {
+            let e = scan::run(s.as_bytes(), i, TOKEN);
+            (e > i).then_some(e)
+        })?,
+        H::UserAgent => product_list_to(s, i)?,
+        _ => return None,
+    };
+    Some((e, None))
+}
+
 // ---------------------------------------------------------------------------
 // Accessors
 

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use bytestring::ByteString;
-use memchr::memchr;
+use memchr::{memchr, memchr2, memchr3};
 
 use super::error::{ErrorKind, ParseError};
 use super::scan::{self, HNV, HOST, LABEL, PARAM, PASSWORD, URIC, USER};
@@ -280,7 +280,10 @@ pub(crate) fn scan_header_params_with(
                         .ok_or(ParseError::value("unbalanced quotes in parameter value"))?;
                 }
                 Some(b'[') => {
-                    let close = memchr(b']', &s[i..])
+                    // Never across a line end (the parser's fast path
+                    // scans on past it; a value holds no CR or LF).
+                    let close = memchr3(b']', b'\r', b'\n', &s[i..])
+                        .filter(|&c| s[i + c] == b']')
                         .ok_or(ParseError::value("unterminated IPv6 reference"))?;
                     i += close + 1;
                 }
@@ -334,10 +337,14 @@ impl RawHost<'_> {
 
 /// Scans a host from `s[i]`: an IPv6 reference in brackets, else hostname or
 /// IPv4address characters. Returns the host and the index after it.
+#[inline(always)]
 pub(crate) fn scan_host(s: &str, i: usize) -> Result<(RawHost<'_>, usize), ParseError> {
     let b = s.as_bytes();
     if b.get(i) == Some(&b'[') {
-        let close = memchr(b']', &b[i..]).ok_or(uri_err("unterminated IPv6 reference"))? + i;
+        let close = memchr2(b']', b'\r', &b[i..])
+            .map(|c| c + i)
+            .filter(|&c| b[c] == b']')
+            .ok_or(uri_err("unterminated IPv6 reference"))?;
         let addr: Ipv6Addr = s[i + 1..close]
             .parse()
             .map_err(|_| uri_err("bad IPv6 address"))?;
@@ -604,6 +611,7 @@ impl RawUri<'_> {
 }
 
 /// Scans a whole URI (`s` must be exactly the URI text).
+#[inline(always)]
 pub(crate) fn scan_uri(s: &str) -> Result<RawUri<'_>, ParseError> {
     let b = s.as_bytes();
     // Nearly every URI is `sip:`.
@@ -638,6 +646,7 @@ pub(crate) fn scan_uri(s: &str) -> Result<RawUri<'_>, ParseError> {
     }
 }
 
+#[inline(always)]
 fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseError> {
     let b = s.as_bytes();
     let mut i = start;

@@ -151,6 +151,7 @@ pub(crate) fn scan_via_version(s: &str, any_version: bool) -> Result<RawVia<'_>,
 
 /// Scans one via-parm from `s[start]`; returns it and the index where it ends
 /// (end of input or the `,` before the next via-parm).
+#[inline(always)]
 pub(crate) fn scan_via_at(
     s: &str,
     start: usize,
