@@ -16,20 +16,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use support::pulse::{PulseDaemon, in_child, pactl, pulseaudio_installed};
 use vaxel_audio::signal::{dbfs, first_above, tone, tone_present};
 use vaxel_audio::{
     Audio, AudioConfig, AudioEvent, DeviceChoice, DeviceRole, Direction, FRAME_SAMPLES,
     FormatPolicy, HostChoice, MediaLoopOptions, MoveReason, PIPELINE_RATE, StreamOptions,
     run_media_loop,
 };
+use vaxel_testkit::pulse::{PulseDaemon, in_child, pactl, pulseaudio_installed};
 
 const SINK: &str = "module-null-sink sink_name=vaxel_test rate=48000 channels=2 \
                     sink_properties=device.description=Vaxel_Test_Sink";
 
 fn with_daemon(test: &str, script: &str, child: &str) {
     if !pulseaudio_installed() {
-        support::skip_or_fail(test, "pulseaudio");
+        vaxel_testkit::peers::skip_or_fail(test, "pulseaudio");
         return;
     }
     let daemon = PulseDaemon::start(script).expect("start pulseaudio");

@@ -12,8 +12,8 @@
 mod support;
 
 use support::mouth_to_ear::{Setup, measure};
-use support::pulse::{PulseDaemon, in_child, pulseaudio_installed};
 use vaxel_media::codec::CodecKind;
+use vaxel_testkit::pulse::{PulseDaemon, in_child, pulseaudio_installed};
 
 fn setup_from_args() -> Setup {
     let mut s = Setup::default();

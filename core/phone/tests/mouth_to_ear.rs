@@ -5,12 +5,12 @@
 
 mod support;
 
-use support::pulse::{PulseDaemon, in_child, pulseaudio_installed};
+use vaxel_testkit::pulse::{PulseDaemon, in_child, pulseaudio_installed};
 
 #[test]
 fn mouth_to_ear_click_is_found() {
     if !pulseaudio_installed() {
-        support::skip_or_fail("mouth_to_ear_click_is_found", "pulseaudio");
+        vaxel_testkit::peers::skip_or_fail("mouth_to_ear_click_is_found", "pulseaudio");
         return;
     }
     let daemon = PulseDaemon::start(support::mouth_to_ear::SCRIPT).expect("start pulseaudio");

@@ -33,7 +33,12 @@
 //! ```
 //!
 //! Nothing here knows SIP; the SIP-aware helpers live in the test suites that
-//! use this crate.
+//! use this crate. For tests with real peers, [`peers`] decides whether a
+//! missing program skips or fails the test, and [`pulse`] runs a private
+//! PulseAudio daemon with null sinks: a clocked virtual sound card.
+
+pub mod peers;
+pub mod pulse;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

@@ -40,12 +40,7 @@ pub fn sipp_available(case: &str) -> bool {
         .status()
         .is_ok();
     if !found {
-        if std::env::var("VAXEL_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("sipp is not installed and VAXEL_REQUIRE_PEERS=1 (apt-get install sip-tester)");
-        }
-        println!(
-            "SKIP {case}: sipp not installed (apt-get install sip-tester; VAXEL_REQUIRE_PEERS=1 makes this fail)"
-        );
+        vaxel_testkit::peers::skip_or_fail(case, "sipp (apt-get install sip-tester)");
     }
     found
 }
