@@ -644,15 +644,16 @@ impl<R: RngCore> Router<R> {
                         legs: h.ringing.iter().map(|l| l.leg).collect(),
                     });
                 }
-                self.hunt_next(
-                    now,
-                    call,
-                    HuntRun {
-                        ringing: vec![],
-                        ..h
-                    },
-                    out,
-                );
+                let run = HuntRun {
+                    ringing: vec![],
+                    ..h
+                };
+                if run.deadline.is_some_and(|d| now >= d) {
+                    // The ring timer was cut to the overall deadline: time is up.
+                    self.hunt_no_answer(now, call, run, out);
+                } else {
+                    self.hunt_next(now, call, run, out);
+                }
             }
             Wait::Direct(d) if d.timer == timer => {
                 out.push(Action::CancelLegs {
