@@ -474,13 +474,13 @@ pub fn validate(cfg: &Config, flow: &FlowVersion) -> Result<(), Vec<ValidationEr
                             Some(_) => {}
                         }
                     }
-                    if let Some(a) = &set.active {
-                        if !set.schedules.contains(a) {
-                            err(
-                                id,
-                                format!("active schedule {a:?} is not in set {schedule_set:?}"),
-                            );
-                        }
+                    if let Some(a) = &set.active
+                        && !set.schedules.contains(a)
+                    {
+                        err(
+                            id,
+                            format!("active schedule {a:?} is not in set {schedule_set:?}"),
+                        );
                     }
                 }
             },
@@ -639,14 +639,14 @@ pub fn validate(cfg: &Config, flow: &FlowVersion) -> Result<(), Vec<ValidationEr
         None
     }
     for n in &instant {
-        if !state.contains_key(n) {
-            if let Some(c) = dfs(n, flow, &instant, &mut state) {
-                errs.push(ValidationError {
-                    step: c.clone(),
-                    reason: "loop of check_hours steps that never waits for an event".into(),
-                });
-                break;
-            }
+        if !state.contains_key(n)
+            && let Some(c) = dfs(n, flow, &instant, &mut state)
+        {
+            errs.push(ValidationError {
+                step: c.clone(),
+                reason: "loop of check_hours steps that never waits for an event".into(),
+            });
+            break;
         }
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }

@@ -212,10 +212,10 @@ impl Schedule {
         {
             return Status::Holiday(c.name.clone());
         }
-        if let Some(h) = self.holidays.as_ref().and_then(|r| r.on(date)) {
-            if h.from.is_none_or(|f| t >= f) {
-                return Status::Holiday(h.name.to_string());
-            }
+        if let Some(h) = self.holidays.as_ref().and_then(|r| r.on(date))
+            && h.from.is_none_or(|f| t >= f)
+        {
+            return Status::Holiday(h.name.to_string());
         }
         if self.week.contains(date.weekday(), t) {
             Status::Open

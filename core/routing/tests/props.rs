@@ -68,7 +68,7 @@ proptest! {
         now += SignedDuration::from_hours(hour);
         let mut timers: Vec<u64> = vec![];
         let mut legs: Vec<u64> = vec![];
-        let mut note = |a: &[Action], timers: &mut Vec<u64>, legs: &mut Vec<u64>| {
+        let note = |a: &[Action], timers: &mut Vec<u64>, legs: &mut Vec<u64>| {
             for x in a {
                 match x {
                     Action::StartTimer { timer, .. } => timers.push(*timer),

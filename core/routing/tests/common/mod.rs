@@ -3,6 +3,7 @@
 
 use vaxel_routing::Config;
 
+/// The demo office as TOML.
 pub const DEMO: &str = r#"
 time_zone = "Europe/Copenhagen"
 language = "da"
@@ -88,6 +89,7 @@ mailbox = { shared = "office" }
 greeting = "closed"
 "#;
 
+/// The demo office, parsed.
 pub fn demo() -> Config {
     toml::from_str(DEMO).unwrap()
 }
