@@ -5,7 +5,8 @@
 //! Its group delay is compensated, so a signal comes out aligned with its input
 //! (apart from the first [`Resampler::latency`] samples being consumed as lead-in).
 
-use rubato::{FftFixedIn, Resampler as _};
+use rubato::audioadapter_buffers::direct::InterleavedSlice;
+use rubato::{Fft, FixedSync, Resampler as _};
 use thiserror::Error;
 
 /// A rate pair the resampler cannot handle (local fault: a bad argument).
@@ -28,9 +29,9 @@ pub struct ResampleError {
 pub struct Resampler {
     from: u32,
     to: u32,
-    inner: Option<FftFixedIn<f32>>,
+    inner: Option<Fft<f32>>,
     pending: Vec<f32>,
-    out_buf: Vec<Vec<f32>>,
+    out_buf: Vec<f32>,
     /// Output samples still to discard (the filter's group delay).
     skip: usize,
     consumed: u64,
@@ -57,12 +58,12 @@ impl Resampler {
             None
         } else {
             let chunk = (from / 100).max(1) as usize;
-            let r = FftFixedIn::<f32>::new(from as usize, to as usize, chunk, 1, 1)
+            let r = Fft::<f32>::new(from as usize, to as usize, chunk, 1, FixedSync::Input)
                 .map_err(|e| err(e.to_string()))?;
             Some(r)
         };
         let (skip, out_buf) = match &inner {
-            Some(r) => (r.output_delay(), vec![vec![0f32; r.output_frames_max()]]),
+            Some(r) => (r.output_delay(), vec![0f32; r.output_frames_max()]),
             None => (0, Vec::new()),
         };
         Ok(Resampler {
@@ -109,11 +110,21 @@ impl Resampler {
                 break;
             }
             let chunk = &self.pending[used_total..used_total + need];
-            let Ok((used, made)) = r.process_into_buffer(&[chunk], &mut self.out_buf, None) else {
+            let out_frames = r.output_frames_next();
+            if self.out_buf.len() < out_frames {
+                self.out_buf.resize(out_frames, 0.0);
+            }
+            let (Ok(input), Ok(mut output)) = (
+                InterleavedSlice::new(chunk, 1, need),
+                InterleavedSlice::new_mut(&mut self.out_buf[..], 1, out_frames),
+            ) else {
+                break;
+            };
+            let Ok((used, made)) = r.process_into_buffer(&input, &mut output, None) else {
                 break;
             };
             used_total += used;
-            let produced = &self.out_buf[0][..made];
+            let produced = &self.out_buf[..made];
             let drop = self.skip.min(made);
             self.skip -= drop;
             out.extend(
