@@ -312,6 +312,8 @@ impl AudioSink for DevicePlaybackSink {
 }
 
 /// The audio side of a call.
+// Built once per call and moved into the media thread: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum AudioIo {
     /// Microphone and speaker. The media thread runs `vaxel_audio::run_media_loop`,
     /// paced by the capture device.

@@ -233,14 +233,19 @@ pub struct LatencyParts {
     pub capture_device_ms: f64,
     /// Audio queued for the playback device (our ring plus the host buffer), ms.
     pub playback_device_ms: f64,
-    /// Mean time played packets spent in the jitter buffer (from socket arrival), ms.
+    /// Mean time the packets played in the last second waited in the jitter buffer (from
+    /// socket arrival to playout), ms.
     pub jitter_buffer_ms: f64,
     /// Half the RTCP round-trip time (includes the peer's report processing), if known.
     pub network_ms: Option<f64>,
     /// The codec's algorithmic delay (encoder lookahead plus decoder), ms.
     pub codec_ms: f64,
-    /// Our resamplers between 48 kHz and the codec rate, both directions, ms.
-    pub resampler_ms: f64,
+    /// Resampling on the way out: the device's rate to 48 kHz (vaxel-audio) and 48 kHz to
+    /// the codec rate (ours), ms.
+    pub send_resampler_ms: f64,
+    /// Resampling on the way in: the codec rate to 48 kHz and 48 kHz to the device's
+    /// rate, ms.
+    pub receive_resampler_ms: f64,
 }
 
 /// A statistics snapshot, sent once a second.

@@ -174,8 +174,14 @@ pub(crate) struct Pipeline {
     level_out: (f64, u64),
     capture_device_ms: f64,
     playback_device_ms: f64,
-    device_resampler_ms: f64,
+    device_resampler_ms: (f64, f64),
     last_stats: MediaStats,
+    /// Arrival times of recent audio packets by RTP timestamp, and the time played
+    /// packets waited since the last statistics (the jitter buffer's own figure is a
+    /// mean over the whole call, start-up included).
+    arrivals: VecDeque<(u32, Instant)>,
+    waited: (f64, u64),
+    waited_ms: f64,
 }
 
 impl Pipeline {
@@ -223,8 +229,11 @@ impl Pipeline {
             level_out: (0.0, 0),
             capture_device_ms: 0.0,
             playback_device_ms: 0.0,
-            device_resampler_ms: 0.0,
+            device_resampler_ms: (0.0, 0.0),
             last_stats: MediaStats::default(),
+            arrivals: VecDeque::with_capacity(64),
+            waited: (0.0, 0),
+            waited_ms: 0.0,
             audio,
             tuning,
         })
@@ -306,7 +315,7 @@ impl Pipeline {
         &mut self,
         capture_ms: f64,
         playback_ms: f64,
-        resampler_ms: f64,
+        resampler_ms: (f64, f64),
     ) {
         self.capture_device_ms = capture_ms;
         self.playback_device_ms = playback_ms;
@@ -334,7 +343,7 @@ impl Pipeline {
         self.send(now, input);
         self.rtcp(now);
         self.frames += 1;
-        if self.frames % LEVEL_EVERY == 0 {
+        if self.frames.is_multiple_of(LEVEL_EVERY) {
             let e = CallMediaEvent::Levels {
                 input_dbfs: dbfs(self.level_in.0, self.level_in.1),
                 output_dbfs: dbfs(self.level_out.0, self.level_out.1),
@@ -343,7 +352,11 @@ impl Pipeline {
             self.level_out = (0.0, 0);
             self.emit(e);
         }
-        if self.frames % STATS_EVERY == 0 {
+        if self.frames.is_multiple_of(STATS_EVERY) {
+            if self.waited.1 > 0 {
+                self.waited_ms = self.waited.0 / self.waited.1 as f64;
+            }
+            self.waited = (0.0, 0);
             self.last_stats = self.snapshot();
             let e = CallMediaEvent::Stats(Box::new(self.last_stats.clone()));
             self.emit(e);
@@ -370,12 +383,11 @@ impl Pipeline {
             packetization_ms: self.audio.ptime_ms as f64,
             capture_device_ms: self.capture_device_ms,
             playback_device_ms: self.playback_device_ms,
-            jitter_buffer_ms: jitter.mean_buffer_delay_ms as f64,
+            jitter_buffer_ms: self.waited_ms,
             network_ms: call.rtt_ms.map(|r| r as f64 / 2.0),
             codec_ms: codec_delay_ms(self.audio.codec),
-            resampler_ms: self.path.enc_rs.delay_ms()
-                + self.path.dec_rs.delay_ms()
-                + self.device_resampler_ms,
+            send_resampler_ms: self.path.enc_rs.delay_ms() + self.device_resampler_ms.0,
+            receive_resampler_ms: self.path.dec_rs.delay_ms() + self.device_resampler_ms.1,
         };
         MediaStats {
             call,
@@ -590,6 +602,10 @@ impl Pipeline {
         if r.duplicate || !self.audio.direction.receives() {
             return;
         }
+        if self.arrivals.len() == 64 {
+            self.arrivals.pop_front();
+        }
+        self.arrivals.push_back((r.timestamp, d.at));
         self.path.jitter.push(
             d.at,
             JitterPacket {
@@ -612,9 +628,18 @@ impl Pipeline {
             if self.audio.direction.receives() {
                 let codec = &mut self.path.codec;
                 let r = match self.path.jitter.pop(now) {
-                    Playout::Frame(p) => codec
-                        .decode(&p.payload, &mut self.decoded)
-                        .or_else(|_| codec.conceal(None, &mut self.decoded)),
+                    Playout::Frame(p) => {
+                        if let Some(&(_, at)) =
+                            self.arrivals.iter().find(|(ts, _)| *ts == p.timestamp)
+                        {
+                            self.waited.0 +=
+                                now.saturating_duration_since(at).as_secs_f64() * 1000.0;
+                            self.waited.1 += 1;
+                        }
+                        codec
+                            .decode(&p.payload, &mut self.decoded)
+                            .or_else(|_| codec.conceal(None, &mut self.decoded))
+                    }
                     Playout::Conceal { next } => codec.conceal(next.as_deref(), &mut self.decoded),
                     Playout::Stretch => codec.conceal(None, &mut self.decoded),
                     Playout::Silence => Ok(()),

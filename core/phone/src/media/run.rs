@@ -40,7 +40,7 @@ pub(crate) fn run(mut pipeline: Pipeline, io: AudioIo) -> Result<MediaSummary, M
                 pipeline.set_device_latency(
                     capture.queued_ms() + capture.stats().host_latency_ms,
                     playback.queued_ms() + playback.stats().host_latency_ms,
-                    capture.resampler_delay_ms() + playback.resampler_delay_ms(),
+                    (capture.resampler_delay_ms(), playback.resampler_delay_ms()),
                 );
                 if stop {
                     break;
@@ -98,8 +98,8 @@ fn endpoint_loop(pipeline: &mut Pipeline, source: &mut dyn AudioSource, sink: &m
         let flow = pipeline.tick(Instant::now(), &input, &mut output);
         sink.write_frame(&output);
         frames += 1;
-        if frames % SLICE_FRAMES == 0 {
-            pipeline.set_device_latency(source.buffered_ms(), sink.buffered_ms(), 0.0);
+        if frames.is_multiple_of(SLICE_FRAMES) {
+            pipeline.set_device_latency(source.buffered_ms(), sink.buffered_ms(), (0.0, 0.0));
         }
         if flow.is_break() {
             return;
