@@ -2,7 +2,8 @@
 //! with its own configuration (tests/kamailio/kamailio.cfg.in): three `vaxel run`
 //! instances register (401 then 200), alice calls bob through the proxy with audio both
 //! ways (1 kHz one way, 700 Hz the other, each found in the other's recording), DTMF,
-//! hold and resume; then alice calls bob again and transfers him blind to carol.
+//! hold and resume; then alice transfers bob to carol blind (REFER), and attended
+//! (hold bob, consult carol, REFER with Replaces: carol's call with alice is replaced).
 //!
 //! Skips (or fails with `VAXEL_REQUIRE_PEERS=1`) when kamailio is not installed.
 
@@ -167,6 +168,39 @@ fn kamailio_register_call_audio_dtmf_hold_transfer() {
     bob.send("hangup 3");
     carol.expect("ended", 10, |v| {
         v["event"] == "ended" && v["cause"] == "remote_hangup"
+    });
+
+    // 3. Attended transfer: alice calls bob (3), holds him, consults carol (4), then
+    //    REFERs bob to carol with Replaces; carol's call with alice is replaced by bob's.
+    alice.send("call bob");
+    alice.expect("established 3", 10, |v| {
+        v["event"] == "established" && v["call"] == 3
+    });
+    alice.send("hold 3");
+    alice.expect("held 3", 10, |v| v["event"] == "held" && v["call"] == 3);
+    alice.send("call carol");
+    alice.expect("established 4", 10, |v| {
+        v["event"] == "established" && v["call"] == 4
+    });
+    alice.send("attended-transfer 3 4");
+    alice.expect("transferred 3", 10, |v| {
+        v["event"] == "transferred" && v["call"] == 3
+    });
+    alice.expect("consult replaced", 10, |v| {
+        v["event"] == "ended" && v["call"] == 4 && v["cause"] == "remote_hangup"
+    });
+    carol.expect("incoming with replaces", 10, |v| {
+        v["event"] == "incoming" && !v["replaces"].is_null()
+    });
+    carol.expect("replaced", 10, |v| {
+        v["event"] == "ended" && v["cause"] == "replaced"
+    });
+    let bc = bob.expect("bob-carol up again", 10, |v| {
+        v["event"] == "established" && v["call"].as_u64() > Some(4)
+    });
+    bob.send(&format!("hangup {}", bc["call"]));
+    carol.expect("ended 2", 10, |v| {
+        v["event"] == "ended" && v["cause"] == "remote_hangup" && v["call"].as_u64() > Some(2)
     });
 
     for v in [&mut alice, &mut bob, &mut carol] {
