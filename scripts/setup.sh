@@ -19,7 +19,7 @@ build_pkgs=(build-essential cmake pkg-config curl ca-certificates git libssl-dev
     libasound2-dev libwebrtc-audio-processing-dev libclang-dev)
 # Real programs the tests start on loopback ports (ARCHITECTURE.md §5); PulseAudio with a
 # null sink is the clocked virtual sound card, espeak-ng speaks the echo tests' far end.
-test_pkgs=(sip-tester pulseaudio pulseaudio-utils espeak-ng)
+test_pkgs=(sip-tester pulseaudio pulseaudio-utils espeak-ng kamailio baresip)
 
 apt_install() {
     local missing=()

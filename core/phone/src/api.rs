@@ -1,0 +1,660 @@
+//! The phone's one vocabulary: [`Command`]s in, [`Event`]s out (ARCHITECTURE.md §3.4).
+//!
+//! Both are plain serde types, tagged JSON in snake_case, so every transport speaks the
+//! same words: the `vaxel run` line protocol (one JSON object or one short text command
+//! per line in, one JSON event per line out), the desktop app's Tauri commands and
+//! events, and tests.
+//!
+//! ```
+//! use vaxel_phone::{Command, Event};
+//! let c: Command = serde_json::from_str(r#"{"cmd":"dtmf","call":1,"digits":"123"}"#).unwrap();
+//! assert_eq!(c, Command::Dtmf { call: Some(1), digits: "123".into(), method: None });
+//! let e = Event::Ringing { call: 1 };
+//! assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"event":"ringing","call":1}"#);
+//! ```
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A call's handle: small, unique within one phone's lifetime (ARCHITECTURE.md §3.8).
+pub type CallId = u64;
+
+/// How to send DTMF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DtmfMethod {
+    /// RFC 4733 telephone-events in the RTP stream (the default when negotiated).
+    Rfc4733,
+    /// SIP INFO with `application/dtmf-relay` (the fallback when the peer offered no
+    /// telephone-event).
+    Info,
+}
+
+/// How a received digit was signalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DtmfVia {
+    /// RFC 4733 telephone-event.
+    Rfc4733,
+    /// Tones in the audio.
+    Inband,
+    /// SIP INFO.
+    Info,
+}
+
+/// Who did something to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// This phone.
+    Local,
+    /// The far end.
+    Remote,
+}
+
+/// Where a call's audio comes from and goes to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaFiles {
+    /// Play this WAV file to the far end (looped) instead of the microphone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub play: Option<PathBuf>,
+    /// Record what the far end sends to this WAV file instead of the speaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<PathBuf>,
+}
+
+impl MediaFiles {
+    /// Whether neither file is given (then the sound devices are used).
+    pub fn is_empty(&self) -> bool {
+        self.play.is_none() && self.record.is_none()
+    }
+}
+
+/// What the phone is asked to do.
+///
+/// Commands that act on a call take `call`; when it is omitted the phone picks the
+/// obvious one (the ringing call for `answer`, else the active call).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    /// Reply with [`Event::Snapshot`]: accounts, registrations, calls.
+    Snapshot,
+    /// Register one account (or every account with a registrar).
+    Register {
+        /// The account's name; `None` for all.
+        #[serde(default)]
+        account: Option<String>,
+    },
+    /// Remove our binding at the registrar.
+    Unregister {
+        /// The account's name; `None` for all.
+        #[serde(default)]
+        account: Option<String>,
+    },
+    /// Place a call.
+    Call {
+        /// `sip:user@host[:port]`, `user@host`, or a bare user (then the account's domain).
+        uri: String,
+        /// The account to call from; `None` for the default.
+        #[serde(default)]
+        account: Option<String>,
+        /// Files instead of the sound devices.
+        #[serde(default, flatten)]
+        media: MediaFiles,
+    },
+    /// Answer a ringing call.
+    Answer {
+        /// The call.
+        #[serde(default)]
+        call: Option<CallId>,
+        /// Files instead of the sound devices.
+        #[serde(default, flatten)]
+        media: MediaFiles,
+    },
+    /// Reject a ringing call: 486 Busy Here (default) or 603 Decline.
+    Reject {
+        /// The call.
+        #[serde(default)]
+        call: Option<CallId>,
+        /// The status (486, 603, 480…).
+        #[serde(default)]
+        code: Option<u16>,
+    },
+    /// Hang up: BYE when up, CANCEL when still ringing out, 486 when ringing in.
+    Hangup {
+        /// The call.
+        #[serde(default)]
+        call: Option<CallId>,
+    },
+    /// Put a call on hold (re-INVITE with `a=sendonly`).
+    Hold {
+        /// The call.
+        #[serde(default)]
+        call: Option<CallId>,
+    },
+    /// Resume a held call.
+    Resume {
+        /// The call.
+        #[serde(default)]
+        call: Option<CallId>,
+    },
+    /// Mute or unmute the microphone of a call (silence keeps flowing).
+    Mute {
+        /// The call.
+        #[serde(default)]
+        call: Option<CallId>,
+        /// Mute (`true`) or unmute.
+        #[serde(default = "yes")]
+        muted: bool,
+    },
+    /// Send DTMF digits (`0-9 * # A-D`).
+    Dtmf {
+        /// The call.
+        #[serde(default)]
+        call: Option<CallId>,
+        /// The digits.
+        digits: String,
+        /// RFC 4733 or INFO; `None` picks RFC 4733 when negotiated, else INFO.
+        #[serde(default)]
+        method: Option<DtmfMethod>,
+    },
+    /// Blind transfer: REFER the far end to `target`.
+    Transfer {
+        /// The call to transfer.
+        #[serde(default)]
+        call: Option<CallId>,
+        /// Where to.
+        target: String,
+    },
+    /// Attended transfer: REFER the far end of `call` to the far end of `to`, replacing
+    /// the consultation call (RFC 3891).
+    AttendedTransfer {
+        /// The call to transfer (usually held).
+        call: CallId,
+        /// The consultation call.
+        to: CallId,
+    },
+    /// Send an instant message (SIP MESSAGE).
+    Message {
+        /// To whom.
+        to: String,
+        /// The text.
+        text: String,
+        /// From which account.
+        #[serde(default)]
+        account: Option<String>,
+    },
+    /// Hang up every call, unregister, stop.
+    Quit,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Why a call ended, for people and scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// We hung up.
+    LocalHangup,
+    /// The far end hung up.
+    RemoteHangup,
+    /// We cancelled before the answer.
+    Cancelled,
+    /// The caller gave up before we answered (a missed call).
+    RemoteCancelled,
+    /// The far end (or the network) refused or did not answer: see `status`.
+    Rejected,
+    /// We refused it: see `status`.
+    LocalRejected,
+    /// Our answer was never acknowledged.
+    AckTimeout,
+    /// The dialog is gone (408/481 to an in-dialog request).
+    DialogLost,
+    /// Replaced by another call (we were transferred, RFC 3891).
+    Replaced,
+    /// Transferred away by us (REFER accepted and completed).
+    Transferred,
+    /// The call's media could not be set up.
+    MediaFailed,
+}
+
+/// Whose fault an error is (ARCHITECTURE.md §3.5), as the UI sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A command that cannot work: unknown call or account, bad URI, wrong state.
+    BadCommand,
+    /// The network or the far end misbehaved.
+    Network,
+    /// The machine refused: ports, files, sound devices.
+    Environment,
+}
+
+/// One account in a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountState {
+    /// The account's name.
+    pub name: String,
+    /// Its address-of-record.
+    pub uri: String,
+    /// `idle`, `registering`, `registered`, `failed`, `unregistering`, or `none`
+    /// (no registrar).
+    pub registration: String,
+}
+
+/// One call in a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallState {
+    /// The call.
+    pub call: CallId,
+    /// The account.
+    pub account: String,
+    /// The far end.
+    pub remote: String,
+    /// `outgoing` or `incoming`.
+    pub direction: String,
+    /// `calling`, `ringing`, `early`, `established`, `terminating`, `ended`.
+    pub state: String,
+    /// We hold it.
+    pub held: bool,
+    /// We muted it.
+    pub muted: bool,
+}
+
+/// What happened, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The phone is up and listening on these SIP addresses (`udp:127.0.0.1:5060`).
+    Started {
+        /// Transport-prefixed addresses.
+        listening: Vec<String>,
+    },
+    /// The answer to [`Command::Snapshot`].
+    Snapshot {
+        /// Accounts and their registration.
+        accounts: Vec<AccountState>,
+        /// Calls in progress.
+        calls: Vec<CallState>,
+    },
+    /// The registrar holds our binding.
+    Registered {
+        /// The account.
+        account: String,
+        /// Granted seconds.
+        expires: u32,
+    },
+    /// A registration attempt failed.
+    RegistrationFailed {
+        /// The account.
+        account: String,
+        /// Final status (408 timeout, 503 unreachable, 403 refused...).
+        status: u16,
+        /// Why, for people.
+        reason: String,
+        /// Seconds until we try again by ourselves; `None`: we do not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_in_s: Option<u64>,
+    },
+    /// Our binding is gone.
+    Unregistered {
+        /// The account.
+        account: String,
+    },
+    /// We are calling out.
+    Outgoing {
+        /// The new call.
+        call: CallId,
+        /// From this account.
+        account: String,
+        /// To whom.
+        uri: String,
+    },
+    /// A call is coming in.
+    Incoming {
+        /// The new call.
+        call: CallId,
+        /// For this account.
+        account: String,
+        /// The caller (From).
+        from: String,
+        /// The Request-URI it was sent to.
+        to: String,
+        /// It replaces this call of ours (RFC 3891): we answer it by ourselves.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces: Option<CallId>,
+    },
+    /// The far end is ringing (180).
+    Ringing {
+        /// The call.
+        call: CallId,
+    },
+    /// Early media (183 with SDP): we hear the far end's ringback or announcement.
+    EarlyMedia {
+        /// The call.
+        call: CallId,
+    },
+    /// The call is up, with media.
+    Established {
+        /// The call.
+        call: CallId,
+        /// The codec (`PCMU`, `opus`...).
+        codec: String,
+    },
+    /// The far end pressed a key.
+    Dtmf {
+        /// The call.
+        call: CallId,
+        /// The digit.
+        digit: char,
+        /// How it came.
+        via: DtmfVia,
+    },
+    /// A call went on hold.
+    Held {
+        /// The call.
+        call: CallId,
+        /// Who held it.
+        by: Side,
+    },
+    /// A held call resumed.
+    Resumed {
+        /// The call.
+        call: CallId,
+        /// Who resumed it.
+        by: Side,
+    },
+    /// Mute changed.
+    Muted {
+        /// The call.
+        call: CallId,
+        /// Muted now.
+        muted: bool,
+    },
+    /// The far end asks us to call someone else (we got a REFER).
+    TransferRequested {
+        /// The call that is being transferred.
+        call: CallId,
+        /// Whom we call.
+        target: String,
+        /// The new call we placed for it.
+        new_call: CallId,
+    },
+    /// Our transfer: the target's progress (sipfrag 1xx).
+    TransferProgress {
+        /// The transferred call.
+        call: CallId,
+        /// The status.
+        status: u16,
+    },
+    /// Our transfer worked; the call ends.
+    Transferred {
+        /// The transferred call.
+        call: CallId,
+    },
+    /// Our transfer failed; the call is ours again (resumed if we held it).
+    TransferFailed {
+        /// The call.
+        call: CallId,
+        /// The status, when one was given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+    },
+    /// An instant message arrived.
+    MessageReceived {
+        /// The account.
+        account: String,
+        /// From whom.
+        from: String,
+        /// The text.
+        text: String,
+    },
+    /// Our message was accepted (2xx) or failed.
+    MessageSent {
+        /// Accepted by the far end or its server.
+        delivered: bool,
+        /// The final status.
+        status: u16,
+    },
+    /// A call ended.
+    Ended {
+        /// The call.
+        call: CallId,
+        /// Why.
+        cause: EndReason,
+        /// The SIP status, when a status was the reason.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<u16>,
+    },
+    /// Something went wrong.
+    Error {
+        /// Whose fault.
+        code: ErrorCode,
+        /// For people.
+        message: String,
+        /// The call it concerns.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call: Option<CallId>,
+    },
+    /// The phone stopped (after [`Command::Quit`]).
+    Stopped,
+}
+
+impl Event {
+    /// An error event.
+    pub fn error(code: ErrorCode, message: impl Into<String>, call: Option<CallId>) -> Event {
+        Event::Error {
+            code,
+            message: message.into(),
+            call,
+        }
+    }
+}
+
+/// Parses one line of the `vaxel run` protocol: a JSON [`Command`], or words:
+/// `call URI [--play F] [--record F]`, `answer [ID]`, `reject [ID] [CODE]`,
+/// `hangup [ID]`, `hold [ID]`, `resume [ID]`, `mute [ID]`, `unmute [ID]`,
+/// `dtmf [ID] DIGITS`, `info [ID] DIGITS`, `transfer [ID] TARGET`,
+/// `attended-transfer ID TO_ID`, `message TO TEXT…`, `register [ACCOUNT]`,
+/// `unregister [ACCOUNT]`, `snapshot`, `quit`.
+pub fn parse_line(line: &str) -> Result<Command, String> {
+    let line = line.trim();
+    if line.starts_with('{') {
+        return serde_json::from_str(line).map_err(|e| format!("bad JSON command: {e}"));
+    }
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let Some((&verb, rest)) = words.split_first() else {
+        return Err("empty command".into());
+    };
+    // An optional leading call id.
+    let id_then = |rest: &[&str]| -> (Option<CallId>, Vec<String>) {
+        match rest.first().and_then(|w| w.parse::<CallId>().ok()) {
+            Some(id) if rest.len() > 1 || !matches!(verb, "dtmf" | "info" | "transfer") => {
+                (Some(id), rest[1..].iter().map(|s| s.to_string()).collect())
+            }
+            _ => (None, rest.iter().map(|s| s.to_string()).collect()),
+        }
+    };
+    let (call, args) = id_then(rest);
+    let one = |what: &str| -> Result<String, String> {
+        match args.as_slice() {
+            [a] => Ok(a.clone()),
+            _ => Err(format!("{verb}: give {what}")),
+        }
+    };
+    Ok(match verb {
+        "snapshot" | "status" => Command::Snapshot,
+        "register" => Command::Register {
+            account: rest.first().map(|s| s.to_string()),
+        },
+        "unregister" => Command::Unregister {
+            account: rest.first().map(|s| s.to_string()),
+        },
+        "call" | "dial" => {
+            let mut media = MediaFiles::default();
+            let mut uri = None;
+            let mut account = None;
+            let mut it = rest.iter();
+            while let Some(w) = it.next() {
+                match *w {
+                    "--play" => media.play = it.next().map(PathBuf::from),
+                    "--record" => media.record = it.next().map(PathBuf::from),
+                    "--account" => account = it.next().map(|s| s.to_string()),
+                    u => uri = Some(u.to_string()),
+                }
+            }
+            Command::Call {
+                uri: uri.ok_or("call: give a URI")?,
+                account,
+                media,
+            }
+        }
+        "answer" | "accept" => Command::Answer {
+            call,
+            media: MediaFiles::default(),
+        },
+        "reject" | "busy" | "decline" => Command::Reject {
+            call,
+            code: match verb {
+                "busy" => Some(486),
+                "decline" => Some(603),
+                _ => args.first().and_then(|c| c.parse().ok()),
+            },
+        },
+        "hangup" | "bye" | "cancel" => Command::Hangup { call },
+        "hold" => Command::Hold { call },
+        "resume" | "unhold" => Command::Resume { call },
+        "mute" => Command::Mute { call, muted: true },
+        "unmute" => Command::Mute { call, muted: false },
+        "dtmf" | "info" => Command::Dtmf {
+            call,
+            digits: one("DIGITS")?,
+            method: (verb == "info").then_some(DtmfMethod::Info),
+        },
+        "transfer" => Command::Transfer {
+            call,
+            target: one("TARGET")?,
+        },
+        "attended-transfer" | "attended_transfer" | "atransfer" => match rest {
+            [a, b] => Command::AttendedTransfer {
+                call: a
+                    .parse()
+                    .map_err(|_| "attended-transfer: CALL TO".to_string())?,
+                to: b
+                    .parse()
+                    .map_err(|_| "attended-transfer: CALL TO".to_string())?,
+            },
+            _ => return Err("attended-transfer: give CALL and TO call ids".into()),
+        },
+        "message" | "msg" => match rest {
+            [to, text @ ..] if !text.is_empty() => Command::Message {
+                to: to.to_string(),
+                text: text.join(" "),
+                account: None,
+            },
+            _ => return Err("message: give TO and TEXT".into()),
+        },
+        "quit" | "exit" => Command::Quit,
+        other => return Err(format!("unknown command {other:?}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trips_in_snake_case() {
+        let c = Command::Call {
+            uri: "sip:bob@example.com".into(),
+            account: None,
+            media: MediaFiles {
+                play: Some("a.wav".into()),
+                record: None,
+            },
+        };
+        let j = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            j,
+            r#"{"cmd":"call","uri":"sip:bob@example.com","account":null,"play":"a.wav"}"#
+        );
+        assert_eq!(serde_json::from_str::<Command>(&j).unwrap(), c);
+        let e = Event::Ended {
+            call: 3,
+            cause: EndReason::Rejected,
+            status: Some(486),
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"ended","call":3,"cause":"rejected","status":486}"#
+        );
+        let e = Event::Dtmf {
+            call: 1,
+            digit: '#',
+            via: DtmfVia::Rfc4733,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r##"{"event":"dtmf","call":1,"digit":"#","via":"rfc4733"}"##
+        );
+    }
+
+    #[test]
+    fn text_lines_parse() {
+        assert_eq!(
+            parse_line("hangup").unwrap(),
+            Command::Hangup { call: None }
+        );
+        assert_eq!(
+            parse_line("hold 2").unwrap(),
+            Command::Hold { call: Some(2) }
+        );
+        assert_eq!(
+            parse_line("dtmf 123").unwrap(),
+            Command::Dtmf {
+                call: None,
+                digits: "123".into(),
+                method: None
+            }
+        );
+        assert_eq!(
+            parse_line("dtmf 4 123#").unwrap(),
+            Command::Dtmf {
+                call: Some(4),
+                digits: "123#".into(),
+                method: None
+            }
+        );
+        assert_eq!(
+            parse_line("transfer sip:c@x").unwrap(),
+            Command::Transfer {
+                call: None,
+                target: "sip:c@x".into()
+            }
+        );
+        assert_eq!(
+            parse_line("attended-transfer 1 2").unwrap(),
+            Command::AttendedTransfer { call: 1, to: 2 }
+        );
+        assert_eq!(
+            parse_line("message sip:a@b hello there").unwrap(),
+            Command::Message {
+                to: "sip:a@b".into(),
+                text: "hello there".into(),
+                account: None
+            }
+        );
+        assert_eq!(
+            parse_line(r#"{"cmd":"answer","call":7}"#).unwrap(),
+            Command::Answer {
+                call: Some(7),
+                media: MediaFiles::default()
+            }
+        );
+        assert!(parse_line("frobnicate").is_err());
+        assert!(parse_line("{nope").is_err());
+    }
+}

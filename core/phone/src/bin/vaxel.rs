@@ -1,0 +1,588 @@
+//! `vaxel`: the Vaxel softphone on the command line, for people and scripts.
+//!
+//! Every subcommand prints the phone's [`Event`]s as JSON, one per line, on stdout;
+//! diagnostics go to stderr. `run` also reads one command per line on stdin (see
+//! [`vaxel_phone::api::parse_line`]). Exit status 0 means the requested thing happened:
+//! the call was answered, the registration granted.
+
+use std::io::{IsTerminal, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tokio::io::AsyncBufReadExt;
+use vaxel_phone::account::{
+    AccountConfig, AccountTransport, MemorySecrets, Profile, parse_sip_uri,
+};
+use vaxel_phone::api::parse_line;
+use vaxel_phone::{Command, Event, MediaFiles, Phone, PhoneConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vaxel",
+    version,
+    about = "The Vaxel softphone: accounts, registration and calls from the command line"
+)]
+struct Cli {
+    /// Profile directory (accounts.toml); default $VAXEL_PROFILE or ~/.config/vaxel.
+    #[arg(long, global = true)]
+    profile: Option<PathBuf>,
+    /// SIP address to listen on (UDP and TCP), e.g. 127.0.0.1:5070. Default: the address
+    /// that routes to the account's server (or 127.0.0.1), any free port.
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Read the account's password from the first line of stdin (held in memory only).
+    #[arg(long, global = true)]
+    password_stdin: bool,
+    /// RTP port range, LOW-HIGH.
+    #[arg(long, global = true, default_value = "16384-32767")]
+    rtp_ports: String,
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    /// Manage accounts.
+    Account {
+        #[command(subcommand)]
+        action: AccountCmd,
+    },
+    /// Register an account, report, unregister (with --stay: keep it until Ctrl-C).
+    Register {
+        /// The account (default: the first).
+        #[arg(long)]
+        account: Option<String>,
+        /// Stay registered until interrupted.
+        #[arg(long)]
+        stay: bool,
+    },
+    /// Place one call; exit 0 if it was answered.
+    Call {
+        /// Whom: sip:user@host[:port], user@host, or a user at the account's domain.
+        uri: String,
+        #[command(flatten)]
+        opts: CallOpts,
+        /// Send these DTMF digits once the call is up.
+        #[arg(long)]
+        dtmf: Option<String>,
+        /// Give up if not answered within this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Wait for calls; exit 0 if the requested calls (see --count) were answered.
+    Listen {
+        #[command(flatten)]
+        opts: CallOpts,
+        /// Answer incoming calls by ourselves.
+        #[arg(long)]
+        auto_answer: bool,
+        /// Exit after this many calls have ended.
+        #[arg(long)]
+        count: Option<u32>,
+    },
+    /// Line-oriented control: commands on stdin, JSON events on stdout.
+    Run {
+        /// The account to register (default: every account that registers).
+        #[arg(long)]
+        account: Option<String>,
+        /// Answer incoming calls by ourselves.
+        #[arg(long)]
+        auto_answer: bool,
+        /// Play this WAV file in every call instead of the microphone.
+        #[arg(long)]
+        play: Option<PathBuf>,
+        /// Record every call to this WAV file instead of the speaker.
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct CallOpts {
+    /// The account (default: the first; none: a local account for direct calls).
+    #[arg(long)]
+    account: Option<String>,
+    /// Play this WAV file (looped) instead of the microphone.
+    #[arg(long)]
+    play: Option<PathBuf>,
+    /// Record the far end to this WAV file instead of the speaker.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Hang up this many seconds after the call is answered.
+    #[arg(long)]
+    hangup_after: Option<f64>,
+}
+
+#[derive(Subcommand, Debug)]
+enum AccountCmd {
+    /// Add (or replace) an account.
+    Add {
+        /// A short name.
+        #[arg(long)]
+        name: String,
+        /// sip:USER@DOMAIN
+        #[arg(long)]
+        uri: String,
+        /// Outbound proxy URI.
+        #[arg(long)]
+        proxy: Option<String>,
+        /// udp, tcp or tls.
+        #[arg(long, default_value = "udp")]
+        transport: String,
+        /// Do not register (direct calls only).
+        #[arg(long)]
+        no_register: bool,
+        /// Digest user name when it differs from the URI's user.
+        #[arg(long)]
+        auth_user: Option<String>,
+    },
+    /// List accounts.
+    List,
+    /// Remove an account.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("vaxel: {msg}");
+    std::process::exit(2);
+}
+
+fn print(e: &Event) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, e);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// The local address that routes to `host` (no packet is sent), else 127.0.0.1.
+fn route_source(host: Option<String>) -> IpAddr {
+    let fallback = IpAddr::from([127, 0, 0, 1]);
+    let Some(host) = host else { return fallback };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let Ok(mut addrs) = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 5060)) else {
+        return fallback;
+    };
+    let Some(dest) = addrs.find(|a| a.is_ipv4()) else {
+        return fallback;
+    };
+    match std::net::UdpSocket::bind("0.0.0.0:0") {
+        Ok(s) if s.connect(dest).is_ok() => s.local_addr().map_or(fallback, |a| a.ip()),
+        _ => fallback,
+    }
+}
+
+fn host_of(uri: &str) -> Option<String> {
+    parse_sip_uri(uri)
+        .ok()
+        .and_then(|u| u.as_sip().map(|s| s.host.to_string()))
+}
+
+/// The first line of stdin, read byte by byte so that the rest stays for commands.
+fn first_line_of_stdin() -> String {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    let mut stdin = std::io::stdin();
+    while let Ok(1) = stdin.read(&mut b) {
+        if b[0] == b'\n' {
+            break;
+        }
+        line.push(b[0]);
+    }
+    String::from_utf8_lossy(&line)
+        .trim_end_matches('\r')
+        .to_owned()
+}
+
+struct Setup {
+    config: PhoneConfig,
+}
+
+fn setup(cli: &Cli, account: Option<&str>, target: Option<&str>) -> Setup {
+    let profile = Profile::new(cli.profile.clone().unwrap_or_else(Profile::default_dir));
+    let mut accounts = profile.accounts().unwrap_or_else(|e| die(&e.to_string()));
+    if let Some(name) = account {
+        let pos = accounts
+            .iter()
+            .position(|a| a.name == name)
+            .unwrap_or_else(|| die(&format!("no account named {name:?}")));
+        // The chosen account first: it is the default for calls.
+        let a = accounts.remove(pos);
+        accounts.insert(0, a);
+    }
+    let password = if cli.password_stdin {
+        Some(first_line_of_stdin())
+    } else {
+        std::env::var("VAXEL_PASSWORD").ok()
+    };
+    let (ip, port) = match &cli.listen {
+        Some(l) => match l.parse::<SocketAddr>() {
+            Ok(a) => (a.ip(), a.port()),
+            Err(_) => match l.parse::<IpAddr>() {
+                Ok(ip) => (ip, 0),
+                Err(_) => die(&format!("--listen: not an address: {l}")),
+            },
+        },
+        None => {
+            let host = accounts
+                .first()
+                .and_then(|a| {
+                    a.proxy
+                        .as_deref()
+                        .and_then(host_of)
+                        .or_else(|| host_of(&a.uri))
+                })
+                .or_else(|| target.and_then(host_of));
+            (route_source(host), 0)
+        }
+    };
+    let rtp_ports = cli
+        .rtp_ports
+        .split_once('-')
+        .and_then(|(a, b)| Some(a.parse::<u16>().ok()?..=b.parse::<u16>().ok()?))
+        .unwrap_or_else(|| die("--rtp-ports: LOW-HIGH"));
+    let mut config = PhoneConfig::new(ip);
+    config.sip_port = port;
+    config.accounts = accounts;
+    config.secrets = Arc::new(MemorySecrets::with_fallback(password));
+    config.rtp_ports = rtp_ports;
+    Setup { config }
+}
+
+/// Reads `run` commands from stdin until EOF (then quits).
+fn spawn_stdin(phone: vaxel_phone::PhoneHandle, quit_on_eof: bool) {
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            match parse_line(&line) {
+                Ok(c) => {
+                    phone.send(c);
+                }
+                Err(e) => print(&Event::error(vaxel_phone::ErrorCode::BadCommand, e, None)),
+            }
+        }
+        if quit_on_eof {
+            phone.send(Command::Quit);
+        }
+    });
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let code = match &cli.command {
+        Sub::Account { action } => account_cmd(&cli, action),
+        Sub::Register { account, stay } => register(&cli, account.as_deref(), *stay).await,
+        Sub::Call {
+            uri,
+            opts,
+            dtmf,
+            timeout,
+        } => call(&cli, uri, opts, dtmf.as_deref(), *timeout).await,
+        Sub::Listen {
+            opts,
+            auto_answer,
+            count,
+        } => listen(&cli, opts, *auto_answer, *count).await,
+        Sub::Run {
+            account,
+            auto_answer,
+            play,
+            record,
+        } => {
+            run(
+                &cli,
+                account.as_deref(),
+                *auto_answer,
+                MediaFiles {
+                    play: play.clone(),
+                    record: record.clone(),
+                },
+            )
+            .await
+        }
+    };
+    std::process::exit(code);
+}
+
+fn account_cmd(cli: &Cli, action: &AccountCmd) -> i32 {
+    let profile = Profile::new(cli.profile.clone().unwrap_or_else(Profile::default_dir));
+    match action {
+        AccountCmd::Add {
+            name,
+            uri,
+            proxy,
+            transport,
+            no_register,
+            auth_user,
+        } => {
+            let mut a = AccountConfig::new(name, uri);
+            a.proxy = proxy.clone();
+            a.transport = transport
+                .parse::<AccountTransport>()
+                .unwrap_or_else(|e| die(&e));
+            a.register = !no_register;
+            a.auth_user = auth_user.clone();
+            if let Err(e) = profile.save_account(&a) {
+                die(&e.to_string());
+            }
+            if cli.password_stdin {
+                // No OS keychain is wired in yet (vaxel-store brings it): the password is
+                // not kept. Never write it to the profile.
+                let _ = first_line_of_stdin();
+                eprintln!(
+                    "vaxel: no keychain available yet; the password was not stored — pass it \
+                     with VAXEL_PASSWORD or --password-stdin when registering or calling"
+                );
+            }
+            eprintln!("vaxel: account {name} saved in {}", profile.dir().display());
+            0
+        }
+        AccountCmd::List => {
+            for a in profile.accounts().unwrap_or_else(|e| die(&e.to_string())) {
+                println!(
+                    "{}\t{}\t{}{}",
+                    a.name,
+                    a.uri,
+                    a.transport.as_str(),
+                    a.proxy.map(|p| format!("\tproxy {p}")).unwrap_or_default()
+                );
+            }
+            0
+        }
+        AccountCmd::Remove { name } => match profile.remove_account(name) {
+            Ok(true) => 0,
+            Ok(false) => die(&format!("no account named {name:?}")),
+            Err(e) => die(&e.to_string()),
+        },
+    }
+}
+
+async fn start(config: PhoneConfig) -> (vaxel_phone::PhoneHandle, vaxel_phone::PhoneEvents) {
+    Phone::start(config)
+        .await
+        .unwrap_or_else(|e| die(&e.to_string()))
+}
+
+fn wants_register(config: &PhoneConfig) -> bool {
+    config.accounts.first().is_some_and(|a| a.register)
+}
+
+async fn register(cli: &Cli, account: Option<&str>, stay: bool) -> i32 {
+    let s = setup(cli, account, None);
+    if s.config.accounts.is_empty() {
+        die("no account: add one with `vaxel account add`");
+    }
+    let name = s.config.accounts[0].name.clone();
+    let (phone, mut events) = start(s.config).await;
+    phone.send(Command::Register {
+        account: Some(name),
+    });
+    let mut ok = false;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            e = events.recv() => {
+                let Some(e) = e else { break };
+                print(&e);
+                match e {
+                    Event::Registered { .. } => {
+                        ok = true;
+                        if !stay { phone.send(Command::Quit); }
+                    }
+                    Event::RegistrationFailed { .. } if !stay => { phone.send(Command::Quit); }
+                    Event::Stopped => break,
+                    _ => {}
+                }
+            }
+            _ = &mut ctrl_c => { phone.send(Command::Quit); }
+        }
+    }
+    if ok { 0 } else { 1 }
+}
+
+/// What a `call` or `listen` does as events come.
+struct Script {
+    hangup_after: Option<Duration>,
+    dtmf: Option<String>,
+    /// Exit after this many calls ended.
+    count: Option<u32>,
+    /// `call`: the call we placed.
+    placing: bool,
+}
+
+async fn drive(
+    phone: vaxel_phone::PhoneHandle,
+    mut events: vaxel_phone::PhoneEvents,
+    script: Script,
+    register_first: bool,
+    first: Option<Command>,
+    timeout: Option<Duration>,
+) -> i32 {
+    let mut established = 0u32;
+    let mut ended = 0u32;
+    let mut pending_first = first;
+    if register_first {
+        phone.send(Command::Register { account: None });
+    } else if let Some(c) = pending_first.take() {
+        phone.send(c);
+    }
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let never = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
+    let mut answered_any = false;
+    loop {
+        tokio::select! {
+            e = events.recv() => {
+                let Some(e) = e else { break };
+                print(&e);
+                match &e {
+                    Event::Registered { .. } => {
+                        if let Some(c) = pending_first.take() { phone.send(c); }
+                    }
+                    Event::RegistrationFailed { .. } if pending_first.is_some() => {
+                        eprintln!("vaxel: registration failed");
+                        if script.placing { phone.send(Command::Quit); }
+                    }
+                    Event::Established { call, .. } => {
+                        established += 1;
+                        answered_any = true;
+                        let call = *call;
+                        if let Some(d) = script.dtmf.clone() {
+                            let p = phone.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(Duration::from_millis(700)).await;
+                                p.send(Command::Dtmf { call: Some(call), digits: d, method: None });
+                            });
+                        }
+                        if let Some(after) = script.hangup_after {
+                            let p = phone.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(after).await;
+                                p.send(Command::Hangup { call: Some(call) });
+                            });
+                        }
+                    }
+                    Event::Ended { .. } => {
+                        ended += 1;
+                        if script.placing || script.count.is_some_and(|n| ended >= n) {
+                            phone.send(Command::Quit);
+                        }
+                    }
+                    Event::Error { code: vaxel_phone::ErrorCode::Environment, call: None, .. } if script.placing && established == 0 => {
+                        phone.send(Command::Quit);
+                    }
+                    Event::Stopped => break,
+                    _ => {}
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.unwrap_or(never)), if !answered_any && deadline.is_some() => {
+                eprintln!("vaxel: no answer in time");
+                phone.send(Command::Quit);
+                answered_any = true; // stop the timer
+            }
+            _ = &mut ctrl_c => { phone.send(Command::Quit); }
+        }
+    }
+    let wanted = if script.placing {
+        1
+    } else {
+        script.count.unwrap_or(1)
+    };
+    if established >= wanted { 0 } else { 1 }
+}
+
+async fn call(cli: &Cli, uri: &str, opts: &CallOpts, dtmf: Option<&str>, timeout: u64) -> i32 {
+    let mut s = setup(cli, opts.account.as_deref(), Some(uri));
+    s.config.media = MediaFiles {
+        play: opts.play.clone(),
+        record: opts.record.clone(),
+    };
+    let reg = wants_register(&s.config);
+    let (phone, events) = start(s.config).await;
+    if !std::io::stdin().is_terminal() {
+        spawn_stdin(phone.clone(), false);
+    }
+    let script = Script {
+        hangup_after: opts.hangup_after.map(Duration::from_secs_f64),
+        dtmf: dtmf.map(str::to_owned),
+        count: None,
+        placing: true,
+    };
+    let first = Command::Call {
+        uri: uri.to_owned(),
+        account: None,
+        media: MediaFiles::default(),
+    };
+    drive(
+        phone,
+        events,
+        script,
+        reg,
+        Some(first),
+        Some(Duration::from_secs(timeout)),
+    )
+    .await
+}
+
+async fn listen(cli: &Cli, opts: &CallOpts, auto_answer: bool, count: Option<u32>) -> i32 {
+    let mut s = setup(cli, opts.account.as_deref(), None);
+    if cli.listen.is_none() && !wants_register(&s.config) {
+        s.config.sip_port = 5060;
+    }
+    s.config.media = MediaFiles {
+        play: opts.play.clone(),
+        record: opts.record.clone(),
+    };
+    s.config.auto_answer = auto_answer;
+    let reg = wants_register(&s.config);
+    let (phone, events) = start(s.config).await;
+    spawn_stdin(phone.clone(), false);
+    let script = Script {
+        hangup_after: opts.hangup_after.map(Duration::from_secs_f64),
+        dtmf: None,
+        count,
+        placing: false,
+    };
+    drive(phone, events, script, reg, None, None).await
+}
+
+async fn run(cli: &Cli, account: Option<&str>, auto_answer: bool, media: MediaFiles) -> i32 {
+    let mut s = setup(cli, account, None);
+    s.config.media = media;
+    s.config.auto_answer = auto_answer;
+    let reg = s.config.accounts.iter().any(|a| a.register);
+    let (phone, mut events) = start(s.config).await;
+    spawn_stdin(phone.clone(), true);
+    if reg {
+        phone.send(Command::Register {
+            account: account.map(str::to_owned),
+        });
+    }
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            e = events.recv() => {
+                let Some(e) = e else { break };
+                print(&e);
+                if matches!(e, Event::Stopped) { break; }
+            }
+            _ = &mut ctrl_c => { phone.send(Command::Quit); }
+        }
+    }
+    0
+}

@@ -1,0 +1,1780 @@
+//! The phone core: one tokio task that owns the SIP endpoint, the accounts' usages
+//! (registration, pager) and every call (session, offer/answer, media), and turns
+//! [`Command`]s into SIP and SIP into [`Event`]s.
+//!
+//! # Run loop
+//!
+//! The task waits for the next of: a command, a transaction event from the endpoint, a
+//! call-media event, or the earliest usage timer. It feeds that input to the usage it
+//! belongs to (vaxel-sip's run loop, `core/sip/src/usage/mod.rs`), then *flushes*:
+//! drains every usage's `poll_output()` — requests are resolved (RFC 3263) and sent,
+//! responses and ACKs sent, CANCELs started, and usage events turned into phone
+//! actions (start media, answer the offer, place the transfer call...) and
+//! [`Event`]s — until no usage has anything left to say.
+//!
+//! Calls, accounts and transactions are addressed by small ids into maps this task owns
+//! (ARCHITECTURE.md §3.8); nothing is shared behind locks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::SeedableRng;
+use tokio::sync::mpsc;
+use vaxel_media::codec::CodecKind;
+use vaxel_media::sdp::{self, MediaPolicy, NegotiatedAudio, OfferAnswer};
+use vaxel_sip::auth::{DigestClient, Secret};
+use vaxel_sip::dialog::{error_response, no_dialog_response};
+use vaxel_sip::msg::{
+    HeaderName, Host, Message, Method, NameAddr, Request, Response, SipUri, StatusCode, Transport,
+    Uri,
+};
+use vaxel_sip::transaction::{TxEvent, TxKey};
+use vaxel_sip::usage::message::{Pager, PagerEvent};
+use vaxel_sip::usage::registration::{
+    Registration, RegistrationConfig, RegistrationEvent, RegistrationState,
+};
+use vaxel_sip::usage::session::{
+    EndCause, ReplacesMatch, Session, SessionConfig, SessionEvent, SessionState,
+};
+use vaxel_sip::usage::{ClientTxs, Local, Output, Rng, TxFailure, top_branch};
+use vaxel_transport::{
+    Endpoint, EndpointConfig, EndpointHandle, SocketsConfig, Target, TransportKind,
+};
+
+use crate::account::{AccountConfig, AccountTransport, SecretStore, parse_sip_uri};
+use crate::api::{
+    AccountState, CallId, CallState, Command, DtmfMethod, DtmfVia, EndReason, ErrorCode, Event,
+    MediaFiles, Side,
+};
+use crate::media::{
+    AudioIo, CallMedia, CallMediaConfig, CallMediaEvent, CallMediaHandle, DtmfSource, MediaPorts,
+    NullSink, PlayMode, SilentSource, WavFileSink, WavFileSource,
+};
+
+/// How a phone starts.
+pub struct PhoneConfig {
+    /// The local address for SIP and RTP (a concrete address: it goes into Via, Contact
+    /// and SDP).
+    pub ip: IpAddr,
+    /// The SIP port for UDP and TCP; 0 picks a free one.
+    pub sip_port: u16,
+    /// Accounts. With none, a local account `sip:vaxel@IP:PORT` that does not register
+    /// is made up, for direct calls.
+    pub accounts: Vec<AccountConfig>,
+    /// Where the accounts' passwords are.
+    pub secrets: Arc<dyn SecretStore>,
+    /// Audio files for every call that does not name its own; empty: sound devices.
+    pub media: MediaFiles,
+    /// Answer incoming calls by ourselves.
+    pub auto_answer: bool,
+    /// RTP port range (pairs).
+    pub rtp_ports: RangeInclusive<u16>,
+    /// Codecs in order of preference; `None` for vaxel-media's default order.
+    pub codecs: Option<Vec<CodecKind>>,
+    /// The User-Agent header.
+    pub user_agent: String,
+}
+
+impl std::fmt::Debug for PhoneConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhoneConfig")
+            .field("ip", &self.ip)
+            .field("sip_port", &self.sip_port)
+            .field("accounts", &self.accounts)
+            .field("media", &self.media)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PhoneConfig {
+    /// A configuration on `ip` with defaults: any SIP port, no accounts, no secrets,
+    /// sound devices, RTP ports 16384–32767.
+    pub fn new(ip: IpAddr) -> Self {
+        PhoneConfig {
+            ip,
+            sip_port: 0,
+            accounts: Vec::new(),
+            secrets: Arc::new(crate::account::MemorySecrets::new()),
+            media: MediaFiles::default(),
+            auto_answer: false,
+            rtp_ports: 16384..=32767,
+            codecs: None,
+            user_agent: format!("Vaxel/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// Why the phone could not start (the environment's or the caller's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum PhoneError {
+    /// The SIP sockets could not be bound.
+    #[error("cannot listen for SIP on {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// An account is unusable.
+    #[error(transparent)]
+    Account(#[from] crate::account::AccountError),
+}
+
+/// Sends commands to a running phone. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PhoneHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    sip_addr: SocketAddr,
+}
+
+impl PhoneHandle {
+    /// Queues a command; `false` when the phone has stopped.
+    pub fn send(&self, command: Command) -> bool {
+        self.commands.send(command).is_ok()
+    }
+
+    /// The address the phone listens for SIP on (UDP and TCP).
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.sip_addr
+    }
+}
+
+/// The stream of a phone's events; it ends after [`Event::Stopped`].
+pub type PhoneEvents = mpsc::UnboundedReceiver<Event>;
+
+/// The softphone core (see the module documentation).
+#[derive(Debug)]
+pub struct Phone;
+
+impl Phone {
+    /// Binds the SIP sockets and starts the phone's task on the current tokio runtime.
+    pub async fn start(config: PhoneConfig) -> Result<(PhoneHandle, PhoneEvents), PhoneError> {
+        for a in &config.accounts {
+            a.validate()?;
+        }
+        let port = if config.sip_port == 0 {
+            free_port(config.ip)
+        } else {
+            config.sip_port
+        };
+        let addr = SocketAddr::new(config.ip, port);
+        let ep = EndpointConfig {
+            sockets: SocketsConfig {
+                udp: vec![addr],
+                tcp: vec![addr],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let (sip, tx_events) = Endpoint::start(ep).await.map_err(|e| PhoneError::Bind {
+            addr,
+            reason: e.to_string(),
+        })?;
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let mut core = Core::new(config, sip, addr, ev_tx, media_tx);
+        tokio::spawn(async move { core.run(cmd_rx, tx_events, media_rx).await });
+        Ok((
+            PhoneHandle {
+                commands: cmd_tx,
+                sip_addr: addr,
+            },
+            ev_rx,
+        ))
+    }
+}
+
+/// A port free for both UDP and TCP right now (the endpoint binds both to one port, so
+/// Contact is right for either transport).
+fn free_port(ip: IpAddr) -> u16 {
+    for _ in 0..20 {
+        if let Ok(u) = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
+            && let Ok(a) = u.local_addr()
+            && std::net::TcpListener::bind(a).is_ok()
+        {
+            return a.port();
+        }
+    }
+    0
+}
+
+fn new_rng() -> Rng {
+    Box::new(rand::rngs::StdRng::from_rng(&mut rand::rng()))
+}
+
+/// Who started a client transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Reg(usize),
+    Pager(usize),
+    Call(CallId),
+}
+
+struct AccountRt {
+    config: AccountConfig,
+    aor: NameAddr,
+    password: Option<String>,
+    registration: Option<Registration>,
+    pager: Pager,
+    local: Local,
+}
+
+impl AccountRt {
+    fn auth(&self) -> Option<DigestClient> {
+        let pw = self.password.clone()?;
+        let user = self
+            .config
+            .auth_user
+            .clone()
+            .unwrap_or_else(|| self.config.user());
+        Some(DigestClient::new(user, Secret::Password(pw)))
+    }
+}
+
+struct Call {
+    id: CallId,
+    account: usize,
+    session: Session,
+    oa: OfferAnswer,
+    ports: Option<MediaPorts>,
+    media: Option<CallMediaHandle>,
+    files: MediaFiles,
+    outgoing: bool,
+    remote: String,
+    /// Our answer and the negotiated audio to an incoming offer, until we answer.
+    pending_answer: Option<(String, NegotiatedAudio)>,
+    held: bool,
+    muted: bool,
+    /// A re-INVITE of ours for hold (`true`) or resume is in flight.
+    pending_hold: Option<bool>,
+    /// This call was placed for a REFER received in that call (RFC 3515 §2.4.5).
+    transfer_of: Option<CallId>,
+    /// This incoming call replaces that one (RFC 3891): answer it ourselves.
+    replaces: Option<CallId>,
+    /// We transferred this call away (REFER succeeded).
+    transferred: bool,
+    established: bool,
+    /// We held the call before a transfer that may fail.
+    resume_on_transfer_failure: bool,
+    progress_reported: u16,
+}
+
+struct Core {
+    config: PhoneConfig,
+    sip: EndpointHandle,
+    sip_addr: SocketAddr,
+    events: mpsc::UnboundedSender<Event>,
+    media_tx: mpsc::UnboundedSender<(CallId, CallMediaEvent)>,
+    accounts: Vec<AccountRt>,
+    calls: BTreeMap<CallId, Call>,
+    next_call: CallId,
+    clients: ClientTxs<Owner>,
+    audio: Option<vaxel_audio::Audio>,
+    quitting: Option<Instant>,
+    stats_bad_requests: u64,
+    /// Where the last in-dialog request of a call went (reused for its ACKs when a
+    /// resolution fails).
+    hops: HashMap<CallId, Target>,
+}
+
+impl Core {
+    fn new(
+        config: PhoneConfig,
+        sip: EndpointHandle,
+        sip_addr: SocketAddr,
+        events: mpsc::UnboundedSender<Event>,
+        media_tx: mpsc::UnboundedSender<(CallId, CallMediaEvent)>,
+    ) -> Core {
+        let mut configs = config.accounts.clone();
+        if configs.is_empty() {
+            let mut local = AccountConfig::new("local", format!("sip:vaxel@{sip_addr}"));
+            local.register = false;
+            configs.push(local);
+        }
+        let mut core = Core {
+            config,
+            sip,
+            sip_addr,
+            events,
+            media_tx,
+            accounts: Vec::new(),
+            calls: BTreeMap::new(),
+            next_call: 1,
+            clients: ClientTxs::new(),
+            audio: None,
+            quitting: None,
+            stats_bad_requests: 0,
+            hops: HashMap::new(),
+        };
+        for c in configs {
+            let local = core.local_for(&c.user(), c.transport);
+            let aor =
+                NameAddr::new(parse_sip_uri(&c.uri).unwrap_or_else(|_| local.contact.clone()));
+            let password = core.config.secrets.get(&c.secret_key());
+            let mut a = AccountRt {
+                config: c,
+                aor: aor.clone(),
+                password,
+                registration: None,
+                pager: Pager::new(local.clone(), aor, None, new_rng()),
+                local,
+            };
+            a.pager = Pager::new(a.local.clone(), a.aor.clone(), a.auth(), new_rng());
+            core.accounts.push(a);
+        }
+        core
+    }
+
+    fn local_for(&self, user: &str, transport: AccountTransport) -> Local {
+        let host = Host::from(self.sip_addr.ip());
+        let mut uri = SipUri::new(host.clone())
+            .with_port(self.sip_addr.port())
+            .with_user(user);
+        let t = match transport {
+            AccountTransport::Udp => Transport::Udp,
+            AccountTransport::Tcp => {
+                uri = uri.with_param("transport", Some("tcp"));
+                Transport::Tcp
+            }
+            AccountTransport::Tls => {
+                uri = uri.with_param("transport", Some("tls"));
+                Transport::Tls
+            }
+        };
+        Local {
+            transport: t,
+            host,
+            port: Some(self.sip_addr.port()),
+            contact: Uri::Sip(uri),
+            user_agent: Some(self.config.user_agent.clone()),
+        }
+    }
+
+    fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    fn fail(&self, code: ErrorCode, message: impl Into<String>, call: Option<CallId>) {
+        self.emit(Event::error(code, message, call));
+    }
+
+    async fn run(
+        &mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut tx_events: vaxel_transport::Events,
+        mut media_rx: mpsc::UnboundedReceiver<(CallId, CallMediaEvent)>,
+    ) {
+        self.emit(Event::Started {
+            listening: vec![
+                format!("udp:{}", self.sip_addr),
+                format!("tcp:{}", self.sip_addr),
+            ],
+        });
+        let mut commands_open = true;
+        loop {
+            self.flush().await;
+            if let Some(deadline) = self.quitting
+                && (self.calls.is_empty() && !self.unregistering() || Instant::now() >= deadline)
+            {
+                break;
+            }
+            let wake = self.next_timeout();
+            tokio::select! {
+                c = commands.recv(), if commands_open => match c {
+                    Some(c) => self.command(c).await,
+                    None => { commands_open = false; self.quit(); }
+                },
+                ev = tx_events.recv() => match ev {
+                    Some(ev) => self.tx_event(ev),
+                    None => break,
+                },
+                Some((id, ev)) = media_rx.recv() => self.media_event(id, ev),
+                _ = tokio::time::sleep_until(wake.into()) => self.timeouts(),
+            }
+        }
+        for (_, c) in std::mem::take(&mut self.calls) {
+            if let Some(m) = c.media {
+                let _ = m.stop().await;
+            }
+        }
+        self.sip.stop().await;
+        self.emit(Event::Stopped);
+    }
+
+    fn unregistering(&self) -> bool {
+        self.accounts.iter().any(|a| {
+            a.registration
+                .as_ref()
+                .is_some_and(|r| r.state() == RegistrationState::Unregistering)
+        })
+    }
+
+    fn next_timeout(&self) -> Instant {
+        let mut t = Instant::now() + Duration::from_secs(3600);
+        if let Some(q) = self.quitting {
+            t = t.min(q);
+        }
+        for a in &self.accounts {
+            for x in [
+                a.registration.as_ref().and_then(|r| r.poll_timeout()),
+                a.pager.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                t = t.min(x);
+            }
+        }
+        for c in self.calls.values() {
+            if let Some(x) = c.session.poll_timeout() {
+                t = t.min(x);
+            }
+        }
+        t
+    }
+
+    fn timeouts(&mut self) {
+        let now = Instant::now();
+        for a in &mut self.accounts {
+            if let Some(r) = a.registration.as_mut()
+                && r.poll_timeout().is_some_and(|t| t <= now)
+            {
+                r.handle_timeout(now);
+            }
+        }
+        for c in self.calls.values_mut() {
+            if c.session.poll_timeout().is_some_and(|t| t <= now) {
+                c.session.handle_timeout(now);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Commands
+
+    fn account_index(&self, name: Option<&str>) -> Result<usize, String> {
+        match name {
+            None => Ok(0),
+            Some(n) => self
+                .accounts
+                .iter()
+                .position(|a| a.config.name == n)
+                .ok_or_else(|| format!("no account named {n:?}")),
+        }
+    }
+
+    /// The call a command means: the given one, else (for `answer`) the ringing one,
+    /// else the only or most recent established one.
+    fn pick_call(&self, call: Option<CallId>, ringing: bool) -> Result<CallId, String> {
+        if let Some(id) = call {
+            return if self.calls.contains_key(&id) {
+                Ok(id)
+            } else {
+                Err(format!("no call {id}"))
+            };
+        }
+        if ringing {
+            return self
+                .calls
+                .values()
+                .find(|c| {
+                    !c.outgoing
+                        && matches!(
+                            c.session.state(),
+                            SessionState::Incoming | SessionState::Ringing | SessionState::Early
+                        )
+                })
+                .map(|c| c.id)
+                .ok_or_else(|| "no ringing call".into());
+        }
+        // The newest call that is not held, else the newest call.
+        self.calls
+            .values()
+            .rev()
+            .find(|c| !c.held && !matches!(c.session.state(), SessionState::Terminated(_)))
+            .or_else(|| self.calls.values().next_back())
+            .map(|c| c.id)
+            .ok_or_else(|| "no call".into())
+    }
+
+    /// A URI from what the user typed: a bare user gets the account's domain.
+    fn target_uri(&self, account: usize, text: &str) -> Result<Uri, String> {
+        let t = text.trim();
+        let full = if t.contains('@') || t.starts_with("sip:") || t.starts_with("sips:") {
+            t.to_owned()
+        } else {
+            let domain = self.accounts[account]
+                .aor
+                .uri
+                .as_sip()
+                .map(|s| match s.port {
+                    Some(p) => format!("{}:{p}", s.host),
+                    None => s.host.to_string(),
+                })
+                .unwrap_or_default();
+            format!("{t}@{domain}")
+        };
+        parse_sip_uri(&full).map_err(|e| e.to_string())
+    }
+
+    async fn command(&mut self, c: Command) {
+        let now = Instant::now();
+        let r: Result<(), (ErrorCode, String, Option<CallId>)> = async {
+            let bad = |m: String| (ErrorCode::BadCommand, m, None);
+            match c {
+                Command::Snapshot => {
+                    self.emit(self.snapshot());
+                    Ok(())
+                }
+                Command::Register { account } => {
+                    let idx: Vec<usize> = match account {
+                        Some(n) => vec![self.account_index(Some(&n)).map_err(bad)?],
+                        None => (0..self.accounts.len())
+                            .filter(|&i| self.accounts[i].config.register)
+                            .collect(),
+                    };
+                    for i in idx {
+                        self.register(i, now);
+                    }
+                    Ok(())
+                }
+                Command::Unregister { account } => {
+                    let idx: Vec<usize> = match account {
+                        Some(n) => vec![self.account_index(Some(&n)).map_err(bad)?],
+                        None => (0..self.accounts.len()).collect(),
+                    };
+                    for i in idx {
+                        if let Some(r) = self.accounts[i].registration.as_mut() {
+                            r.unregister(now);
+                        }
+                    }
+                    Ok(())
+                }
+                Command::Call {
+                    uri,
+                    account,
+                    media,
+                } => {
+                    let a = self.account_index(account.as_deref()).map_err(bad)?;
+                    let target = self.target_uri(a, &uri).map_err(bad)?;
+                    self.place_call(a, target, media, Vec::new(), None)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| (ErrorCode::Environment, e, None))
+                }
+                Command::Answer { call, media } => {
+                    let id = self.pick_call(call, true).map_err(bad)?;
+                    self.answer(id, media, now).await
+                }
+                Command::Reject { call, code } => {
+                    let id = self.pick_call(call, true).map_err(bad)?;
+                    let c = self.calls.get_mut(&id).ok_or_else(|| bad("gone".into()))?;
+                    c.session
+                        .reject(now, code.unwrap_or(486))
+                        .map_err(|e| (ErrorCode::BadCommand, e.to_string(), Some(id)))
+                }
+                Command::Hangup { call } => {
+                    let id = self.pick_call(call, false).map_err(bad)?;
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        c.session.hangup(now);
+                    }
+                    Ok(())
+                }
+                Command::Hold { call } => {
+                    let id = self.pick_call(call, false).map_err(bad)?;
+                    self.set_hold(id, true, now)
+                }
+                Command::Resume { call } => {
+                    let id = match call {
+                        Some(i) => i,
+                        None => self
+                            .calls
+                            .values()
+                            .rev()
+                            .find(|c| c.held)
+                            .map(|c| c.id)
+                            .ok_or_else(|| bad("no held call".into()))?,
+                    };
+                    self.set_hold(id, false, now)
+                }
+                Command::Mute { call, muted } => {
+                    let id = self.pick_call(call, false).map_err(bad)?;
+                    let c = self.calls.get_mut(&id).ok_or_else(|| bad("gone".into()))?;
+                    match &c.media {
+                        Some(m) => m
+                            .set_mute(muted)
+                            .map_err(|e| (ErrorCode::BadCommand, e.to_string(), Some(id)))?,
+                        None => {
+                            return Err((ErrorCode::BadCommand, "no media yet".into(), Some(id)));
+                        }
+                    }
+                    c.muted = muted;
+                    self.emit(Event::Muted { call: id, muted });
+                    Ok(())
+                }
+                Command::Dtmf {
+                    call,
+                    digits,
+                    method,
+                } => {
+                    let id = self.pick_call(call, false).map_err(bad)?;
+                    self.send_dtmf(id, &digits, method, now)
+                }
+                Command::Transfer { call, target } => {
+                    let id = self.pick_call(call, false).map_err(bad)?;
+                    let a = self.calls[&id].account;
+                    let uri = self.target_uri(a, &target).map_err(bad)?;
+                    let c = self.calls.get_mut(&id).ok_or_else(|| bad("gone".into()))?;
+                    c.resume_on_transfer_failure = false;
+                    c.session
+                        .refer(now, uri)
+                        .map_err(|e| (ErrorCode::BadCommand, e.to_string(), Some(id)))
+                }
+                Command::AttendedTransfer { call, to } => {
+                    let consult = self
+                        .calls
+                        .get(&to)
+                        .ok_or_else(|| bad(format!("no call {to}")))?;
+                    let dialog = consult.session.dialog().ok_or_else(|| {
+                        (
+                            ErrorCode::BadCommand,
+                            "the consultation call is not up".into(),
+                            Some(to),
+                        )
+                    })?;
+                    let target = dialog.remote_target().clone();
+                    let replaces = consult.session.replaces_value();
+                    let c = self
+                        .calls
+                        .get_mut(&call)
+                        .ok_or_else(|| bad(format!("no call {call}")))?;
+                    c.session
+                        .refer_replacing(now, target, replaces.as_ref())
+                        .map_err(|e| (ErrorCode::BadCommand, e.to_string(), Some(call)))
+                }
+                Command::Message { to, text, account } => {
+                    let a = self.account_index(account.as_deref()).map_err(bad)?;
+                    let uri = self.target_uri(a, &to).map_err(bad)?;
+                    self.accounts[a].pager.send(
+                        now,
+                        uri,
+                        "text/plain;charset=UTF-8",
+                        Bytes::from(text),
+                    );
+                    Ok(())
+                }
+                Command::Quit => {
+                    self.quit();
+                    Ok(())
+                }
+            }
+        }
+        .await;
+        if let Err((code, message, call)) = r {
+            self.fail(code, message, call);
+        }
+    }
+
+    fn snapshot(&self) -> Event {
+        Event::Snapshot {
+            accounts: self
+                .accounts
+                .iter()
+                .map(|a| AccountState {
+                    name: a.config.name.clone(),
+                    uri: a.aor.uri.to_string(),
+                    registration: match a.registration.as_ref().map(|r| r.state()) {
+                        None => "none".into(),
+                        Some(RegistrationState::Idle) => "idle".into(),
+                        Some(RegistrationState::Registering) => "registering".into(),
+                        Some(RegistrationState::Registered { .. }) => "registered".into(),
+                        Some(RegistrationState::Failed) => "failed".into(),
+                        Some(RegistrationState::Unregistering) => "unregistering".into(),
+                    },
+                })
+                .collect(),
+            calls: self
+                .calls
+                .values()
+                .map(|c| CallState {
+                    call: c.id,
+                    account: self.accounts[c.account].config.name.clone(),
+                    remote: c.remote.clone(),
+                    direction: if c.outgoing { "outgoing" } else { "incoming" }.into(),
+                    state: match c.session.state() {
+                        SessionState::Calling | SessionState::Proceeding => "calling",
+                        SessionState::Incoming | SessionState::Ringing => "ringing",
+                        SessionState::Early => "early",
+                        SessionState::Established => "established",
+                        SessionState::Terminating => "terminating",
+                        SessionState::Terminated(_) => "ended",
+                    }
+                    .into(),
+                    held: c.held,
+                    muted: c.muted,
+                })
+                .collect(),
+        }
+    }
+
+    fn register(&mut self, i: usize, now: Instant) {
+        let a = &mut self.accounts[i];
+        if a.registration.is_none() {
+            let registrar = a
+                .aor
+                .uri
+                .as_sip()
+                .map(|s| {
+                    let mut r = SipUri::new(s.host.clone());
+                    r.port = s.port;
+                    Uri::Sip(r)
+                })
+                .unwrap_or_else(|| a.aor.uri.clone());
+            let mut rc = RegistrationConfig::new(registrar, a.aor.clone(), a.local.clone());
+            rc.expires = a.config.expires;
+            rc.auth = a.auth();
+            rc.backoff_base = Duration::from_secs(5);
+            rc.backoff_max = Duration::from_secs(300);
+            a.registration = Some(Registration::new(rc, new_rng()));
+        }
+        if let Some(r) = a.registration.as_mut() {
+            r.register(now);
+        }
+    }
+
+    fn quit(&mut self) {
+        if self.quitting.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        self.quitting = Some(now + Duration::from_secs(4));
+        for c in self.calls.values_mut() {
+            c.session.hangup(now);
+        }
+        for a in &mut self.accounts {
+            if let Some(r) = a.registration.as_mut()
+                && matches!(r.state(), RegistrationState::Registered { .. })
+            {
+                r.unregister(now);
+            }
+        }
+    }
+
+    fn policy(&self) -> MediaPolicy {
+        let mut p = MediaPolicy::default();
+        if let Some(c) = &self.config.codecs {
+            p.codecs = c.clone();
+        }
+        p
+    }
+
+    async fn new_call(&mut self) -> Result<(CallId, MediaPorts, OfferAnswer), String> {
+        let ports = MediaPorts::bind(self.config.ip, self.config.rtp_ports.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let oa = OfferAnswer::new(self.policy(), ports.rtp_addr(), &mut rand::rng());
+        let id = self.next_call;
+        self.next_call += 1;
+        Ok((id, ports, oa))
+    }
+
+    async fn place_call(
+        &mut self,
+        account: usize,
+        target: Uri,
+        files: MediaFiles,
+        extra: Vec<(HeaderName, String)>,
+        transfer_of: Option<CallId>,
+    ) -> Result<CallId, String> {
+        let remote = target.to_string();
+        let (id, ports, mut oa) = self.new_call().await?;
+        let offer = oa.create_offer().to_string();
+        let a = &self.accounts[account];
+        let session = Session::invite(
+            Instant::now(),
+            SessionConfig {
+                local: a.local.clone(),
+                from: a.aor.clone(),
+                auth: a.auth(),
+            },
+            new_rng(),
+            target.clone(),
+            NameAddr::new(target),
+            Bytes::from(offer),
+            extra,
+        );
+        let account_name = a.config.name.clone();
+        self.calls.insert(
+            id,
+            Call {
+                id,
+                account,
+                session,
+                oa,
+                ports: Some(ports),
+                media: None,
+                files,
+                outgoing: true,
+                remote: remote.clone(),
+                pending_answer: None,
+                held: false,
+                muted: false,
+                pending_hold: None,
+                transfer_of,
+                replaces: None,
+                transferred: false,
+                established: false,
+                resume_on_transfer_failure: false,
+                progress_reported: 0,
+            },
+        );
+        self.emit(Event::Outgoing {
+            call: id,
+            account: account_name,
+            uri: remote,
+        });
+        Ok(id)
+    }
+
+    async fn answer(
+        &mut self,
+        id: CallId,
+        media: MediaFiles,
+        now: Instant,
+    ) -> Result<(), (ErrorCode, String, Option<CallId>)> {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return Err((ErrorCode::BadCommand, format!("no call {id}"), None));
+        };
+        if !media.is_empty() {
+            c.files = media;
+        }
+        if let Some((answer, audio)) = c.pending_answer.take() {
+            c.session
+                .answer(now, Bytes::from(answer))
+                .map_err(|e| (ErrorCode::BadCommand, e.to_string(), Some(id)))?;
+            self.start_media(id, audio);
+        } else {
+            // An INVITE without offer: we offer in the 200, the answer comes in the ACK.
+            let offer = c.oa.create_offer().to_string();
+            c.session
+                .answer(now, Bytes::from(offer))
+                .map_err(|e| (ErrorCode::BadCommand, e.to_string(), Some(id)))?;
+        }
+        Ok(())
+    }
+
+    fn set_hold(
+        &mut self,
+        id: CallId,
+        hold: bool,
+        now: Instant,
+    ) -> Result<(), (ErrorCode, String, Option<CallId>)> {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return Err((ErrorCode::BadCommand, format!("no call {id}"), None));
+        };
+        if c.held == hold {
+            return Err((
+                ErrorCode::BadCommand,
+                format!("call is {}", if hold { "already held" } else { "not held" }),
+                Some(id),
+            ));
+        }
+        c.oa.set_hold(hold);
+        let offer = c.oa.create_offer().to_string();
+        match c.session.reinvite(now, Bytes::from(offer)) {
+            Ok(()) => {
+                c.pending_hold = Some(hold);
+                Ok(())
+            }
+            Err(e) => {
+                c.oa.set_hold(c.held);
+                Err((ErrorCode::BadCommand, e.to_string(), Some(id)))
+            }
+        }
+    }
+
+    fn send_dtmf(
+        &mut self,
+        id: CallId,
+        digits: &str,
+        method: Option<DtmfMethod>,
+        now: Instant,
+    ) -> Result<(), (ErrorCode, String, Option<CallId>)> {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return Err((ErrorCode::BadCommand, format!("no call {id}"), None));
+        };
+        let has_te = c.oa.current().is_some_and(|a| a.telephone_event.is_some());
+        let method = method.unwrap_or(if has_te {
+            DtmfMethod::Rfc4733
+        } else {
+            DtmfMethod::Info
+        });
+        let err = |e: String| (ErrorCode::BadCommand, e, Some(id));
+        match method {
+            DtmfMethod::Rfc4733 => match &c.media {
+                Some(m) => m.send_dtmf(digits).map_err(|e| err(e.to_string())),
+                None => Err(err("no media yet".into())),
+            },
+            DtmfMethod::Info => {
+                for d in digits.chars() {
+                    if vaxel_media::dtmf::event_code(d).is_err() {
+                        return Err(err(format!("not a DTMF digit: {d:?}")));
+                    }
+                }
+                for d in digits.chars() {
+                    c.session
+                        .send_dtmf(now, d, 160)
+                        .map_err(|e| err(e.to_string()))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Media
+
+    fn audio_io(&mut self, files: &MediaFiles) -> Result<AudioIo, String> {
+        let files = if files.is_empty() {
+            self.config.media.clone()
+        } else {
+            files.clone()
+        };
+        if files.is_empty() {
+            if self.audio.is_none() {
+                self.audio = Some(
+                    vaxel_audio::Audio::start(vaxel_audio::AudioConfig::default())
+                        .map_err(|e| format!("sound devices: {e}"))?,
+                );
+            }
+            let audio = self.audio.as_ref().ok_or("no audio")?;
+            let capture = audio
+                .open_capture(vaxel_audio::StreamOptions::default())
+                .map_err(|e| format!("microphone: {e}"))?;
+            let playback = audio
+                .open_playback(
+                    vaxel_audio::DeviceRole::Output,
+                    vaxel_audio::StreamOptions::default(),
+                )
+                .map_err(|e| format!("speaker: {e}"))?;
+            return Ok(AudioIo::Devices { capture, playback });
+        }
+        let source: Box<dyn crate::media::AudioSource> = match &files.play {
+            Some(p) => Box::new(WavFileSource::open(p, PlayMode::Loop).map_err(|e| e.to_string())?),
+            None => Box::new(SilentSource),
+        };
+        let sink: Box<dyn crate::media::AudioSink> = match &files.record {
+            Some(p) => Box::new(WavFileSink::create(p).map_err(|e| e.to_string())?),
+            None => Box::new(NullSink),
+        };
+        Ok(AudioIo::Endpoints { source, sink })
+    }
+
+    /// Starts a call's media with what was negotiated, or updates it when running.
+    fn start_media(&mut self, id: CallId, audio: NegotiatedAudio) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if let Some(m) = &c.media {
+            if let Err(e) = m.update(audio) {
+                self.fail(ErrorCode::Environment, e.to_string(), Some(id));
+            }
+            return;
+        }
+        let Some(ports) = c.ports.take() else {
+            return;
+        };
+        let files = c.files.clone();
+        let io = match self.audio_io(&files) {
+            Ok(io) => io,
+            Err(e) => {
+                self.fail(ErrorCode::Environment, e, Some(id));
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.session.hangup(Instant::now());
+                }
+                return;
+            }
+        };
+        match CallMedia::start(CallMediaConfig::new(ports, audio, io)) {
+            Ok((handle, mut events)) => {
+                let tx = self.media_tx.clone();
+                tokio::spawn(async move {
+                    while let Some(e) = events.recv().await {
+                        if matches!(e, CallMediaEvent::Dtmf { .. } | CallMediaEvent::Error(_))
+                            && tx.send((id, e)).is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.media = Some(handle);
+                }
+            }
+            Err(e) => {
+                self.fail(ErrorCode::Environment, e.to_string(), Some(id));
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.session.hangup(Instant::now());
+                }
+            }
+        }
+    }
+
+    fn media_event(&mut self, id: CallId, e: CallMediaEvent) {
+        match e {
+            CallMediaEvent::Dtmf { digit, source } => self.emit(Event::Dtmf {
+                call: id,
+                digit,
+                via: match source {
+                    DtmfSource::Rfc4733 => DtmfVia::Rfc4733,
+                    DtmfSource::InBand => DtmfVia::Inband,
+                },
+            }),
+            CallMediaEvent::Error(e) => self.fail(ErrorCode::Environment, e.to_string(), Some(id)),
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // SIP in
+
+    fn tx_event(&mut self, ev: TxEvent) {
+        let now = Instant::now();
+        match ev {
+            TxEvent::Request { tx, request, .. } => self.request(now, tx, request),
+            TxEvent::Response { tx, response } => match self.clients.get(tx).map(|o| o.0) {
+                Some(Owner::Reg(i)) => {
+                    if let Some(r) = self.accounts[i].registration.as_mut() {
+                        r.handle_response(now, &response);
+                    }
+                }
+                Some(Owner::Pager(i)) => self.accounts[i].pager.handle_response(now, &response),
+                Some(Owner::Call(id)) => {
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        c.session.handle_response(now, &response);
+                    }
+                }
+                None => {}
+            },
+            TxEvent::Cancelled { invite, .. } => {
+                if let Some(c) = self
+                    .calls
+                    .values_mut()
+                    .find(|c| c.session.server_tx() == Some(invite))
+                {
+                    c.session.handle_cancelled(now);
+                }
+            }
+            TxEvent::Stray { message, .. } => match message {
+                Message::Request(r) => {
+                    if let Some(c) = self.calls.values_mut().find(|c| c.session.owns_request(&r)) {
+                        c.session.handle_ack(now, &r);
+                    }
+                }
+                Message::Response(r) => {
+                    if let Some(c) = self
+                        .calls
+                        .values_mut()
+                        .find(|c| c.session.owns_response(&r))
+                    {
+                        c.session.handle_response(now, &r);
+                    }
+                }
+            },
+            TxEvent::Timeout { tx } => self.tx_failed(now, tx, TxFailure::Timeout),
+            TxEvent::TransportError { tx } => self.tx_failed(now, tx, TxFailure::Transport),
+            TxEvent::Terminated { tx } => {
+                self.clients.remove(tx);
+            }
+        }
+    }
+
+    fn tx_failed(&mut self, now: Instant, tx: TxKey, failure: TxFailure) {
+        if let Some((owner, branch)) = self.clients.get(tx).cloned() {
+            self.owner_failed(now, owner, &branch, failure);
+            return;
+        }
+        // A server transaction: Timer H (our 2xx never acknowledged).
+        if let Some(c) = self
+            .calls
+            .values_mut()
+            .find(|c| c.session.server_tx() == Some(tx))
+        {
+            c.session.handle_server_timeout(now, tx);
+        }
+    }
+
+    fn owner_failed(&mut self, now: Instant, owner: Owner, branch: &str, failure: TxFailure) {
+        match owner {
+            Owner::Reg(i) => {
+                if let Some(r) = self.accounts[i].registration.as_mut() {
+                    r.handle_failure(now, branch, failure);
+                }
+            }
+            Owner::Pager(i) => self.accounts[i].pager.handle_failure(now, branch, failure),
+            Owner::Call(id) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.session.handle_failure(now, branch, failure);
+                }
+            }
+        }
+    }
+
+    /// The account a request is for: by the Request-URI's user, else the first.
+    fn account_for(&self, request: &Request) -> usize {
+        let user = request
+            .uri
+            .as_sip()
+            .and_then(|s| s.user.as_ref())
+            .map(|u| u.to_string());
+        user.and_then(|u| self.accounts.iter().position(|a| a.config.user() == u))
+            .unwrap_or(0)
+    }
+
+    fn request(&mut self, now: Instant, tx: TxKey, request: Request) {
+        if let Some(c) = self
+            .calls
+            .values_mut()
+            .find(|c| c.session.owns_request(&request))
+        {
+            c.session.handle_request(now, tx, &request);
+            return;
+        }
+        let in_dialog = request.headers.to().ok().is_some_and(|t| t.tag().is_some());
+        let reply = |core: &Core, r: Response| {
+            let sip = core.sip.clone();
+            tokio::spawn(async move {
+                let _ = sip.send_response(tx, r).await;
+            });
+        };
+        if in_dialog {
+            // §12.2.2: a request in a dialog we do not have.
+            reply(self, no_dialog_response(&request));
+            return;
+        }
+        match request.method {
+            Method::Invite => self.incoming(now, tx, request),
+            Method::Message => {
+                let i = self.account_for(&request);
+                self.accounts[i].pager.handle_request(now, tx, &request);
+            }
+            Method::Options => {
+                let mut r = Response::from_request(&request, StatusCode::OK);
+                r.headers
+                    .push(HeaderName::Allow, vaxel_sip::usage::session::ALLOW);
+                reply(self, r);
+            }
+            Method::Bye | Method::Notify | Method::Info | Method::Refer | Method::Update => {
+                reply(self, no_dialog_response(&request));
+            }
+            _ => {
+                self.stats_bad_requests += 1;
+                let status = StatusCode::new(405).unwrap_or(StatusCode::SERVER_INTERNAL_ERROR);
+                let mut r = error_response(&request, status);
+                r.headers
+                    .push(HeaderName::Allow, vaxel_sip::usage::session::ALLOW);
+                reply(self, r);
+            }
+        }
+    }
+
+    fn incoming(&mut self, now: Instant, tx: TxKey, request: Request) {
+        let account = self.account_for(&request);
+        let a = &self.accounts[account];
+        let session = Session::incoming(
+            now,
+            SessionConfig {
+                local: a.local.clone(),
+                from: a.aor.clone(),
+                auth: a.auth(),
+            },
+            new_rng(),
+            tx,
+            request,
+        );
+        // Media ports are bound when the Incoming event is handled (it is async).
+        let id = self.next_call;
+        self.next_call += 1;
+        let oa = OfferAnswer::new(
+            self.policy(),
+            SocketAddr::new(self.config.ip, 9),
+            &mut rand::rng(),
+        );
+        self.calls.insert(
+            id,
+            Call {
+                id,
+                account,
+                session,
+                oa,
+                ports: None,
+                media: None,
+                files: MediaFiles::default(),
+                outgoing: false,
+                remote: String::new(),
+                pending_answer: None,
+                held: false,
+                muted: false,
+                pending_hold: None,
+                transfer_of: None,
+                replaces: None,
+                transferred: false,
+                established: false,
+                resume_on_transfer_failure: false,
+                progress_reported: 0,
+            },
+        );
+    }
+
+    // ------------------------------------------------------------------
+    // Output
+
+    /// Drains every usage until none has output left.
+    async fn flush(&mut self) {
+        loop {
+            let mut work = false;
+            for i in 0..self.accounts.len() {
+                while let Some(o) = self.accounts[i]
+                    .registration
+                    .as_mut()
+                    .and_then(|r| r.poll_output())
+                {
+                    work = true;
+                    if let Some(e) = self.carry_out(Owner::Reg(i), o).await {
+                        self.registration_event(i, e);
+                    }
+                }
+                while let Some(o) = self.accounts[i].pager.poll_output() {
+                    work = true;
+                    if let Some(e) = self.carry_out(Owner::Pager(i), o).await {
+                        self.pager_event(i, e);
+                    }
+                }
+            }
+            let ids: Vec<CallId> = self.calls.keys().copied().collect();
+            for id in ids {
+                while let Some(o) = self
+                    .calls
+                    .get_mut(&id)
+                    .and_then(|c| c.session.poll_output())
+                {
+                    work = true;
+                    if let Some(e) = self.carry_out(Owner::Call(id), o).await {
+                        self.session_event(id, e).await;
+                    }
+                }
+            }
+            // Ended calls go once their output is drained.
+            let done: Vec<CallId> = self
+                .calls
+                .values()
+                .filter(|c| matches!(c.session.state(), SessionState::Terminated(_)))
+                .map(|c| c.id)
+                .collect();
+            for id in done {
+                if let Some(c) = self.calls.remove(&id) {
+                    self.hops.remove(&id);
+                    if let Some(m) = c.media
+                        && let Err(e) = m.stop().await
+                    {
+                        self.fail(ErrorCode::Environment, e.to_string(), Some(id));
+                    }
+                }
+            }
+            if !work {
+                break;
+            }
+        }
+    }
+
+    /// Carries out a usage's output; returns its event, if it was one.
+    async fn carry_out<E>(&mut self, owner: Owner, o: Output<E>) -> Option<E> {
+        match o {
+            Output::Event(e) => return Some(e),
+            Output::Request(r) => {
+                let branch = top_branch(&r.headers).unwrap_or_default();
+                let sent = match self.next_hop(owner, &r).await {
+                    Ok(target) => self
+                        .sip
+                        .send_request(r, target)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                };
+                match sent {
+                    Ok(key) => self.clients.insert(key, owner, branch),
+                    Err(e) => {
+                        tracing::debug!("cannot send request: {e}");
+                        self.owner_failed(Instant::now(), owner, &branch, TxFailure::Transport);
+                    }
+                }
+            }
+            Output::Ack(r) => {
+                if let Ok(target) = self.next_hop(owner, &r).await {
+                    let _ = self.sip.send_ack(r, target).await;
+                }
+            }
+            Output::Cancel { branch } => {
+                if let Some(key) = self.clients.key_of(&branch) {
+                    let _ = self.sip.cancel(key).await;
+                }
+            }
+            Output::Response { tx, response } => {
+                let _ = self.sip.send_response(tx, response).await;
+            }
+        }
+        None
+    }
+
+    /// Where a request goes (RFC 3261 §8.1.2, §12.2.1.1; RFC 3263): the first Route,
+    /// else the account's outbound proxy for requests outside a dialog, else the
+    /// Request-URI.
+    async fn next_hop(&mut self, owner: Owner, r: &Request) -> Result<Target, String> {
+        let account = match owner {
+            Owner::Reg(i) | Owner::Pager(i) => i,
+            Owner::Call(id) => self.calls.get(&id).map_or(0, |c| c.account),
+        };
+        let cfg = &self.accounts[account].config;
+        let in_dialog = r.headers.to().ok().is_some_and(|t| t.tag().is_some());
+        let mut uri = match r.headers.routes().ok().and_then(|v| v.into_iter().next()) {
+            Some(route) => route.uri,
+            None => match (&cfg.proxy, in_dialog) {
+                (Some(p), false) => parse_sip_uri(p).map_err(|e| e.to_string())?,
+                _ => r.uri.clone(),
+            },
+        };
+        if let Uri::Sip(s) = &mut uri {
+            s.headers = None;
+            if s.transport().is_none() && cfg.transport != AccountTransport::Udp {
+                s.params.set("transport", Some(cfg.transport.as_str()));
+            }
+        }
+        let targets = self.sip.resolve(&uri).await.map_err(|e| e.to_string());
+        let have: Vec<TransportKind> = self.sip.transports();
+        let found = targets.ok().and_then(|ts| {
+            ts.into_iter().find(|t| {
+                have.contains(&t.peer.transport) && t.peer.addr.is_ipv4() == self.sip_addr.is_ipv4()
+            })
+        });
+        match (found, owner) {
+            (Some(t), Owner::Call(id)) => {
+                self.hops.insert(id, t.clone());
+                Ok(t)
+            }
+            (Some(t), _) => Ok(t),
+            (None, Owner::Call(id)) => self
+                .hops
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| format!("cannot reach {uri}")),
+            (None, _) => Err(format!("cannot reach {uri}")),
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Usage events
+
+    fn registration_event(&mut self, i: usize, e: RegistrationEvent) {
+        let account = self.accounts[i].config.name.clone();
+        self.emit(match e {
+            RegistrationEvent::Registered { expires } => Event::Registered { account, expires },
+            RegistrationEvent::Failed {
+                status,
+                reason,
+                retry_in,
+            } => Event::RegistrationFailed {
+                account,
+                status,
+                reason,
+                retry_in_s: retry_in.map(|d| d.as_secs()),
+            },
+            RegistrationEvent::Unregistered => Event::Unregistered { account },
+        });
+    }
+
+    fn pager_event(&mut self, i: usize, e: PagerEvent) {
+        match e {
+            PagerEvent::Delivered { .. } => self.emit(Event::MessageSent {
+                delivered: true,
+                status: 200,
+            }),
+            PagerEvent::Failed { status, .. } => self.emit(Event::MessageSent {
+                delivered: false,
+                status,
+            }),
+            PagerEvent::Received { from, body, .. } => self.emit(Event::MessageReceived {
+                account: self.accounts[i].config.name.clone(),
+                from: from.uri.to_string(),
+                text: String::from_utf8_lossy(&body).into_owned(),
+            }),
+        }
+    }
+
+    /// Reports a transfer call's status to the call whose REFER it carries out.
+    fn report_transfer(&mut self, id: CallId, code: u16) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        let Some(old) = c.transfer_of else { return };
+        if c.progress_reported >= 200 || (code < 200 && c.progress_reported >= code) {
+            return;
+        }
+        c.progress_reported = code;
+        if let Some(o) = self.calls.get_mut(&old) {
+            let _ = o.session.transfer_progress(Instant::now(), code);
+        }
+    }
+
+    async fn session_event(&mut self, id: CallId, e: SessionEvent) {
+        let now = Instant::now();
+        match e {
+            SessionEvent::Incoming {
+                from,
+                offer,
+                replaces,
+            } => self.on_incoming(id, from, offer, replaces).await,
+            SessionEvent::Ringing => {
+                self.emit(Event::Ringing { call: id });
+                self.report_transfer(id, 180);
+            }
+            SessionEvent::EarlyMedia { sdp } => {
+                if self.take_answer(id, &sdp) {
+                    self.emit(Event::EarlyMedia { call: id });
+                }
+                self.report_transfer(id, 183);
+            }
+            SessionEvent::Established { remote_sdp } => {
+                let Some(c) = self.calls.get(&id) else { return };
+                if c.outgoing {
+                    match remote_sdp {
+                        Some(sdp) if c.media.is_none() || c.oa.current().is_none() => {
+                            self.take_answer(id, &sdp);
+                        }
+                        Some(sdp) => {
+                            // After early media the 2xx repeats the answer (§13.2.1); a
+                            // different one is applied.
+                            if let Ok(parsed) = sdp::parse(&sdp)
+                                && let Some(c) = self.calls.get_mut(&id)
+                                && let Ok(audio) = c.oa.handle_answer(&parsed)
+                            {
+                                self.start_media(id, audio);
+                            }
+                        }
+                        None => {
+                            self.fail(ErrorCode::Network, "answer without SDP", Some(id));
+                            if let Some(c) = self.calls.get_mut(&id) {
+                                c.session.hangup(now);
+                            }
+                            return;
+                        }
+                    }
+                }
+                let Some(c) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                c.established = true;
+                let codec =
+                    c.oa.current()
+                        .map(|a| a.codec.encoding_name().to_owned())
+                        .unwrap_or_default();
+                self.emit(Event::Established { call: id, codec });
+                self.report_transfer(id, 200);
+                // RFC 3891: the call this one replaces ends now.
+                if let Some(old) = self.calls.get(&id).and_then(|c| c.replaces)
+                    && let Some(o) = self.calls.get_mut(&old)
+                {
+                    o.session.end_replaced(now);
+                }
+            }
+            SessionEvent::Offer { offer } => {
+                let Some(c) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                if offer.is_empty() {
+                    let o = c.oa.create_offer().to_string();
+                    let _ = c.session.accept_offer(now, Bytes::from(o));
+                    return;
+                }
+                let parsed = match sdp::parse(&offer) {
+                    Ok(p) => p,
+                    Err(_) => {
+                        let _ = c.session.reject_offer(now, 400);
+                        return;
+                    }
+                };
+                match c.oa.handle_offer(&parsed) {
+                    Ok((answer, audio)) => {
+                        let _ = c.session.accept_offer(now, Bytes::from(answer.to_string()));
+                        self.start_media(id, audio);
+                    }
+                    Err(e) => {
+                        let _ = c.session.reject_offer(now, e.sip_status());
+                    }
+                }
+            }
+            SessionEvent::RemoteHold(h) => self.emit(if h {
+                Event::Held {
+                    call: id,
+                    by: Side::Remote,
+                }
+            } else {
+                Event::Resumed {
+                    call: id,
+                    by: Side::Remote,
+                }
+            }),
+            SessionEvent::RemoteSdp { sdp } => {
+                let Some(c) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                let applied = sdp::parse(&sdp)
+                    .ok()
+                    .and_then(|p| c.oa.handle_answer(&p).ok());
+                let hold = c.pending_hold.take();
+                if let Some(audio) = applied {
+                    self.start_media(id, audio);
+                }
+                if let Some(h) = hold
+                    && let Some(c) = self.calls.get_mut(&id)
+                {
+                    c.held = h;
+                    self.emit(if h {
+                        Event::Held {
+                            call: id,
+                            by: Side::Local,
+                        }
+                    } else {
+                        Event::Resumed {
+                            call: id,
+                            by: Side::Local,
+                        }
+                    });
+                }
+            }
+            SessionEvent::ReinviteFailed { status } => {
+                if let Some(c) = self.calls.get_mut(&id)
+                    && c.pending_hold.take().is_some()
+                {
+                    c.oa.set_hold(c.held);
+                }
+                self.fail(
+                    ErrorCode::Network,
+                    format!("re-INVITE refused with {status}"),
+                    Some(id),
+                );
+            }
+            SessionEvent::Dtmf { digit, .. } => self.emit(Event::Dtmf {
+                call: id,
+                digit,
+                via: DtmfVia::Info,
+            }),
+            SessionEvent::TransferRequested {
+                target,
+                replaces,
+                referred_by,
+            } => {
+                let Some(c) = self.calls.get(&id) else { return };
+                let account = c.account;
+                let files = c.files.clone();
+                let mut extra = Vec::new();
+                if let Some(r) = replaces {
+                    extra.push((HeaderName::Replaces, r.to_string()));
+                }
+                if let Some(b) = referred_by {
+                    extra.push((HeaderName::ReferredBy, b.to_string()));
+                }
+                let shown = target.to_string();
+                match self
+                    .place_call(account, target, files, extra, Some(id))
+                    .await
+                {
+                    Ok(new_call) => self.emit(Event::TransferRequested {
+                        call: id,
+                        target: shown,
+                        new_call,
+                    }),
+                    Err(e) => {
+                        if let Some(c) = self.calls.get_mut(&id) {
+                            let _ = c.session.transfer_progress(now, 503);
+                        }
+                        self.fail(ErrorCode::Environment, e, Some(id));
+                    }
+                }
+            }
+            SessionEvent::TransferProgress { status } => {
+                self.emit(Event::TransferProgress { call: id, status })
+            }
+            SessionEvent::TransferSucceeded => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.transferred = true;
+                    c.session.hangup(now);
+                }
+                self.emit(Event::Transferred { call: id });
+            }
+            SessionEvent::TransferFailed { status } => {
+                self.emit(Event::TransferFailed { call: id, status });
+                // Take the call back (SPEC R-105).
+                if self
+                    .calls
+                    .get(&id)
+                    .is_some_and(|c| c.held && c.resume_on_transfer_failure)
+                    && let Err((code, m, call)) = self.set_hold(id, false, now)
+                {
+                    self.fail(code, m, call);
+                }
+            }
+            SessionEvent::Ended { cause } => self.on_ended(id, cause),
+        }
+    }
+
+    /// Applies the peer's SDP answer (UAC) and starts the media; `false` when unusable.
+    fn take_answer(&mut self, id: CallId, sdp_body: &Bytes) -> bool {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return false;
+        };
+        let result = sdp::parse(sdp_body)
+            .map_err(|e| e.to_string())
+            .and_then(|p| c.oa.handle_answer(&p).map_err(|e| e.to_string()));
+        match result {
+            Ok(audio) => {
+                self.start_media(id, audio);
+                true
+            }
+            Err(e) => {
+                self.fail(
+                    ErrorCode::Network,
+                    format!("unusable SDP answer: {e}"),
+                    Some(id),
+                );
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.session.hangup(Instant::now());
+                }
+                false
+            }
+        }
+    }
+
+    async fn on_incoming(
+        &mut self,
+        id: CallId,
+        from: NameAddr,
+        offer: Option<Bytes>,
+        replaces: Option<vaxel_sip::msg::Replaces>,
+    ) {
+        let now = Instant::now();
+        let reject = |core: &mut Core, code: u16| {
+            if let Some(c) = core.calls.get_mut(&id) {
+                let _ = c.session.reject(now, code);
+            }
+        };
+        // RFC 3891 §3: find the call it replaces.
+        let mut replaced = None;
+        if let Some(r) = &replaces {
+            let mut early_only = false;
+            for c in self.calls.values() {
+                if c.id == id {
+                    continue;
+                }
+                match c.session.replaces_match(r) {
+                    ReplacesMatch::Match => replaced = Some(c.id),
+                    ReplacesMatch::EarlyOnly => early_only = true,
+                    ReplacesMatch::NoMatch => {}
+                }
+            }
+            if replaced.is_none() {
+                reject(self, if early_only { 486 } else { 481 });
+                return;
+            }
+        }
+        let ports = match MediaPorts::bind(self.config.ip, self.config.rtp_ports.clone()).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(ErrorCode::Environment, e.to_string(), Some(id));
+                reject(self, 500);
+                return;
+            }
+        };
+        let policy = self.policy();
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        c.oa = OfferAnswer::new(policy, ports.rtp_addr(), &mut rand::rng());
+        c.ports = Some(ports);
+        c.remote = from.uri.to_string();
+        c.replaces = replaced;
+        // Check the offer now: 488 when nothing matches (RFC 3261 §13.3.1.3).
+        if let Some(o) = offer {
+            let r = sdp::parse(&o)
+                .map_err(|e| (400, e.to_string()))
+                .and_then(|p| {
+                    c.oa.handle_offer(&p)
+                        .map_err(|e| (e.sip_status(), e.to_string()))
+                });
+            match r {
+                Ok((answer, audio)) => c.pending_answer = Some((answer.to_string(), audio)),
+                Err((code, why)) => {
+                    tracing::debug!("incoming offer refused: {why}");
+                    reject(self, code);
+                    return;
+                }
+            }
+        }
+        let to = c
+            .session
+            .dialog()
+            .map(|d| d.local_uri().uri.to_string())
+            .unwrap_or_default();
+        let account = self.accounts[c.account].config.name.clone();
+        let _ = c.session.ring(now);
+        let to = if to.is_empty() {
+            self.accounts[c.account].aor.uri.to_string()
+        } else {
+            to
+        };
+        self.emit(Event::Incoming {
+            call: id,
+            account,
+            from: from.uri.to_string(),
+            to,
+            replaces: replaced,
+        });
+        if (self.config.auto_answer || replaced.is_some())
+            && let Err((code, m, call)) = self.answer(id, MediaFiles::default(), now).await
+        {
+            self.fail(code, m, call);
+        }
+    }
+
+    fn on_ended(&mut self, id: CallId, cause: EndCause) {
+        let Some(c) = self.calls.get(&id) else { return };
+        let transferred = c.transferred;
+        let established = c.established;
+        let (reason, status) = match cause {
+            _ if transferred => (EndReason::Transferred, None),
+            EndCause::LocalHangup => (EndReason::LocalHangup, None),
+            EndCause::RemoteHangup => (EndReason::RemoteHangup, None),
+            EndCause::Cancelled => (EndReason::Cancelled, None),
+            EndCause::RemoteCancelled => (EndReason::RemoteCancelled, None),
+            EndCause::Rejected(s) => (EndReason::Rejected, Some(s)),
+            EndCause::LocalRejected(s) => (EndReason::LocalRejected, Some(s)),
+            EndCause::AckTimeout => (EndReason::AckTimeout, None),
+            EndCause::DialogLost(s) => (EndReason::DialogLost, Some(s)),
+            EndCause::Replaced => (EndReason::Replaced, None),
+        };
+        if !established {
+            // The transfer call failed: tell the referrer (RFC 3515 §2.4.5).
+            let code = status.unwrap_or(487).max(300);
+            self.report_transfer(id, code);
+        }
+        self.emit(Event::Ended {
+            call: id,
+            cause: reason,
+            status,
+        });
+    }
+}

@@ -1,0 +1,212 @@
+//! Kamailio as registrar and proxy with digest auth, started by the test on loopback
+//! with its own configuration (tests/kamailio/kamailio.cfg.in): three `vaxel run`
+//! instances register (401 then 200), alice calls bob through the proxy with audio both
+//! ways (1 kHz one way, 700 Hz the other, each found in the other's recording), DTMF,
+//! hold and resume; then alice transfers bob to carol blind (REFER), and attended
+//! (hold bob, consult carol, REFER with Replaces: carol's call with alice is replaced).
+//!
+//! Skips (or fails with `VAXEL_REQUIRE_PEERS=1`) when kamailio is not installed.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+struct Kamailio(Child);
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_kamailio(dir: &std::path::Path, port: u16) -> Kamailio {
+    let cfg = include_str!("kamailio/kamailio.cfg.in").replace("@PORT@", &port.to_string());
+    let cfg_path = dir.join("kamailio.cfg");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let child = Command::new("kamailio")
+        .args(["-DD", "-E", "-m", "64", "-M", "8", "-f"])
+        .arg(&cfg_path)
+        .arg("-Y")
+        .arg(&run)
+        .arg("-P")
+        .arg(dir.join("kamailio.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("kamailio.log")).unwrap(),
+        ))
+        .spawn()
+        .expect("kamailio starts");
+    // Wait until it answers on TCP (UDP is up at the same time).
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Kamailio(child);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(Kamailio(child));
+    panic!(
+        "kamailio did not come up; see {}",
+        dir.join("kamailio.log").display()
+    );
+}
+
+fn user(dir: &std::path::Path, name: &str, kport: u16, play: &std::path::Path) -> Vaxel {
+    let profile = dir.join(name);
+    let status = Command::new(BIN)
+        .args([
+            "--profile",
+            profile.to_str().unwrap(),
+            "account",
+            "add",
+            "--name",
+            name,
+        ])
+        .args(["--uri", &format!("sip:{name}@127.0.0.1:{kport}")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rec = dir.join(format!("{name}.wav"));
+    let mut v = Vaxel::spawn(
+        name,
+        &[
+            "--profile",
+            profile.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1",
+            "run",
+            "--auto-answer",
+            "--play",
+            play.to_str().unwrap(),
+            "--record",
+            rec.to_str().unwrap(),
+        ],
+        &[("VAXEL_PASSWORD", &format!("{name}-secret"))],
+    );
+    v.event("registered", 10);
+    v
+}
+
+#[test]
+fn kamailio_register_call_audio_dtmf_hold_transfer() {
+    if !have_peer("/usr/sbin/kamailio") {
+        return;
+    }
+    let dir = temp_dir("kamailio");
+    let kport = free_port();
+    let _k = start_kamailio(&dir, kport);
+    let t1000 = dir.join("t1000.wav");
+    tone_wav(&t1000, 1000.0, 2);
+    let t700 = dir.join("t700.wav");
+    tone_wav(&t700, 700.0, 2);
+
+    let mut alice = user(&dir, "alice", kport, &t1000);
+    let mut bob = user(&dir, "bob", kport, &t700);
+    let mut carol = user(&dir, "carol", kport, &t700);
+
+    // 1. A call through the proxy: audio both ways, DTMF, hold and resume.
+    alice.send("call bob");
+    alice.expect("established", 10, |v| {
+        v["event"] == "established" && v["call"] == 1
+    });
+    bob.event("incoming", 5);
+    bob.event("established", 5);
+    alice.send("dtmf 1 42#");
+    bob.expect("dtmf #", 10, |v| v["event"] == "dtmf" && v["digit"] == "#");
+    assert_eq!(bob.digits(), "42#");
+    std::thread::sleep(Duration::from_secs(2));
+    alice.send("hold 1");
+    alice.expect("held", 10, |v| v["event"] == "held" && v["by"] == "local");
+    bob.expect("held", 10, |v| v["event"] == "held" && v["by"] == "remote");
+    alice.send("resume 1");
+    alice.expect("resumed", 10, |v| {
+        v["event"] == "resumed" && v["by"] == "local"
+    });
+    bob.expect("resumed", 10, |v| {
+        v["event"] == "resumed" && v["by"] == "remote"
+    });
+    alice.send("hangup 1");
+    alice.expect("ended", 10, |v| v["event"] == "ended" && v["call"] == 1);
+    bob.expect("ended", 10, |v| {
+        v["event"] == "ended" && v["cause"] == "remote_hangup"
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let freqs = [500.0, 700.0, 1000.0, 1500.0];
+    let (f, share) = dominant(&dir.join("bob.wav"), &freqs);
+    assert_eq!(f, 1000.0, "bob hears alice's 1 kHz ({share:.2})");
+    assert!(share > 0.5, "{share}");
+    let (f, share) = dominant(&dir.join("alice.wav"), &freqs);
+    assert_eq!(f, 700.0, "alice hears bob's 700 Hz ({share:.2})");
+    assert!(share > 0.5, "{share}");
+
+    // 2. Blind transfer: alice calls bob again and REFERs him to carol.
+    alice.send("call bob");
+    alice.expect("established 2", 10, |v| {
+        v["event"] == "established" && v["call"] == 2
+    });
+    bob.expect("established 2", 10, |v| {
+        v["event"] == "established" && v["call"] == 2
+    });
+    alice.send("transfer 2 carol");
+    bob.expect("transfer_requested", 10, |v| {
+        v["event"] == "transfer_requested"
+    });
+    carol.event("established", 10);
+    alice.expect("transferred", 10, |v| v["event"] == "transferred");
+    alice.expect("ended 2", 10, |v| {
+        v["event"] == "ended" && v["call"] == 2 && v["cause"] == "transferred"
+    });
+    let bc = bob.expect("bob-carol up", 10, |v| {
+        v["event"] == "established" && v["call"] == 3
+    });
+    assert_eq!(bc["call"], 3);
+    bob.send("hangup 3");
+    carol.expect("ended", 10, |v| {
+        v["event"] == "ended" && v["cause"] == "remote_hangup"
+    });
+
+    // 3. Attended transfer: alice calls bob (3), holds him, consults carol (4), then
+    //    REFERs bob to carol with Replaces; carol's call with alice is replaced by bob's.
+    alice.send("call bob");
+    alice.expect("established 3", 10, |v| {
+        v["event"] == "established" && v["call"] == 3
+    });
+    alice.send("hold 3");
+    alice.expect("held 3", 10, |v| v["event"] == "held" && v["call"] == 3);
+    alice.send("call carol");
+    alice.expect("established 4", 10, |v| {
+        v["event"] == "established" && v["call"] == 4
+    });
+    alice.send("attended-transfer 3 4");
+    alice.expect("transferred 3", 10, |v| {
+        v["event"] == "transferred" && v["call"] == 3
+    });
+    alice.expect("consult replaced", 10, |v| {
+        v["event"] == "ended" && v["call"] == 4 && v["cause"] == "remote_hangup"
+    });
+    carol.expect("incoming with replaces", 10, |v| {
+        v["event"] == "incoming" && !v["replaces"].is_null()
+    });
+    carol.expect("replaced", 10, |v| {
+        v["event"] == "ended" && v["cause"] == "replaced"
+    });
+    let bc = bob.expect("bob-carol up again", 10, |v| {
+        v["event"] == "established" && v["call"].as_u64() > Some(4)
+    });
+    bob.send(&format!("hangup {}", bc["call"]));
+    carol.expect("ended 2", 10, |v| {
+        v["event"] == "ended" && v["cause"] == "remote_hangup" && v["call"].as_u64() > Some(2)
+    });
+
+    for v in [&mut alice, &mut bob, &mut carol] {
+        v.send("quit");
+        v.event("unregistered", 10);
+        assert_eq!(v.wait(10), 0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
