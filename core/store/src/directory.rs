@@ -1,0 +1,150 @@
+//! The company directory, a local copy of what the engine publishes, kept for
+//! instant search and for working offline.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use crate::Store;
+use crate::error::Result;
+use crate::search::{self, HitKind, IndexRow};
+
+/// Row id of a directory entry (local; changes on every
+/// [`Store::replace_directory`]; use `engine_id` to follow a person).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DirectoryId(pub i64);
+
+/// One person (or shared number) of the company. Empty strings mean "not set".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    /// The engine's id of the user.
+    pub engine_id: String,
+    /// Full name.
+    pub name: String,
+    /// Short internal number ("4001").
+    pub extension: String,
+    /// Long (E.164) office number.
+    pub number: String,
+    /// Mobile number.
+    pub mobile: String,
+    /// E-mail address.
+    pub email: String,
+    /// Department.
+    pub department: String,
+    /// Job title.
+    pub title: String,
+    /// Office or site.
+    pub location: String,
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<(DirectoryId, DirectoryEntry)> {
+    Ok((
+        DirectoryId(r.get(0)?),
+        DirectoryEntry {
+            engine_id: r.get(1)?,
+            name: r.get(2)?,
+            extension: r.get(3)?,
+            number: r.get(4)?,
+            mobile: r.get(5)?,
+            email: r.get(6)?,
+            department: r.get(7)?,
+            title: r.get(8)?,
+            location: r.get(9)?,
+        },
+    ))
+}
+
+const COLUMNS: &str =
+    "id, engine_id, name, extension, number, mobile, email, department, title, location";
+
+impl Store {
+    /// Replaces the whole directory with `entries`, in one transaction, so a
+    /// search sees either the old or the new directory. Returns how many were
+    /// stored.
+    pub fn replace_directory(&mut self, entries: &[DirectoryEntry]) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM directory", [])?;
+        search::unindex_all(&tx, HitKind::Directory)?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO directory (engine_id, name, extension, number, mobile, email, \
+                 department, title, location) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for e in entries {
+                insert.execute(params![
+                    e.engine_id.trim(),
+                    e.name.trim(),
+                    e.extension.trim(),
+                    e.number.trim(),
+                    e.mobile.trim(),
+                    e.email.trim(),
+                    e.department.trim(),
+                    e.title.trim(),
+                    e.location.trim()
+                ])?;
+                let id = tx.last_insert_rowid();
+                let detail = [e.department.trim(), e.title.trim()]
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let number = [&e.extension, &e.number, &e.mobile]
+                    .into_iter()
+                    .map(|s| s.trim())
+                    .find(|s| !s.is_empty())
+                    .unwrap_or("")
+                    .to_owned();
+                search::index(
+                    &tx,
+                    HitKind::Directory,
+                    id,
+                    &IndexRow {
+                        name: vec![&e.name],
+                        other: vec![&e.email, &e.department, &e.title, &e.location],
+                        numbers: vec![&e.extension, &e.number, &e.mobile],
+                        display: e.name.trim().to_owned(),
+                        detail,
+                        number,
+                        favourite: false,
+                        recency: 0,
+                    },
+                )?;
+            }
+        }
+        // Merge the index segments the bulk insert left behind, so the first
+        // keystrokes read one b-tree per term instead of dozens.
+        tx.execute(
+            "INSERT INTO search_fts (search_fts) VALUES ('optimize')",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(entries.len())
+    }
+
+    /// One directory entry.
+    pub fn directory_entry(&self, id: DirectoryId) -> Result<Option<DirectoryEntry>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM directory WHERE id = ?1"))?
+            .query_row([id.0], from_row)
+            .optional()?
+            .map(|(_, e)| e))
+    }
+
+    /// The whole directory, by name.
+    pub fn directory(&self) -> Result<Vec<(DirectoryId, DirectoryEntry)>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM directory ORDER BY name COLLATE NOCASE, id"
+            ))?
+            .query_map([], from_row)?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How many directory entries there are.
+    pub fn directory_len(&self) -> Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM directory", [], |r| r.get::<_, i64>(0))?
+            .max(0) as u64)
+    }
+}
