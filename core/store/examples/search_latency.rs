@@ -169,7 +169,12 @@ fn main() {
         "+46 8 000 12",
         "100042",
     ];
-    println!("\nper keystroke, limit 20 (median / p99 / max over 200 runs; hits):");
+    let size: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    println!("database files: {:.1} MB", size as f64 / 1e6);
+    println!("\nper keystroke, limit 20 (min / median / p99 / max over 200 runs; hits):");
     let mut all = Vec::new();
     for q in typed {
         for end in 1..=q.len() {
@@ -193,8 +198,9 @@ fn main() {
             times.sort();
             all.extend_from_slice(&times);
             println!(
-                "  {:<14} {:>8.1?} {:>8.1?} {:>8.1?}  {hits}",
+                "  {:<14} {:>8.1?} {:>8.1?} {:>8.1?} {:>8.1?}  {hits}",
                 format!("{prefix:?}"),
+                times[0],
                 times[100],
                 times[197],
                 times[199]
@@ -203,7 +209,8 @@ fn main() {
     }
     all.sort();
     println!(
-        "\nall keystrokes: median {:.1?}, p99 {:.1?}, max {:.1?}",
+        "\nall keystrokes: min {:.1?}, median {:.1?}, p99 {:.1?}, max {:.1?}",
+        all[0],
         all[all.len() / 2],
         all[all.len() * 99 / 100],
         all[all.len() - 1]

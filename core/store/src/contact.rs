@@ -280,7 +280,6 @@ fn reindex(tx: &Transaction<'_>, id: ContactId, d: &ContactData) -> Result<()> {
             detail,
             number,
             favourite: d.favourite,
-            recency: 0,
         },
     )
 }

@@ -7,8 +7,8 @@ use crate::Store;
 use crate::error::Result;
 use crate::search::{self, HitKind, IndexRow};
 
-/// Row id of a directory entry (local; changes on every
-/// [`Store::replace_directory`]; use `engine_id` to follow a person).
+/// Row id of a directory entry. Local, in name order, and new on every
+/// [`Store::replace_directory`]: use `engine_id` to follow a person.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DirectoryId(pub i64);
 
@@ -68,7 +68,12 @@ impl Store {
                 "INSERT INTO directory (engine_id, name, extension, number, mobile, email, \
                  department, title, location) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
-            for e in entries {
+            // Insert in name order: row ids, and with them the search index's
+            // rowids, become alphabetical, which is the order search returns
+            // directory hits in without sorting them (see `search`).
+            let mut sorted: Vec<&DirectoryEntry> = entries.iter().collect();
+            sorted.sort_by_cached_key(|e| (e.name.trim().to_lowercase(), e.extension.clone()));
+            for e in sorted {
                 insert.execute(params![
                     e.engine_id.trim(),
                     e.name.trim(),
@@ -104,7 +109,6 @@ impl Store {
                         detail,
                         number,
                         favourite: false,
-                        recency: 0,
                     },
                 )?;
             }
@@ -116,6 +120,16 @@ impl Store {
             [],
         )?;
         tx.commit()?;
+        // The bulk write left a WAL as large as the index; fold it back into
+        // the database now rather than keep it on disk until some later
+        // checkpoint. Best effort: a reader holding the WAL only delays this.
+        if self.path.is_some() {
+            let _: rusqlite::Result<(i64, i64, i64)> =
+                self.conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    });
+        }
         Ok(entries.len())
     }
 

@@ -376,7 +376,6 @@ fn reindex(tx: &Transaction<'_>, c: &CallRecord) -> Result<()> {
             detail: c.group.as_ref().map(|g| g.name.clone()).unwrap_or_default(),
             number,
             favourite: false,
-            recency: c.started_at,
         },
     )
 }
@@ -844,7 +843,7 @@ mod tests {
         let hits = s.search("070 123", 10).unwrap();
         assert_eq!(hits.len(), 1, "{hits:?}");
         assert_eq!(hits[0].kind, HitKind::History);
-        assert_eq!(hits[0].id, local.0, "newest call of the party");
+        assert_eq!(hits[0].id, 3, "the party's most recently recorded call");
         assert!(
             s.import_remote(&[remote("", CallOutcome::Missed, 1)])
                 .is_err()

@@ -104,10 +104,9 @@ CREATE TABLE directory (
 -- UNINDEXED columns carry what a hit shows, so a search is one query.
 CREATE VIRTUAL TABLE search_fts USING fts5 (
     name, other, digits,
-    display UNINDEXED, detail UNINDEXED, number UNINDEXED,
-    favourite UNINDEXED, recency UNINDEXED,
+    display UNINDEXED, detail UNINDEXED, number UNINDEXED, favourite UNINDEXED,
     tokenize = "unicode61 remove_diacritics 2",
-    prefix = '1 2 3'
+    prefix = '1 2 3 4 5 6 7 8'
 );
 "#,
 ];
