@@ -208,6 +208,17 @@ const TWO_DIGIT_CC: &[&str] = &[
     "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98",
 ];
 
+/// Length of the E.164 country code at the start of `digits`.
+fn country_code_len(digits: &str) -> usize {
+    if digits.starts_with('1') || digits.starts_with('7') {
+        1
+    } else if TWO_DIGIT_CC.iter().any(|cc| digits.starts_with(cc)) {
+        2
+    } else {
+        3
+    }
+}
+
 /// Digits of a number, with an international prefix (`+` or `00`) reduced
 /// to nothing, and whether there was one.
 fn digits_of(number: &str) -> (String, bool) {
@@ -234,13 +245,7 @@ pub(crate) fn number_forms(number: &str) -> Vec<String> {
     }
     let mut forms = vec![d.clone()];
     if international {
-        let cc_len = if d.starts_with('1') || d.starts_with('7') {
-            1
-        } else if TWO_DIGIT_CC.iter().any(|cc| d.starts_with(cc)) {
-            2
-        } else {
-            3
-        };
+        let cc_len = country_code_len(&d);
         if d.len() > cc_len + 1 {
             let national = &d[cc_len..];
             forms.push(national.to_owned());
@@ -384,11 +389,20 @@ struct Found {
 }
 
 /// Two history rows are the same party when their numbers have the same
-/// digits (or, for SIP URIs, the same text ignoring case).
+/// national significant number ("+46 31 999 00 00" and "031-999 00 00"), or,
+/// for SIP URIs, the same text ignoring case.
 fn party_key(number: &str) -> String {
-    match number_forms(number).into_iter().next() {
-        Some(d) if is_number_word(number.trim_start_matches("tel:")) => d,
-        _ => number.to_lowercase(),
+    let bare = number.trim().trim_start_matches("tel:");
+    if !is_number_word(&bare.replace(' ', "")) {
+        return number.to_lowercase();
+    }
+    let (d, international) = digits_of(bare);
+    if international && d.len() > country_code_len(&d) {
+        d[country_code_len(&d)..].to_owned()
+    } else if let Some(national) = d.strip_prefix('0') {
+        national.to_owned()
+    } else {
+        d
     }
 }
 
@@ -413,6 +427,17 @@ mod tests {
         assert_eq!(number_forms("+358 40 123"), ["35840123", "40123", "040123"]);
         assert_eq!(number_forms("4001"), ["4001"]);
         assert!(number_forms("sip:bob@example.com").is_empty());
+    }
+
+    #[test]
+    fn parties_compare_by_national_number() {
+        assert_eq!(party_key("+46 31 999 00 00"), party_key("031-999 00 00"));
+        assert_eq!(party_key("tel:+4631990000"), party_key("0046 31 99 00 00"));
+        assert_ne!(party_key("4001"), party_key("4002"));
+        assert_eq!(
+            party_key("sip:Bo@Example.com"),
+            party_key("sip:bo@example.com")
+        );
     }
 
     #[test]

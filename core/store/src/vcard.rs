@@ -310,10 +310,8 @@ impl Card {
     fn apply(&mut self, p: &Property, line: usize) {
         let d = &mut self.data;
         match p.name.as_str() {
-            "VERSION" => {
-                if !matches!(p.value.trim(), "2.1" | "3.0" | "4.0") {
-                    self.fail(line, format!("unsupported VERSION {:?}", p.value.trim()));
-                }
+            "VERSION" if !matches!(p.value.trim(), "2.1" | "3.0" | "4.0") => {
+                self.fail(line, format!("unsupported VERSION {:?}", p.value.trim()));
             }
             "FN" => self.formatted_name = Some(unescape(&p.value).trim().to_owned()),
             "N" => {
