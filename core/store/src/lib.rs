@@ -221,3 +221,14 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The driver moves the store onto its own blocking thread.
+    #[test]
+    fn store_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<super::Store>();
+        assert_send::<super::KeyringStore>();
+    }
+}

@@ -155,6 +155,17 @@ pub(crate) fn index(
     row: &IndexRow<'_>,
 ) -> Result<()> {
     unindex(tx, kind, id)?;
+    index_new(tx, kind, id, row)
+}
+
+/// Adds the index row of a record that has none (bulk loads: saves the
+/// delete, which FTS5 has to look up).
+pub(crate) fn index_new(
+    tx: &Transaction<'_>,
+    kind: HitKind,
+    id: i64,
+    row: &IndexRow<'_>,
+) -> Result<()> {
     let rowid = row_id(kind, id, row.favourite);
     let mut digits = String::new();
     for n in &row.numbers {
