@@ -46,6 +46,16 @@
 //! - Passwords never enter this file: they go to a [`SecretStore`]
 //!   ([`KeyringStore`] in the app, [`MemoryStore`] in tests).
 //! - The store is synchronous; a driver runs it on a blocking thread it owns.
+//!
+//! # Performance
+//!
+//! `examples/search_latency.rs` loads 100,000 directory entries, 1,000
+//! contacts and 10,000 calls and times every keystroke of a few typed
+//! queries: about 40–90 µs per keystroke for names and numbers and up to about
+//! 1 ms for department words that match a tenth of the directory
+//! (release build, 2 shared cores). Loading the 100,000 entries takes about
+//! 4 s and about 115 MB on disk, most of it the prefix indexes that keep long
+//! number prefixes fast.
 
 mod account;
 mod contact;

@@ -22,7 +22,8 @@
 //! quoted FTS5 prefix term (`"ann"*`); the terms are joined with `AND`. Because
 //! each term is quoted and contains only letters and digits, no input — quotes,
 //! `NEAR`, `*`, `-`, `:`, `^`, parentheses — can change the query's meaning or
-//! make it fail. A query without any letter or digit matches nothing.
+//! make it fail. A query without any letter or digit matches nothing; terms
+//! after the sixteenth are ignored.
 //!
 //! # Ranking
 //!
@@ -276,9 +277,19 @@ fn is_number_word(w: &str) -> bool {
             .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '(' | ')' | '.' | '/'))
 }
 
+/// Terms beyond this many are ignored (nobody types more; pasted text
+/// would otherwise make each keystroke as slow as its word count).
+const MAX_TERMS: usize = 16;
+
 /// Builds the FTS5 MATCH expression for a user's query; `None` when the query
 /// has nothing to search for. See the [module docs](self).
 pub fn match_expression(query: &str) -> Option<String> {
+    let terms = query_terms(query);
+    (!terms.is_empty()).then(|| terms.join(" AND "))
+}
+
+/// The quoted prefix terms of a query (see [`match_expression`]).
+fn query_terms(query: &str) -> Vec<String> {
     let mut words: Vec<String> = Vec::new();
     let mut number = String::new();
     let flush = |number: &mut String, words: &mut Vec<String>| {
@@ -309,11 +320,9 @@ pub fn match_expression(query: &str) -> Option<String> {
             }
         }
     }
-    if terms.is_empty() {
-        None
-    } else {
-        Some(terms.join(" AND "))
-    }
+    // A pasted paragraph must not cost a paragraph of doclist merges.
+    terms.truncate(MAX_TERMS);
+    terms
 }
 
 impl Store {
@@ -323,9 +332,11 @@ impl Store {
     /// first (see the [module docs](self) for the order). Any input is safe;
     /// one without letters or digits finds nothing.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
-        let Some(expr) = match_expression(query) else {
+        let terms = query_terms(query);
+        if terms.is_empty() {
             return Ok(Vec::new());
-        };
+        }
+        let expr = terms.join(" AND ");
         let mut found = Found {
             hits: Vec::with_capacity(limit.min(256)),
             rows: HashSet::new(),
@@ -333,7 +344,13 @@ impl Store {
             limit,
         };
         // Tier 1: every word matches a name or a number. Tier 2: any field.
-        let by_name = format!("{{name digits}} : ({expr})");
+        // The column filter on each term, not on the whole AND: FTS5 then
+        // drops a term's rows from other columns before intersecting.
+        let by_name = terms
+            .iter()
+            .map(|t| format!("{{name digits}} : {t}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         for tier in [&by_name, &expr] {
             self.search_tier(tier, &mut found)?;
         }

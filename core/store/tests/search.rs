@@ -258,3 +258,13 @@ fn replacing_the_directory_replaces_its_search_rows() {
     assert_eq!(hit.number, "5001");
     assert_eq!(hit.detail, "Legal, Engineer");
 }
+
+#[test]
+fn very_long_queries_are_safe() {
+    let s = store();
+    let many_words = "anne ".repeat(5_000);
+    s.search(&many_words, 10).unwrap();
+    let many_numbers = "1 a ".repeat(5_000);
+    s.search(&many_numbers, 10).unwrap();
+    assert_eq!(names(&s, &"ann ".repeat(40)), ["Anne Sällström"]);
+}
