@@ -159,13 +159,22 @@ fn map_keyring(account: &str, e: keyring::Error) -> SecretError {
     }
 }
 
-/// A D-Bus failure to reach the Secret Service at all means there is no keychain.
+/// A D-Bus failure to reach the Secret Service at all means there is no
+/// keychain. `keyring` passes these up only as boxed errors, so this looks at
+/// libdbus's messages: no bus (`Failed to connect to socket`, no
+/// `DBUS_SESSION_BUS_ADDRESS`, no autolaunch) or no service on it.
 fn is_unavailable(e: &(dyn std::error::Error + Send + Sync)) -> bool {
+    const MARKERS: &[&str] = &[
+        "Failed to connect to socket",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "Unable to autolaunch",
+        "org.freedesktop.DBus.Error.ServiceUnknown",
+        "org.freedesktop.DBus.Error.NoServer",
+        "org.freedesktop.DBus.Error.Spawn",
+        "org.freedesktop.DBus.Error.FileNotFound",
+    ];
     let s = e.to_string();
-    s.contains("org.freedesktop.DBus.Error.ServiceUnknown")
-        || s.contains("DBUS_SESSION_BUS_ADDRESS")
-        || s.contains("org.freedesktop.DBus.Error.NoServer")
-        || s.contains("Unable to autolaunch")
+    MARKERS.iter().any(|m| s.contains(m))
 }
 
 impl SecretStore for KeyringStore {

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use vaxel_store::secret::SERVICE;
-use vaxel_store::{KeyringStore, NewAccount, Secret, SecretStore, Store, Transport};
+use vaxel_store::{
+    Fault, KeyringStore, NewAccount, Secret, SecretError, SecretStore, Store, Transport,
+};
 
 /// Set in the child that runs under the private bus.
 const CHILD: &str = "VAXEL_KEYRING_TEST_CHILD";
@@ -27,8 +29,8 @@ fn on_path(tool: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
-fn temp_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vaxel-keyring-test-{}", std::process::id()));
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vaxel-keyring-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(d.join("run")).unwrap();
     #[cfg(unix)]
@@ -59,7 +61,7 @@ fn keyring_store_keeps_passwords_in_gnome_keyring() {
         println!("SKIP {TEST_NAME}: {} not installed", missing.join(", "));
         return;
     }
-    let dir = temp_dir();
+    let dir = temp_dir("gnome");
     let exe = std::env::current_exe().unwrap();
     let script = r#"printf '%s' "$VAXEL_KEYRING_UNLOCK" | gnome-keyring-daemon --daemonize --unlock --components=secrets >/dev/null || exit 97
 exec "$0" --exact "$1" --nocapture --test-threads=1"#;
@@ -152,4 +154,51 @@ fn assert_not_in_files(dir: &Path, needle: &str) {
             );
         }
     }
+}
+
+/// With no Secret Service on the bus, the keychain is reported unavailable
+/// (the environment's fault), not as a missing password and not as a panic.
+#[test]
+fn keyring_store_without_a_secret_service_is_unavailable() {
+    if std::env::var_os(CHILD).is_some() {
+        if std::env::var_os("VAXEL_KEYRING_NO_BUS").is_none() {
+            return;
+        }
+        let keychain = KeyringStore::new();
+        let key = format!("sip:nobody-{}@example.com", std::process::id());
+        for result in [
+            keychain.get(&key).map(|_| ()),
+            keychain.set(&key, &Secret::new("pw")),
+            keychain.delete(&key).map(|_| ()),
+        ] {
+            let e = result.expect_err("no keychain, yet it worked");
+            assert!(matches!(e, SecretError::Unavailable(_)), "{e:?}");
+            assert_eq!(e.fault(), Fault::Environment);
+            assert!(!e.to_string().contains("pw\""), "{e}");
+        }
+        println!("no-bus child: ok");
+        return;
+    }
+    let dir = temp_dir("nobus");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "keyring_store_without_a_secret_service_is_unavailable",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .env("VAXEL_KEYRING_NO_BUS", "1")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            format!("unix:path={}/no-bus", dir.display()),
+        )
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("no-bus child: ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
