@@ -14,12 +14,15 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 # Libraries the build links against (opus needs cmake; the desktop app WebKitGTK).
 # vaxel-audio: ALSA headers for cpal; WebRTC audio processing 0.3 for the `aec` feature,
-# whose bindings bindgen generates with libclang.
-build_pkgs=(build-essential cmake pkg-config curl ca-certificates git libssl-dev
+# whose bindings bindgen generates with libclang. vaxel-store: libdbus for keyring's Secret
+# Service client (the OS keychain on Linux).
+build_pkgs=(build-essential cmake pkg-config curl ca-certificates git libssl-dev libdbus-1-dev
     libasound2-dev libwebrtc-audio-processing-dev libclang-dev)
 # Real programs the tests start on loopback ports (ARCHITECTURE.md §5); PulseAudio with a
-# null sink is the clocked virtual sound card, espeak-ng speaks the echo tests' far end.
-test_pkgs=(sip-tester pulseaudio pulseaudio-utils espeak-ng kamailio baresip)
+# null sink is the clocked virtual sound card, espeak-ng speaks the echo tests' far end;
+# gnome-keyring under dbus-run-session is the real Linux keychain, secret-tool checks it.
+test_pkgs=(sip-tester pulseaudio pulseaudio-utils espeak-ng dbus gnome-keyring libsecret-tools
+    kamailio baresip)
 
 apt_install() {
     local missing=()
