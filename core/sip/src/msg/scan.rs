@@ -106,22 +106,20 @@ pub(crate) fn skip_wsp(s: &[u8], mut i: usize) -> usize {
 
 /// Index of the first byte at or after `i` outside `class`.
 ///
-/// Four bytes at a time while they all belong to the class (one bounds check
-/// and one branch per four bytes), then byte by byte: most runs (tokens,
-/// host names, URI parts) are several bytes long.
+/// Eight bytes at a time with one bounds check per block; inside a block
+/// the first byte outside the class returns at once, with no further bounds
+/// check and no loop counter: most runs (tokens, host labels, URI parts) are
+/// a few bytes long and end inside their first or second block. Only the
+/// last seven bytes of `s` go byte by byte with a bounds check each.
 #[inline]
 pub(crate) fn run(s: &[u8], mut i: usize, class: u16) -> usize {
-    while let Some(w) = s.get(i..i + 4) {
-        if TABLE[w[0] as usize]
-            & TABLE[w[1] as usize]
-            & TABLE[w[2] as usize]
-            & TABLE[w[3] as usize]
-            & class
-            == 0
-        {
-            break;
+    while let Some(w) = s.get(i..i + 8) {
+        for (k, &c) in w.iter().enumerate() {
+            if TABLE[c as usize] & class == 0 {
+                return i + k;
+            }
         }
-        i += 4;
+        i += 8;
     }
     while i < s.len() && is(s[i], class) {
         i += 1;
