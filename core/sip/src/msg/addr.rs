@@ -54,7 +54,7 @@ pub(crate) fn scan_name_addr_at(
     if b.get(i) == Some(&b'"') {
         let e = scan::skip_quoted(b, i)
             .ok_or(ParseError::value("unbalanced quotes in display name"))?;
-        display = Some(&s[i..e]);
+        display = Some(scan::sub(s, i, e));
         i = scan::skip_wsp(b, e);
         if b.get(i) != Some(&b'<') {
             return Err(ParseError::value("expected '<' after display name"));
@@ -70,7 +70,7 @@ pub(crate) fn scan_name_addr_at(
             j = scan::skip_wsp(b, t);
         }
         if b.get(j) == Some(&b'<') {
-            display = Some(scan::trim(&s[i..j]));
+            display = Some(scan::trim(scan::sub(s, i, j)));
             i = j;
         }
     }
@@ -81,7 +81,7 @@ pub(crate) fn scan_name_addr_at(
             .map(|p| p + i + 1)
             .filter(|&c| b[c] == b'>')
             .ok_or(ParseError::value("missing '>' after URI"))?;
-        uri_text = &s[i + 1..close];
+        uri_text = scan::sub(s, i + 1, close);
         pstart = close + 1;
     } else {
         if require_angle {
@@ -93,7 +93,7 @@ pub(crate) fn scan_name_addr_at(
             .iter()
             .position(|&c| c == b';' || c == b',' || c == b'\r' || scan::is_wsp(c))
             .map_or(b.len(), |p| i + p);
-        uri_text = &s[i..end];
+        uri_text = scan::sub(s, i, end);
         if uri_text.contains('?') {
             return Err(ParseError::value(
                 "URI with headers must be enclosed in '<' '>'",
@@ -107,7 +107,7 @@ pub(crate) fn scan_name_addr_at(
         RawNameAddr {
             display: display.filter(|d| !d.is_empty()),
             uri,
-            params: scan::trim(&s[pstart..end]),
+            params: scan::trim(scan::sub(s, pstart, end)),
         },
         end,
     ))

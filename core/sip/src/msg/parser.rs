@@ -209,20 +209,27 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
                 "continuation line without a header",
             ));
         }
-        let n_end = scan::run(hb, p, TOKEN);
-        let colon = scan::skip_wsp(hb, n_end);
-        let mut known = if n_end > p && hb.get(colon) == Some(&b':') {
-            HeaderName::known_in(hb, p, n_end)
-        } else {
-            None
+        let (n_end, colon, mut known) = match HeaderName::known_colon(hb, p) {
+            Some((name, n)) => (p + n, p + n, Some(name)),
+            None => {
+                let n_end = scan::run(hb, p, TOKEN);
+                let colon = scan::skip_wsp(hb, n_end);
+                let known = if n_end > p && hb.get(colon) == Some(&b':') {
+                    HeaderName::known_in(hb, p, n_end)
+                } else {
+                    None
+                };
+                (n_end, colon, known)
+            }
         };
+        debug_assert!(known.is_none() || scan::run(hb, p, TOKEN) == n_end);
         if let Some(name) = known.take() {
             // Fast path: the grammar check of the value also finds its end,
             // with no separate search for the line end. It decides only
             // values that end in CRLF with no folding; anything else goes
             // the general way below, which reports the errors.
             let vs = scan::skip_wsp(hb, colon + 1);
-            if let Some((stop, cl)) = check_known_to(&name, h, vs) {
+            if let Some((stop, n)) = check_known_to(&name, h, vs) {
                 let k = scan::skip_wsp(hb, stop);
                 if hb.get(k) == Some(&b'\r')
                     && hb.get(k + 1) == Some(&b'\n')
@@ -234,18 +241,26 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
                     }
                     debug_assert!(memchr2(b'\r', b'\n', &hb[p..k]).is_none());
                     let value = head.slice_ref(&h[vs..ve]);
-                    debug_assert_eq!(check_known(&name, &value).ok(), Some(cl));
-                    if let HeaderName::CSeq = name {
-                        let (_, m) = scan_cseq(&value).map_err(|e| e.in_header(&name))?;
-                        if cseq_method.is_none() {
-                            cseq_method = Some(value.slice_ref(m));
+                    match name {
+                        // check_known_to found the method at `n..stop`.
+                        HeaderName::CSeq => {
+                            debug_assert_eq!(
+                                scan_cseq(&value).ok().map(|r| r.1),
+                                Some(&h[n..stop])
+                            );
+                            if cseq_method.is_none() {
+                                cseq_method = Some(head.slice_ref(scan::sub(h, n, stop)));
+                            }
                         }
-                    }
-                    if let Some(cl) = cl {
-                        match content_length {
-                            Some(prev) if prev != cl => cl_conflict = true,
-                            _ => content_length = Some(cl),
+                        HeaderName::ContentLength => {
+                            let cl = n as u32;
+                            debug_assert_eq!(check_known(&name, &value).ok(), Some(Some(cl)));
+                            match content_length {
+                                Some(prev) if prev != cl => cl_conflict = true,
+                                _ => content_length = Some(cl),
+                            }
                         }
+                        _ => debug_assert_eq!(check_known(&name, &value).ok(), Some(None)),
                     }
                     headers.push_header(Header { name, value });
                     p = k + 2;

@@ -147,6 +147,18 @@ pub(crate) fn run_escaped(s: &[u8], mut i: usize, class: u16) -> Option<usize> {
     }
 }
 
+/// `&s[a..b]` for positions the scanners found, which are next to ASCII
+/// bytes and so always on character boundaries. Unlike the indexing
+/// operator it cannot panic: a slice whose result goes unused (a scan that
+/// only validates) is then removed by the optimiser, where the panicking
+/// form keeps an out-of-line boundary check for every field of a `Raw*`
+/// struct. Out-of-range positions (a bug) give "" in release builds.
+#[inline(always)]
+pub(crate) fn sub(s: &str, a: usize, b: usize) -> &str {
+    debug_assert!(s.get(a..b).is_some(), "slice {a}..{b} of {s:?}");
+    s.get(a..b).unwrap_or_default()
+}
+
 /// Whether the whole of `s` is a non-empty token.
 #[inline]
 pub(crate) fn is_token(s: &str) -> bool {
@@ -253,12 +265,19 @@ pub(crate) fn quote(s: &str) -> String {
 
 /// Parses `1*DIGIT` as a u64 with an upper bound; `None` when empty, not all
 /// digits, or above `max` (RFC 4475 §3.1.2.4/3.1.2.5: overflowing scalars).
+#[inline]
 pub(crate) fn parse_num(s: &str, max: u64) -> Option<u64> {
+    parse_num_bytes(s.as_bytes(), max)
+}
+
+/// [`parse_num`] on bytes.
+#[inline]
+pub(crate) fn parse_num_bytes(s: &[u8], max: u64) -> Option<u64> {
     if s.is_empty() || s.len() > 40 {
         return None;
     }
     let mut v: u64 = 0;
-    for &c in s.as_bytes() {
+    for &c in s {
         if !c.is_ascii_digit() {
             return None;
         }
@@ -279,7 +298,7 @@ pub(crate) fn trim(s: &str) -> &str {
     while j > i && is_wsp(b[j - 1]) {
         j -= 1;
     }
-    &s[i..j]
+    sub(s, i, j)
 }
 
 /// Splits a header value into its comma-separated elements, ignoring commas

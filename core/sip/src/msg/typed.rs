@@ -43,7 +43,7 @@ fn head_and_params(s: &str) -> Result<(&str, &str), ParseError> {
     if end != b.len() {
         return Err(ParseError::value("unexpected text after value"));
     }
-    Ok((&s[i..j], scan::trim(&s[j..end])))
+    Ok((scan::sub(s, i, j), scan::trim(scan::sub(s, j, end))))
 }
 
 /// Applies `f` to each comma-separated element; empty elements are an error
@@ -121,7 +121,7 @@ pub(crate) fn scan_cseq(s: &str) -> Result<(u32, &str), ParseError> {
     let b = s.as_bytes();
     let i = scan::skip_wsp(b, 0);
     let d = i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let seq = scan::parse_num(&s[i..d], (1 << 31) - 1).ok_or(range("CSeq number"))? as u32;
+    let seq = scan::parse_num_bytes(&b[i..d], (1 << 31) - 1).ok_or(range("CSeq number"))? as u32;
     let m = scan::skip_wsp(b, d);
     if m == d {
         return Err(ParseError::value("expected method after CSeq number"));
@@ -130,7 +130,7 @@ pub(crate) fn scan_cseq(s: &str) -> Result<(u32, &str), ParseError> {
     if e == m || scan::skip_wsp(b, e) != b.len() {
         return Err(ParseError::value("bad CSeq method"));
     }
-    Ok((seq, &s[m..e]))
+    Ok((seq, scan::sub(s, m, e)))
 }
 
 impl CSeq {
@@ -192,7 +192,7 @@ fn scan_rack(s: &str) -> Result<(u32, u32, &str), ParseError> {
     let b = s.as_bytes();
     let i = scan::skip_wsp(b, 0);
     let d = i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let rseq = scan::parse_num(&s[i..d], MAX_DELTA).ok_or(range("RAck response-num"))? as u32;
+    let rseq = scan::parse_num_bytes(&b[i..d], MAX_DELTA).ok_or(range("RAck response-num"))? as u32;
     let (cseq, m) = scan_cseq(&s[d..])?;
     Ok((rseq, cseq, m))
 }
@@ -246,7 +246,11 @@ fn scan_media_type(s: &str) -> Result<(&str, &str, &str), ParseError> {
     if end != b.len() {
         return Err(ParseError::value("unexpected text in media type"));
     }
-    Ok((&s[i..t], &s[j..st], scan::trim(&s[st..end])))
+    Ok((
+        scan::sub(s, i, t),
+        scan::sub(s, j, st),
+        scan::trim(scan::sub(s, st, end)),
+    ))
 }
 
 impl MediaType {
@@ -588,12 +592,12 @@ impl SipDate {
                 Err(bad())
             }
         };
-        let wk = &s[0..3];
+        let wk = scan::sub(s, 0, 3);
         let wkday = WKDAYS.iter().position(|w| *w == wk).ok_or_else(bad)?;
         let day = two(5)?;
         let mon = MONTHS
             .iter()
-            .position(|m| *m == &s[8..11])
+            .position(|m| *m == scan::sub(s, 8, 11))
             .ok_or_else(bad)? as u8
             + 1;
         if b[7] != b' ' || b[11] != b' ' || b[16] != b' ' || b[19] != b':' || b[22] != b':' {
@@ -793,7 +797,7 @@ fn check_retry_after(s: &str) -> Result<u32, ParseError> {
     let b = s.as_bytes();
     let i = scan::skip_wsp(b, 0);
     let d = i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let v = delta_seconds(&s[i..d])?;
+    let v = delta_seconds(scan::sub(s, i, d))?;
     let mut j = scan::skip_wsp(b, d);
     if b.get(j) == Some(&b'(') {
         j = scan::skip_comment(b, j).ok_or(ParseError::value("unbalanced comment"))?;
@@ -909,8 +913,9 @@ fn digits(b: &[u8], i: usize) -> usize {
 /// `1*DIGIT` from `s[i]` no larger than `max`: its value and end.
 #[inline]
 fn number_at(s: &str, i: usize, max: u64) -> Option<(u64, usize)> {
-    let d = digits(s.as_bytes(), i);
-    Some((scan::parse_num(&s[i..d], max)?, d))
+    let b = s.as_bytes();
+    let d = digits(b, i);
+    Some((scan::parse_num_bytes(b.get(i..d)?, max)?, d))
 }
 
 /// [`each_scanned`] that stops, instead of failing, at text that is neither
@@ -968,12 +973,14 @@ fn product_list_to(s: &str, i: usize) -> Option<usize> {
 /// The parser's fast path for the common headers: validates the value that
 /// starts at `s[i]` without knowing where its line ends, and returns where
 /// the grammar stops (the caller requires CRLF there, after whitespace) and
-/// the Content-Length. `None` means "not decided here": the value is then
+/// a number that depends on the header: the Content-Length for
+/// Content-Length, where the method starts for CSeq (the method ends where
+/// the grammar stops), else 0. `None` means "not decided here": the value is then
 /// cut at its line end and checked by [`check_known`], which reports the
 /// error, if any. So this accepts only what [`check_known`] accepts for the
 /// same (trimmed) value; it reads no CR or LF, which no grammar here allows.
 #[inline]
-pub(crate) fn check_known_to(name: &HeaderName, s: &str, i: usize) -> Option<(usize, Option<u32>)> {
+pub(crate) fn check_known_to(name: &HeaderName, s: &str, i: usize) -> Option<(usize, usize)> {
     use HeaderName as H;
     let b = s.as_bytes();
     let e = match name {
@@ -1013,12 +1020,12 @@ pub(crate) fn check_known_to(name: &HeaderName, s: &str, i: usize) -> Option<(us
             if m == d || e == m {
                 return None;
             }
-            e
+            return Some((e, m));
         }
         H::MaxForwards => number_at(s, i, 255)?.1,
         H::ContentLength => {
             let (n, e) = number_at(s, i, MAX_DELTA)?;
-            return Some((e, Some(n as u32)));
+            return Some((e, n as usize));
         }
         H::Expires => number_at(s, i, MAX_DELTA)?.1,
         H::SessionExpires => {
@@ -1045,7 +1052,7 @@ pub(crate) fn check_known_to(name: &HeaderName, s: &str, i: usize) -> Option<(us
         H::UserAgent => product_list_to(s, i)?,
         _ => return None,
     };
-    Some((e, None))
+    Some((e, 0))
 }
 
 // ---------------------------------------------------------------------------

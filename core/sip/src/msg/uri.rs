@@ -231,8 +231,11 @@ impl<'a> Iterator for ParamIter<'a> {
             let end = i.min(b.len());
             self.s = &s[end..];
             let (n, v) = match eq {
-                Some(e) => (scan::trim(&s[start..e]), Some(scan::trim(&s[e + 1..end]))),
-                None => (scan::trim(&s[start..end]), None),
+                Some(e) => (
+                    scan::trim(scan::sub(s, start, e)),
+                    Some(scan::trim(scan::sub(s, e + 1, end))),
+                ),
+                None => (scan::trim(scan::sub(s, start, end)), None),
             };
             if !n.is_empty() {
                 return Some((n, v));
@@ -358,14 +361,14 @@ pub(crate) fn scan_host(s: &str, i: usize) -> Result<(RawHost<'_>, usize), Parse
             // Not empty: `b[j]` is a letter or (after a dot) a label character.
             let e = scan::run(b, j, LABEL);
             if b.get(e) != Some(&b'.') {
-                return Ok((RawHost::Domain(&s[i..e]), e));
+                return Ok((RawHost::Domain(scan::sub(s, i, e)), e));
             }
             j = e + 1;
             match b.get(j) {
                 Some(&c) if scan::is(c, LABEL) => {}
                 Some(b'.') => return Err(uri_err("empty label in host name")),
                 // A trailing dot (FQDN) ends the host.
-                _ => return Ok((RawHost::Domain(&s[i..j]), j)),
+                _ => return Ok((RawHost::Domain(scan::sub(s, i, j)), j)),
             }
         }
     }
@@ -400,7 +403,7 @@ pub(crate) fn scan_host(s: &str, i: usize) -> Result<(RawHost<'_>, usize), Parse
     if empty_label {
         return Err(uri_err("empty label in host name"));
     }
-    Ok((RawHost::Domain(&s[i..j]), j))
+    Ok((RawHost::Domain(scan::sub(s, i, j)), j))
 }
 
 /// `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT` (§25.1), each at most 255.
@@ -658,15 +661,15 @@ fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseErro
     if u_end > i {
         match b.get(u_end) {
             Some(b'@') => {
-                user = Some(&s[i..u_end]);
+                user = Some(scan::sub(s, i, u_end));
                 i = u_end + 1;
             }
             Some(b':') => {
                 let p_end = scan::run_escaped(b, u_end + 1, PASSWORD)
                     .ok_or(uri_err("bad escape in URI password"))?;
                 if b.get(p_end) == Some(&b'@') {
-                    user = Some(&s[i..u_end]);
-                    password = Some(&s[u_end + 1..p_end]);
+                    user = Some(scan::sub(s, i, u_end));
+                    password = Some(scan::sub(s, u_end + 1, p_end));
                     i = p_end + 1;
                 }
             }
@@ -677,7 +680,9 @@ fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseErro
     let mut port = None;
     if b.get(i) == Some(&b':') {
         let e = i + 1 + b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        port = Some(scan::parse_num(&s[i + 1..e], 65535).ok_or(uri_err("bad port in URI"))? as u16);
+        port = Some(
+            scan::parse_num_bytes(&b[i + 1..e], 65535).ok_or(uri_err("bad port in URI"))? as u16,
+        );
         i = e;
     }
     let pstart = i;
@@ -695,14 +700,14 @@ fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseErro
                 return Err(uri_err("empty URI parameter value"));
             }
             if s[n0..n1].eq_ignore_ascii_case("ttl")
-                && scan::parse_num(&s[i + 1..v1], 255).is_none()
+                && scan::parse_num_bytes(&b[i + 1..v1], 255).is_none()
             {
                 return Err(uri_err("bad ttl parameter"));
             }
             i = v1;
         }
     }
-    let params = &s[pstart..i];
+    let params = scan::sub(s, pstart, i);
     let mut headers = None;
     if b.get(i) == Some(&b'?') {
         let hstart = i + 1;
@@ -719,7 +724,7 @@ fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseErro
             }
             break;
         }
-        headers = Some(&s[hstart..i]);
+        headers = Some(scan::sub(s, hstart, i));
     }
     if i != b.len() {
         return Err(uri_err("unexpected character in SIP URI"));
@@ -753,7 +758,7 @@ fn scan_tel(s: &str, start: usize) -> Result<RawUri<'_>, ParseError> {
     if digits == 0 {
         return Err(uri_err("tel URI without digits"));
     }
-    let number = &s[n0..j];
+    let number = scan::sub(s, n0, j);
     let pstart = j;
     while b.get(j) == Some(&b';') {
         let n1 = j
@@ -780,7 +785,7 @@ fn scan_tel(s: &str, start: usize) -> Result<RawUri<'_>, ParseError> {
     Ok(RawUri::Tel {
         global,
         number,
-        params: &s[pstart..j],
+        params: scan::sub(s, pstart, j),
     })
 }
 
