@@ -240,7 +240,7 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
                         ve -= 1;
                     }
                     debug_assert!(memchr2(b'\r', b'\n', &hb[p..k]).is_none());
-                    let value = head.slice_ref(&h[vs..ve]);
+                    let value = head.slice_ref(scan::sub(h, vs, ve));
                     match name {
                         // check_known_to found the method at `n..stop`.
                         HeaderName::CSeq => {

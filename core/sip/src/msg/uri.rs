@@ -651,6 +651,23 @@ pub(crate) fn scan_uri(s: &str) -> Result<RawUri<'_>, ParseError> {
 
 #[inline(always)]
 fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseError> {
+    let (r, i) = scan_sip_at(s, start, secure)?;
+    if i != s.len() {
+        return Err(uri_err("unexpected character in SIP URI"));
+    }
+    Ok(r)
+}
+
+/// The SIP URI after its scheme, from `s[start]` to the first byte that
+/// cannot continue it; returns it and where it stops. No URI character
+/// class holds `>`, so in `<...>` it stops at the first `>` exactly when the
+/// text before that `>` is a whole SIP URI.
+#[inline(always)]
+pub(crate) fn scan_sip_at(
+    s: &str,
+    start: usize,
+    secure: bool,
+) -> Result<(RawSip<'_>, usize), ParseError> {
     let b = s.as_bytes();
     let mut i = start;
     let (mut user, mut password) = (None, None);
@@ -726,18 +743,18 @@ fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseErro
         }
         headers = Some(scan::sub(s, hstart, i));
     }
-    if i != b.len() {
-        return Err(uri_err("unexpected character in SIP URI"));
-    }
-    Ok(RawSip {
-        secure,
-        user,
-        password,
-        host,
-        port,
-        params,
-        headers,
-    })
+    Ok((
+        RawSip {
+            secure,
+            user,
+            password,
+            host,
+            port,
+            params,
+            headers,
+        },
+        i,
+    ))
 }
 
 fn scan_tel(s: &str, start: usize) -> Result<RawUri<'_>, ParseError> {
