@@ -75,7 +75,7 @@ fn looks_like_version(v: &[u8]) -> bool {
 
 enum StartLine {
     Request {
-        method: ByteString,
+        method: Method,
         uri: ByteString,
     },
     Response {
@@ -143,9 +143,15 @@ fn parse_start_line(head: &ByteString, to: usize) -> Result<StartLine, ParseErro
     if u1 == u0 {
         return Err(err(ErrorKind::RequestUri, "empty Request-URI"));
     }
+    // A known method needs no slice of the message.
+    let mt = scan::sub(text, 0, m);
+    let method = match Method::known(mt) {
+        Some(known) => known,
+        None => Method::from_token(&head.slice_ref(mt))?,
+    };
     Ok(StartLine::Request {
-        method: head.slice_ref(&text[..m]),
-        uri: head.slice_ref(&text[u0..u1]),
+        method,
+        uri: head.slice_ref(scan::sub(text, u0, u1)),
     })
 }
 
@@ -171,7 +177,9 @@ struct Walk {
     head_len: usize,
     content_length: Option<u32>,
     cl_conflict: bool,
-    cseq_method: Option<ByteString>,
+    /// Whether the method of the first CSeq differs from the request
+    /// method (§8.1.1.5), reported after the checks of the body.
+    cseq_mismatch: bool,
 }
 
 /// Walks the start line and the header lines of `head`, validating known
@@ -188,30 +196,39 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
     let mut headers = Headers::with_capacity(16);
     let mut content_length: Option<u32> = None;
     let mut cl_conflict = false;
-    let mut cseq_method: Option<ByteString> = None;
+    // The request method as written (a known method is spelled as
+    // `Method::as_str` gives it: the comparison is the same).
+    let req_method: Option<&[u8]> = match start {
+        StartLine::Request { .. } => Some(&hb[..scan::run(hb, 0, TOKEN)]),
+        StartLine::Response { .. } => None,
+    };
+    let mut cseq_seen = false;
+    let mut cseq_mismatch = false;
     loop {
-        if p >= hb.len() {
-            if stop_at_empty {
-                return Err(err(
-                    ErrorKind::Incomplete,
-                    "no empty line after the headers",
-                ));
-            }
-            break;
-        }
-        let c = hb[p];
-        if c == b'\r' && stop_at_empty && hb.get(p + 1) == Some(&b'\n') {
-            break;
-        }
-        if scan::is_wsp(c) {
-            return Err(err(
-                ErrorKind::HeaderLine,
-                "continuation line without a header",
-            ));
-        }
+        // A line that starts `known-name:` is neither the end of the head
+        // nor a continuation line: those checks only on the other lines.
         let (n_end, colon, mut known) = match HeaderName::known_colon(hb, p) {
             Some((name, n)) => (p + n, p + n, Some(name)),
             None => {
+                if p >= hb.len() {
+                    if stop_at_empty {
+                        return Err(err(
+                            ErrorKind::Incomplete,
+                            "no empty line after the headers",
+                        ));
+                    }
+                    break;
+                }
+                let c = hb[p];
+                if c == b'\r' && stop_at_empty && hb.get(p + 1) == Some(&b'\n') {
+                    break;
+                }
+                if scan::is_wsp(c) {
+                    return Err(err(
+                        ErrorKind::HeaderLine,
+                        "continuation line without a header",
+                    ));
+                }
                 let n_end = scan::run(hb, p, TOKEN);
                 let colon = scan::skip_wsp(hb, n_end);
                 let known = if n_end > p && hb.get(colon) == Some(&b':') {
@@ -248,8 +265,9 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
                                 scan_cseq(&value).ok().map(|r| r.1),
                                 Some(&h[n..stop])
                             );
-                            if cseq_method.is_none() {
-                                cseq_method = Some(head.slice_ref(scan::sub(h, n, stop)));
+                            if !cseq_seen {
+                                cseq_seen = true;
+                                cseq_mismatch = req_method.is_some_and(|r| r != &hb[n..stop]);
                             }
                         }
                         HeaderName::ContentLength => {
@@ -307,8 +325,9 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
                 // Checked here rather than in check_known: the method is kept
                 // for the comparison with the request method below.
                 let (_, m) = scan_cseq(&value).map_err(|e| e.in_header(&name))?;
-                if cseq_method.is_none() {
-                    cseq_method = Some(value.slice_ref(m));
+                if !cseq_seen {
+                    cseq_seen = true;
+                    cseq_mismatch = req_method.is_some_and(|r| r != m.as_bytes());
                 }
             }
             HeaderName::Other(_) => {}
@@ -330,7 +349,7 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
         head_len: p,
         content_length,
         cl_conflict,
-        cseq_method,
+        cseq_mismatch,
     })
 }
 
@@ -381,7 +400,7 @@ pub(crate) fn parse(buf: Bytes) -> Result<Message, ParseError> {
         head_len,
         content_length,
         cl_conflict,
-        cseq_method,
+        cseq_mismatch,
     } = walk?;
     let head_end = pos + head_len;
     let pos = head_end + 2;
@@ -408,11 +427,8 @@ pub(crate) fn parse(buf: Bytes) -> Result<Message, ParseError> {
         StartLine::Request { method, uri } => {
             let raw = request_uri(&uri)?;
             let uri_parsed = raw.own(&uri);
-            let method = Method::from_token(&method)?;
             // §8.1.1.5 / RFC 4475 §3.1.2.17: CSeq method must equal the request method.
-            if let Some(m) = cseq_method
-                && m != method.as_str()
-            {
+            if cseq_mismatch {
                 return Err(err(
                     ErrorKind::CSeqMismatch,
                     "CSeq method differs from the request method",
