@@ -249,7 +249,19 @@ impl<'a> Iterator for ParamIter<'a> {
 /// `generic-param = token [ EQUAL gen-value ]`, `gen-value = token / host /
 /// quoted-string`), with LWS around `;` and `=`. Returns the index after the
 /// last parameter and its trailing whitespace.
+///
+/// Most values have no parameters: that case is decided inline, without a
+/// call.
+#[inline(always)]
 pub(crate) fn scan_header_params(s: &[u8], i: usize) -> Result<usize, ParseError> {
+    match s.get(i) {
+        Some(b';' | b' ' | b'\t') => scan_header_params_call(s, i),
+        _ => Ok(i),
+    }
+}
+
+#[inline(never)]
+fn scan_header_params_call(s: &[u8], i: usize) -> Result<usize, ParseError> {
     scan_header_params_with(s, i, |_, _| Ok(()))
 }
 
