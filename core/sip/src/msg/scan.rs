@@ -129,13 +129,24 @@ pub(crate) fn run(s: &[u8], mut i: usize, class: u16) -> usize {
 
 /// Like [`run`], but also accepts `escaped = "%" HEXDIG HEXDIG` (§25.1).
 /// Returns `None` on a `%` not followed by two hex digits.
-#[inline]
-pub(crate) fn run_escaped(s: &[u8], mut i: usize, class: u16) -> Option<usize> {
+///
+/// The usual run without escapes is decided inline; the rest is a call.
+#[inline(always)]
+pub(crate) fn run_escaped(s: &[u8], i: usize, class: u16) -> Option<usize> {
     // `%` is in none of the classes this is used with: run to the first byte
     // outside the class, then step over an escape and go on.
     debug_assert!(!is(b'%', class));
+    let e = run(s, i, class);
+    if s.get(e) != Some(&b'%') {
+        return Some(e);
+    }
+    run_escaped_from(s, e, class)
+}
+
+/// [`run_escaped`] from the `%` at `s[i]`.
+#[inline(never)]
+fn run_escaped_from(s: &[u8], mut i: usize, class: u16) -> Option<usize> {
     loop {
-        i = run(s, i, class);
         if s.get(i) != Some(&b'%') {
             return Some(i);
         }
@@ -144,6 +155,7 @@ pub(crate) fn run_escaped(s: &[u8], mut i: usize, class: u16) -> Option<usize> {
         } else {
             return None;
         }
+        i = run(s, i, class);
     }
 }
 
