@@ -900,22 +900,28 @@ pub(crate) fn check_known(name: &HeaderName, v: &str) -> Result<Option<u32>, Par
     Ok(None)
 }
 
-/// The end of a run of digits from `b[i]`.
-#[inline]
-fn digits(b: &[u8], i: usize) -> usize {
-    let mut j = i;
-    while j < b.len() && b[j].is_ascii_digit() {
-        j += 1;
-    }
-    j
-}
-
 /// `1*DIGIT` from `s[i]` no larger than `max`: its value and end.
 #[inline]
 fn number_at(s: &str, i: usize, max: u64) -> Option<(u64, usize)> {
+    // One pass: the value saturates (every `max` is far below u64::MAX, so
+    // a saturated value is above it), and as in `parse_num` at most 40
+    // digits are taken.
     let b = s.as_bytes();
-    let d = digits(b, i);
-    Some((scan::parse_num_bytes(b.get(i..d)?, max)?, d))
+    let mut j = i;
+    let mut v: u64 = 0;
+    while let Some(&c) = b.get(j) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        v = v.saturating_mul(10).saturating_add(u64::from(d));
+        j += 1;
+    }
+    debug_assert_eq!(
+        scan::parse_num_bytes(&b[i..j], max),
+        (j > i && j - i <= 40 && v <= max).then_some(v)
+    );
+    (j > i && j - i <= 40 && v <= max).then_some((v, j))
 }
 
 /// [`each_scanned`] that stops, instead of failing, at text that is neither
@@ -970,6 +976,38 @@ fn product_list_to(s: &str, i: usize) -> Option<usize> {
     }
 }
 
+// The address and Via scans of [`check_known_to`], each a call of its own:
+// inlined, their many live values made every call of it save and restore
+// registers, also for the short values (numbers, tokens).
+
+#[inline(never)]
+fn via_to(s: &str, i: usize) -> Option<usize> {
+    each_scanned_to(s, i, |s, i| {
+        super::via::scan_via_at(s, i, false).ok().map(|r| r.1)
+    })
+}
+
+#[inline(never)]
+fn name_addr_to(s: &str, i: usize) -> Option<usize> {
+    scan_name_addr_at(s, i, false).ok().map(|r| r.1)
+}
+
+#[inline(never)]
+fn contact_to(s: &str, i: usize) -> Option<usize> {
+    each_scanned_to(s, i, |s, i| {
+        let (r, e) = scan_name_addr_at(s, i, false).ok()?;
+        if !r.params.is_empty() {
+            super::addr::check_contact_params(r.params).ok()?;
+        }
+        Some(e)
+    })
+}
+
+#[inline(never)]
+fn route_to(s: &str, i: usize) -> Option<usize> {
+    each_scanned_to(s, i, |s, i| scan_name_addr_at(s, i, true).ok().map(|r| r.1))
+}
+
 /// The parser's fast path for the common headers: validates the value that
 /// starts at `s[i]` without knowing where its line ends, and returns where
 /// the grammar stops (the caller requires CRLF there, after whitespace) and
@@ -979,25 +1017,15 @@ fn product_list_to(s: &str, i: usize) -> Option<usize> {
 /// cut at its line end and checked by [`check_known`], which reports the
 /// error, if any. So this accepts only what [`check_known`] accepts for the
 /// same (trimmed) value; it reads no CR or LF, which no grammar here allows.
-#[inline]
+#[inline(always)]
 pub(crate) fn check_known_to(name: &HeaderName, s: &str, i: usize) -> Option<(usize, usize)> {
     use HeaderName as H;
     let b = s.as_bytes();
     let e = match name {
-        H::Via => each_scanned_to(s, i, |s, i| {
-            super::via::scan_via_at(s, i, false).ok().map(|r| r.1)
-        })?,
-        H::From | H::To => scan_name_addr_at(s, i, false).ok()?.1,
-        H::Contact => each_scanned_to(s, i, |s, i| {
-            let (r, e) = scan_name_addr_at(s, i, false).ok()?;
-            if !r.params.is_empty() {
-                super::addr::check_contact_params(r.params).ok()?;
-            }
-            Some(e)
-        })?,
-        H::Route | H::RecordRoute => {
-            each_scanned_to(s, i, |s, i| scan_name_addr_at(s, i, true).ok().map(|r| r.1))?
-        }
+        H::Via => via_to(s, i)?,
+        H::From | H::To => name_addr_to(s, i)?,
+        H::Contact => contact_to(s, i)?,
+        H::Route | H::RecordRoute => route_to(s, i)?,
         H::CallId => {
             let w = scan::run(b, i, WORD);
             if w == i {
