@@ -247,11 +247,19 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
             // the general way below, which reports the errors.
             let vs = scan::skip_wsp(hb, colon + 1);
             if let Some((stop, n)) = check_known_to(&name, h, vs) {
-                let k = scan::skip_wsp(hb, stop);
-                if hb.get(k) == Some(&b'\r')
-                    && hb.get(k + 1) == Some(&b'\n')
-                    && !(k + 2 < hb.len() && scan::is_wsp(hb[k + 2]))
-                {
+                // Usually the value ends right at CRLF and the next line is
+                // no continuation: one look at three bytes.
+                let (k, line_ok) = match hb.get(stop..stop + 3) {
+                    Some(&[b'\r', b'\n', c]) => (stop, !scan::is_wsp(c)),
+                    _ => {
+                        let k = scan::skip_wsp(hb, stop);
+                        let ok = hb.get(k) == Some(&b'\r')
+                            && hb.get(k + 1) == Some(&b'\n')
+                            && !(k + 2 < hb.len() && scan::is_wsp(hb[k + 2]));
+                        (k, ok)
+                    }
+                };
+                if line_ok {
                     let mut ve = k;
                     while ve > vs && scan::is_wsp(hb[ve - 1]) {
                         ve -= 1;
