@@ -7,7 +7,8 @@
 //! valgrind --tool=callgrind target/release/examples/parse-count vaxel invite 10000
 //! ```
 //!
-//! Arguments: `vaxel`, `vaxel+typed` or `rsip`; `invite` or `register`; N.
+//! Arguments: `vaxel`, `vaxel+typed` or `rsip`; `invite`, `register` or
+//! `file:PATH` (a message read from a file); N.
 //! Run once with N = 0 and once with N > 0: the difference divided by N is
 //! the cost of one parse without process start-up.
 
@@ -25,9 +26,17 @@ fn main() -> ExitCode {
         eprintln!("usage: parse-count vaxel|vaxel+typed|rsip invite|register N");
         return ExitCode::from(2);
     };
-    let raw = match msg.as_str() {
+    let raw: &'static [u8] = match msg.as_str() {
         "invite" => messages::INVITE,
         "register" => messages::REGISTER,
+        // Any message from a file, to cost one header kind at a time.
+        m if m.starts_with("file:") => match std::fs::read(&m[5..]) {
+            Ok(v) => v.leak(),
+            Err(e) => {
+                eprintln!("{m}: {e}");
+                return ExitCode::from(2);
+            }
+        },
         _ => {
             eprintln!("unknown message {msg}");
             return ExitCode::from(2);

@@ -10,7 +10,7 @@ use memchr::memchr2;
 
 use super::error::ParseError;
 use super::scan::{self, TOKEN};
-use super::uri::{Params, RawUri, Uri, scan_header_params, scan_uri};
+use super::uri::{Params, RawUri, Uri, scan_header_params, scan_sip_at, scan_uri};
 
 pub(crate) struct RawNameAddr<'a> {
     pub(crate) display: Option<&'a str>,
@@ -49,12 +49,12 @@ pub(crate) fn scan_name_addr_at(
     let b = s.as_bytes();
     let mut i = scan::skip_wsp(b, start);
     let mut display = None;
-    let uri_text;
+    let uri;
     let pstart;
     if b.get(i) == Some(&b'"') {
         let e = scan::skip_quoted(b, i)
             .ok_or(ParseError::value("unbalanced quotes in display name"))?;
-        display = Some(&s[i..e]);
+        display = Some(scan::sub(s, i, e));
         i = scan::skip_wsp(b, e);
         if b.get(i) != Some(&b'<') {
             return Err(ParseError::value("expected '<' after display name"));
@@ -70,18 +70,33 @@ pub(crate) fn scan_name_addr_at(
             j = scan::skip_wsp(b, t);
         }
         if b.get(j) == Some(&b'<') {
-            display = Some(scan::trim(&s[i..j]));
+            display = Some(scan::trim(scan::sub(s, i, j)));
             i = j;
         }
     }
-    if b.get(i) == Some(&b'<') {
+    let sip_in_angle = if b.get(i) == Some(&b'<')
+        && b.len() > i + 5
+        && b[i + 1..i + 5].eq_ignore_ascii_case(b"sip:")
+    {
+        // The usual `<sip:...>`: the URI scan itself finds the `>`.
+        match scan_sip_at(s, i + 5, false) {
+            Ok((r, e)) if b.get(e) == Some(&b'>') => Some((r, e)),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    if let Some((r, e)) = sip_in_angle {
+        uri = RawUri::Sip(r);
+        pstart = e + 1;
+    } else if b.get(i) == Some(&b'<') {
         // A value holds no CR (the parser's fast path scans on past the line
         // end: stopping at a CR keeps that scan within the line).
         let close = memchr2(b'>', b'\r', &b[i + 1..])
             .map(|p| p + i + 1)
             .filter(|&c| b[c] == b'>')
             .ok_or(ParseError::value("missing '>' after URI"))?;
-        uri_text = &s[i + 1..close];
+        uri = scan_uri(scan::sub(s, i + 1, close))?;
         pstart = close + 1;
     } else {
         if require_angle {
@@ -93,21 +108,21 @@ pub(crate) fn scan_name_addr_at(
             .iter()
             .position(|&c| c == b';' || c == b',' || c == b'\r' || scan::is_wsp(c))
             .map_or(b.len(), |p| i + p);
-        uri_text = &s[i..end];
+        let uri_text = scan::sub(s, i, end);
         if uri_text.contains('?') {
             return Err(ParseError::value(
                 "URI with headers must be enclosed in '<' '>'",
             ));
         }
+        uri = scan_uri(uri_text)?;
         pstart = end;
     }
-    let uri = scan_uri(uri_text)?;
     let end = scan_header_params(b, pstart)?;
     Ok((
         RawNameAddr {
             display: display.filter(|d| !d.is_empty()),
             uri,
-            params: scan::trim(&s[pstart..end]),
+            params: scan::trim(scan::sub(s, pstart, end)),
         },
         end,
     ))

@@ -44,7 +44,7 @@ pub enum Method {
 }
 
 impl Method {
-    fn known(s: &str) -> Option<Method> {
+    pub(crate) fn known(s: &str) -> Option<Method> {
         Some(match s {
             "INVITE" => Method::Invite,
             "ACK" => Method::Ack,

@@ -75,7 +75,7 @@ fn looks_like_version(v: &[u8]) -> bool {
 
 enum StartLine {
     Request {
-        method: ByteString,
+        method: Method,
         uri: ByteString,
     },
     Response {
@@ -143,9 +143,15 @@ fn parse_start_line(head: &ByteString, to: usize) -> Result<StartLine, ParseErro
     if u1 == u0 {
         return Err(err(ErrorKind::RequestUri, "empty Request-URI"));
     }
+    // A known method needs no slice of the message.
+    let mt = scan::sub(text, 0, m);
+    let method = match Method::known(mt) {
+        Some(known) => known,
+        None => Method::from_token(&head.slice_ref(mt))?,
+    };
     Ok(StartLine::Request {
-        method: head.slice_ref(&text[..m]),
-        uri: head.slice_ref(&text[u0..u1]),
+        method,
+        uri: head.slice_ref(scan::sub(text, u0, u1)),
     })
 }
 
@@ -171,7 +177,9 @@ struct Walk {
     head_len: usize,
     content_length: Option<u32>,
     cl_conflict: bool,
-    cseq_method: Option<ByteString>,
+    /// Whether the method of the first CSeq differs from the request
+    /// method (§8.1.1.5), reported after the checks of the body.
+    cseq_mismatch: bool,
 }
 
 /// Walks the start line and the header lines of `head`, validating known
@@ -188,64 +196,97 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
     let mut headers = Headers::with_capacity(16);
     let mut content_length: Option<u32> = None;
     let mut cl_conflict = false;
-    let mut cseq_method: Option<ByteString> = None;
+    // The request method as written (a known method is spelled as
+    // `Method::as_str` gives it: the comparison is the same).
+    let req_method: Option<&[u8]> = match start {
+        StartLine::Request { .. } => Some(&hb[..scan::run(hb, 0, TOKEN)]),
+        StartLine::Response { .. } => None,
+    };
+    let mut cseq_seen = false;
+    let mut cseq_mismatch = false;
     loop {
-        if p >= hb.len() {
-            if stop_at_empty {
-                return Err(err(
-                    ErrorKind::Incomplete,
-                    "no empty line after the headers",
-                ));
+        // A line that starts `known-name:` is neither the end of the head
+        // nor a continuation line: those checks only on the other lines.
+        let (n_end, colon, mut known) = match HeaderName::known_colon(hb, p) {
+            Some((name, n)) => (p + n, p + n, Some(name)),
+            None => {
+                if p >= hb.len() {
+                    if stop_at_empty {
+                        return Err(err(
+                            ErrorKind::Incomplete,
+                            "no empty line after the headers",
+                        ));
+                    }
+                    break;
+                }
+                let c = hb[p];
+                if c == b'\r' && stop_at_empty && hb.get(p + 1) == Some(&b'\n') {
+                    break;
+                }
+                if scan::is_wsp(c) {
+                    return Err(err(
+                        ErrorKind::HeaderLine,
+                        "continuation line without a header",
+                    ));
+                }
+                let n_end = scan::run(hb, p, TOKEN);
+                let colon = scan::skip_wsp(hb, n_end);
+                let known = if n_end > p && hb.get(colon) == Some(&b':') {
+                    HeaderName::known_in(hb, p, n_end)
+                } else {
+                    None
+                };
+                (n_end, colon, known)
             }
-            break;
-        }
-        let c = hb[p];
-        if c == b'\r' && stop_at_empty && hb.get(p + 1) == Some(&b'\n') {
-            break;
-        }
-        if scan::is_wsp(c) {
-            return Err(err(
-                ErrorKind::HeaderLine,
-                "continuation line without a header",
-            ));
-        }
-        let n_end = scan::run(hb, p, TOKEN);
-        let colon = scan::skip_wsp(hb, n_end);
-        let mut known = if n_end > p && hb.get(colon) == Some(&b':') {
-            HeaderName::known_in(hb, p, n_end)
-        } else {
-            None
         };
+        debug_assert!(known.is_none() || scan::run(hb, p, TOKEN) == n_end);
         if let Some(name) = known.take() {
             // Fast path: the grammar check of the value also finds its end,
             // with no separate search for the line end. It decides only
             // values that end in CRLF with no folding; anything else goes
             // the general way below, which reports the errors.
             let vs = scan::skip_wsp(hb, colon + 1);
-            if let Some((stop, cl)) = check_known_to(&name, h, vs) {
-                let k = scan::skip_wsp(hb, stop);
-                if hb.get(k) == Some(&b'\r')
-                    && hb.get(k + 1) == Some(&b'\n')
-                    && !(k + 2 < hb.len() && scan::is_wsp(hb[k + 2]))
-                {
+            if let Some((stop, n)) = check_known_to(&name, h, vs) {
+                // Usually the value ends right at CRLF and the next line is
+                // no continuation: one look at three bytes.
+                let (k, line_ok) = match hb.get(stop..stop + 3) {
+                    Some(&[b'\r', b'\n', c]) => (stop, !scan::is_wsp(c)),
+                    _ => {
+                        let k = scan::skip_wsp(hb, stop);
+                        let ok = hb.get(k) == Some(&b'\r')
+                            && hb.get(k + 1) == Some(&b'\n')
+                            && !(k + 2 < hb.len() && scan::is_wsp(hb[k + 2]));
+                        (k, ok)
+                    }
+                };
+                if line_ok {
                     let mut ve = k;
                     while ve > vs && scan::is_wsp(hb[ve - 1]) {
                         ve -= 1;
                     }
                     debug_assert!(memchr2(b'\r', b'\n', &hb[p..k]).is_none());
-                    let value = head.slice_ref(&h[vs..ve]);
-                    debug_assert_eq!(check_known(&name, &value).ok(), Some(cl));
-                    if let HeaderName::CSeq = name {
-                        let (_, m) = scan_cseq(&value).map_err(|e| e.in_header(&name))?;
-                        if cseq_method.is_none() {
-                            cseq_method = Some(value.slice_ref(m));
+                    let value = head.slice_ref(scan::sub(h, vs, ve));
+                    match name {
+                        // check_known_to found the method at `n..stop`.
+                        HeaderName::CSeq => {
+                            debug_assert_eq!(
+                                scan_cseq(&value).ok().map(|r| r.1),
+                                Some(&h[n..stop])
+                            );
+                            if !cseq_seen {
+                                cseq_seen = true;
+                                cseq_mismatch = req_method.is_some_and(|r| r != &hb[n..stop]);
+                            }
                         }
-                    }
-                    if let Some(cl) = cl {
-                        match content_length {
-                            Some(prev) if prev != cl => cl_conflict = true,
-                            _ => content_length = Some(cl),
+                        HeaderName::ContentLength => {
+                            let cl = n as u32;
+                            debug_assert_eq!(check_known(&name, &value).ok(), Some(Some(cl)));
+                            match content_length {
+                                Some(prev) if prev != cl => cl_conflict = true,
+                                _ => content_length = Some(cl),
+                            }
                         }
+                        _ => debug_assert_eq!(check_known(&name, &value).ok(), Some(None)),
                     }
                     headers.push_header(Header { name, value });
                     p = k + 2;
@@ -292,8 +333,9 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
                 // Checked here rather than in check_known: the method is kept
                 // for the comparison with the request method below.
                 let (_, m) = scan_cseq(&value).map_err(|e| e.in_header(&name))?;
-                if cseq_method.is_none() {
-                    cseq_method = Some(value.slice_ref(m));
+                if !cseq_seen {
+                    cseq_seen = true;
+                    cseq_mismatch = req_method.is_some_and(|r| r != m.as_bytes());
                 }
             }
             HeaderName::Other(_) => {}
@@ -315,7 +357,7 @@ fn walk_head(head: &ByteString, stop_at_empty: bool) -> Result<Walk, ParseError>
         head_len: p,
         content_length,
         cl_conflict,
-        cseq_method,
+        cseq_mismatch,
     })
 }
 
@@ -366,7 +408,7 @@ pub(crate) fn parse(buf: Bytes) -> Result<Message, ParseError> {
         head_len,
         content_length,
         cl_conflict,
-        cseq_method,
+        cseq_mismatch,
     } = walk?;
     let head_end = pos + head_len;
     let pos = head_end + 2;
@@ -393,11 +435,8 @@ pub(crate) fn parse(buf: Bytes) -> Result<Message, ParseError> {
         StartLine::Request { method, uri } => {
             let raw = request_uri(&uri)?;
             let uri_parsed = raw.own(&uri);
-            let method = Method::from_token(&method)?;
             // §8.1.1.5 / RFC 4475 §3.1.2.17: CSeq method must equal the request method.
-            if let Some(m) = cseq_method
-                && m != method.as_str()
-            {
+            if cseq_mismatch {
                 return Err(err(
                     ErrorKind::CSeqMismatch,
                     "CSeq method differs from the request method",

@@ -43,7 +43,7 @@ fn head_and_params(s: &str) -> Result<(&str, &str), ParseError> {
     if end != b.len() {
         return Err(ParseError::value("unexpected text after value"));
     }
-    Ok((&s[i..j], scan::trim(&s[j..end])))
+    Ok((scan::sub(s, i, j), scan::trim(scan::sub(s, j, end))))
 }
 
 /// Applies `f` to each comma-separated element; empty elements are an error
@@ -121,7 +121,7 @@ pub(crate) fn scan_cseq(s: &str) -> Result<(u32, &str), ParseError> {
     let b = s.as_bytes();
     let i = scan::skip_wsp(b, 0);
     let d = i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let seq = scan::parse_num(&s[i..d], (1 << 31) - 1).ok_or(range("CSeq number"))? as u32;
+    let seq = scan::parse_num_bytes(&b[i..d], (1 << 31) - 1).ok_or(range("CSeq number"))? as u32;
     let m = scan::skip_wsp(b, d);
     if m == d {
         return Err(ParseError::value("expected method after CSeq number"));
@@ -130,7 +130,7 @@ pub(crate) fn scan_cseq(s: &str) -> Result<(u32, &str), ParseError> {
     if e == m || scan::skip_wsp(b, e) != b.len() {
         return Err(ParseError::value("bad CSeq method"));
     }
-    Ok((seq, &s[m..e]))
+    Ok((seq, scan::sub(s, m, e)))
 }
 
 impl CSeq {
@@ -192,7 +192,7 @@ fn scan_rack(s: &str) -> Result<(u32, u32, &str), ParseError> {
     let b = s.as_bytes();
     let i = scan::skip_wsp(b, 0);
     let d = i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let rseq = scan::parse_num(&s[i..d], MAX_DELTA).ok_or(range("RAck response-num"))? as u32;
+    let rseq = scan::parse_num_bytes(&b[i..d], MAX_DELTA).ok_or(range("RAck response-num"))? as u32;
     let (cseq, m) = scan_cseq(&s[d..])?;
     Ok((rseq, cseq, m))
 }
@@ -246,7 +246,11 @@ fn scan_media_type(s: &str) -> Result<(&str, &str, &str), ParseError> {
     if end != b.len() {
         return Err(ParseError::value("unexpected text in media type"));
     }
-    Ok((&s[i..t], &s[j..st], scan::trim(&s[st..end])))
+    Ok((
+        scan::sub(s, i, t),
+        scan::sub(s, j, st),
+        scan::trim(scan::sub(s, st, end)),
+    ))
 }
 
 impl MediaType {
@@ -588,12 +592,12 @@ impl SipDate {
                 Err(bad())
             }
         };
-        let wk = &s[0..3];
+        let wk = scan::sub(s, 0, 3);
         let wkday = WKDAYS.iter().position(|w| *w == wk).ok_or_else(bad)?;
         let day = two(5)?;
         let mon = MONTHS
             .iter()
-            .position(|m| *m == &s[8..11])
+            .position(|m| *m == scan::sub(s, 8, 11))
             .ok_or_else(bad)? as u8
             + 1;
         if b[7] != b' ' || b[11] != b' ' || b[16] != b' ' || b[19] != b':' || b[22] != b':' {
@@ -793,7 +797,7 @@ fn check_retry_after(s: &str) -> Result<u32, ParseError> {
     let b = s.as_bytes();
     let i = scan::skip_wsp(b, 0);
     let d = i + b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-    let v = delta_seconds(&s[i..d])?;
+    let v = delta_seconds(scan::sub(s, i, d))?;
     let mut j = scan::skip_wsp(b, d);
     if b.get(j) == Some(&b'(') {
         j = scan::skip_comment(b, j).ok_or(ParseError::value("unbalanced comment"))?;
@@ -896,21 +900,28 @@ pub(crate) fn check_known(name: &HeaderName, v: &str) -> Result<Option<u32>, Par
     Ok(None)
 }
 
-/// The end of a run of digits from `b[i]`.
-#[inline]
-fn digits(b: &[u8], i: usize) -> usize {
-    let mut j = i;
-    while j < b.len() && b[j].is_ascii_digit() {
-        j += 1;
-    }
-    j
-}
-
 /// `1*DIGIT` from `s[i]` no larger than `max`: its value and end.
 #[inline]
 fn number_at(s: &str, i: usize, max: u64) -> Option<(u64, usize)> {
-    let d = digits(s.as_bytes(), i);
-    Some((scan::parse_num(&s[i..d], max)?, d))
+    // One pass: the value saturates (every `max` is far below u64::MAX, so
+    // a saturated value is above it), and as in `parse_num` at most 40
+    // digits are taken.
+    let b = s.as_bytes();
+    let mut j = i;
+    let mut v: u64 = 0;
+    while let Some(&c) = b.get(j) {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        v = v.saturating_mul(10).saturating_add(u64::from(d));
+        j += 1;
+    }
+    debug_assert_eq!(
+        scan::parse_num_bytes(&b[i..j], max),
+        (j > i && j - i <= 40 && v <= max).then_some(v)
+    );
+    (j > i && j - i <= 40 && v <= max).then_some((v, j))
 }
 
 /// [`each_scanned`] that stops, instead of failing, at text that is neither
@@ -965,32 +976,56 @@ fn product_list_to(s: &str, i: usize) -> Option<usize> {
     }
 }
 
+// The address and Via scans of [`check_known_to`], each a call of its own:
+// inlined, their many live values made every call of it save and restore
+// registers, also for the short values (numbers, tokens).
+
+#[inline(never)]
+fn via_to(s: &str, i: usize) -> Option<usize> {
+    each_scanned_to(s, i, |s, i| {
+        super::via::scan_via_at(s, i, false).ok().map(|r| r.1)
+    })
+}
+
+#[inline(never)]
+fn name_addr_to(s: &str, i: usize) -> Option<usize> {
+    scan_name_addr_at(s, i, false).ok().map(|r| r.1)
+}
+
+#[inline(never)]
+fn contact_to(s: &str, i: usize) -> Option<usize> {
+    each_scanned_to(s, i, |s, i| {
+        let (r, e) = scan_name_addr_at(s, i, false).ok()?;
+        if !r.params.is_empty() {
+            super::addr::check_contact_params(r.params).ok()?;
+        }
+        Some(e)
+    })
+}
+
+#[inline(never)]
+fn route_to(s: &str, i: usize) -> Option<usize> {
+    each_scanned_to(s, i, |s, i| scan_name_addr_at(s, i, true).ok().map(|r| r.1))
+}
+
 /// The parser's fast path for the common headers: validates the value that
 /// starts at `s[i]` without knowing where its line ends, and returns where
 /// the grammar stops (the caller requires CRLF there, after whitespace) and
-/// the Content-Length. `None` means "not decided here": the value is then
+/// a number that depends on the header: the Content-Length for
+/// Content-Length, where the method starts for CSeq (the method ends where
+/// the grammar stops), else 0. `None` means "not decided here": the value is then
 /// cut at its line end and checked by [`check_known`], which reports the
 /// error, if any. So this accepts only what [`check_known`] accepts for the
 /// same (trimmed) value; it reads no CR or LF, which no grammar here allows.
-#[inline]
-pub(crate) fn check_known_to(name: &HeaderName, s: &str, i: usize) -> Option<(usize, Option<u32>)> {
+#[inline(always)]
+pub(crate) fn check_known_to(name: &HeaderName, s: &str, i: usize) -> Option<(usize, usize)> {
     use HeaderName as H;
     let b = s.as_bytes();
     let e = match name {
-        H::Via => each_scanned_to(s, i, |s, i| {
-            super::via::scan_via_at(s, i, false).ok().map(|r| r.1)
-        })?,
-        H::From | H::To => scan_name_addr_at(s, i, false).ok()?.1,
-        H::Contact => each_scanned_to(s, i, |s, i| {
-            let (r, e) = scan_name_addr_at(s, i, false).ok()?;
-            if !r.params.is_empty() {
-                super::addr::check_contact_params(r.params).ok()?;
-            }
-            Some(e)
-        })?,
-        H::Route | H::RecordRoute => {
-            each_scanned_to(s, i, |s, i| scan_name_addr_at(s, i, true).ok().map(|r| r.1))?
-        }
+        H::Via => via_to(s, i)?,
+        H::From | H::To => name_addr_to(s, i)?,
+        H::Contact => contact_to(s, i)?,
+        H::Route | H::RecordRoute => route_to(s, i)?,
         H::CallId => {
             let w = scan::run(b, i, WORD);
             if w == i {
@@ -1013,12 +1048,12 @@ pub(crate) fn check_known_to(name: &HeaderName, s: &str, i: usize) -> Option<(us
             if m == d || e == m {
                 return None;
             }
-            e
+            return Some((e, m));
         }
         H::MaxForwards => number_at(s, i, 255)?.1,
         H::ContentLength => {
             let (n, e) = number_at(s, i, MAX_DELTA)?;
-            return Some((e, Some(n as u32)));
+            return Some((e, n as usize));
         }
         H::Expires => number_at(s, i, MAX_DELTA)?.1,
         H::SessionExpires => {
@@ -1045,7 +1080,7 @@ pub(crate) fn check_known_to(name: &HeaderName, s: &str, i: usize) -> Option<(us
         H::UserAgent => product_list_to(s, i)?,
         _ => return None,
     };
-    Some((e, None))
+    Some((e, 0))
 }
 
 // ---------------------------------------------------------------------------

@@ -231,8 +231,11 @@ impl<'a> Iterator for ParamIter<'a> {
             let end = i.min(b.len());
             self.s = &s[end..];
             let (n, v) = match eq {
-                Some(e) => (scan::trim(&s[start..e]), Some(scan::trim(&s[e + 1..end]))),
-                None => (scan::trim(&s[start..end]), None),
+                Some(e) => (
+                    scan::trim(scan::sub(s, start, e)),
+                    Some(scan::trim(scan::sub(s, e + 1, end))),
+                ),
+                None => (scan::trim(scan::sub(s, start, end)), None),
             };
             if !n.is_empty() {
                 return Some((n, v));
@@ -246,7 +249,19 @@ impl<'a> Iterator for ParamIter<'a> {
 /// `generic-param = token [ EQUAL gen-value ]`, `gen-value = token / host /
 /// quoted-string`), with LWS around `;` and `=`. Returns the index after the
 /// last parameter and its trailing whitespace.
+///
+/// Most values have no parameters: that case is decided inline, without a
+/// call.
+#[inline(always)]
 pub(crate) fn scan_header_params(s: &[u8], i: usize) -> Result<usize, ParseError> {
+    match s.get(i) {
+        Some(b';' | b' ' | b'\t') => scan_header_params_call(s, i),
+        _ => Ok(i),
+    }
+}
+
+#[inline(never)]
+fn scan_header_params_call(s: &[u8], i: usize) -> Result<usize, ParseError> {
     scan_header_params_with(s, i, |_, _| Ok(()))
 }
 
@@ -358,14 +373,14 @@ pub(crate) fn scan_host(s: &str, i: usize) -> Result<(RawHost<'_>, usize), Parse
             // Not empty: `b[j]` is a letter or (after a dot) a label character.
             let e = scan::run(b, j, LABEL);
             if b.get(e) != Some(&b'.') {
-                return Ok((RawHost::Domain(&s[i..e]), e));
+                return Ok((RawHost::Domain(scan::sub(s, i, e)), e));
             }
             j = e + 1;
             match b.get(j) {
                 Some(&c) if scan::is(c, LABEL) => {}
                 Some(b'.') => return Err(uri_err("empty label in host name")),
                 // A trailing dot (FQDN) ends the host.
-                _ => return Ok((RawHost::Domain(&s[i..j]), j)),
+                _ => return Ok((RawHost::Domain(scan::sub(s, i, j)), j)),
             }
         }
     }
@@ -400,7 +415,7 @@ pub(crate) fn scan_host(s: &str, i: usize) -> Result<(RawHost<'_>, usize), Parse
     if empty_label {
         return Err(uri_err("empty label in host name"));
     }
-    Ok((RawHost::Domain(&s[i..j]), j))
+    Ok((RawHost::Domain(scan::sub(s, i, j)), j))
 }
 
 /// `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT` (§25.1), each at most 255.
@@ -648,6 +663,23 @@ pub(crate) fn scan_uri(s: &str) -> Result<RawUri<'_>, ParseError> {
 
 #[inline(always)]
 fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseError> {
+    let (r, i) = scan_sip_at(s, start, secure)?;
+    if i != s.len() {
+        return Err(uri_err("unexpected character in SIP URI"));
+    }
+    Ok(r)
+}
+
+/// The SIP URI after its scheme, from `s[start]` to the first byte that
+/// cannot continue it; returns it and where it stops. No URI character
+/// class holds `>`, so in `<...>` it stops at the first `>` exactly when the
+/// text before that `>` is a whole SIP URI.
+#[inline(always)]
+pub(crate) fn scan_sip_at(
+    s: &str,
+    start: usize,
+    secure: bool,
+) -> Result<(RawSip<'_>, usize), ParseError> {
     let b = s.as_bytes();
     let mut i = start;
     let (mut user, mut password) = (None, None);
@@ -658,15 +690,15 @@ fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseErro
     if u_end > i {
         match b.get(u_end) {
             Some(b'@') => {
-                user = Some(&s[i..u_end]);
+                user = Some(scan::sub(s, i, u_end));
                 i = u_end + 1;
             }
             Some(b':') => {
                 let p_end = scan::run_escaped(b, u_end + 1, PASSWORD)
                     .ok_or(uri_err("bad escape in URI password"))?;
                 if b.get(p_end) == Some(&b'@') {
-                    user = Some(&s[i..u_end]);
-                    password = Some(&s[u_end + 1..p_end]);
+                    user = Some(scan::sub(s, i, u_end));
+                    password = Some(scan::sub(s, u_end + 1, p_end));
                     i = p_end + 1;
                 }
             }
@@ -677,7 +709,9 @@ fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseErro
     let mut port = None;
     if b.get(i) == Some(&b':') {
         let e = i + 1 + b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-        port = Some(scan::parse_num(&s[i + 1..e], 65535).ok_or(uri_err("bad port in URI"))? as u16);
+        port = Some(
+            scan::parse_num_bytes(&b[i + 1..e], 65535).ok_or(uri_err("bad port in URI"))? as u16,
+        );
         i = e;
     }
     let pstart = i;
@@ -695,14 +729,14 @@ fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseErro
                 return Err(uri_err("empty URI parameter value"));
             }
             if s[n0..n1].eq_ignore_ascii_case("ttl")
-                && scan::parse_num(&s[i + 1..v1], 255).is_none()
+                && scan::parse_num_bytes(&b[i + 1..v1], 255).is_none()
             {
                 return Err(uri_err("bad ttl parameter"));
             }
             i = v1;
         }
     }
-    let params = &s[pstart..i];
+    let params = scan::sub(s, pstart, i);
     let mut headers = None;
     if b.get(i) == Some(&b'?') {
         let hstart = i + 1;
@@ -719,20 +753,20 @@ fn scan_sip(s: &str, start: usize, secure: bool) -> Result<RawSip<'_>, ParseErro
             }
             break;
         }
-        headers = Some(&s[hstart..i]);
+        headers = Some(scan::sub(s, hstart, i));
     }
-    if i != b.len() {
-        return Err(uri_err("unexpected character in SIP URI"));
-    }
-    Ok(RawSip {
-        secure,
-        user,
-        password,
-        host,
-        port,
-        params,
-        headers,
-    })
+    Ok((
+        RawSip {
+            secure,
+            user,
+            password,
+            host,
+            port,
+            params,
+            headers,
+        },
+        i,
+    ))
 }
 
 fn scan_tel(s: &str, start: usize) -> Result<RawUri<'_>, ParseError> {
@@ -753,7 +787,7 @@ fn scan_tel(s: &str, start: usize) -> Result<RawUri<'_>, ParseError> {
     if digits == 0 {
         return Err(uri_err("tel URI without digits"));
     }
-    let number = &s[n0..j];
+    let number = scan::sub(s, n0, j);
     let pstart = j;
     while b.get(j) == Some(&b';') {
         let n1 = j
@@ -780,7 +814,7 @@ fn scan_tel(s: &str, start: usize) -> Result<RawUri<'_>, ParseError> {
     Ok(RawUri::Tel {
         global,
         number,
-        params: &s[pstart..j],
+        params: scan::sub(s, pstart, j),
     })
 }
 

@@ -125,7 +125,7 @@ fn sent_protocol(s: &str, i: usize, any_version: bool) -> Result<usize, ParseErr
     }
     let i = slash(b, n)?;
     let v = scan::run(b, i, TOKEN);
-    if v == i || (!any_version && &s[i..v] != "2.0") {
+    if v == i || (!any_version && scan::sub(s, i, v) != "2.0") {
         return Err(ParseError::new(
             ErrorKind::Version,
             "Via version is not 2.0",
@@ -169,7 +169,7 @@ pub(crate) fn scan_via_at(
     if t == t0 {
         return Err(ParseError::value("missing transport"));
     }
-    let transport = &s[t0..t];
+    let transport = scan::sub(s, t0, t);
     let h = scan::skip_wsp(b, t);
     if h == t {
         return Err(ParseError::value("missing sent-by"));
@@ -181,7 +181,8 @@ pub(crate) fn scan_via_at(
         let p = scan::skip_wsp(b, c + 1);
         let e = p + b[p..].iter().take_while(|c| c.is_ascii_digit()).count();
         port = Some(
-            scan::parse_num(&s[p..e], 65535).ok_or(ParseError::value("bad sent-by port"))? as u16,
+            scan::parse_num_bytes(&b[p..e], 65535).ok_or(ParseError::value("bad sent-by port"))?
+                as u16,
         );
         i = e;
     }
@@ -204,7 +205,7 @@ pub(crate) fn scan_via_at(
             Err(ParseError::value("bad Via parameter"))
         }
     })?;
-    let params = scan::trim(&s[pstart..end]);
+    let params = scan::trim(scan::sub(s, pstart, end));
     Ok((
         RawVia {
             transport,
