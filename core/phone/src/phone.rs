@@ -759,7 +759,8 @@ impl Core {
                     let a = self.calls[&id].account;
                     let uri = self.target_uri(a, &target).map_err(bad)?;
                     let c = self.calls.get_mut(&id).ok_or_else(|| bad("gone".into()))?;
-                    c.resume_on_transfer_failure = false;
+                    // Held for the transfer: take it back if the transfer fails.
+                    c.resume_on_transfer_failure = c.held || c.pending_hold == Some(true);
                     c.session
                         .refer(now, uri)
                         .map_err(|e| (ErrorCode::BadCommand, e.to_string(), Some(id)))
@@ -782,6 +783,7 @@ impl Core {
                         .calls
                         .get_mut(&call)
                         .ok_or_else(|| bad(format!("no call {call}")))?;
+                    c.resume_on_transfer_failure = c.held || c.pending_hold == Some(true);
                     c.session
                         .refer_replacing(now, target, replaces.as_ref())
                         .map_err(|e| (ErrorCode::BadCommand, e.to_string(), Some(call)))

@@ -5,6 +5,9 @@
 //! hold and resume; then alice transfers bob to carol blind (REFER), and attended
 //! (hold bob, consult carol, REFER with Replaces: carol's call with alice is replaced).
 //!
+//! Issue 4: a blind transfer to a target that rejects it (486) gives the call back:
+//! `transfer_failed`, then `resumed`; the history of each phone records the calls.
+//!
 //! The password of `vaxel account add --password-stdin` goes to the OS keychain (a
 //! private gnome-keyring on a private D-Bus bus, `vaxel_testkit::keyring`) and `vaxel
 //! register` finds it there: registered with Kamailio, with no VAXEL_PASSWORD and no
@@ -180,6 +183,90 @@ fn kamailio_register_call_audio_dtmf_hold_transfer() {
     carol.expect("ended 2", 10, |v| {
         v["event"] == "ended" && v["cause"] == "remote_hangup" && v["call"].as_u64() > Some(2)
     });
+
+    for v in [&mut alice, &mut bob, &mut carol] {
+        v.send("quit");
+        v.event("unregistered", 10);
+        assert_eq!(v.wait(10), 0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn transfer_rejected_by_target_takes_the_call_back() {
+    if !have_peer("/usr/sbin/kamailio") {
+        return;
+    }
+    let dir = temp_dir("kamailio-xfer486");
+    let kport = free_port();
+    let _k = start_kamailio(&dir, kport);
+    let t1000 = dir.join("t1000.wav");
+    tone_wav(&t1000, 1000.0, 2);
+    let mut alice = user(&dir, "alice", kport, &t1000);
+    let mut bob = user(&dir, "bob", kport, &t1000);
+    let mut carol = user_with(&dir, "carol", kport, &t1000, false);
+
+    alice.send("call bob");
+    alice.expect("established", 10, |v| {
+        v["event"] == "established" && v["call"] == 1
+    });
+    bob.event("established", 10);
+    alice.send("hold 1");
+    alice.expect("held", 10, |v| v["event"] == "held" && v["by"] == "local");
+    bob.expect("held", 10, |v| v["event"] == "held" && v["by"] == "remote");
+    alice.send("transfer 1 carol");
+    bob.expect("transfer_requested", 10, |v| {
+        v["event"] == "transfer_requested"
+    });
+    let incoming = carol.event("incoming", 10);
+    carol.send(&format!("busy {}", incoming["call"]));
+    let failed = alice.expect("transfer_failed", 15, |v| v["event"] == "transfer_failed");
+    assert_eq!(failed["call"], 1);
+    assert_eq!(failed["status"], 486);
+    alice.expect("resumed", 10, |v| {
+        v["event"] == "resumed" && v["call"] == 1 && v["by"] == "local"
+    });
+    let order: Vec<&str> = alice
+        .seen
+        .iter()
+        .filter_map(|v| v["event"].as_str())
+        .filter(|e| matches!(*e, "transfer_failed" | "resumed"))
+        .collect();
+    assert_eq!(order, ["transfer_failed", "resumed"]);
+    bob.expect("resumed", 10, |v| {
+        v["event"] == "resumed" && v["by"] == "remote"
+    });
+    // The call is alice's again: it carries on and ends normally.
+    alice.send("snapshot");
+    let snap = alice.event("snapshot", 5);
+    assert_eq!(snap["calls"][0]["state"], "established");
+    assert_eq!(snap["calls"][0]["held"], false);
+    alice.send("hangup 1");
+    bob.expect("ended", 10, |v| {
+        v["event"] == "ended" && v["call"] == 1 && v["cause"] == "remote_hangup"
+    });
+
+    // The history on each side (task: every call is recorded as it progresses).
+    alice.send("history");
+    let h = alice.event("history", 5);
+    assert_eq!(h["calls"][0]["direction"], "outgoing");
+    assert_eq!(h["calls"][0]["outcome"], "answered");
+    assert_eq!(h["calls"][0]["cause"], "local_hangup");
+    carol.send("history");
+    let h = carol.event("history", 5);
+    assert_eq!(h["calls"][0]["direction"], "incoming");
+    assert_eq!(h["calls"][0]["outcome"], "declined");
+    bob.send("history");
+    let h = bob.expect("history", 5, |v| v["event"] == "history");
+    let outcomes: Vec<&str> = h["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["outcome"].as_str().unwrap())
+        .collect();
+    // Newest first: bob's transfer call to carol failed (486); alice's call was answered.
+    assert_eq!(outcomes, ["failed", "answered"], "{h}");
+    assert_eq!(h["calls"][0]["cause"], "rejected 486");
 
     for v in [&mut alice, &mut bob, &mut carol] {
         v.send("quit");
