@@ -9,7 +9,19 @@ use std::time::Duration;
 pub struct Kamailio(Child);
 
 impl Drop for Kamailio {
+    /// SIGTERM, so the main process stops its worker processes too (SIGKILL would leave
+    /// them running, orphaned, holding the port); SIGKILL if it has not exited in 3 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let end = std::time::Instant::now() + Duration::from_secs(3);
+        while std::time::Instant::now() < end {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
