@@ -1946,3 +1946,63 @@ impl Core {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vaxel_store::{NewAccount, Secret};
+
+    fn config_with(accounts: &[(&str, &str, bool)]) -> (PhoneConfig, Arc<MemoryStore>) {
+        let mut config = PhoneConfig::new("127.0.0.1".parse().unwrap());
+        for (name, uri, register) in accounts {
+            config
+                .store
+                .create_account(&NewAccount {
+                    name: (*name).into(),
+                    sip_uri: (*uri).into(),
+                    register: *register,
+                    ..NewAccount::default()
+                })
+                .unwrap();
+        }
+        let secrets = Arc::new(MemoryStore::new());
+        config.secrets = secrets.clone();
+        (config, secrets)
+    }
+
+    #[test]
+    fn accounts_come_from_the_store_with_passwords_from_the_secret_store() {
+        if std::env::var_os(vaxel_store::secret::PASSWORD_ENV).is_some() {
+            return; // VAXEL_PASSWORD would win over the store (tested in vaxel-store).
+        }
+        let (mut config, secrets) = config_with(&[
+            ("home", "bob@example.org", true),
+            ("work", "alice@example.com", true),
+            ("peer", "me@127.0.0.1", false),
+        ]);
+        secrets
+            .set("sip:alice@example.com", &Secret::new("pw"))
+            .unwrap();
+        config.default_account = Some("work".into());
+        let (accounts, warnings) = load_accounts(&config).unwrap();
+        let names: Vec<&str> = accounts.iter().map(|(a, _)| a.name.as_str()).collect();
+        assert_eq!(names, ["work", "home", "peer"], "the default first");
+        assert_eq!(accounts[0].1.as_ref().map(|s| s.expose()), Some("pw"));
+        assert!(accounts[1].1.is_none());
+        // A registering account without a password is reported; one that does not
+        // register needs none.
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("home") && warnings[0].contains("VAXEL_PASSWORD"));
+        assert!(!warnings[0].contains("pw"));
+    }
+
+    #[test]
+    fn an_unknown_default_account_is_the_callers_error() {
+        let (mut config, _) = config_with(&[("work", "alice@example.com", true)]);
+        config.default_account = Some("nope".into());
+        assert!(matches!(
+            load_accounts(&config),
+            Err(PhoneError::Account { name, .. }) if name == "nope"
+        ));
+    }
+}
