@@ -185,8 +185,70 @@ pub enum Command {
         #[serde(default)]
         account: Option<String>,
     },
+    /// Reply with [`Event::History`]: the newest calls first.
+    History {
+        /// At most this many (default 50).
+        #[serde(default)]
+        limit: Option<u32>,
+        /// Only missed calls.
+        #[serde(default)]
+        missed_only: bool,
+    },
+    /// Search the directory, contacts and history as you type; reply with
+    /// [`Event::SearchResults`].
+    Search {
+        /// Words (each a prefix), a name or a number.
+        query: String,
+        /// At most this many hits (default 20).
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Add a personal contact; reply with [`Event::ContactAdded`].
+    ContactAdd {
+        /// The contact.
+        #[serde(flatten)]
+        contact: NewContact,
+    },
+    /// Reply with [`Event::Contacts`]: every personal contact.
+    Contacts,
+    /// Import the contacts of a vCard file (3.0 or 4.0); reply with
+    /// [`Event::VcardImported`].
+    VcardImport {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Write every contact to a vCard 4.0 file; reply with [`Event::VcardExported`].
+    VcardExport {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The user has seen the missed calls: clear the badge; reply with
+    /// [`Event::MissedSeen`].
+    MarkMissedSeen,
     /// Hang up every call, unregister, stop.
     Quit,
+}
+
+/// A contact to add.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewContact {
+    /// The name shown.
+    pub name: String,
+    /// Phone numbers as written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub numbers: Vec<String>,
+    /// SIP addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sip_uris: Vec<String>,
+    /// E-mail addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emails: Vec<String>,
+    /// Company.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub organisation: String,
+    /// A favourite (first in search results).
+    #[serde(default)]
+    pub favourite: bool,
 }
 
 fn yes() -> bool {
@@ -264,6 +326,75 @@ pub struct CallState {
     pub muted: bool,
 }
 
+/// One call of the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Its row in the store.
+    pub id: i64,
+    /// `outgoing` or `incoming`.
+    pub direction: String,
+    /// `in_progress`, `answered`, `missed`, `declined`, `failed`, `cancelled`…
+    pub outcome: String,
+    /// The far end's URI.
+    pub remote: String,
+    /// The far end's name, when known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The far end's number (the URI's user part).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub number: String,
+    /// When it started, ms since the Unix epoch (UTC).
+    pub started_at: i64,
+    /// When it was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<i64>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<i64>,
+    /// Why it ended (an [`EndReason`] in snake_case, with the SIP status if any).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cause: String,
+    /// A missed call the user has seen.
+    pub seen: bool,
+}
+
+/// One search hit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchResult {
+    /// `contact`, `history` or `directory`.
+    pub kind: String,
+    /// The record's id in its source.
+    pub id: i64,
+    /// The name shown.
+    pub display: String,
+    /// A second line (department, organisation, when).
+    pub detail: String,
+    /// What to dial.
+    pub number: String,
+    /// A favourite contact.
+    pub favourite: bool,
+}
+
+/// One personal contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactEntry {
+    /// Its id.
+    pub id: i64,
+    /// The name shown.
+    pub name: String,
+    /// Company.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub organisation: String,
+    /// Phone numbers.
+    pub numbers: Vec<String>,
+    /// SIP addresses.
+    pub sip_uris: Vec<String>,
+    /// E-mail addresses.
+    pub emails: Vec<String>,
+    /// A favourite.
+    pub favourite: bool,
+}
+
 /// What happened, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -279,6 +410,8 @@ pub enum Event {
         accounts: Vec<AccountState>,
         /// Calls in progress.
         calls: Vec<CallState>,
+        /// Missed calls the user has not seen (the badge).
+        unseen_missed: u64,
     },
     /// The registrar holds our binding.
     Registered {
@@ -439,6 +572,53 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         call: Option<CallId>,
     },
+    /// The answer to [`Command::History`].
+    History {
+        /// Newest first.
+        calls: Vec<HistoryEntry>,
+        /// Missed calls the user has not seen.
+        unseen_missed: u64,
+    },
+    /// The answer to [`Command::Search`].
+    SearchResults {
+        /// The query.
+        query: String,
+        /// Contacts first (favourites first), then history, then the directory.
+        hits: Vec<SearchResult>,
+    },
+    /// A contact was added.
+    ContactAdded {
+        /// Its id.
+        id: i64,
+        /// Its name.
+        name: String,
+    },
+    /// The answer to [`Command::Contacts`].
+    Contacts {
+        /// Every personal contact.
+        contacts: Vec<ContactEntry>,
+    },
+    /// A vCard file was imported.
+    VcardImported {
+        /// The file.
+        path: PathBuf,
+        /// How many contacts were added.
+        imported: usize,
+        /// Cards that could not be read, for people.
+        errors: Vec<String>,
+    },
+    /// The contacts were written to a vCard file.
+    VcardExported {
+        /// The file.
+        path: PathBuf,
+        /// How many contacts.
+        contacts: usize,
+    },
+    /// The missed calls are seen; the badge is 0.
+    MissedSeen {
+        /// How many calls changed.
+        marked: usize,
+    },
     /// The phone stopped (after [`Command::Quit`]).
     Stopped,
 }
@@ -459,7 +639,9 @@ impl Event {
 /// `hangup [ID]`, `hold [ID]`, `resume [ID]`, `mute [ID]`, `unmute [ID]`,
 /// `dtmf [ID] DIGITS`, `info [ID] DIGITS`, `transfer [ID] TARGET`,
 /// `attended-transfer ID TO_ID`, `message TO TEXT…`, `register [ACCOUNT]`,
-/// `unregister [ACCOUNT]`, `snapshot`, `quit`.
+/// `unregister [ACCOUNT]`, `snapshot`, `history [N] [--missed]`, `missed [N]`,
+/// `search WORDS…`, `contact-add NAME [NUMBER|SIP-URI|EMAIL]…`, `contacts`,
+/// `vcard-import PATH`, `vcard-export PATH`, `mark-missed-seen`, `quit`.
 pub fn parse_line(line: &str) -> Result<Command, String> {
     let line = line.trim();
     if line.starts_with('{') {
@@ -557,6 +739,59 @@ pub fn parse_line(line: &str) -> Result<Command, String> {
             },
             _ => return Err("message: give TO and TEXT".into()),
         },
+        "history" | "missed" => {
+            let mut limit = None;
+            let mut missed_only = verb == "missed";
+            for w in rest {
+                match *w {
+                    "--missed" | "missed" => missed_only = true,
+                    n => {
+                        limit = Some(
+                            n.parse()
+                                .map_err(|_| format!("{verb}: [N] [--missed], not {n:?}"))?,
+                        )
+                    }
+                }
+            }
+            Command::History { limit, missed_only }
+        }
+        "search" | "find" => {
+            if rest.is_empty() {
+                return Err("search: give WORDS".into());
+            }
+            Command::Search {
+                query: rest.join(" "),
+                limit: None,
+            }
+        }
+        "contact-add" | "contact_add" => {
+            let mut c = NewContact::default();
+            let mut name = Vec::new();
+            for w in rest {
+                if w.starts_with("sip:") || w.starts_with("sips:") {
+                    c.sip_uris.push(w.to_string());
+                } else if w.contains('@') {
+                    c.emails.push(w.to_string());
+                } else if w.starts_with('+') || w.chars().all(|ch| ch.is_ascii_digit()) {
+                    c.numbers.push(w.to_string());
+                } else {
+                    name.push(*w);
+                }
+            }
+            if name.is_empty() {
+                return Err("contact-add: give NAME [NUMBER|SIP-URI|EMAIL]…".into());
+            }
+            c.name = name.join(" ");
+            Command::ContactAdd { contact: c }
+        }
+        "contacts" => Command::Contacts,
+        "vcard-import" | "vcard_import" | "import" => Command::VcardImport {
+            path: PathBuf::from(one("PATH")?),
+        },
+        "vcard-export" | "vcard_export" | "export" => Command::VcardExport {
+            path: PathBuf::from(one("PATH")?),
+        },
+        "mark-missed-seen" | "mark_missed_seen" | "seen" => Command::MarkMissedSeen,
         "quit" | "exit" => Command::Quit,
         other => return Err(format!("unknown command {other:?}")),
     })
@@ -654,6 +889,67 @@ mod tests {
                 media: MediaFiles::default()
             }
         );
+        assert_eq!(
+            parse_line("history 5 --missed").unwrap(),
+            Command::History {
+                limit: Some(5),
+                missed_only: true
+            }
+        );
+        assert_eq!(
+            parse_line("missed").unwrap(),
+            Command::History {
+                limit: None,
+                missed_only: true
+            }
+        );
+        assert_eq!(
+            parse_line("search ann sall").unwrap(),
+            Command::Search {
+                query: "ann sall".into(),
+                limit: None
+            }
+        );
+        assert_eq!(
+            parse_line("contact-add Anne Sällström +46701234567 sip:anne@x anne@x.se").unwrap(),
+            Command::ContactAdd {
+                contact: NewContact {
+                    name: "Anne Sällström".into(),
+                    numbers: vec!["+46701234567".into()],
+                    sip_uris: vec!["sip:anne@x".into()],
+                    emails: vec!["anne@x.se".into()],
+                    ..NewContact::default()
+                }
+            }
+        );
+        assert_eq!(
+            parse_line(r#"{"cmd":"contact_add","name":"Bo","numbers":["123"]}"#).unwrap(),
+            Command::ContactAdd {
+                contact: NewContact {
+                    name: "Bo".into(),
+                    numbers: vec!["123".into()],
+                    ..NewContact::default()
+                }
+            }
+        );
+        assert_eq!(
+            parse_line("vcard-export /tmp/a.vcf").unwrap(),
+            Command::VcardExport {
+                path: "/tmp/a.vcf".into()
+            }
+        );
+        assert_eq!(
+            parse_line(r#"{"cmd":"vcard_import","path":"a.vcf"}"#).unwrap(),
+            Command::VcardImport {
+                path: "a.vcf".into()
+            }
+        );
+        assert_eq!(
+            parse_line("mark-missed-seen").unwrap(),
+            Command::MarkMissedSeen
+        );
+        assert_eq!(parse_line("contacts").unwrap(), Command::Contacts);
+        assert!(parse_line("search").is_err());
         assert!(parse_line("frobnicate").is_err());
         assert!(parse_line("{nope").is_err());
     }

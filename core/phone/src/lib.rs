@@ -11,7 +11,12 @@
 //! - [`media`] runs one call's audio path (RTP/SRTP over UDP, jitter buffer, codecs,
 //!   DTMF) between the network and an audio source and sink (sound devices, WAV files,
 //!   tones, silence).
-//! - [`account`]: accounts in the profile directory, passwords behind [`SecretStore`].
+//! - [`account`]: accounts are rows of the profile's store (`PROFILE/store.sqlite`,
+//!   [`vaxel_store`]); passwords live in the OS keychain behind
+//!   [`vaxel_store::SecretStore`], or come from `VAXEL_PASSWORD`, never from a file.
+//! - The same store keeps the call history (every call is recorded as it progresses),
+//!   the contacts and the directory; [`Command::History`], [`Command::Search`] and the
+//!   contact and vCard commands reach it through one thread the phone owns.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,8 +37,9 @@ pub mod account;
 pub mod api;
 pub mod media;
 pub mod phone;
+mod records;
 
-pub use account::{AccountConfig, AccountTransport, MemorySecrets, Profile, SecretStore};
+pub use account::Profile;
 pub use api::{
     CallId, Command, DtmfMethod, DtmfVia, EndReason, ErrorCode, Event, MediaFiles, Side,
 };

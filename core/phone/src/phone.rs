@@ -45,7 +45,12 @@ use vaxel_transport::{
     Endpoint, EndpointConfig, EndpointHandle, SocketsConfig, Target, TransportKind,
 };
 
-use crate::account::{AccountConfig, AccountTransport, SecretStore, parse_sip_uri};
+use vaxel_store::{
+    MemoryStore, SecretError, SecretOrigin, SecretStore, Store, StoreError,
+    Transport as AccountTransport, resolve_password,
+};
+
+use crate::account::{self as acct, Account, parse_sip_uri};
 use crate::api::{
     AccountState, CallId, CallState, Command, DtmfMethod, DtmfVia, EndReason, ErrorCode, Event,
     MediaFiles, Side,
@@ -54,6 +59,7 @@ use crate::media::{
     AudioIo, CallMedia, CallMediaConfig, CallMediaEvent, CallMediaHandle, DtmfSource, MediaPorts,
     NullSink, PlayMode, SilentSource, WavFileSink, WavFileSource,
 };
+use crate::records::{Finished, RecordsThread};
 
 /// How a phone starts.
 pub struct PhoneConfig {
@@ -62,10 +68,14 @@ pub struct PhoneConfig {
     pub ip: IpAddr,
     /// The SIP port for UDP and TCP; 0 picks a free one.
     pub sip_port: u16,
-    /// Accounts. With none, a local account `sip:vaxel@IP:PORT` that does not register
-    /// is made up, for direct calls.
-    pub accounts: Vec<AccountConfig>,
-    /// Where the accounts' passwords are.
+    /// The profile's store: the accounts are read from it when the phone starts, and the
+    /// call history, contacts and search live in it. With no account in it, a local
+    /// account `sip:vaxel@IP:PORT` that does not register is made up, for direct calls.
+    pub store: Store,
+    /// The account to use when a command names none (default: the store's first).
+    pub default_account: Option<String>,
+    /// Where the accounts' passwords are (the OS keychain in the program); the
+    /// `VAXEL_PASSWORD` environment variable wins over it ([`resolve_password`]).
     pub secrets: Arc<dyn SecretStore>,
     /// Audio files for every call that does not name its own; empty: sound devices.
     pub media: MediaFiles,
@@ -84,21 +94,25 @@ impl std::fmt::Debug for PhoneConfig {
         f.debug_struct("PhoneConfig")
             .field("ip", &self.ip)
             .field("sip_port", &self.sip_port)
-            .field("accounts", &self.accounts)
+            .field("store", &self.store)
+            .field("default_account", &self.default_account)
             .field("media", &self.media)
             .finish_non_exhaustive()
     }
 }
 
 impl PhoneConfig {
-    /// A configuration on `ip` with defaults: any SIP port, no accounts, no secrets,
-    /// sound devices, RTP ports 16384–32767.
+    /// A configuration on `ip` with defaults: any SIP port, an empty store in memory
+    /// (no accounts, no history), passwords in memory, sound devices, RTP ports
+    /// 16384–32767.
     pub fn new(ip: IpAddr) -> Self {
         PhoneConfig {
             ip,
             sip_port: 0,
-            accounts: Vec::new(),
-            secrets: Arc::new(crate::account::MemorySecrets::new()),
+            // An in-memory SQLite database only fails to open when memory is exhausted.
+            store: Store::open_in_memory().expect("in-memory store"),
+            default_account: None,
+            secrets: Arc::new(MemoryStore::new()),
             media: MediaFiles::default(),
             auto_answer: false,
             rtp_ports: 16384..=32767,
@@ -119,9 +133,17 @@ pub enum PhoneError {
         /// Why.
         reason: String,
     },
-    /// An account is unusable.
+    /// An account is unusable (caller), or no account has the name asked for.
+    #[error("account {name:?}: {reason}")]
+    Account {
+        /// The account.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The store could not be read.
     #[error(transparent)]
-    Account(#[from] crate::account::AccountError),
+    Store(#[from] StoreError),
 }
 
 /// Sends commands to a running phone. Cheap to clone.
@@ -153,9 +175,7 @@ pub struct Phone;
 impl Phone {
     /// Binds the SIP sockets and starts the phone's task on the current tokio runtime.
     pub async fn start(config: PhoneConfig) -> Result<(PhoneHandle, PhoneEvents), PhoneError> {
-        for a in &config.accounts {
-            a.validate()?;
-        }
+        let (accounts, warnings) = load_accounts(&config)?;
         let port = if config.sip_port == 0 {
             free_port(config.ip)
         } else {
@@ -177,8 +197,8 @@ impl Phone {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::unbounded_channel();
-        let mut core = Core::new(config, sip, addr, ev_tx, media_tx);
-        tokio::spawn(async move { core.run(cmd_rx, tx_events, media_rx).await });
+        let mut core = Core::new(config, accounts, sip, addr, ev_tx, media_tx);
+        tokio::spawn(async move { core.run(cmd_rx, tx_events, media_rx, warnings).await });
         Ok((
             PhoneHandle {
                 commands: cmd_tx,
@@ -187,6 +207,71 @@ impl Phone {
             ev_rx,
         ))
     }
+}
+
+/// The store's accounts (the default one first) with their passwords, and warnings for
+/// the user (no keychain, no password).
+#[allow(clippy::type_complexity)]
+fn load_accounts(
+    config: &PhoneConfig,
+) -> Result<(Vec<(Account, Option<vaxel_store::Secret>)>, Vec<String>), PhoneError> {
+    let mut accounts = config.store.accounts()?;
+    if let Some(name) = &config.default_account {
+        let pos = accounts
+            .iter()
+            .position(|a| &a.name == name)
+            .ok_or_else(|| PhoneError::Account {
+                name: name.clone(),
+                reason: "no such account".into(),
+            })?;
+        let a = accounts.remove(pos);
+        accounts.insert(0, a);
+    }
+    let mut warnings = Vec::new();
+    let mut out = Vec::new();
+    for a in accounts {
+        acct::aor(&a).map_err(|reason| PhoneError::Account {
+            name: a.name.clone(),
+            reason,
+        })?;
+        if let Some(p) = acct::proxy(&a) {
+            parse_sip_uri(p).map_err(|reason| PhoneError::Account {
+                name: a.name.clone(),
+                reason,
+            })?;
+        }
+        let password = match resolve_password(&*config.secrets, &a.secret_key()) {
+            Ok(Some((secret, origin))) => {
+                if origin == SecretOrigin::Environment {
+                    tracing::debug!("account {}: password from VAXEL_PASSWORD", a.name);
+                }
+                Some(secret)
+            }
+            Ok(None) => {
+                if a.register {
+                    warnings.push(format!(
+                        "account {:?}: no password in the keychain (store one with `vaxel \
+                         account add --password-stdin`, or set VAXEL_PASSWORD)",
+                        a.name
+                    ));
+                }
+                None
+            }
+            Err(e @ SecretError::Unavailable(_)) => {
+                warnings.push(format!(
+                    "account {:?}: {e}; set VAXEL_PASSWORD to give the password without one",
+                    a.name
+                ));
+                None
+            }
+            Err(e) => {
+                warnings.push(format!("account {:?}: {e}", a.name));
+                None
+            }
+        };
+        out.push((a, password));
+    }
+    Ok((out, warnings))
 }
 
 /// A port free for both UDP and TCP right now (the endpoint binds both to one port, so
@@ -216,9 +301,9 @@ enum Owner {
 }
 
 struct AccountRt {
-    config: AccountConfig,
+    config: Account,
     aor: NameAddr,
-    password: Option<String>,
+    password: Option<vaxel_store::Secret>,
     registration: Option<Registration>,
     pager: Pager,
     local: Local,
@@ -226,13 +311,11 @@ struct AccountRt {
 
 impl AccountRt {
     fn auth(&self) -> Option<DigestClient> {
-        let pw = self.password.clone()?;
-        let user = self
-            .config
-            .auth_user
-            .clone()
-            .unwrap_or_else(|| self.config.user());
-        Some(DigestClient::new(user, Secret::Password(pw)))
+        let pw = self.password.as_ref()?.expose().to_owned();
+        Some(DigestClient::new(
+            acct::user(&self.config),
+            Secret::Password(pw),
+        ))
     }
 }
 
@@ -280,22 +363,32 @@ struct Core {
     /// Where the last in-dialog request of a call went (reused for its ACKs when a
     /// resolution fails).
     hops: HashMap<CallId, Target>,
+    /// The store's thread: history, contacts, search.
+    records: RecordsThread,
 }
 
 impl Core {
     fn new(
-        config: PhoneConfig,
+        mut config: PhoneConfig,
+        accounts: Vec<(Account, Option<vaxel_store::Secret>)>,
         sip: EndpointHandle,
         sip_addr: SocketAddr,
         events: mpsc::UnboundedSender<Event>,
         media_tx: mpsc::UnboundedSender<(CallId, CallMediaEvent)>,
     ) -> Core {
-        let mut configs = config.accounts.clone();
-        if configs.is_empty() {
-            let mut local = AccountConfig::new("local", format!("sip:vaxel@{sip_addr}"));
-            local.register = false;
-            configs.push(local);
+        let mut accounts = accounts;
+        if accounts.is_empty() {
+            accounts.push((
+                acct::unsaved("local", &format!("vaxel@{sip_addr}"), false),
+                None,
+            ));
         }
+        // The store moves to its own thread; the config keeps an empty one.
+        let store = std::mem::replace(
+            &mut config.store,
+            Store::open_in_memory().expect("in-memory store"),
+        );
+        let records = RecordsThread::start(store, events.clone());
         let mut core = Core {
             config,
             sip,
@@ -310,12 +403,11 @@ impl Core {
             quitting: None,
             stats_bad_requests: 0,
             hops: HashMap::new(),
+            records,
         };
-        for c in configs {
-            let local = core.local_for(&c.user(), c.transport);
-            let aor =
-                NameAddr::new(parse_sip_uri(&c.uri).unwrap_or_else(|_| local.contact.clone()));
-            let password = core.config.secrets.get(&c.secret_key());
+        for (c, password) in accounts {
+            let local = core.local_for(&acct::user(&c), c.transport);
+            let aor = NameAddr::new(acct::aor(&c).unwrap_or_else(|_| local.contact.clone()));
             let mut a = AccountRt {
                 config: c,
                 aor: aor.clone(),
@@ -368,6 +460,7 @@ impl Core {
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut tx_events: vaxel_transport::Events,
         mut media_rx: mpsc::UnboundedReceiver<(CallId, CallMediaEvent)>,
+        warnings: Vec<String>,
     ) {
         self.emit(Event::Started {
             listening: vec![
@@ -375,6 +468,9 @@ impl Core {
                 format!("tcp:{}", self.sip_addr),
             ],
         });
+        for w in warnings {
+            self.fail(ErrorCode::Environment, w, None);
+        }
         let mut commands_open = true;
         loop {
             self.flush().await;
@@ -403,6 +499,7 @@ impl Core {
             }
         }
         self.sip.stop().await;
+        self.records.stop().await;
         self.emit(Event::Stopped);
     }
 
@@ -528,7 +625,39 @@ impl Core {
             let bad = |m: String| (ErrorCode::BadCommand, m, None);
             match c {
                 Command::Snapshot => {
-                    self.emit(self.snapshot());
+                    let snapshot = self.snapshot();
+                    self.records.run(move |r| r.snapshot(snapshot));
+                    Ok(())
+                }
+                Command::History { limit, missed_only } => {
+                    self.records.run(move |r| r.history(limit, missed_only));
+                    Ok(())
+                }
+                Command::Search { query, limit } => {
+                    self.records.run(move |r| r.search(query, limit));
+                    Ok(())
+                }
+                Command::ContactAdd { contact } => {
+                    if contact.name.trim().is_empty() {
+                        return Err(bad("contact_add: give a name".into()));
+                    }
+                    self.records.run(move |r| r.contact_add(contact));
+                    Ok(())
+                }
+                Command::Contacts => {
+                    self.records.run(|r| r.contacts());
+                    Ok(())
+                }
+                Command::VcardImport { path } => {
+                    self.records.run(move |r| r.vcard_import(path));
+                    Ok(())
+                }
+                Command::VcardExport { path } => {
+                    self.records.run(move |r| r.vcard_export(path));
+                    Ok(())
+                }
+                Command::MarkMissedSeen => {
+                    self.records.run(|r| r.mark_missed_seen());
                     Ok(())
                 }
                 Command::Register { account } => {
@@ -630,7 +759,8 @@ impl Core {
                     let a = self.calls[&id].account;
                     let uri = self.target_uri(a, &target).map_err(bad)?;
                     let c = self.calls.get_mut(&id).ok_or_else(|| bad("gone".into()))?;
-                    c.resume_on_transfer_failure = false;
+                    // Held for the transfer: take it back if the transfer fails (R-105).
+                    c.resume_on_transfer_failure = c.held || c.pending_hold == Some(true);
                     c.session
                         .refer(now, uri)
                         .map_err(|e| (ErrorCode::BadCommand, e.to_string(), Some(id)))
@@ -653,6 +783,7 @@ impl Core {
                         .calls
                         .get_mut(&call)
                         .ok_or_else(|| bad(format!("no call {call}")))?;
+                    c.resume_on_transfer_failure = c.held || c.pending_hold == Some(true);
                     c.session
                         .refer_replacing(now, target, replaces.as_ref())
                         .map_err(|e| (ErrorCode::BadCommand, e.to_string(), Some(call)))
@@ -719,6 +850,8 @@ impl Core {
                     muted: c.muted,
                 })
                 .collect(),
+            // Filled in by the store's thread.
+            unseen_missed: 0,
         }
     }
 
@@ -736,7 +869,7 @@ impl Core {
                 })
                 .unwrap_or_else(|| a.aor.uri.clone());
             let mut rc = RegistrationConfig::new(registrar, a.aor.clone(), a.local.clone());
-            rc.expires = a.config.expires;
+            rc.expires = acct::DEFAULT_EXPIRES;
             rc.auth = a.auth();
             rc.backoff_base = Duration::from_secs(5);
             rc.backoff_max = Duration::from_secs(300);
@@ -833,6 +966,10 @@ impl Core {
                 progress_reported: 0,
             },
         );
+        let account_id = self.accounts[account].config.id;
+        let shown = remote.clone();
+        self.records
+            .run(move |r| r.call_started(id, true, account_id, shown, String::new()));
         self.emit(Event::Outgoing {
             call: id,
             account: account_name,
@@ -1132,8 +1269,12 @@ impl Core {
             .as_sip()
             .and_then(|s| s.user.as_ref())
             .map(|u| u.to_string());
-        user.and_then(|u| self.accounts.iter().position(|a| a.config.user() == u))
-            .unwrap_or(0)
+        user.and_then(|u| {
+            self.accounts
+                .iter()
+                .position(|a| acct::user(&a.config) == u)
+        })
+        .unwrap_or(0)
     }
 
     fn request(&mut self, now: Instant, tx: TxKey, request: Request) {
@@ -1343,8 +1484,8 @@ impl Core {
         let in_dialog = r.headers.to().ok().is_some_and(|t| t.tag().is_some());
         let mut uri = match r.headers.routes().ok().and_then(|v| v.into_iter().next()) {
             Some(route) => route.uri,
-            None => match (&cfg.proxy, in_dialog) {
-                (Some(p), false) => parse_sip_uri(p).map_err(|e| e.to_string())?,
+            None => match (acct::proxy(cfg), in_dialog) {
+                (Some(p), false) => parse_sip_uri(p)?,
                 _ => r.uri.clone(),
             },
         };
@@ -1482,6 +1623,7 @@ impl Core {
                     c.oa.current()
                         .map(|a| a.codec.encoding_name().to_owned())
                         .unwrap_or_default();
+                self.records.run(move |r| r.call_answered(id));
                 self.emit(Event::Established { call: id, codec });
                 self.report_transfer(id, 200);
                 // RFC 3891: the call this one replaces ends now.
@@ -1612,19 +1754,20 @@ impl Core {
             SessionEvent::TransferSucceeded => {
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.transferred = true;
+                    c.resume_on_transfer_failure = false;
                     c.session.hangup(now);
                 }
                 self.emit(Event::Transferred { call: id });
             }
             SessionEvent::TransferFailed { status } => {
                 self.emit(Event::TransferFailed { call: id, status });
-                // Take the call back (SPEC R-105).
-                if self
+                // Take the call back (SPEC R-105): `resumed` follows when the re-INVITE
+                // is answered.
+                let resume = self
                     .calls
-                    .get(&id)
-                    .is_some_and(|c| c.held && c.resume_on_transfer_failure)
-                    && let Err((code, m, call)) = self.set_hold(id, false, now)
-                {
+                    .get_mut(&id)
+                    .is_some_and(|c| std::mem::take(&mut c.resume_on_transfer_failure) && c.held);
+                if resume && let Err((code, m, call)) = self.set_hold(id, false, now) {
                     self.fail(code, m, call);
                 }
             }
@@ -1736,6 +1879,15 @@ impl Core {
         } else {
             to
         };
+        let account_id = self.accounts[c.account].config.id;
+        let (remote, name) = (
+            from.uri.to_string(),
+            from.display_name()
+                .map(|n| n.into_owned())
+                .unwrap_or_default(),
+        );
+        self.records
+            .run(move |r| r.call_started(id, false, account_id, remote, name));
         self.emit(Event::Incoming {
             call: id,
             account,
@@ -1766,6 +1918,22 @@ impl Core {
             EndCause::DialogLost(s) => (EndReason::DialogLost, Some(s)),
             EndCause::Replaced => (EndReason::Replaced, None),
         };
+        let how = Finished {
+            outgoing: c.outgoing,
+            answered: established,
+            by_us: matches!(
+                cause,
+                EndCause::Cancelled | EndCause::LocalRejected(_) | EndCause::LocalHangup
+            ),
+        };
+        let mut why = serde_json::to_value(reason)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if let Some(s) = status {
+            why = format!("{why} {s}");
+        }
+        self.records.run(move |r| r.call_ended(id, how, why));
         if !established {
             // The transfer call failed: tell the referrer (RFC 3515 §2.4.5).
             let code = status.unwrap_or(487).max(300);
@@ -1776,5 +1944,65 @@ impl Core {
             cause: reason,
             status,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vaxel_store::{NewAccount, Secret};
+
+    fn config_with(accounts: &[(&str, &str, bool)]) -> (PhoneConfig, Arc<MemoryStore>) {
+        let mut config = PhoneConfig::new("127.0.0.1".parse().unwrap());
+        for (name, uri, register) in accounts {
+            config
+                .store
+                .create_account(&NewAccount {
+                    name: (*name).into(),
+                    sip_uri: (*uri).into(),
+                    register: *register,
+                    ..NewAccount::default()
+                })
+                .unwrap();
+        }
+        let secrets = Arc::new(MemoryStore::new());
+        config.secrets = secrets.clone();
+        (config, secrets)
+    }
+
+    #[test]
+    fn accounts_come_from_the_store_with_passwords_from_the_secret_store() {
+        if std::env::var_os(vaxel_store::secret::PASSWORD_ENV).is_some() {
+            return; // VAXEL_PASSWORD would win over the store (tested in vaxel-store).
+        }
+        let (mut config, secrets) = config_with(&[
+            ("home", "bob@example.org", true),
+            ("work", "alice@example.com", true),
+            ("peer", "me@127.0.0.1", false),
+        ]);
+        secrets
+            .set("sip:alice@example.com", &Secret::new("pw"))
+            .unwrap();
+        config.default_account = Some("work".into());
+        let (accounts, warnings) = load_accounts(&config).unwrap();
+        let names: Vec<&str> = accounts.iter().map(|(a, _)| a.name.as_str()).collect();
+        assert_eq!(names, ["work", "home", "peer"], "the default first");
+        assert_eq!(accounts[0].1.as_ref().map(|s| s.expose()), Some("pw"));
+        assert!(accounts[1].1.is_none());
+        // A registering account without a password is reported; one that does not
+        // register needs none.
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("home") && warnings[0].contains("VAXEL_PASSWORD"));
+        assert!(!warnings[0].contains("pw"));
+    }
+
+    #[test]
+    fn an_unknown_default_account_is_the_callers_error() {
+        let (mut config, _) = config_with(&[("work", "alice@example.com", true)]);
+        config.default_account = Some("nope".into());
+        assert!(matches!(
+            load_accounts(&config),
+            Err(PhoneError::Account { name, .. }) if name == "nope"
+        ));
     }
 }

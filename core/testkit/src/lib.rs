@@ -34,9 +34,11 @@
 //!
 //! Nothing here knows SIP; the SIP-aware helpers live in the test suites that
 //! use this crate. For tests with real peers, [`peers`] decides whether a
-//! missing program skips or fails the test, and [`pulse`] runs a private
-//! PulseAudio daemon with null sinks: a clocked virtual sound card.
+//! missing program skips or fails the test, [`pulse`] runs a private
+//! PulseAudio daemon with null sinks: a clocked virtual sound card, and [`keyring`]
+//! runs a test again under a private D-Bus bus with an unlocked gnome-keyring.
 
+pub mod keyring;
 pub mod peers;
 pub mod pulse;
 

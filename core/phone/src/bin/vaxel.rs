@@ -13,11 +13,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tokio::io::AsyncBufReadExt;
-use vaxel_phone::account::{
-    AccountConfig, AccountTransport, MemorySecrets, Profile, parse_sip_uri,
-};
+use vaxel_phone::account::{self as acct, NewAccount, Profile, parse_sip_uri, parse_transport};
 use vaxel_phone::api::parse_line;
 use vaxel_phone::{Command, Event, MediaFiles, Phone, PhoneConfig};
+use vaxel_store::{KeyringStore, Secret, SecretError, SecretStore, Store};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,16 +25,14 @@ use vaxel_phone::{Command, Event, MediaFiles, Phone, PhoneConfig};
     about = "The Vaxel softphone: accounts, registration and calls from the command line"
 )]
 struct Cli {
-    /// Profile directory (accounts.toml); default $VAXEL_PROFILE or ~/.config/vaxel.
+    /// Profile directory (its store.sqlite holds accounts, history and contacts; never
+    /// passwords); default $VAXEL_PROFILE or ~/.config/vaxel.
     #[arg(long, global = true)]
     profile: Option<PathBuf>,
     /// SIP address to listen on (UDP and TCP), e.g. 127.0.0.1:5070. Default: the address
     /// that routes to the account's server (or 127.0.0.1), any free port.
     #[arg(long, global = true)]
     listen: Option<String>,
-    /// Read the account's password from the first line of stdin (held in memory only).
-    #[arg(long, global = true)]
-    password_stdin: bool,
     /// RTP port range, LOW-HIGH.
     #[arg(long, global = true, default_value = "16384-32767")]
     rtp_ports: String,
@@ -135,13 +132,17 @@ enum AccountCmd {
         /// Do not register (direct calls only).
         #[arg(long)]
         no_register: bool,
-        /// Digest user name when it differs from the URI's user.
+        /// Display name sent in From.
         #[arg(long)]
-        auth_user: Option<String>,
+        display_name: Option<String>,
+        /// Read the password from the first line of stdin and keep it in the OS keychain
+        /// (never in the profile). Without a keychain, use VAXEL_PASSWORD instead.
+        #[arg(long)]
+        password_stdin: bool,
     },
     /// List accounts.
     List,
-    /// Remove an account.
+    /// Remove an account and its password in the keychain.
     Remove {
         /// Its name.
         name: String,
@@ -206,22 +207,23 @@ struct Setup {
     config: PhoneConfig,
 }
 
-fn setup(cli: &Cli, account: Option<&str>, target: Option<&str>) -> Setup {
+fn open_store(cli: &Cli) -> (Profile, Store) {
     let profile = Profile::new(cli.profile.clone().unwrap_or_else(Profile::default_dir));
-    let mut accounts = profile.accounts().unwrap_or_else(|e| die(&e.to_string()));
-    if let Some(name) = account {
-        let pos = accounts
-            .iter()
-            .position(|a| a.name == name)
-            .unwrap_or_else(|| die(&format!("no account named {name:?}")));
-        // The chosen account first: it is the default for calls.
-        let a = accounts.remove(pos);
-        accounts.insert(0, a);
-    }
-    let password = if cli.password_stdin {
-        Some(first_line_of_stdin())
-    } else {
-        std::env::var("VAXEL_PASSWORD").ok()
+    let store = profile.open_store().unwrap_or_else(|e| die(&e.to_string()));
+    (profile, store)
+}
+
+fn setup(cli: &Cli, account: Option<&str>, target: Option<&str>) -> Setup {
+    let (_, store) = open_store(cli);
+    let accounts = store.accounts().unwrap_or_else(|e| die(&e.to_string()));
+    let first = match account {
+        Some(name) => Some(
+            accounts
+                .iter()
+                .find(|a| a.name == name)
+                .unwrap_or_else(|| die(&format!("no account named {name:?}"))),
+        ),
+        None => accounts.first(),
     };
     let (ip, port) = match &cli.listen {
         Some(l) => match l.parse::<SocketAddr>() {
@@ -232,13 +234,11 @@ fn setup(cli: &Cli, account: Option<&str>, target: Option<&str>) -> Setup {
             },
         },
         None => {
-            let host = accounts
-                .first()
+            let host = first
                 .and_then(|a| {
-                    a.proxy
-                        .as_deref()
+                    acct::proxy(a)
                         .and_then(host_of)
-                        .or_else(|| host_of(&a.uri))
+                        .or_else(|| host_of(&a.sip_uri))
                 })
                 .or_else(|| target.and_then(host_of));
             (route_source(host), 0)
@@ -251,8 +251,9 @@ fn setup(cli: &Cli, account: Option<&str>, target: Option<&str>) -> Setup {
         .unwrap_or_else(|| die("--rtp-ports: LOW-HIGH"));
     let mut config = PhoneConfig::new(ip);
     config.sip_port = port;
-    config.accounts = accounts;
-    config.secrets = Arc::new(MemorySecrets::with_fallback(password));
+    config.default_account = account.map(str::to_owned);
+    config.store = store;
+    config.secrets = Arc::new(KeyringStore::new());
     config.rtp_ports = rtp_ports;
     Setup { config }
 }
@@ -317,7 +318,8 @@ async fn main() {
 }
 
 fn account_cmd(cli: &Cli, action: &AccountCmd) -> i32 {
-    let profile = Profile::new(cli.profile.clone().unwrap_or_else(Profile::default_dir));
+    let (profile, mut store) = open_store(cli);
+    let keychain = KeyringStore::new();
     match action {
         AccountCmd::Add {
             name,
@@ -325,47 +327,92 @@ fn account_cmd(cli: &Cli, action: &AccountCmd) -> i32 {
             proxy,
             transport,
             no_register,
-            auth_user,
+            display_name,
+            password_stdin,
         } => {
-            let mut a = AccountConfig::new(name, uri);
-            a.proxy = proxy.clone();
-            a.transport = transport
-                .parse::<AccountTransport>()
-                .unwrap_or_else(|e| die(&e));
-            a.register = !no_register;
-            a.auth_user = auth_user.clone();
-            if let Err(e) = profile.save_account(&a) {
-                die(&e.to_string());
+            let new = NewAccount {
+                name: name.clone(),
+                sip_uri: uri.clone(),
+                display_name: display_name.clone().unwrap_or_default(),
+                outbound_proxy: proxy.clone().unwrap_or_default(),
+                transport: parse_transport(transport).unwrap_or_else(|e| die(&e)),
+                register: !no_register,
+            };
+            if let Some(p) = proxy {
+                parse_sip_uri(p).unwrap_or_else(|e| die(&format!("--proxy: {e}")));
             }
-            if cli.password_stdin {
-                // No OS keychain is wired in yet (vaxel-store brings it): the password is
-                // not kept. Never write it to the profile.
-                let _ = first_line_of_stdin();
-                eprintln!(
-                    "vaxel: no keychain available yet; the password was not stored — pass it \
-                     with VAXEL_PASSWORD or --password-stdin when registering or calling"
-                );
+            // Read the password before touching anything, so a failure leaves no half-made
+            // account behind.
+            let password = password_stdin.then(|| Secret::new(first_line_of_stdin()));
+            let existing = store
+                .account_by_name(name)
+                .unwrap_or_else(|e| die(&e.to_string()));
+            let account = match existing {
+                Some(a) => store.update_account(a.id, &new),
+                None => store.create_account(&new),
             }
-            eprintln!("vaxel: account {name} saved in {}", profile.dir().display());
+            .unwrap_or_else(|e| die(&e.to_string()));
+            acct::aor(&account).unwrap_or_else(|e| die(&e));
+            if let Some(pw) = password {
+                if pw.expose().is_empty() {
+                    die("--password-stdin: the first line of stdin is empty");
+                }
+                match keychain.set(&account.secret_key(), &pw) {
+                    Ok(()) => eprintln!(
+                        "vaxel: password of {} stored in the OS keychain",
+                        account.secret_key()
+                    ),
+                    Err(e @ SecretError::Unavailable(_)) => {
+                        eprintln!(
+                            "vaxel: account {name} saved in {}, but its password was not \
+                             stored: {e}.\nvaxel: no OS keychain is reachable (a Secret Service \
+                             such as gnome-keyring on the session D-Bus); pass the password in \
+                             the VAXEL_PASSWORD environment variable when registering or calling",
+                            profile.store_path().display()
+                        );
+                        return 3;
+                    }
+                    Err(e) => die(&format!(
+                        "account {name} saved, but its password was not stored: {e}"
+                    )),
+                }
+            }
+            eprintln!(
+                "vaxel: account {name} saved in {}",
+                profile.store_path().display()
+            );
             0
         }
         AccountCmd::List => {
-            for a in profile.accounts().unwrap_or_else(|e| die(&e.to_string())) {
+            for a in store.accounts().unwrap_or_else(|e| die(&e.to_string())) {
                 println!(
-                    "{}\t{}\t{}{}",
+                    "{}\tsip:{}\t{}{}",
                     a.name,
-                    a.uri,
+                    a.sip_uri,
                     a.transport.as_str(),
-                    a.proxy.map(|p| format!("\tproxy {p}")).unwrap_or_default()
+                    acct::proxy(&a)
+                        .map(|p| format!("\tproxy {p}"))
+                        .unwrap_or_default()
                 );
             }
             0
         }
-        AccountCmd::Remove { name } => match profile.remove_account(name) {
-            Ok(true) => 0,
-            Ok(false) => die(&format!("no account named {name:?}")),
-            Err(e) => die(&e.to_string()),
-        },
+        AccountCmd::Remove { name } => {
+            let a = match store.account_by_name(name) {
+                Ok(Some(a)) => a,
+                Ok(None) => die(&format!("no account named {name:?}")),
+                Err(e) => die(&e.to_string()),
+            };
+            if let Err(e) = store.delete_account(a.id) {
+                die(&e.to_string());
+            }
+            match keychain.delete(&a.secret_key()) {
+                Ok(_) => {}
+                Err(SecretError::Unavailable(_)) => {}
+                Err(e) => eprintln!("vaxel: the keychain entry stays: {e}"),
+            }
+            0
+        }
     }
 }
 
@@ -375,16 +422,24 @@ async fn start(config: PhoneConfig) -> (vaxel_phone::PhoneHandle, vaxel_phone::P
         .unwrap_or_else(|e| die(&e.to_string()))
 }
 
+fn first_account(config: &PhoneConfig) -> Option<vaxel_phone::account::Account> {
+    let accounts = config.store.accounts().ok()?;
+    match &config.default_account {
+        Some(n) => accounts.into_iter().find(|a| &a.name == n),
+        None => accounts.into_iter().next(),
+    }
+}
+
 fn wants_register(config: &PhoneConfig) -> bool {
-    config.accounts.first().is_some_and(|a| a.register)
+    first_account(config).is_some_and(|a| a.register)
 }
 
 async fn register(cli: &Cli, account: Option<&str>, stay: bool) -> i32 {
     let s = setup(cli, account, None);
-    if s.config.accounts.is_empty() {
+    let Some(first) = first_account(&s.config) else {
         die("no account: add one with `vaxel account add`");
-    }
-    let name = s.config.accounts[0].name.clone();
+    };
+    let name = first.name;
     let (phone, mut events) = start(s.config).await;
     phone.send(Command::Register {
         account: Some(name),
@@ -564,7 +619,11 @@ async fn run(cli: &Cli, account: Option<&str>, auto_answer: bool, media: MediaFi
     let mut s = setup(cli, account, None);
     s.config.media = media;
     s.config.auto_answer = auto_answer;
-    let reg = s.config.accounts.iter().any(|a| a.register);
+    let reg = s
+        .config
+        .store
+        .accounts()
+        .is_ok_and(|all| all.iter().any(|a| a.register));
     let (phone, mut events) = start(s.config).await;
     spawn_stdin(phone.clone(), true);
     if reg {

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod baresip;
+pub mod kamailio;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
