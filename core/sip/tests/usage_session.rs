@@ -263,6 +263,31 @@ fn hold_and_resume_both_ways() {
 }
 
 #[test]
+fn hold_asked_before_the_ack_waits_for_it() {
+    // The callee answers and presses hold at once: the caller's ACK is still
+    // on its way, and §14.1 forbids a re-INVITE while that INVITE is open, so
+    // the hold must go out when the ACK arrives instead of failing.
+    let mut sim = pair(8, LinkConditions::default());
+    sim.call(0, 1, sdp("alice", "sendrecv"));
+    assert!(sim.run_until(Duration::from_secs(40), |s| !s.eps[1].sessions.is_empty()));
+    let now = sim.now();
+    sim.eps[1].sessions[0]
+        .answer(now, sdp("bob", "sendrecv"))
+        .unwrap();
+    sim.eps[1].sessions[0]
+        .reinvite(now, sdp("bob", "sendonly"))
+        .expect("a hold before the ACK is deferred, not refused");
+    sim.run_for(Duration::from_secs(3));
+    assert!(
+        has(&sim, 0, 0, |e| *e == SessionEvent::RemoteHold(true)),
+        "{:#?}",
+        sim.ladder()
+    );
+    assert_eq!(*sim.eps[0].sessions[0].state(), SessionState::Established);
+    assert_eq!(*sim.eps[1].sessions[0].state(), SessionState::Established);
+}
+
+#[test]
 fn reinvite_glare_gets_491_then_both_retry_and_succeed() {
     let mut sim = pair(7, LinkConditions::default());
     establish(&mut sim);

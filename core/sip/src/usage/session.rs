@@ -286,6 +286,9 @@ pub struct Session {
     incoming: Option<Request>,
     local_tag: String,
     awaiting_ack: bool,
+    // A re-INVITE asked for before the ACK of our initial 2xx: §14.1 forbids
+    // starting it while that INVITE transaction is open, so it waits for the ACK.
+    deferred_reinvite: Option<Bytes>,
     // The dialog of the call (confirmed; UAS also early).
     dialog: Option<Dialog>,
     ack: Option<Request>,
@@ -341,6 +344,7 @@ impl Session {
             incoming: None,
             local_tag: String::new(),
             awaiting_ack: false,
+            deferred_reinvite: None,
             dialog: None,
             ack: None,
             fork_acks: Vec::new(),
@@ -677,6 +681,12 @@ impl Session {
             .map(|c| c.seq);
         if seq == initial {
             self.awaiting_ack = false;
+            if let Some(sdp) = self.deferred_reinvite.take()
+                && self.state == SessionState::Established
+            {
+                self.reinvite_out = true;
+                self.send_reinvite(sdp);
+            }
         } else {
             self.awaiting_ack_reinvite = false;
         }
@@ -738,14 +748,20 @@ impl Session {
     }
 
     /// Sends a re-INVITE with a new offer (hold: `a=sendonly`; resume:
-    /// `a=sendrecv`; codec change), §14.1.
+    /// `a=sendrecv`; codec change), §14.1. Asked for right after we answered,
+    /// before the caller's ACK, it is sent when the ACK arrives (§14.1: no
+    /// re-INVITE while the initial INVITE transaction is open); a later request
+    /// in that window replaces the earlier one.
     pub fn reinvite(&mut self, _now: Instant, sdp: Bytes) -> Result<(), SessionError> {
         if self.state != SessionState::Established {
             return Err(SessionError::InvalidState("reinvite"));
         }
-        if self.reinvite_out || self.offer_in.is_some() || self.glare.is_some() || self.awaiting_ack
-        {
+        if self.reinvite_out || self.offer_in.is_some() || self.glare.is_some() {
             return Err(SessionError::Pending);
+        }
+        if self.awaiting_ack {
+            self.deferred_reinvite = Some(sdp);
+            return Ok(());
         }
         self.reinvite_out = true;
         self.send_reinvite(sdp);
