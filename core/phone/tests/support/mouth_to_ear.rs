@@ -268,14 +268,19 @@ pub async fn measure(setup: Setup) -> Result<Report, String> {
         .spawn()
         .map_err(|e| format!("parecord: {e}"))?;
 
-    let (a, a_events) = CallMedia::start(CallMediaConfig {
+    // Open all four device streams before either phone starts (opening a capture stream
+    // on a PulseAudio monitor takes a while), then start the receiver first: otherwise A
+    // sends for as long as B's devices take to open and B finds that backlog queued.
+    let io_a = open(&audio_a)?;
+    let io_b = open(&audio_b)?;
+    let (b, b_events) = CallMedia::start(CallMediaConfig {
         tuning: tuning.clone(),
-        ..CallMediaConfig::new(pa, audio_a_neg, open(&audio_a)?)
+        ..CallMediaConfig::new(pb, audio_b_neg, io_b)
     })
     .map_err(|e| e.to_string())?;
-    let (b, b_events) = CallMedia::start(CallMediaConfig {
+    let (a, a_events) = CallMedia::start(CallMediaConfig {
         tuning,
-        ..CallMediaConfig::new(pb, audio_b_neg, open(&audio_b)?)
+        ..CallMediaConfig::new(pa, audio_a_neg, io_a)
     })
     .map_err(|e| e.to_string())?;
     let drain = |mut rx: tokio::sync::mpsc::Receiver<CallMediaEvent>| {
