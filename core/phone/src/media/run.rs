@@ -28,7 +28,11 @@ const QUIET_PEAK: f32 = 0.003;
 /// dropped instead of sent (it would play late at the peer for the whole call), and the
 /// playback ring is kept at the smallest level that never ran dry (it otherwise keeps
 /// whatever depth the start-up left it with, up to the hard bound).
-fn device_loop(pipeline: &mut Pipeline, capture: &mut CaptureReader, playback: &mut PlaybackWriter) {
+fn device_loop(
+    pipeline: &mut Pipeline,
+    capture: &mut CaptureReader,
+    playback: &mut PlaybackWriter,
+) {
     let mut input = [0.0f32; FRAME_SAMPLES];
     let mut output = [0.0f32; FRAME_SAMPLES];
     let mut last = Instant::now();
@@ -93,20 +97,17 @@ fn device_loop(pipeline: &mut Pipeline, capture: &mut CaptureReader, playback: &
                 ring + playback.stats().host_latency_ms,
                 (capture.resampler_delay_ms(), playback.resampler_delay_ms()),
             );
-            if std::env::var_os("VAXEL_TRACE").is_some() {
+            if frames.is_multiple_of(10 * SLICE_FRAMES) {
                 let (cs, ps) = (capture.stats(), playback.stats());
-                eprintln!(
-                    "TRACE {:?} frames={frames} ring={ring:.1} phost={:.1} under={} pdrop={} chost={:.1} over={} jb={:?}",
-                    std::thread::current().id(),
-                    ps.host_latency_ms,
-                    ps.underruns,
-                    ps.dropped_frames,
-                    cs.host_latency_ms,
-                    cs.overruns,
-                    {
-                        let j = pipeline.stats().jitter;
-                        (j.played, j.late, j.concealed, j.dropped, j.stretched)
-                    }
+                tracing::debug!(
+                    frames,
+                    ring_ms = ring,
+                    playback_host_ms = ps.host_latency_ms,
+                    underruns = ps.underruns,
+                    trimmed = ps.dropped_frames,
+                    capture_host_ms = cs.host_latency_ms,
+                    overruns = cs.overruns,
+                    "device buffers"
                 );
             }
         }

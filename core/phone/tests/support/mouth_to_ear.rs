@@ -120,6 +120,14 @@ impl Report {
             sorted[0],
             sorted[sorted.len() - 1]
         );
+        println!(
+            "  each click (ms): {}",
+            self.delays_ms
+                .iter()
+                .map(|d| format!("{d:.1}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         let (a, b) = (&self.a.latency, &self.b.latency);
         let network = b.network_ms.or(a.network_ms);
         let parts = [
