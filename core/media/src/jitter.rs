@@ -484,6 +484,42 @@ mod tests {
     }
 
     #[test]
+    fn a_backlog_found_at_the_first_pop_is_skipped_not_played_late() {
+        // The peer sent for 2 s before our media thread first popped: 100 packets are
+        // already here, stamped with their real arrival times.
+        let t0 = t0();
+        let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));
+        for i in 0..100u32 {
+            jb.push(t0 + Duration::from_millis(20 * i as u64), pkt(1, i * 160));
+        }
+        let now = t0 + Duration::from_millis(2000);
+        jb.push(now, pkt(1, 100 * 160));
+        let first = ts_of(&jb.pop(now)).expect("plays at once");
+        assert!(first >= 98 * 160, "started at packet {}", first / 160);
+        assert!(jb.stats().dropped >= 98);
+    }
+
+    #[test]
+    fn playout_ahead_of_the_stream_restarts() {
+        // The sender's timestamps step back by 200 ms (its capture glitched) while it
+        // keeps sending in real time: every packet is now "late". After a few, playout
+        // restarts and plays the stream again.
+        let t0 = t0();
+        let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));
+        let mut played_after = 0;
+        for i in 0..200u32 {
+            let now = t0 + Duration::from_millis(20 * i as u64);
+            let ts = if i < 100 { i * 160 } else { (i - 10) * 160 };
+            jb.push(now, pkt(1, ts));
+            if ts_of(&jb.pop(now)).is_some() && i >= 150 {
+                played_after += 1;
+            }
+        }
+        assert!(played_after >= 49, "played {played_after} of the last 50");
+        assert!(jb.stats().resyncs >= 1, "{:?}", jb.stats());
+    }
+
+    #[test]
     fn reorder_duplicates_and_loss() {
         let t0 = t0();
         let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));

@@ -378,6 +378,46 @@ mod tests {
     }
 
     #[test]
+    fn integer_ratios_use_the_short_fir() {
+        for (from, to, max_ms) in [
+            (48000, 8000, 2.01),
+            (8000, 48000, 2.01),
+            (48000, 16000, 1.01),
+        ] {
+            let r = Resampler::new(from, to).unwrap();
+            assert!(
+                r.delay_secs() * 1000.0 <= max_ms,
+                "{from}->{to}: {}",
+                r.delay_secs()
+            );
+        }
+        // Works sample by sample: 10 ms in, 10 ms out from the first frame on (after the
+        // lead-in), no 10 ms chunk to fill.
+        let mut r = Resampler::new(48000, 8000).unwrap();
+        let mut out = Vec::new();
+        r.process(&vec![0; r.latency()], &mut out);
+        assert!(out.is_empty());
+        r.process(&[1000; 480], &mut out);
+        assert_eq!(out.len(), 80);
+        // A 3 kHz tone (inside the telephone band) passes at level, a 5 kHz one is gone.
+        for (f, pass) in [(3000.0, true), (5000.0, false)] {
+            let input = sine(48000, f, 10000.0, 48000);
+            let mut r = Resampler::new(48000, 8000).unwrap();
+            let mut out = Vec::new();
+            r.process(&input, &mut out);
+            let rms = |x: &[i16]| {
+                (x.iter().map(|&s| (s as f64).powi(2)).sum::<f64>() / x.len() as f64).sqrt()
+            };
+            let ratio = rms(&out[800..7000]) / rms(&input[4800..42000]);
+            if pass {
+                assert!((ratio - 1.0).abs() < 0.1, "{f} Hz: {ratio}");
+            } else {
+                assert!(ratio < 0.03, "{f} Hz: {ratio}");
+            }
+        }
+    }
+
+    #[test]
     fn bad_rates_are_errors() {
         assert!(Resampler::new(0, 8000).is_err());
         assert!(Resampler::new(8000, 1_000_000).is_err());

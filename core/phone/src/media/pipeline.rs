@@ -73,8 +73,20 @@ struct Counted {
 
 impl Counted {
     fn new(from: u32, to: u32) -> Result<Self, MediaError> {
+        let mut inner =
+            Resampler::new(from, to).map_err(|e| MediaError::Negotiated(e.to_string()))?;
+        // The resampler drops its group delay from the start of its output (to align it
+        // with the input). Fed from the first tick, that would leave every packet boundary
+        // that many samples off the 10 ms frame boundaries, so each packet would wait for
+        // one more tick to fill. Spend the lead-in on silence now instead; the filter's
+        // delay itself remains and is reported.
+        let lead_in = inner.latency();
+        if lead_in > 0 && inner.delay_secs() * (from as f64) <= lead_in as f64 + 0.5 {
+            let mut discard = Vec::new();
+            inner.process(&vec![0; lead_in], &mut discard);
+        }
         Ok(Counted {
-            inner: Resampler::new(from, to).map_err(|e| MediaError::Negotiated(e.to_string()))?,
+            inner,
             consumed: 0,
             produced: 0,
         })
@@ -87,10 +99,12 @@ impl Counted {
         self.produced += (out.len() - before) as u64;
     }
 
+    /// The filter's delay plus input still waiting to be converted.
     fn delay_ms(&self) -> f64 {
         let (from, to) = (self.inner.from_rate() as f64, self.inner.to_rate() as f64);
         let expected = self.consumed as f64 * to / from;
-        ((expected - self.produced as f64) / to * 1000.0).max(0.0)
+        let waiting = ((expected - self.produced as f64) / to * 1000.0).max(0.0);
+        waiting.max(self.inner.delay_secs() * 1000.0)
     }
 }
 
@@ -175,6 +189,7 @@ pub(crate) struct Pipeline {
     capture_device_ms: f64,
     playback_device_ms: f64,
     device_resampler_ms: (f64, f64),
+    playback_glitches: (u64, u64),
     last_stats: MediaStats,
     /// Arrival times of recent audio packets by RTP timestamp, and the time played
     /// packets waited since the last statistics (the jitter buffer's own figure is a
@@ -235,6 +250,7 @@ impl Pipeline {
             capture_device_ms: 0.0,
             playback_device_ms: 0.0,
             device_resampler_ms: (0.0, 0.0),
+            playback_glitches: (0, 0),
             last_stats: MediaStats::default(),
             arrivals: VecDeque::with_capacity(64),
             waited: (0.0, 0),
@@ -330,6 +346,11 @@ impl Pipeline {
         self.device_resampler_ms = resampler_ms;
     }
 
+    /// The playback device's underruns and trimmed frames so far (device endpoints only).
+    pub(crate) fn set_playback_glitches(&mut self, underruns: u64, trimmed: u64) {
+        self.playback_glitches = (underruns, trimmed);
+    }
+
     /// The latest statistics.
     pub(crate) fn stats(&self) -> MediaStats {
         self.last_stats.clone()
@@ -396,6 +417,8 @@ impl Pipeline {
             codec_ms: codec_delay_ms(self.audio.codec),
             send_resampler_ms: self.path.enc_rs.delay_ms() + self.device_resampler_ms.0,
             receive_resampler_ms: self.path.dec_rs.delay_ms() + self.device_resampler_ms.1,
+            playback_underruns: self.playback_glitches.0,
+            playback_trimmed_frames: self.playback_glitches.1,
         };
         MediaStats {
             call,

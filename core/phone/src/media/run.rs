@@ -92,6 +92,8 @@ fn device_loop(
         if frames.is_multiple_of(SLICE_FRAMES) {
             let ring = level_sum / SLICE_FRAMES as f64;
             level_sum = 0.0;
+            let ps = playback.stats();
+            pipeline.set_playback_glitches(ps.underruns, ps.dropped_frames);
             pipeline.set_device_latency(
                 capture.queued_ms() + capture.stats().host_latency_ms,
                 ring + playback.stats().host_latency_ms,

@@ -65,8 +65,11 @@ impl Default for Setup {
             codec: CodecKind::Pcmu,
             ptime_ms: 20,
             jitter_min_delay_ms: Some(10),
+            // 5 ms device periods: PulseAudio then holds ~10 ms (tlength = two periods)
+            // instead of ~20, and our ring needs no more than one period of prefill.
             stream: StreamOptions {
-                prefill_ms: 10,
+                buffer_ms: Some(5),
+                prefill_ms: 5,
                 ..StreamOptions::default()
             },
         }
@@ -172,6 +175,10 @@ impl Report {
             self.b.jitter.late,
             self.b.jitter.stretched,
             self.b.jitter.dropped
+        );
+        println!(
+            "  B playback device: {} underruns, {} frames trimmed",
+            b.playback_underruns, b.playback_trimmed_frames
         );
         println!(
             "  RTP: A sent {}, B received {}, lost {}, jitter {:.2} ms, RTT {:?} ms",
