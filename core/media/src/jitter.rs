@@ -31,6 +31,12 @@ pub const RESYNC_JUMP: Duration = Duration::from_secs(5);
 const WINDOW: usize = 128;
 /// Target quantile of the transit lag.
 const QUANTILE: f64 = 0.98;
+/// Frames played before the buffer counts as settled; until then it re-centres on every pop.
+const STARTUP_FRAMES: u64 = 100;
+/// Most safety margin added to the measured jitter, ms (half a frame for short frames).
+const MAX_MARGIN_MS: u32 = 5;
+/// Consecutive late packets (with nothing buffered) after which playout restarts.
+const LATE_RUN_RESYNC: u32 = 3;
 
 /// Jitter buffer configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +137,7 @@ pub struct JitterBuffer {
     target: i64,
     last_arrival: i64,
     pops_since_drop: u32,
+    late_run: u32,
     played_recent: VecDeque<i64>,
     delay_sum: f64,
     stats: JitterStats,
@@ -153,6 +160,7 @@ impl JitterBuffer {
             target,
             last_arrival: 0,
             pops_since_drop: 0,
+            late_run: 0,
             played_recent: VecDeque::with_capacity(64),
             delay_sum: 0.0,
             stats: JitterStats::default(),
@@ -238,7 +246,7 @@ impl JitterBuffer {
         let mut lags: Vec<i64> = self.transits.iter().map(|t| t - min).collect();
         let k = ((lags.len() - 1) as f64 * QUANTILE).round() as usize;
         let (_, q, _) = lags.select_nth_unstable(k);
-        let margin = self.frame / 2;
+        let margin = (self.frame / 2).min(self.units(MAX_MARGIN_MS));
         self.target = (*q + margin).clamp(
             self.units(self.cfg.min_delay_ms),
             self.units(self.cfg.max_delay_ms),
@@ -272,13 +280,24 @@ impl JitterBuffer {
         {
             if self.played_recent.contains(&ext) {
                 self.stats.duplicates += 1;
-            } else {
+                return;
+            }
+            self.late_run += 1;
+            self.last_arrival = arrival;
+            if self.late_run < LATE_RUN_RESYNC || !self.packets.is_empty() {
                 self.stats.late += 1;
                 // A late packet still tells us about the network's delay.
                 self.update_target(transit);
+                return;
             }
-            return;
+            // Nothing but late packets: playout ran ahead of the stream (the sender's
+            // clock stepped back, e.g. after a capture glitch) and would stay ahead for
+            // good. The transit history describes the old timing: start over from here.
+            self.stats.resyncs += 1;
+            self.playout = None;
+            self.transits.clear();
         }
+        self.late_run = 0;
         if self.packets.contains_key(&ext) {
             self.stats.duplicates += 1;
             return;
@@ -333,6 +352,19 @@ impl JitterBuffer {
         let mut pos = match self.playout {
             Some(p) => p,
             None => {
+                // A backlog that piled up before the first pop (the peer sent before our
+                // media started) is skipped, not played late: start at the oldest packet
+                // that is still due.
+                while self.packets.len() > 1 {
+                    let Some((&k, _)) = self.packets.first_key_value() else {
+                        break;
+                    };
+                    if k + half >= ideal {
+                        break;
+                    }
+                    self.packets.pop_first();
+                    self.stats.dropped += 1;
+                }
                 // Start once the first packet has waited its target delay.
                 let Some(&first) = self.packets.keys().next() else {
                     return Playout::Silence;
@@ -350,11 +382,14 @@ impl JitterBuffer {
             self.stats.stretched += 1;
             return Playout::Stretch;
         }
-        if error < -(self.frame + half) {
-            // Too deep: skip frames. Far too deep (a drained burst): skip straight to the
-            // ideal position; slightly: one frame in five.
+        if error < -self.frame {
+            // Too deep by more than a frame: skip frames (the next packet still waits at
+            // least the target). Far too deep (a drained burst): skip straight to the ideal
+            // position; slightly: one frame in five, except while the buffer is young (the
+            // first seconds decide the delay of the whole call: re-centre at once).
             let far = error < -4 * self.frame;
-            if far || self.pops_since_drop >= 5 {
+            let young = self.stats.played < STARTUP_FRAMES;
+            if far || young || self.pops_since_drop >= 5 {
                 self.pops_since_drop = 0;
                 let skip_to = if far { ideal } else { pos + self.frame };
                 while let Some((&k, _)) = self.packets.first_key_value() {
@@ -446,6 +481,42 @@ mod tests {
         let s = jb.stats();
         assert_eq!(s.late + s.concealed + s.dropped, 0);
         assert!(s.mean_buffer_delay_ms <= 20.0, "{s:?}");
+    }
+
+    #[test]
+    fn a_backlog_found_at_the_first_pop_is_skipped_not_played_late() {
+        // The peer sent for 2 s before our media thread first popped: 100 packets are
+        // already here, stamped with their real arrival times.
+        let t0 = t0();
+        let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));
+        for i in 0..100u32 {
+            jb.push(t0 + Duration::from_millis(20 * i as u64), pkt(1, i * 160));
+        }
+        let now = t0 + Duration::from_millis(2000);
+        jb.push(now, pkt(1, 100 * 160));
+        let first = ts_of(&jb.pop(now)).expect("plays at once");
+        assert!(first >= 98 * 160, "started at packet {}", first / 160);
+        assert!(jb.stats().dropped >= 98);
+    }
+
+    #[test]
+    fn playout_ahead_of_the_stream_restarts() {
+        // The sender's timestamps step back by 200 ms (its capture glitched) while it
+        // keeps sending in real time: every packet is now "late". After a few, playout
+        // restarts and plays the stream again.
+        let t0 = t0();
+        let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));
+        let mut played_after = 0;
+        for i in 0..200u32 {
+            let now = t0 + Duration::from_millis(20 * i as u64);
+            let ts = if i < 100 { i * 160 } else { (i - 10) * 160 };
+            jb.push(now, pkt(1, ts));
+            if ts_of(&jb.pop(now)).is_some() && i >= 150 {
+                played_after += 1;
+            }
+        }
+        assert!(played_after >= 49, "played {played_after} of the last 50");
+        assert!(jb.stats().resyncs >= 1, "{:?}", jb.stats());
     }
 
     #[test]

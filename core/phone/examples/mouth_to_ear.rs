@@ -6,6 +6,8 @@
 //! cargo run --release -p vaxel-phone --example mouth-to-ear
 //! cargo run --release -p vaxel-phone --example mouth-to-ear -- opus 20 default
 //! #                                                 codec ptime jitter-minimum(ms|default)
+//! cargo run --release -p vaxel-phone --example mouth-to-ear -- opus 20 10 5 5
+//! #                                 ... device-buffer(ms|default) playback-prefill(ms)
 //! ```
 
 #[path = "../tests/support/mod.rs"]
@@ -31,6 +33,12 @@ fn setup_from_args() -> Setup {
     }
     if let Some(j) = args.get(2) {
         s.jitter_min_delay_ms = j.parse().ok();
+    }
+    if let Some(b) = args.get(3) {
+        s.stream.buffer_ms = b.parse().ok();
+    }
+    if let Some(p) = args.get(4).and_then(|p| p.parse().ok()) {
+        s.stream.prefill_ms = p;
     }
     s
 }

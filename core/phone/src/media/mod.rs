@@ -246,6 +246,12 @@ pub struct LatencyParts {
     /// Resampling on the way in: the codec rate to 48 kHz and 48 kHz to the device's
     /// rate, ms.
     pub receive_resampler_ms: f64,
+    /// Times the playback device found our ring empty and played silence (sound devices
+    /// only; a small device buffer trades these for delay).
+    pub playback_underruns: u64,
+    /// 10 ms frames not queued for playback to keep its buffer short (start-up depth,
+    /// clock drift between the devices).
+    pub playback_trimmed_frames: u64,
 }
 
 /// A statistics snapshot, sent once a second.

@@ -73,8 +73,20 @@ struct Counted {
 
 impl Counted {
     fn new(from: u32, to: u32) -> Result<Self, MediaError> {
+        let mut inner =
+            Resampler::new(from, to).map_err(|e| MediaError::Negotiated(e.to_string()))?;
+        // The resampler drops its group delay from the start of its output (to align it
+        // with the input). Fed from the first tick, that would leave every packet boundary
+        // that many samples off the 10 ms frame boundaries, so each packet would wait for
+        // one more tick to fill. Spend the lead-in on silence now instead; the filter's
+        // delay itself remains and is reported.
+        let lead_in = inner.latency();
+        if lead_in > 0 && inner.delay_secs() * (from as f64) <= lead_in as f64 + 0.5 {
+            let mut discard = Vec::new();
+            inner.process(&vec![0; lead_in], &mut discard);
+        }
         Ok(Counted {
-            inner: Resampler::new(from, to).map_err(|e| MediaError::Negotiated(e.to_string()))?,
+            inner,
             consumed: 0,
             produced: 0,
         })
@@ -87,10 +99,12 @@ impl Counted {
         self.produced += (out.len() - before) as u64;
     }
 
+    /// The filter's delay plus input still waiting to be converted.
     fn delay_ms(&self) -> f64 {
         let (from, to) = (self.inner.from_rate() as f64, self.inner.to_rate() as f64);
         let expected = self.consumed as f64 * to / from;
-        ((expected - self.produced as f64) / to * 1000.0).max(0.0)
+        let waiting = ((expected - self.produced as f64) / to * 1000.0).max(0.0);
+        waiting.max(self.inner.delay_secs() * 1000.0)
     }
 }
 
@@ -175,6 +189,7 @@ pub(crate) struct Pipeline {
     capture_device_ms: f64,
     playback_device_ms: f64,
     device_resampler_ms: (f64, f64),
+    playback_glitches: (u64, u64),
     last_stats: MediaStats,
     /// Arrival times of recent audio packets by RTP timestamp, and the time played
     /// packets waited since the last statistics (the jitter buffer's own figure is a
@@ -182,6 +197,11 @@ pub(crate) struct Pipeline {
     arrivals: VecDeque<(u32, Instant)>,
     waited: (f64, u64),
     waited_ms: f64,
+    /// Shortest wait of a played packet in the current window, pops in it, and how long a
+    /// decided 10 ms shift has been waiting for a quiet moment (see [`Pipeline::play`]).
+    min_wait: (f64, u32),
+    shift_pending: Option<u32>,
+    shifts: u64,
 }
 
 impl Pipeline {
@@ -230,10 +250,14 @@ impl Pipeline {
             capture_device_ms: 0.0,
             playback_device_ms: 0.0,
             device_resampler_ms: (0.0, 0.0),
+            playback_glitches: (0, 0),
             last_stats: MediaStats::default(),
             arrivals: VecDeque::with_capacity(64),
             waited: (0.0, 0),
             waited_ms: 0.0,
+            min_wait: (f64::MAX, 0),
+            shift_pending: None,
+            shifts: 0,
             audio,
             tuning,
         })
@@ -322,6 +346,11 @@ impl Pipeline {
         self.device_resampler_ms = resampler_ms;
     }
 
+    /// The playback device's underruns and trimmed frames so far (device endpoints only).
+    pub(crate) fn set_playback_glitches(&mut self, underruns: u64, trimmed: u64) {
+        self.playback_glitches = (underruns, trimmed);
+    }
+
     /// The latest statistics.
     pub(crate) fn stats(&self) -> MediaStats {
         self.last_stats.clone()
@@ -388,6 +417,8 @@ impl Pipeline {
             codec_ms: codec_delay_ms(self.audio.codec),
             send_resampler_ms: self.path.enc_rs.delay_ms() + self.device_resampler_ms.0,
             receive_resampler_ms: self.path.dec_rs.delay_ms() + self.device_resampler_ms.1,
+            playback_underruns: self.playback_glitches.0,
+            playback_trimmed_frames: self.playback_glitches.1,
         };
         MediaStats {
             call,
@@ -632,9 +663,10 @@ impl Pipeline {
                         if let Some(&(_, at)) =
                             self.arrivals.iter().find(|(ts, _)| *ts == p.timestamp)
                         {
-                            self.waited.0 +=
-                                now.saturating_duration_since(at).as_secs_f64() * 1000.0;
+                            let w = now.saturating_duration_since(at).as_secs_f64() * 1000.0;
+                            self.waited.0 += w;
                             self.waited.1 += 1;
+                            self.min_wait.0 = self.min_wait.0.min(w);
                         }
                         codec
                             .decode(&p.payload, &mut self.decoded)
@@ -667,6 +699,7 @@ impl Pipeline {
             self.resampled.clear();
             self.path.dec_rs.process(&self.decoded, &mut self.resampled);
             self.playout.extend(self.resampled.iter().copied());
+            self.maybe_shift();
         }
         let mut sum = 0.0;
         for o in output.iter_mut() {
@@ -676,6 +709,53 @@ impl Pipeline {
         }
         self.level_out.0 += sum;
         self.level_out.1 += FRAME_SAMPLES as u64;
+    }
+
+    /// The jitter buffer steers in whole packets, but we pop on 10 ms frames: with packets
+    /// longer than a frame, every packet may wait up to a frame more than the jitter
+    /// buffer's target, for the whole call. When every packet played over the last
+    /// half second waited at least the target plus a frame, play the next one a frame
+    /// earlier: drop the first 10 ms of what was just decoded (in a quiet moment if one
+    /// comes soon; at start-up it is silence anyway).
+    fn maybe_shift(&mut self) {
+        const WINDOW: u32 = 25;
+        const PATIENCE: u32 = 50;
+        const QUIET: i16 = 100;
+        const SLACK_MS: f64 = 1.0;
+        if self.path.frame * PIPELINE_RATE as usize
+            <= FRAME_SAMPLES * self.path.codec.sample_rate() as usize
+        {
+            return; // packets of one frame: the jitter buffer's own steps are fine enough
+        }
+        self.min_wait.1 += 1;
+        if self.min_wait.1 >= WINDOW {
+            let frame_ms = FRAME_SAMPLES as f64 * 1000.0 / PIPELINE_RATE as f64;
+            let target = self.path.jitter.target_delay().as_secs_f64() * 1000.0;
+            if self.min_wait.0 >= target + frame_ms + SLACK_MS && self.shift_pending.is_none() {
+                self.shift_pending = Some(0);
+            }
+            self.min_wait = (f64::MAX, 0);
+        }
+        let Some(waited) = self.shift_pending.as_mut() else {
+            return;
+        };
+        *waited += 1;
+        let n = self.playout.len();
+        if self.resampled.len() < 2 * FRAME_SAMPLES {
+            return;
+        }
+        let quiet = self
+            .playout
+            .range(n - self.resampled.len()..)
+            .take(FRAME_SAMPLES)
+            .all(|s| s.unsigned_abs() < QUIET as u16);
+        if quiet || *waited > PATIENCE {
+            let start = n - self.resampled.len();
+            self.playout.drain(start..start + FRAME_SAMPLES);
+            self.shift_pending = None;
+            self.shifts += 1;
+            self.min_wait = (f64::MAX, 0);
+        }
     }
 
     fn send(&mut self, now: Instant, input: &Frame) {

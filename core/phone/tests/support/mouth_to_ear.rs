@@ -65,8 +65,11 @@ impl Default for Setup {
             codec: CodecKind::Pcmu,
             ptime_ms: 20,
             jitter_min_delay_ms: Some(10),
+            // 5 ms device periods: PulseAudio then holds ~10 ms (tlength = two periods)
+            // instead of ~20, and our ring needs no more than one period of prefill.
             stream: StreamOptions {
-                prefill_ms: 10,
+                buffer_ms: Some(5),
+                prefill_ms: 5,
                 ..StreamOptions::default()
             },
         }
@@ -120,6 +123,14 @@ impl Report {
             sorted[0],
             sorted[sorted.len() - 1]
         );
+        println!(
+            "  each click (ms): {}",
+            self.delays_ms
+                .iter()
+                .map(|d| format!("{d:.1}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
         let (a, b) = (&self.a.latency, &self.b.latency);
         let network = b.network_ms.or(a.network_ms);
         let parts = [
@@ -164,6 +175,10 @@ impl Report {
             self.b.jitter.late,
             self.b.jitter.stretched,
             self.b.jitter.dropped
+        );
+        println!(
+            "  B playback device: {} underruns, {} frames trimmed",
+            b.playback_underruns, b.playback_trimmed_frames
         );
         println!(
             "  RTP: A sent {}, B received {}, lost {}, jitter {:.2} ms, RTT {:?} ms",
@@ -268,14 +283,19 @@ pub async fn measure(setup: Setup) -> Result<Report, String> {
         .spawn()
         .map_err(|e| format!("parecord: {e}"))?;
 
-    let (a, a_events) = CallMedia::start(CallMediaConfig {
+    // Open all four device streams before either phone starts (opening a capture stream
+    // on a PulseAudio monitor takes a while), then start the receiver first: otherwise A
+    // sends for as long as B's devices take to open and B finds that backlog queued.
+    let io_a = open(&audio_a)?;
+    let io_b = open(&audio_b)?;
+    let (b, b_events) = CallMedia::start(CallMediaConfig {
         tuning: tuning.clone(),
-        ..CallMediaConfig::new(pa, audio_a_neg, open(&audio_a)?)
+        ..CallMediaConfig::new(pb, audio_b_neg, io_b)
     })
     .map_err(|e| e.to_string())?;
-    let (b, b_events) = CallMedia::start(CallMediaConfig {
+    let (a, a_events) = CallMedia::start(CallMediaConfig {
         tuning,
-        ..CallMediaConfig::new(pb, audio_b_neg, open(&audio_b)?)
+        ..CallMediaConfig::new(pa, audio_a_neg, io_a)
     })
     .map_err(|e| e.to_string())?;
     let drain = |mut rx: tokio::sync::mpsc::Receiver<CallMediaEvent>| {
