@@ -1091,12 +1091,12 @@ impl Core {
             }
             let audio = self.audio.as_ref().ok_or("no audio")?;
             let capture = audio
-                .open_capture(vaxel_audio::StreamOptions::default())
+                .open_capture(crate::media::call_stream_options())
                 .map_err(|e| format!("microphone: {e}"))?;
             let playback = audio
                 .open_playback(
                     vaxel_audio::DeviceRole::Output,
-                    vaxel_audio::StreamOptions::default(),
+                    crate::media::call_stream_options(),
                 )
                 .map_err(|e| format!("speaker: {e}"))?;
             return Ok(AudioIo::Devices { capture, playback });

@@ -72,6 +72,20 @@ pub use endpoint::{
 };
 pub use net::MediaPorts;
 
+/// How a call opens its sound devices: 5 ms device periods (PulseAudio then
+/// holds about 10 ms instead of 20) and one period of prefill, which the
+/// mouth-to-ear benchmark measured at 40–50 ms end to end with 20 ms packets.
+/// The media loop trims a playback queue that stays deeper than it needs and
+/// counts underruns in [`LatencyParts`], so a device that cannot keep up shows
+/// in the call statistics.
+pub fn call_stream_options() -> vaxel_audio::StreamOptions {
+    vaxel_audio::StreamOptions {
+        buffer_ms: Some(5),
+        prefill_ms: 5,
+        ..vaxel_audio::StreamOptions::default()
+    }
+}
+
 /// Whose fault an error is (ARCHITECTURE.md §3.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {

@@ -65,13 +65,8 @@ impl Default for Setup {
             codec: CodecKind::Pcmu,
             ptime_ms: 20,
             jitter_min_delay_ms: Some(10),
-            // 5 ms device periods: PulseAudio then holds ~10 ms (tlength = two periods)
-            // instead of ~20, and our ring needs no more than one period of prefill.
-            stream: StreamOptions {
-                buffer_ms: Some(5),
-                prefill_ms: 5,
-                ..StreamOptions::default()
-            },
+            // What the phone itself opens its devices with.
+            stream: vaxel_phone::media::call_stream_options(),
         }
     }
 }
