@@ -28,8 +28,8 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, info, warn};
 use vaxel_sip::auth::{
-    ChallengeKind, DigestHash, DigestServer, RequestParts, ServerConfig, StoredUser, Verification,
-    ha1,
+    Algorithm, ChallengeKind, DigestHash, DigestServer, RequestParts, ServerConfig, StoredUser,
+    Verification, ha1,
 };
 use vaxel_sip::dialog::{Dialog, new_call_id, new_tag};
 use vaxel_sip::msg::{
@@ -388,6 +388,8 @@ struct Engine {
     invite_txs: HashMap<TxKey, LegId>,
     passed: HashMap<TxKey, Passed>,
     next_id: u64,
+    /// Keys the To tags of our answers to requests outside a dialog.
+    tag_key: std::collections::hash_map::RandomState,
     media_ip: IpAddr,
     events: broadcast::Sender<EngineEvent>,
     last_keep_alive: Instant,
@@ -461,12 +463,26 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
     // and phones retry silently (RFC 7616 §3.3).
     let mut key = vec![0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
-    let registrar_auth = DigestServer::new(
-        ServerConfig::new(ChallengeKind::Www, realm.clone()),
-        key.clone(),
-    )
-    .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let proxy_auth = DigestServer::new(ServerConfig::new(ChallengeKind::Proxy, realm.clone()), key)
+    let algorithms: Vec<Algorithm> = db
+        .digest()?
+        .iter()
+        .filter_map(|a| Algorithm::from_name(a))
+        .collect();
+    let auth_config = |kind| {
+        let mut c = ServerConfig::new(kind, realm.clone());
+        // Devices that put the next hop instead of the Request-URI in the digest `uri`
+        // (SIPp always does; so do phones behind some proxies) would get 400. The
+        // digest still covers method and nonce, and replays are stopped by the
+        // nonce-count window, so the exact-URI rule of RFC 7616 §3.4.6 is relaxed.
+        c.check_uri = false;
+        if !algorithms.is_empty() {
+            c.algorithms = algorithms.clone();
+        }
+        c
+    };
+    let registrar_auth = DigestServer::new(auth_config(ChallengeKind::Www), key.clone())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let proxy_auth = DigestServer::new(auth_config(ChallengeKind::Proxy), key)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let (events, _) = broadcast::channel(256);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
@@ -489,6 +505,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         invite_txs: HashMap::new(),
         passed: HashMap::new(),
         next_id: 1,
+        tag_key: std::collections::hash_map::RandomState::new(),
         media_ip,
         events: events.clone(),
         last_keep_alive: Instant::now(),
@@ -699,6 +716,21 @@ impl Engine {
         state
     }
 
+    /// The To tag for our answers to an out-of-dialog request: the same for the
+    /// challenge and the final answer of one caller's request (as Kamailio's `sl`
+    /// does), because some UAs (SIPp) keep the first To tag they see.
+    fn tag_for(&self, req: &Request) -> String {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = self.tag_key.build_hasher();
+        req.headers.call_id().ok().hash(&mut h);
+        req.headers
+            .from()
+            .ok()
+            .and_then(|f| f.tag().map(str::to_owned))
+            .hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+
     fn new_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -794,7 +826,7 @@ impl Engine {
     async fn reply(&self, tx: TxKey, req: &Request, code: u16) {
         let mut r = Response::from_request(req, status(code));
         if code != 100 && !is_in_dialog(req) {
-            let _ = r.set_to_tag(&token());
+            let _ = r.set_to_tag(&self.tag_for(req));
         }
         if code == 405 {
             r.headers.push(HeaderName::Allow, ALLOW);
@@ -822,7 +854,7 @@ impl Engine {
             Method::Invite => self.invite(tx, req, from).await,
             Method::Options => {
                 let mut ok = Response::from_request(&req, StatusCode::OK);
-                let _ = ok.set_to_tag(&token());
+                let _ = ok.set_to_tag(&self.tag_for(&req));
                 ok.headers.push(HeaderName::Allow, ALLOW);
                 ok.headers.push(HeaderName::Accept, "application/sdp");
                 self.respond(tx, ok).await;
@@ -895,7 +927,8 @@ impl Engine {
         });
         match verdict {
             Verification::Authenticated(u) => return self.users.get(u.username()).cloned(),
-            Verification::Malformed(_) => {
+            Verification::Malformed(e) => {
+                debug!("unreadable credentials from {}: {e}", from.addr);
                 self.reply(tx, req, 400).await;
                 return None;
             }
@@ -919,7 +952,7 @@ impl Engine {
         };
         let challenges = server.challenge(now, random, verdict.is_stale());
         let mut r = Response::from_request(req, status(kind.status_code()));
-        let _ = r.set_to_tag(&token());
+        let _ = r.set_to_tag(&self.tag_for(req));
         let name = match kind {
             ChallengeKind::Www => HeaderName::WwwAuthenticate,
             ChallengeKind::Proxy => HeaderName::ProxyAuthenticate,
@@ -975,7 +1008,7 @@ impl Engine {
                 let expires = c.expires().or(header_expires).unwrap_or(DEFAULT_EXPIRES);
                 if expires != 0 && expires < MIN_EXPIRES {
                     let mut r = Response::from_request(&req, status(423));
-                    let _ = r.set_to_tag(&token());
+                    let _ = r.set_to_tag(&self.tag_for(&req));
                     r.headers
                         .push(HeaderName::MinExpires, MIN_EXPIRES.to_string());
                     return self.respond(tx, r).await;
@@ -1013,7 +1046,7 @@ impl Engine {
             }
         }
         let mut ok = Response::from_request(&req, StatusCode::OK);
-        let _ = ok.set_to_tag(&token());
+        let _ = ok.set_to_tag(&self.tag_for(&req));
         let list = self.bindings.get(&ext).cloned().unwrap_or_default();
         for b in &list {
             ok.headers.push(
@@ -1199,7 +1232,7 @@ impl Engine {
         };
         let call_id = self.new_id();
         let a_leg = self.new_id();
-        let a_tag = token();
+        let a_tag = self.tag_for(&req);
         let a_record = self
             .db
             .get()
@@ -1581,7 +1614,16 @@ impl Engine {
         let Some(call) = self.calls.remove(&call_id) else {
             return;
         };
-        let _ = self.db.get().end_call(call.record, outcome, unix_now());
+        let stats = call.relay.stats();
+        let (ab, ba) = (
+            stats.a_to_b.load(std::sync::atomic::Ordering::Relaxed),
+            stats.b_to_a.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        {
+            let mut db = self.db.get();
+            let _ = db.call_packets(call.record, ab, ba);
+            let _ = db.end_call(call.record, outcome, unix_now());
+        }
         let mut legs = vec![call.a];
         legs.extend(call.forks.iter().copied());
         for l in legs {
@@ -1732,15 +1774,27 @@ impl Engine {
 
     async fn in_dialog(&mut self, tx: TxKey, req: Request) {
         let Some(leg_id) = self.leg_of_request(&req) else {
+            debug!(
+                "{} for no dialog we know: {:?} {:?} known {:?}",
+                req.method,
+                req.headers.call_id(),
+                req.headers
+                    .to()
+                    .ok()
+                    .and_then(|t| t.tag().map(str::to_owned)),
+                self.dialogs.keys().collect::<Vec<_>>()
+            );
             return self.reply(tx, &req, 481).await;
         };
         let Some(leg) = self.legs.get_mut(&leg_id) else {
             return self.reply(tx, &req, 481).await;
         };
         let Some(dialog) = leg.dialog.as_mut() else {
+            debug!("{} for a leg without dialog", req.method);
             return self.reply(tx, &req, 481).await;
         };
         if let Err(e) = dialog.handle_request(&req) {
+            debug!("{} refused by the dialog: {e}", req.method);
             let code = e.status().map_or(500, |s| s.as_u16());
             return self.reply(tx, &req, code).await;
         }

@@ -42,6 +42,15 @@ pub struct OfficeInfo {
     /// A display name for the office.
     #[serde(default)]
     pub name: String,
+    /// Digest algorithms offered in challenges, most preferred first (RFC 8760 §2.4).
+    /// Some devices (SIPp, old phones) answer only the first challenge and know only
+    /// MD5; put `MD5` first for them.
+    #[serde(default = "default_digest")]
+    pub digest: Vec<String>,
+}
+
+fn default_digest() -> Vec<String> {
+    vec!["SHA-256".into(), "MD5".into()]
 }
 
 /// A role in the control API.
@@ -306,6 +315,14 @@ impl Office {
         let o = &office;
         if o.office.domain.trim().is_empty() || o.office.domain.contains(char::is_whitespace) {
             return Err(err(0, "office.domain must be a host name".into()));
+        }
+        if o.office.digest.is_empty()
+            || o.office
+                .digest
+                .iter()
+                .any(|d| !matches!(d.as_str(), "SHA-256" | "MD5"))
+        {
+            return Err(err(0, "office.digest must list SHA-256 and/or MD5".into()));
         }
         let mut numbers: HashSet<&str> = HashSet::new();
         for u in &o.users {

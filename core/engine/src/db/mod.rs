@@ -56,7 +56,10 @@ CREATE TABLE calls (
     answered_at INTEGER,
     ended_at    INTEGER,
     outcome     TEXT NOT NULL DEFAULT 'in progress',
-    answered_by TEXT
+    answered_by TEXT,
+    -- RTP packets the relay carried each way (media health at a glance).
+    packets_a_to_b INTEGER NOT NULL DEFAULT 0,
+    packets_b_to_a INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX calls_caller ON calls(caller);
 CREATE INDEX calls_callee ON calls(callee);
@@ -160,6 +163,10 @@ pub struct CallRecord {
     pub outcome: String,
     /// Extension that answered.
     pub answered_by: Option<String>,
+    /// RTP packets relayed from caller to callee.
+    pub packets_a_to_b: i64,
+    /// RTP packets relayed from callee to caller.
+    pub packets_b_to_a: i64,
 }
 
 /// The engine's database connection. Owned by the engine task (one writer).
@@ -233,6 +240,11 @@ impl Db {
         let tx = self.conn.transaction()?;
         set_key(&tx, "domain", &realm)?;
         set_key(&tx, "name", &office.office.name)?;
+        set_key(
+            &tx,
+            "digest",
+            &serde_json::to_string(&office.office.digest).unwrap_or_default(),
+        )?;
         set_key(
             &tx,
             "emergency",
@@ -320,7 +332,11 @@ impl Db {
             })
             .collect();
         Ok(Office {
-            office: OfficeInfo { domain, name },
+            office: OfficeInfo {
+                domain,
+                name,
+                digest: self.digest()?,
+            },
             users,
             trunks: self.trunks()?,
             emergency: Emergency { numbers: emergency },
@@ -331,6 +347,14 @@ impl Db {
     /// The SIP domain (digest realm).
     pub fn domain(&self) -> Result<String, DbError> {
         Ok(self.key("domain")?.unwrap_or_else(|| "vaxel.local".into()))
+    }
+
+    /// The digest algorithms to offer, most preferred first.
+    pub fn digest(&self) -> Result<Vec<String>, DbError> {
+        Ok(self
+            .key("digest")?
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_else(|| vec!["SHA-256".into(), "MD5".into()]))
     }
 
     /// The protection limits.
@@ -532,6 +556,15 @@ impl Db {
         tx.commit()
     }
 
+    /// Stores the relay's packet counts of a call.
+    pub fn call_packets(&mut self, call: i64, a_to_b: u64, b_to_a: u64) -> Result<(), DbError> {
+        self.conn.execute(
+            "UPDATE calls SET packets_a_to_b = ?2, packets_b_to_a = ?3 WHERE id = ?1",
+            params![call, a_to_b as i64, b_to_a as i64],
+        )?;
+        Ok(())
+    }
+
     /// Calls still open (the engine stopped during them): closed as `interrupted`.
     pub fn close_interrupted_calls(&mut self, now: i64) -> Result<usize, DbError> {
         let tx = self.conn.transaction()?;
@@ -553,7 +586,7 @@ impl Db {
     pub fn calls_of(&self, party: &[&str], limit: u32) -> Result<Vec<CallRecord>, DbError> {
         let mut out = Vec::new();
         let mut st = self.conn.prepare(
-            "SELECT id, caller, callee, direction, started_at, answered_at, ended_at, outcome, answered_by
+            "SELECT id, caller, callee, direction, started_at, answered_at, ended_at, outcome, answered_by, packets_a_to_b, packets_b_to_a
              FROM calls WHERE caller = ?1 OR callee = ?1 OR answered_by = ?1
              ORDER BY id DESC LIMIT ?2",
         )?;
@@ -574,7 +607,7 @@ impl Db {
     /// Every call, newest first.
     pub fn calls(&self, limit: u32) -> Result<Vec<CallRecord>, DbError> {
         let mut st = self.conn.prepare(
-            "SELECT id, caller, callee, direction, started_at, answered_at, ended_at, outcome, answered_by
+            "SELECT id, caller, callee, direction, started_at, answered_at, ended_at, outcome, answered_by, packets_a_to_b, packets_b_to_a
              FROM calls ORDER BY id DESC LIMIT ?1",
         )?;
         st.query_map([limit], call_from_row)?.collect()
@@ -600,6 +633,8 @@ fn call_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRecord> {
         ended_at: r.get(6)?,
         outcome: r.get(7)?,
         answered_by: r.get(8)?,
+        packets_a_to_b: r.get(9)?,
+        packets_b_to_a: r.get(10)?,
     })
 }
 
