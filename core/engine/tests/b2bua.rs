@@ -80,3 +80,103 @@ fn sipp_call_through_the_engine_to_a_registered_uas() {
         assert_eq!(db.leg_count(c.id).unwrap(), 2);
     }
 }
+
+/// A call to a user rings both devices; the first to answer wins and the other is
+/// cancelled. Both see the caller as the short number.
+#[test]
+fn forked_call_first_answer_wins_the_other_is_cancelled() {
+    if !have("sipp") && skip_or_fail("b2bua fork", "sipp (sip-tester)") {
+        return;
+    }
+    let dir = temp_dir("fork");
+    let engine = EngineProc::start(&dir, Some(&office("")), free_port());
+    let (p1, p2) = (free_port(), free_port());
+    register_at(&dir, &engine, "4002", "bob-pw", p1);
+    register_at(&dir, &engine, "4002", "bob-pw", p2);
+    let mut ringer = sipp_bg(
+        &dir,
+        "ringer",
+        &ringer_scenario("4001"),
+        &["-p", &p1.to_string(), "-m", "1"],
+    );
+    let mut answerer = sipp_bg(
+        &dir,
+        "answerer",
+        &answerer_scenario("4001", 500),
+        &[
+            "-p",
+            &p2.to_string(),
+            "-m",
+            "1",
+            "-mp",
+            &free_port().to_string(),
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let run = sipp(
+        &dir,
+        "caller",
+        &call_scenario(engine.sip, "4001", "alice-pw", "4002", false, 300),
+        &engine.sip.to_string(),
+        &[
+            "-m",
+            "1",
+            "-p",
+            &free_port().to_string(),
+            "-mp",
+            &free_port().to_string(),
+        ],
+    );
+    assert!(run.ok, "the caller's call: {}", run.output);
+    assert!(
+        wait_bg(&mut answerer, 10),
+        "the answering device saw INVITE from 4001, ACK and BYE"
+    );
+    assert!(wait_bg(&mut ringer, 10), "the other device was cancelled");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    engine.kill9();
+    let db = vaxel_engine::db::Db::open(&dir).unwrap();
+    let calls = db.calls(10).unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].outcome, "answered");
+    assert_eq!(
+        db.leg_count(calls[0].id).unwrap(),
+        3,
+        "one A leg, two B legs"
+    );
+}
+
+/// The caller hangs up while the callee rings: CANCEL reaches the device, the call
+/// is recorded as cancelled.
+#[test]
+fn caller_cancel_propagates_to_the_ringing_device() {
+    if !have("sipp") && skip_or_fail("b2bua cancel", "sipp (sip-tester)") {
+        return;
+    }
+    let dir = temp_dir("cancel");
+    let engine = EngineProc::start(&dir, Some(&office("")), free_port());
+    let p1 = free_port();
+    register_at(&dir, &engine, "4002", "bob-pw", p1);
+    let mut ringer = sipp_bg(
+        &dir,
+        "ringer",
+        &ringer_scenario("4001"),
+        &["-p", &p1.to_string(), "-m", "1"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let run = sipp(
+        &dir,
+        "caller",
+        &cancel_scenario(engine.sip, "4001", "alice-pw", "4002"),
+        &engine.sip.to_string(),
+        &["-m", "1", "-p", &free_port().to_string()],
+    );
+    assert!(run.ok, "the caller's CANCEL: {}", run.output);
+    assert!(wait_bg(&mut ringer, 10), "the device got CANCEL");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    engine.kill9();
+    let db = vaxel_engine::db::Db::open(&dir).unwrap();
+    let calls = db.calls(10).unwrap();
+    assert_eq!(calls[0].outcome, "cancelled");
+    assert!(calls[0].answered_at.is_none());
+}

@@ -359,3 +359,205 @@ pub fn register_at(dir: &Path, engine: &EngineProc, user: &str, password: &str, 
     );
     assert!(run.ok, "register {user}: {}", run.output);
 }
+
+/// A SIPp device that rings and never answers: 180, then CANCEL → 200 and 487.
+/// Checks that the caller shows as `caller` (R-302).
+pub fn ringer_scenario(caller: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="ringer">
+  <recv request="INVITE">
+    <action><ereg regexp="sip:{caller}@" search_in="hdr" header="From:" check_it="true" assign_to="x"/></action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]r[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <recv request="CANCEL"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]r[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <send><![CDATA[
+SIP/2.0 487 Request Terminated
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]r[call_number]
+[last_Call-ID:]
+CSeq: 1 INVITE
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+  <Reference variables="x"/>
+</scenario>
+"#
+    )
+}
+
+/// A SIPp device that rings for `ring_ms`, answers with SDP, and takes the BYE.
+pub fn answerer_scenario(caller: &str, ring_ms: u32) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="answerer">
+  <recv request="INVITE">
+    <action><ereg regexp="sip:{caller}@" search_in="hdr" header="From:" check_it="true" assign_to="x"/></action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]a[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="{ring_ms}"/>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]a[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8
+a=rtpmap:8 PCMA/8000
+]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <Reference variables="x"/>
+</scenario>
+"#
+    )
+}
+
+/// A caller that gives up while it rings: INVITE (with credentials), 180, CANCEL,
+/// 200, 487, ACK.
+pub fn cancel_scenario(engine: SocketAddr, user: &str, password: &str, to: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="cancel {to}">
+  <send retrans="500"><![CDATA[
+INVITE sip:{to}@{engine} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to}@{DOMAIN}>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:{user}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="407" auth="true"/>
+  <send><![CDATA[
+ACK sip:{to}@{engine} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-1]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+INVITE sip:{to}@{engine} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to}@{DOMAIN}>
+Call-ID: [call_id]
+CSeq: 2 INVITE
+Contact: <sip:{user}@[local_ip]:[local_port]>
+[authentication username={user} password={password}]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8
+a=rtpmap:8 PCMA/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180"/>
+  <pause milliseconds="300"/>
+  <send retrans="500"><![CDATA[
+CANCEL sip:{to}@{engine} SIP/2.0
+[last_Via:]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to}@{DOMAIN}>
+Call-ID: [call_id]
+CSeq: 2 CANCEL
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+  <recv response="487"/>
+  <send><![CDATA[
+ACK sip:{to}@{engine} SIP/2.0
+[last_Via:]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#
+    )
+}
+
+/// Waits for a background SIPp to finish; whether it succeeded.
+pub fn wait_bg(bg: &mut SippBg, secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Ok(Some(s)) = bg.0.try_wait() {
+            return s.success();
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
