@@ -19,7 +19,9 @@ build_pkgs=(build-essential cmake pkg-config curl ca-certificates git libssl-dev
     libasound2-dev libwebrtc-audio-processing-dev libclang-dev)
 # Real programs the tests start on loopback ports (ARCHITECTURE.md §5); PulseAudio with a
 # null sink is the clocked virtual sound card, espeak-ng speaks the echo tests' far end.
-test_pkgs=(sip-tester pulseaudio pulseaudio-utils espeak-ng)
+# The engine's interop tests: baresip phones (core modules: g711, aufile, sndfile,
+# ctrl_tcp) and SIPVicious (svwar, svcrack) as the attacker.
+test_pkgs=(sip-tester pulseaudio pulseaudio-utils espeak-ng baresip-core sipvicious)
 
 apt_install() {
     local missing=()

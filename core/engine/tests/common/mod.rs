@@ -17,7 +17,7 @@ pub fn office(extra: &str) -> String {
         r#"
 [office]
 domain = "{DOMAIN}"
-digest = ["MD5", "SHA-256"]
+digest = ["MD5"]
 name = "Test office"
 
 [[users]]
