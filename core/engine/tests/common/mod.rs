@@ -561,3 +561,43 @@ pub fn wait_bg(bg: &mut SippBg, secs: u64) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A REGISTER with digest from `from_ip` (any 127.x address works on Linux loopback);
+/// the final status, or `None` when the engine did not answer (a banned source).
+pub fn register_from(from_ip: &str, sip: SocketAddr, user: &str, password: &str) -> Option<u16> {
+    use vaxel_sip::auth::{ChallengeKind, DigestClient, Secret};
+    use vaxel_sip::msg::{HeaderName, Message};
+    let sock = UdpSocket::bind((from_ip, 0)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let local = sock.local_addr().unwrap();
+    let mut client = DigestClient::new(user, Secret::Password(password.into()));
+    let mut auth = String::new();
+    for cseq in 1..=2 {
+        let msg = format!(
+            "REGISTER sip:{DOMAIN} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{cseq}r{user};rport\r\nMax-Forwards: 70\r\n\
+             From: <sip:{user}@{DOMAIN}>;tag=t{user}\r\nTo: <sip:{user}@{DOMAIN}>\r\nCall-ID: reg-{user}-{local}\r\nCSeq: {cseq} REGISTER\r\n\
+             Contact: <sip:{user}@{local}>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+        );
+        sock.send_to(msg.as_bytes(), sip).unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = sock.recv(&mut buf).ok()?;
+        let Ok(Message::Response(r)) =
+            vaxel_sip::msg::parse(bytes::Bytes::copy_from_slice(&buf[..n]))
+        else {
+            panic!("not a response");
+        };
+        if r.status.as_u16() != 401 {
+            return Some(r.status.as_u16());
+        }
+        let values: Vec<String> = r
+            .headers
+            .get_all(&HeaderName::WwwAuthenticate)
+            .map(|v| v.to_string())
+            .collect();
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        client.handle_challenge(ChallengeKind::Www, &refs).unwrap();
+        let a = client.authorize("REGISTER", &format!("sip:{DOMAIN}"), b"", "0a4f113b");
+        auth = format!("Authorization: {}\r\n", a[0].credentials);
+    }
+    Some(401)
+}
