@@ -1136,7 +1136,7 @@ impl Engine {
                 .cloned()
             {
                 if !user.external_calls {
-                    info!("{}: external call refused (not permitted)", user.extension);
+                    debug!("{}: external call refused (not permitted)", user.extension);
                     return self.reply(tx, &req, 403).await;
                 }
                 Targets::Trunk(t, dialled_number.clone())

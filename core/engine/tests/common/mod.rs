@@ -141,6 +141,15 @@ pub fn have(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// `-i 127.0.0.1` unless the arguments pick an address.
+fn default_ip(args: &[&str]) -> Vec<&'static str> {
+    if args.contains(&"-i") {
+        vec![]
+    } else {
+        vec!["-i", "127.0.0.1"]
+    }
+}
+
 /// Result of a SIPp run.
 pub struct SippRun {
     pub ok: bool,
@@ -149,13 +158,16 @@ pub struct SippRun {
 
 /// Runs SIPp with `scenario` (XML text) against `target`, extra arguments `args`.
 pub fn sipp(dir: &Path, name: &str, scenario: &str, target: &str, args: &[&str]) -> SippRun {
-    let file = dir.join(format!("{name}.xml"));
-    std::fs::write(&file, scenario).unwrap();
-    let out = Command::new("sipp")
-        .arg(target)
-        .arg("-sf")
-        .arg(&file)
-        .args(["-i", "127.0.0.1", "-bg"].iter().take(2))
+    let mut cmd = Command::new("sipp");
+    cmd.arg(target);
+    // An empty scenario: a built-in one is named in `args` (`-sn uac`).
+    if !scenario.is_empty() {
+        let file = dir.join(format!("{name}.xml"));
+        std::fs::write(&file, scenario).unwrap();
+        cmd.arg("-sf").arg(&file);
+    }
+    let out = cmd
+        .args(default_ip(args))
         .args(args)
         .args(["-timeout", "30s", "-timeout_error", "-nostdin"])
         .current_dir(dir)
@@ -190,11 +202,12 @@ pub fn sipp_bg(dir: &Path, name: &str, scenario: &str, args: &[&str]) -> SippBg 
         cmd.arg("-sf").arg(&file);
     }
     let child = cmd
-        .args(["-i", "127.0.0.1", "-nostdin"])
+        .args(default_ip(args))
+        .arg("-nostdin")
         .args(args)
         .current_dir(dir)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
         .spawn()
         .expect("sipp starts");
     SippBg(child)
@@ -460,6 +473,72 @@ Content-Length: 0
 
 ]]></send>
   <Reference variables="x"/>
+</scenario>
+"#
+    )
+}
+
+/// A caller whose call the engine refuses after authentication with `code`.
+pub fn refused_scenario(
+    engine: SocketAddr,
+    user: &str,
+    password: &str,
+    to: &str,
+    code: u16,
+) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="refused {to}">
+  <send retrans="500"><![CDATA[
+INVITE sip:{to}@{engine} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to}@{DOMAIN}>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:{user}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="407" auth="true"/>
+  <send><![CDATA[
+ACK sip:{to}@{engine} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-1]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+INVITE sip:{to}@{engine} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to}@{DOMAIN}>
+Call-ID: [call_id]
+CSeq: 2 INVITE
+Contact: <sip:{user}@[local_ip]:[local_port]>
+[authentication username={user} password={password}]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="{code}"/>
+  <send><![CDATA[
+ACK sip:{to}@{engine} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-1]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
 </scenario>
 "#
     )
