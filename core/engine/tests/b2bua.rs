@@ -180,3 +180,92 @@ fn caller_cancel_propagates_to_the_ringing_device() {
     assert_eq!(calls[0].outcome, "cancelled");
     assert!(calls[0].answered_at.is_none());
 }
+
+/// `kill -9` during a call, restart without the office file: configuration, the call
+/// record (closed) and the bindings are intact, and the restored binding takes a
+/// new call at once.
+#[test]
+fn kill_9_during_a_call_then_restart_keeps_configuration_records_and_bindings() {
+    if !have("sipp") && skip_or_fail("b2bua kill -9", "sipp (sip-tester)") {
+        return;
+    }
+    let dir = temp_dir("kill9");
+    let port = free_port();
+    let engine = EngineProc::start(&dir, Some(&office("")), port);
+    let uas_port = free_port();
+    register_at(&dir, &engine, "4002", "bob-pw", uas_port);
+    let _uas = sipp_bg(
+        &dir,
+        "uas",
+        "",
+        &[
+            "-sn",
+            "uas",
+            "-p",
+            &uas_port.to_string(),
+            "-mp",
+            &free_port().to_string(),
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let target = engine.sip.to_string();
+    let long_call = call_scenario(engine.sip, "4001", "alice-pw", "4002", false, 30_000);
+    let caller_port = free_port().to_string();
+    let media = free_port().to_string();
+    let caller = sipp_bg(
+        &dir,
+        "long-call",
+        &long_call,
+        &[
+            target.as_str(),
+            "-m",
+            "1",
+            "-p",
+            &caller_port,
+            "-mp",
+            &media,
+        ],
+    );
+    let db = vaxel_engine::db::Db::open(&dir).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db
+        .calls(1)
+        .unwrap()
+        .first()
+        .is_none_or(|c| c.answered_at.is_none())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call was not answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    engine.kill9();
+    drop(caller);
+
+    let engine = EngineProc::start(&dir, None, port);
+    assert_eq!(db.users().unwrap().len(), 4, "configuration intact");
+    let calls = db.calls(10).unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].outcome, "answered");
+    assert!(
+        calls[0].ended_at.is_some(),
+        "the interrupted call is closed"
+    );
+    assert_eq!(db.bindings(now()).unwrap().len(), 1, "binding intact");
+    let run = sipp(
+        &dir,
+        "after-restart",
+        &call_scenario(engine.sip, "4001", "alice-pw", "4002", false, 200),
+        &target,
+        &[
+            "-m",
+            "1",
+            "-p",
+            &free_port().to_string(),
+            "-mp",
+            &free_port().to_string(),
+        ],
+    );
+    assert!(run.ok, "a call to the restored binding: {}", run.output);
+}
