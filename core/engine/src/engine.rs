@@ -323,6 +323,8 @@ struct Leg {
     record: i64,
     /// The extension or number of the party on this leg.
     party: String,
+    /// The last SDP this leg's party sent (offered to a transfer target).
+    sdp: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -336,6 +338,20 @@ struct Call {
     callee: String,
     /// Final statuses of failed forks.
     failures: Vec<u16>,
+    /// A blind transfer the engine is carrying out (RFC 3515, RFC 5589 §6).
+    transfer: Option<Transfer>,
+}
+
+/// A REFER being executed: new legs ring the transfer target for the party who
+/// stays; the first to answer takes the referrer's place on the relay.
+#[derive(Debug)]
+struct Transfer {
+    /// The leg that sent REFER (it leaves the call).
+    referrer: LegId,
+    /// The relay side the referrer had, which the new leg takes over.
+    side: Side,
+    /// The legs ringing the target.
+    legs: Vec<LegId>,
 }
 
 /// An in-dialog request passed from one leg to the other, waiting for its answer.
@@ -1258,6 +1274,7 @@ impl Engine {
                 state: LegState::Calling,
                 record: a_record,
                 party: caller_party.clone(),
+                sdp: offer.then(|| req.body.clone()),
             },
         );
         let mut forks = Vec::new();
@@ -1325,6 +1342,7 @@ impl Engine {
                             state: LegState::Calling,
                             record: b_record,
                             party,
+                            sdp: None,
                         },
                     );
                     forks.push(leg);
@@ -1346,6 +1364,7 @@ impl Engine {
                 caller: caller_party.clone(),
                 callee: callee.clone(),
                 failures: Vec::new(),
+                transfer: None,
             },
         );
         if forks.is_empty() {
@@ -1394,12 +1413,23 @@ impl Engine {
         let Some(leg) = self.legs.get(&leg_id) else {
             return;
         };
-        if leg.side != Side::B {
-            return;
-        }
         let call_id = leg.call;
         let code = resp.status.as_u16();
         if code == 100 {
+            return;
+        }
+        if self
+            .calls
+            .get(&call_id)
+            .and_then(|c| c.transfer.as_ref())
+            .is_some_and(|t| t.legs.contains(&leg_id))
+        {
+            return self.transfer_response(call_id, leg_id, resp).await;
+        }
+        let Some(leg) = self.legs.get(&leg_id) else {
+            return;
+        };
+        if leg.side != Side::B || leg.state == LegState::Confirmed && !resp.status.is_success() {
             return;
         }
         if resp.status.is_provisional() {
@@ -1506,6 +1536,9 @@ impl Engine {
         let now = unix_now();
         if let Some(leg) = self.legs.get_mut(&leg_id) {
             leg.state = LegState::Confirmed;
+            if has_sdp(&resp.headers, &resp.body) {
+                leg.sdp = Some(resp.body.clone());
+            }
             let _ = self.db.get().answer_call(record, &leg.party, now);
         }
         // Cancel the other devices (RFC 3261 §16.7 step 10 does the same for a proxy).
@@ -1626,6 +1659,8 @@ impl Engine {
         }
         let mut legs = vec![call.a];
         legs.extend(call.forks.iter().copied());
+        legs.extend(call.answered);
+        legs.extend(call.transfer.iter().flat_map(|t| t.legs.iter().copied()));
         for l in legs {
             self.forget_leg(l);
         }
@@ -1751,6 +1786,19 @@ impl Engine {
             return;
         };
         let call_id = leg.call;
+        if self
+            .calls
+            .get(&call_id)
+            .and_then(|c| c.transfer.as_ref())
+            .is_some_and(|t| t.legs.contains(&leg_id))
+        {
+            let mut r = Response::new(status(408));
+            r.headers.push(HeaderName::CSeq, "1 INVITE");
+            return self.transfer_response(call_id, leg_id, r).await;
+        }
+        let Some(leg) = self.legs.get(&leg_id) else {
+            return;
+        };
         match leg.side {
             Side::B if leg.state != LegState::Confirmed => {
                 self.b_failed(call_id, leg_id, 408).await
@@ -1803,10 +1851,20 @@ impl Engine {
         let Some(call) = self.calls.get(&call_id) else {
             return self.reply(tx, &req, 481).await;
         };
+        let current = call.a == leg_id || call.answered == Some(leg_id);
         let other = match side {
             Side::A => call.answered,
             Side::B => Some(call.a),
         };
+        if req.method == Method::Bye && !current {
+            // A leg that already left the call (a transferor hanging up late).
+            self.reply(tx, &req, 200).await;
+            self.forget_leg(leg_id);
+            return;
+        }
+        if req.method == Method::Refer {
+            return self.refer(tx, req, leg_id).await;
+        }
         if req.method == Method::Bye {
             let mut ok = Response::from_request(&req, StatusCode::OK);
             ok.headers.push(HeaderName::Allow, ALLOW);
@@ -1847,6 +1905,9 @@ impl Engine {
                     body = Some(b);
                 }
                 None => return self.reply(tx, &req, 400).await,
+            }
+            if let Some(l) = self.legs.get_mut(&from_leg) {
+                l.sdp = Some(req.body.clone());
             }
         }
         let Some(to) = self.legs.get_mut(&to_leg) else {
@@ -1899,6 +1960,250 @@ impl Engine {
         }
     }
 
+    /// REFER (RFC 3515) executed by the engine, so blind transfer works with any
+    /// phone: 202, then new legs ring the target for the party who stays; the first
+    /// answer takes the referrer's place on the relay (the staying party's media does
+    /// not move, so it needs no re-INVITE), the referrer gets NOTIFY with the outcome
+    /// (RFC 3515 §2.4.5) and BYE.
+    async fn refer(&mut self, tx: TxKey, req: Request, leg_id: LegId) {
+        let refer_to = match req.headers.refer_to() {
+            Ok(Some(r)) => r,
+            _ => return self.reply(tx, &req, 400).await,
+        };
+        if refer_to
+            .uri
+            .as_sip()
+            .and_then(|u| u.headers.as_ref())
+            .is_some_and(|h| h.to_ascii_lowercase().contains("replaces"))
+        {
+            // Attended transfer (Refer-To with Replaces) is not carried out yet.
+            return self.reply(tx, &req, 501).await;
+        }
+        let number = dialled(&uri_user(&refer_to.uri).unwrap_or_default());
+        let Some(ext) = self.user_for(&number) else {
+            return self.reply(tx, &req, 404).await;
+        };
+        let Some(x) = self.legs.get(&leg_id) else {
+            return self.reply(tx, &req, 481).await;
+        };
+        let (call_id, side) = (x.call, x.side);
+        let Some(call) = self.calls.get(&call_id) else {
+            return self.reply(tx, &req, 481).await;
+        };
+        if call.transfer.is_some() {
+            return self.reply(tx, &req, 491).await;
+        }
+        let stays = if side == Side::A {
+            call.answered
+        } else {
+            Some(call.a)
+        };
+        let Some(stays) = stays.and_then(|s| self.legs.get(&s)) else {
+            return self.reply(tx, &req, 481).await;
+        };
+        let (party, sdp, record) = (stays.party.clone(), stays.sdp.clone(), call.record);
+        let local = call.relay.local(side);
+        let mut ok = Response::from_request(&req, status(202));
+        ok.headers.push(
+            HeaderName::Contact,
+            format!(
+                "<{}>",
+                self.sip.contact_uri("vaxel", x.target.peer.transport)
+            ),
+        );
+        self.respond(tx, ok).await;
+        self.notify_referrer(leg_id, "SIP/2.0 100 Trying", false)
+            .await;
+        let body = sdp.and_then(|b| rewrite_sdp(&b, local)).map(|(b, _)| b);
+        let devices = self.bindings.get(&ext).cloned().unwrap_or_default();
+        let mut legs = Vec::new();
+        let now = unix_now();
+        for b in devices {
+            let (Ok(uri), Some(target)) =
+                (Uri::parse(&b.contact.clone().into()), binding_target(&b))
+            else {
+                continue;
+            };
+            let leg = self.new_id();
+            let tag = token();
+            let cid = new_call_id(&mut rand::rng(), &self.realm);
+            let mut invite = Request::new(Method::Invite, uri.clone());
+            invite
+                .headers
+                .push_value(HeaderName::Via, &self.sip.via(target.peer.transport));
+            invite.headers.push(HeaderName::MaxForwards, "70");
+            invite.headers.push(
+                HeaderName::From,
+                format!("<sip:{party}@{}>;tag={tag}", self.realm),
+            );
+            invite
+                .headers
+                .push(HeaderName::To, format!("<sip:{ext}@{}>", self.realm));
+            invite.headers.push(HeaderName::CallId, cid.clone());
+            invite.headers.push(HeaderName::CSeq, "1 INVITE");
+            invite.headers.push(
+                HeaderName::Contact,
+                format!("<{}>", self.sip.contact_uri("vaxel", target.peer.transport)),
+            );
+            invite.headers.push(HeaderName::Allow, ALLOW);
+            if let Some(body) = &body {
+                invite.set_body(&sdp_type(), Bytes::from(body.clone()));
+            }
+            let leg_record = self
+                .db
+                .get()
+                .add_leg(record, "transfer", &ext, &uri.to_string(), now)
+                .unwrap_or(0);
+            if let Ok(key) = self.sip.send_request(invite.clone(), target.clone()).await {
+                self.invite_txs.insert(key, leg);
+                self.dialogs.insert((cid, tag.clone()), leg);
+                self.legs.insert(
+                    leg,
+                    Leg {
+                        call: call_id,
+                        side,
+                        invite,
+                        invite_tx: Some(key),
+                        local_tag: tag,
+                        dialog: None,
+                        target,
+                        state: LegState::Calling,
+                        record: leg_record,
+                        party: ext.clone(),
+                        sdp: None,
+                    },
+                );
+                legs.push(leg);
+            }
+        }
+        if legs.is_empty() {
+            self.notify_referrer(leg_id, "SIP/2.0 480 Temporarily Unavailable", true)
+                .await;
+            return;
+        }
+        if let Some(call) = self.calls.get_mut(&call_id) {
+            call.transfer = Some(Transfer {
+                referrer: leg_id,
+                side,
+                legs,
+            });
+        }
+    }
+
+    /// NOTIFY with a sipfrag of the transfer's progress (RFC 3515 §2.4.4).
+    async fn notify_referrer(&mut self, leg_id: LegId, frag: &str, last: bool) {
+        let Some(leg) = self.legs.get_mut(&leg_id) else {
+            return;
+        };
+        let target = leg.target.clone();
+        let Some(d) = leg.dialog.as_mut() else { return };
+        let mut n = d.new_request(Method::Notify);
+        n.headers.insert_first(
+            HeaderName::Via,
+            self.sip.via(target.peer.transport).to_string(),
+        );
+        n.headers.push(HeaderName::MaxForwards, "70");
+        n.headers.push(
+            HeaderName::Contact,
+            format!("<{}>", self.sip.contact_uri("vaxel", target.peer.transport)),
+        );
+        n.headers.push(HeaderName::Event, "refer");
+        n.headers.push(
+            HeaderName::SubscriptionState,
+            if last {
+                "terminated;reason=noresource"
+            } else {
+                "active;expires=60"
+            },
+        );
+        let ct =
+            MediaType::parse(&"message/sipfrag;version=2.0".into()).unwrap_or_else(|_| sdp_type());
+        n.set_body(&ct, Bytes::from(format!("{frag}\r\n")));
+        let _ = self.sip.send_request(n, target).await;
+    }
+
+    async fn transfer_response(&mut self, call_id: CallId, leg_id: LegId, resp: Response) {
+        if resp.status.is_provisional() {
+            if let Some(l) = self.legs.get_mut(&leg_id) {
+                l.state = LegState::Early;
+            }
+            return;
+        }
+        let Some(t) = self.calls.get(&call_id).and_then(|c| c.transfer.as_ref()) else {
+            return;
+        };
+        let (referrer, side) = (t.referrer, t.side);
+        if !resp.status.is_success() {
+            if let Some(l) = self.legs.get(&leg_id) {
+                let _ =
+                    self.db
+                        .get()
+                        .end_leg(l.record, &resp.status.as_u16().to_string(), unix_now());
+            }
+            self.forget_leg(leg_id);
+            let Some(t) = self
+                .calls
+                .get_mut(&call_id)
+                .and_then(|c| c.transfer.as_mut())
+            else {
+                return;
+            };
+            t.legs.retain(|l| *l != leg_id);
+            if t.legs.is_empty() {
+                if let Some(c) = self.calls.get_mut(&call_id) {
+                    c.transfer = None;
+                }
+                let frag = format!(
+                    "SIP/2.0 {} {}",
+                    resp.status.as_u16(),
+                    resp.status.canonical_reason()
+                );
+                self.notify_referrer(referrer, &frag, true).await;
+            }
+            return;
+        }
+        let Some(leg) = self.legs.get_mut(&leg_id) else {
+            return;
+        };
+        if leg.dialog.is_none() {
+            match Dialog::from_uac(&leg.invite, &resp) {
+                Ok(d) => leg.dialog = Some(d),
+                Err(_) => return,
+            }
+        }
+        leg.state = LegState::Confirmed;
+        if has_sdp(&resp.headers, &resp.body) {
+            leg.sdp = Some(resp.body.clone());
+        }
+        self.send_ack(leg_id).await;
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        let others: Vec<LegId> = call
+            .transfer
+            .take()
+            .map(|t| t.legs.into_iter().filter(|l| *l != leg_id).collect())
+            .unwrap_or_default();
+        if has_sdp(&resp.headers, &resp.body)
+            && let Some((_, remote)) = rewrite_sdp(&resp.body, call.relay.local(side))
+        {
+            call.relay.set_remote(side, remote);
+        }
+        match side {
+            Side::A => call.a = leg_id,
+            Side::B => call.answered = Some(leg_id),
+        }
+        for o in others {
+            self.cancel_leg(o, "answered elsewhere").await;
+        }
+        self.notify_referrer(referrer, "SIP/2.0 200 OK", true).await;
+        if let Some(l) = self.legs.get(&referrer) {
+            let _ = self.db.get().end_leg(l.record, "transferred", unix_now());
+        }
+        self.hang_up_leg(referrer).await;
+        debug!("call {call_id}: transferred");
+    }
+
     async fn passed_response(&mut self, key: TxKey, resp: Response) {
         if resp.status.is_provisional() {
             return;
@@ -1943,6 +2248,9 @@ impl Engine {
             if let Some((b, remote)) = rewrite_sdp(&resp.body, call.relay.local(from_side)) {
                 call.relay.set_remote(to_side, remote);
                 set_response_body(&mut r, &sdp_type(), Bytes::from(b));
+            }
+            if let Some(l) = self.legs.get_mut(&p.to_leg) {
+                l.sdp = Some(resp.body.clone());
             }
         } else if !resp.body.is_empty()
             && let Ok(Some(ct)) = resp.headers.content_type()

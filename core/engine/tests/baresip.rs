@@ -229,3 +229,64 @@ fn two_baresip_phones_call_through_the_engine_with_audio_both_ways() {
         "alice heard {f} Hz, bob sent 1000 Hz"
     );
 }
+
+/// Blind transfer executed by the engine: Alice calls Bob, Bob transfers her to
+/// Carla (REFER); Carla answers and hears Alice, Alice hears Carla; Bob is gone.
+#[test]
+fn baresip_blind_transfer_through_the_engine() {
+    if !have("baresip") && skip_or_fail("baresip transfer", "baresip") {
+        return;
+    }
+    let dir = temp_dir("transfer");
+    let engine = EngineProc::start(&dir, Some(&office("")), free_port());
+    let alice = Baresip::start(&dir.join("alice"), "4001", "alice-pw", &engine, 440.0);
+    let bob = Baresip::start(&dir.join("bob"), "4002", "bob-pw", &engine, 1000.0);
+    let carla = Baresip::start(&dir.join("carla"), "4003", "carla-pw", &engine, 700.0);
+    let db = vaxel_engine::db::Db::open(&dir).unwrap();
+    wait_until("three phones registered", 15, || {
+        db.bindings(0).map(|b| b.len() == 3).unwrap_or(false)
+    });
+    alice.command("dial", "4002");
+    wait_until("Bob answered", 15, || {
+        db.calls(1)
+            .ok()
+            .and_then(|c| c.first().cloned())
+            .is_some_and(|c| c.answered_at.is_some())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    bob.command("transfer", "4003");
+    wait_until("Carla answered", 15, || dec_wav(&carla.dir).is_some());
+    std::thread::sleep(Duration::from_secs(3));
+    alice.command("hangup", "");
+    wait_until("the call ended", 10, || {
+        db.calls(1)
+            .ok()
+            .and_then(|c| c.first().cloned())
+            .is_some_and(|c| c.ended_at.is_some())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (s, rate) = read_wav(&dec_wav(&carla.dir).unwrap());
+    let f = tone_of(&s, rate).unwrap_or_else(|| panic!("Carla heard nothing: {}", carla.log()));
+    assert!(
+        (f - 440.0).abs() < 40.0,
+        "Carla heard {f} Hz, Alice sent 440 Hz"
+    );
+    let (s, rate) = read_wav(&dec_wav(&alice.dir).unwrap());
+    let tail = &s[s.len().saturating_sub(2 * rate as usize)..];
+    let f = tone_of(tail, rate).expect("Alice heard Carla");
+    assert!(
+        (f - 700.0).abs() < 40.0,
+        "Alice heard {f} Hz at the end, Carla sent 700 Hz"
+    );
+    assert!(
+        bob.log().contains("terminated"),
+        "Bob left the call: {}",
+        bob.log()
+    );
+    let call = db.calls(1).unwrap().remove(0);
+    assert_eq!(
+        db.leg_count(call.id).unwrap(),
+        3,
+        "A, B and the transfer leg"
+    );
+}
