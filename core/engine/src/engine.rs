@@ -376,6 +376,21 @@ impl Locked {
     }
 }
 
+/// Our registration at a provider (a trunk with `register = true`): a REGISTER
+/// client with digest, refreshed at half the granted lifetime.
+struct TrunkRegistration {
+    trunk: Trunk,
+    client: vaxel_sip::auth::DigestClient,
+    call_id: String,
+    tag: String,
+    cseq: u32,
+    next_at: Instant,
+    pending: Option<TxKey>,
+    /// Challenges answered in a row without a 2xx (stops a loop on bad credentials).
+    challenges: u32,
+    registered: bool,
+}
+
 enum Tick {
     Second,
 }
@@ -403,6 +418,7 @@ struct Engine {
     /// INVITE server transaction of an A leg, INVITE client transaction of a B leg.
     invite_txs: HashMap<TxKey, LegId>,
     passed: HashMap<TxKey, Passed>,
+    trunk_registrations: Vec<TrunkRegistration>,
     next_id: u64,
     /// Keys the To tags of our answers to requests outside a dialog.
     tag_key: std::collections::hash_map::RandomState,
@@ -520,6 +536,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         dialogs: HashMap::new(),
         invite_txs: HashMap::new(),
         passed: HashMap::new(),
+        trunk_registrations: Vec::new(),
         next_id: 1,
         tag_key: std::collections::hash_map::RandomState::new(),
         media_ip,
@@ -563,6 +580,25 @@ impl Engine {
             .filter_map(|t| t.host.parse().ok())
             .collect();
         self.emergency = self.db.get().emergency()?;
+        self.trunk_registrations = self
+            .trunks
+            .iter()
+            .filter(|t| t.register)
+            .map(|t| TrunkRegistration {
+                trunk: t.clone(),
+                client: vaxel_sip::auth::DigestClient::new(
+                    t.username.clone(),
+                    vaxel_sip::auth::Secret::Password(t.password.clone()),
+                ),
+                call_id: new_call_id(&mut rand::rng(), &self.realm),
+                tag: token(),
+                cseq: 0,
+                next_at: Instant::now(),
+                pending: None,
+                challenges: 0,
+                registered: false,
+            })
+            .collect();
         let mut limits = self.db.get().protection()?;
         limits
             .allow
@@ -771,6 +807,12 @@ impl Engine {
             }
         }
         self.guard.purge(Instant::now());
+        for i in 0..self.trunk_registrations.len() {
+            let r = &self.trunk_registrations[i];
+            if r.pending.is_none() && r.next_at <= Instant::now() {
+                self.send_trunk_register(i).await;
+            }
+        }
         if self.last_keep_alive.elapsed() >= KEEP_ALIVE {
             self.last_keep_alive = Instant::now();
             self.keep_alive().await;
@@ -1407,6 +1449,13 @@ impl Engine {
         if self.passed.contains_key(&tx) {
             return self.passed_response(tx, resp).await;
         }
+        if let Some(i) = self
+            .trunk_registrations
+            .iter()
+            .position(|r| r.pending == Some(tx))
+        {
+            return self.trunk_register_response(i, resp).await;
+        }
         let Some(&leg_id) = self.invite_txs.get(&tx) else {
             return;
         };
@@ -1774,6 +1823,20 @@ impl Engine {
     }
 
     async fn tx_failed(&mut self, tx: TxKey) {
+        if let Some(r) = self
+            .trunk_registrations
+            .iter_mut()
+            .find(|r| r.pending == Some(tx))
+        {
+            warn!(
+                "trunk {}: the provider does not answer REGISTER",
+                r.trunk.name
+            );
+            r.pending = None;
+            r.registered = false;
+            r.next_at = Instant::now() + Duration::from_secs(30);
+            return;
+        }
         if let Some(p) = self.passed.remove(&tx) {
             let r = Response::from_request(&p.request, status(408));
             self.respond(p.server_tx, r).await;
@@ -1957,6 +2020,110 @@ impl Engine {
                 );
             }
             Err(_) => self.reply(tx, &req, 503).await,
+        }
+    }
+
+    /// Sends (or refreshes) our REGISTER at trunk `i`'s provider (RFC 3261 §10.2),
+    /// with credentials once it has challenged us.
+    async fn send_trunk_register(&mut self, i: usize) {
+        let Some(target) = self
+            .trunk_target(&self.trunk_registrations[i].trunk.clone())
+            .await
+        else {
+            self.trunk_registrations[i].next_at = Instant::now() + Duration::from_secs(30);
+            return;
+        };
+        let contact = self.sip.contact_uri(
+            &self.trunk_registrations[i].trunk.username,
+            target.peer.transport,
+        );
+        let via = self.sip.via(target.peer.transport);
+        let r = &mut self.trunk_registrations[i];
+        r.cseq += 1;
+        let host = format!("{}:{}", r.trunk.host, r.trunk.port);
+        let uri_text = format!("sip:{host}");
+        let Ok(uri) = Uri::parse(&uri_text.clone().into()) else {
+            r.next_at = Instant::now() + Duration::from_secs(300);
+            return;
+        };
+        let aor = format!("<sip:{}@{}>", r.trunk.username, r.trunk.host);
+        let mut req = Request::new(Method::Register, uri);
+        req.headers.push_value(HeaderName::Via, &via);
+        req.headers.push(HeaderName::MaxForwards, "70");
+        req.headers
+            .push(HeaderName::From, format!("{aor};tag={}", r.tag));
+        req.headers.push(HeaderName::To, aor);
+        req.headers.push(HeaderName::CallId, r.call_id.clone());
+        req.headers
+            .push(HeaderName::CSeq, format!("{} REGISTER", r.cseq));
+        req.headers
+            .push(HeaderName::Contact, format!("<{contact}>"));
+        req.headers.push(HeaderName::Expires, "3600");
+        if r.client.has_credentials() {
+            let cnonce = token();
+            for a in r.client.authorize("REGISTER", &uri_text, b"", &cnonce) {
+                let name = match a.kind {
+                    ChallengeKind::Www => HeaderName::Authorization,
+                    ChallengeKind::Proxy => HeaderName::ProxyAuthorization,
+                };
+                req.headers.push(name, a.credentials.to_string());
+            }
+        }
+        match self.sip.send_request(req, target).await {
+            Ok(key) => r.pending = Some(key),
+            Err(e) => {
+                debug!("trunk REGISTER not sent: {e}");
+                r.next_at = Instant::now() + Duration::from_secs(30);
+            }
+        }
+    }
+
+    async fn trunk_register_response(&mut self, i: usize, resp: Response) {
+        if resp.status.is_provisional() {
+            return;
+        }
+        let r = &mut self.trunk_registrations[i];
+        r.pending = None;
+        let code = resp.status.as_u16();
+        if let Some(kind) = ChallengeKind::from_status(code) {
+            let name = match kind {
+                ChallengeKind::Www => HeaderName::WwwAuthenticate,
+                ChallengeKind::Proxy => HeaderName::ProxyAuthenticate,
+            };
+            let values: Vec<String> = resp.headers.get_all(&name).map(|v| v.to_string()).collect();
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            r.challenges += 1;
+            if r.challenges <= 2 && r.client.handle_challenge(kind, &refs).is_ok() {
+                return self.send_trunk_register(i).await;
+            }
+            warn!(
+                "trunk {}: the provider refuses our credentials",
+                r.trunk.name
+            );
+            r.registered = false;
+            r.next_at = Instant::now() + Duration::from_secs(300);
+            return;
+        }
+        r.challenges = 0;
+        if resp.status.is_success() {
+            // The lifetime granted: our Contact's expires, else Expires, else ours.
+            let granted = resp
+                .headers
+                .contacts()
+                .ok()
+                .and_then(|c| c.iter().find_map(Contact::expires))
+                .or_else(|| resp.headers.expires().ok().flatten())
+                .unwrap_or(3600)
+                .max(60);
+            if !r.registered {
+                info!("trunk {}: registered at the provider", r.trunk.name);
+            }
+            r.registered = true;
+            r.next_at = Instant::now() + Duration::from_secs(u64::from(granted / 2));
+        } else {
+            warn!("trunk {}: REGISTER answered {code}", r.trunk.name);
+            r.registered = false;
+            r.next_at = Instant::now() + Duration::from_secs(60);
         }
     }
 

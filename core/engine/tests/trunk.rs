@@ -177,3 +177,69 @@ fn inbound_and_outbound_through_a_sipp_provider() {
         ]
     );
 }
+
+/// The engine registers to a provider that challenges it (SIPp checks the digest).
+#[test]
+fn the_engine_registers_at_the_provider_with_digest() {
+    if !have("sipp") && skip_or_fail("trunk register", "sipp (sip-tester)") {
+        return;
+    }
+    let dir = temp_dir("trunk-register");
+    let provider_port = free_port();
+    let provider_scenario = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="provider registrar">
+  <recv request="REGISTER"/>
+  <send><![CDATA[
+SIP/2.0 401 Unauthorized
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]p[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+WWW-Authenticate: Digest realm="provider.test", nonce="4f1d2a9b7c"
+Content-Length: 0
+
+]]></send>
+  <recv request="REGISTER">
+    <action><verifyauth assign_to="authvalid" username="office" password="trunk-pw"/></action>
+  </recv>
+  <nop hide="true" test="authvalid" next="good"/>
+  <recv request="NEVER" timeout="200"/>
+  <label id="good"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]p[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Contact:];expires=3600
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#;
+    let mut provider = sipp_bg(
+        &dir,
+        "provider-registrar",
+        provider_scenario,
+        &[
+            "-i",
+            "127.0.0.3",
+            "-p",
+            &provider_port.to_string(),
+            "-m",
+            "1",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let trunk = format!(
+        "[[trunks]]\nname = \"provider\"\nhost = \"127.0.0.3\"\nport = {provider_port}\nregister = true\nusername = \"office\"\npassword = \"trunk-pw\"\noutbound_prefixes = [\"00\"]\n"
+    );
+    let _engine = EngineProc::start(&dir, Some(&office(&trunk)), free_port());
+    assert!(
+        wait_bg(&mut provider, 10),
+        "the provider saw a REGISTER with valid credentials: {}",
+        std::fs::read_to_string(dir.join("provider-registrar.log")).unwrap_or_default()
+    );
+}
