@@ -856,7 +856,7 @@ impl Engine {
             TxEvent::Stray {
                 message: Message::Request(ack),
                 ..
-            } if ack.method == Method::Ack => self.ack(&ack),
+            } if ack.method == Method::Ack => self.ack(&ack).await,
             TxEvent::Stray {
                 message: Message::Response(ok),
                 ..
@@ -1547,8 +1547,23 @@ impl Engine {
         } else if let Some(d) = leg.dialog.as_mut() {
             d.handle_response(&leg.invite, &resp);
         }
-        // §13.2.2.4: every 2xx (also a retransmission) is acknowledged.
-        self.send_ack(leg_id).await;
+        // §13.2.2.4: every 2xx (also a retransmission) is acknowledged. With a late
+        // offer (the caller's INVITE had no SDP) the answer comes in the caller's
+        // ACK, so the winner's ACK waits for it (see `ack`).
+        let late_offer = self
+            .legs
+            .get(&leg_id)
+            .is_some_and(|l| !has_sdp(&l.invite.headers, &l.invite.body));
+        if !late_offer {
+            self.send_ack(leg_id).await;
+        } else if self
+            .calls
+            .get(&call_id)
+            .is_some_and(|c| c.answered.is_some_and(|w| w != leg_id))
+        {
+            // A losing fork's late 2xx: acknowledge it (no answer needed) and hang up.
+            self.send_ack(leg_id).await;
+        }
         let Some(call) = self.calls.get_mut(&call_id) else {
             self.hang_up_leg(leg_id).await;
             return;
@@ -1792,13 +1807,44 @@ impl Engine {
     }
 
     /// An ACK for a 2xx we sent (the initial answer or a passed re-INVITE).
-    fn ack(&mut self, ack: &Request) {
-        if let Some(leg) = self.leg_of_request(ack)
-            && let Some(l) = self.legs.get_mut(&leg)
+    async fn ack(&mut self, ack: &Request) {
+        let Some(leg) = self.leg_of_request(ack) else {
+            return;
+        };
+        if let Some(l) = self.legs.get_mut(&leg)
             && let Some(d) = l.dialog.as_mut()
         {
             let _ = d.handle_request(ack);
         }
+        // Late offer: the caller's answer arrives here; pass it on in the callee's ACK.
+        let Some(l) = self.legs.get(&leg) else { return };
+        let cseq = |r: &Request| r.headers.cseq().map(|c| c.seq).ok();
+        if l.side != Side::A
+            || has_sdp(&l.invite.headers, &l.invite.body)
+            || cseq(ack) != cseq(&l.invite)
+        {
+            return;
+        }
+        let Some(call) = self.calls.get(&l.call) else {
+            return;
+        };
+        let Some(b) = call.answered.and_then(|b| self.legs.get(&b)) else {
+            return;
+        };
+        let Some(d) = &b.dialog else { return };
+        let mut out = d.new_ack(&b.invite);
+        out.headers.insert_first(
+            HeaderName::Via,
+            self.sip.via(b.target.peer.transport).to_string(),
+        );
+        out.headers.push(HeaderName::MaxForwards, "70");
+        if has_sdp(&ack.headers, &ack.body)
+            && let Some((body, remote)) = rewrite_sdp(&ack.body, call.relay.local(Side::B))
+        {
+            call.relay.set_remote(Side::A, remote);
+            out.set_body(&sdp_type(), Bytes::from(body));
+        }
+        let _ = self.sip.send_ack(out, b.target.clone()).await;
     }
 
     /// A 2xx retransmission after the INVITE transaction ended: ACK it again.

@@ -269,3 +269,78 @@ fn kill_9_during_a_call_then_restart_keeps_configuration_records_and_bindings() 
     );
     assert!(run.ok, "a call to the restored binding: {}", run.output);
 }
+
+/// Late offer: the caller's INVITE has no SDP; the callee's offer reaches it in the
+/// 200 and its answer goes back in the ACK, both through the relay.
+#[test]
+fn late_offer_answer_travels_in_the_ack() {
+    if !have("sipp") && skip_or_fail("b2bua late offer", "sipp (sip-tester)") {
+        return;
+    }
+    let dir = temp_dir("late");
+    let engine = EngineProc::start(&dir, Some(&office("")), free_port());
+    let p1 = free_port();
+    register_at(&dir, &engine, "4002", "bob-pw", p1);
+    // The callee checks that its ACK carries the answer.
+    let callee = answerer_scenario("4001", 100).replace(
+        r#"<recv request="ACK"/>"#,
+        r#"<recv request="ACK"><action><ereg regexp="m=audio [0-9]+ RTP/AVP" search_in="body" check_it="true" assign_to="y"/></action></recv>
+  <Reference variables="y"/>"#,
+    );
+    let mut callee = sipp_bg(
+        &dir,
+        "callee",
+        &callee,
+        &[
+            "-p",
+            &p1.to_string(),
+            "-m",
+            "1",
+            "-mp",
+            &free_port().to_string(),
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The caller: no SDP in the INVITE with credentials, the answer in its ACK.
+    let full = call_scenario(engine.sip, "4001", "alice-pw", "4002", false, 300);
+    let mut parts: Vec<String> = full.split("<send").map(str::to_owned).collect();
+    // parts[3] is the INVITE with credentials, parts[4] the ACK for the 200.
+    let invite = &parts[3];
+    let body_at = invite.find("Content-Type: application/sdp").unwrap();
+    let end = invite.find("]]>").unwrap();
+    let sdp = invite[body_at..end].to_owned();
+    parts[3] = format!(
+        "{}Content-Length: 0\n\n{}",
+        &invite[..body_at],
+        &invite[end..]
+    );
+    let ack = &parts[4];
+    let cl = ack.find("Content-Length: 0\n\n").unwrap();
+    parts[4] = format!(
+        "{}{}{}",
+        &ack[..cl],
+        sdp,
+        &ack[cl + "Content-Length: 0\n\n".len()..]
+    );
+    let caller = parts.join("<send");
+    let run = sipp(
+        &dir,
+        "caller",
+        &caller,
+        &engine.sip.to_string(),
+        &[
+            "-m",
+            "1",
+            "-p",
+            &free_port().to_string(),
+            "-mp",
+            &free_port().to_string(),
+        ],
+    );
+    assert!(run.ok, "late-offer call: {}", run.output);
+    assert!(
+        wait_bg(&mut callee, 10),
+        "the callee got the answer in the ACK: {}",
+        std::fs::read_to_string(dir.join("callee.log")).unwrap_or_default()
+    );
+}
