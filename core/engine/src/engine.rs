@@ -62,6 +62,10 @@ pub struct EngineConfig {
     pub sip: SocketAddr,
     /// An office file to import at start (idempotent).
     pub office: Option<PathBuf>,
+    /// How often both legs of every answered call are probed with an in-dialog
+    /// OPTIONS; a leg that answers 481 or 408 or not at all ends the call, so calls
+    /// whose phone died do not stay up (what session timers, RFC 4028, are for).
+    pub session_check: Duration,
 }
 
 /// Something the control API or a test can watch.
@@ -418,6 +422,10 @@ struct Engine {
     /// INVITE server transaction of an A leg, INVITE client transaction of a B leg.
     invite_txs: HashMap<TxKey, LegId>,
     passed: HashMap<TxKey, Passed>,
+    /// In-dialog OPTIONS probing that a call's legs are alive.
+    probes: HashMap<TxKey, CallId>,
+    session_check: Duration,
+    last_session_check: Instant,
     trunk_registrations: Vec<TrunkRegistration>,
     next_id: u64,
     /// Keys the To tags of our answers to requests outside a dialog.
@@ -536,6 +544,9 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         dialogs: HashMap::new(),
         invite_txs: HashMap::new(),
         passed: HashMap::new(),
+        probes: HashMap::new(),
+        session_check: config.session_check,
+        last_session_check: Instant::now(),
         trunk_registrations: Vec::new(),
         next_id: 1,
         tag_key: std::collections::hash_map::RandomState::new(),
@@ -812,6 +823,10 @@ impl Engine {
             if r.pending.is_none() && r.next_at <= Instant::now() {
                 self.send_trunk_register(i).await;
             }
+        }
+        if self.last_session_check.elapsed() >= self.session_check {
+            self.last_session_check = Instant::now();
+            self.probe_calls().await;
         }
         if self.last_keep_alive.elapsed() >= KEEP_ALIVE {
             self.last_keep_alive = Instant::now();
@@ -1456,6 +1471,13 @@ impl Engine {
         {
             return self.trunk_register_response(i, resp).await;
         }
+        if let Some(call) = self.probes.remove(&tx) {
+            // Only "no such dialog" and timeouts mean dead; 405/501 are alive phones.
+            if matches!(resp.status.as_u16(), 481 | 408) {
+                self.drop_dead_call(call).await;
+            }
+            return;
+        }
         let Some(&leg_id) = self.invite_txs.get(&tx) else {
             return;
         };
@@ -1869,6 +1891,9 @@ impl Engine {
     }
 
     async fn tx_failed(&mut self, tx: TxKey) {
+        if let Some(call) = self.probes.remove(&tx) {
+            return self.drop_dead_call(call).await;
+        }
         if let Some(r) = self
             .trunk_registrations
             .iter_mut()
@@ -2067,6 +2092,47 @@ impl Engine {
             }
             Err(_) => self.reply(tx, &req, 503).await,
         }
+    }
+
+    /// Sends an in-dialog OPTIONS to both legs of every answered call.
+    async fn probe_calls(&mut self) {
+        let legs: Vec<(CallId, LegId)> = self
+            .calls
+            .iter()
+            .filter_map(|(id, c)| c.answered.map(|b| [(*id, c.a), (*id, b)]))
+            .flatten()
+            .collect();
+        for (call, leg_id) in legs {
+            let Some(leg) = self.legs.get_mut(&leg_id) else {
+                continue;
+            };
+            let target = leg.target.clone();
+            let Some(d) = leg.dialog.as_mut() else {
+                continue;
+            };
+            let mut o = d.new_request(Method::Options);
+            o.headers.insert_first(
+                HeaderName::Via,
+                self.sip.via(target.peer.transport).to_string(),
+            );
+            o.headers.push(HeaderName::MaxForwards, "70");
+            if let Ok(key) = self.sip.send_request(o, target).await {
+                self.probes.insert(key, call);
+            }
+        }
+    }
+
+    /// A leg of an answered call is gone: BYE to the legs, the call ends.
+    async fn drop_dead_call(&mut self, call_id: CallId) {
+        let Some(call) = self.calls.get(&call_id) else {
+            return;
+        };
+        let legs: Vec<LegId> = std::iter::once(call.a).chain(call.answered).collect();
+        for l in legs {
+            self.hang_up_leg(l).await;
+        }
+        debug!("call {call_id}: a leg stopped answering; ended");
+        self.end_call(call_id, "dropped");
     }
 
     /// Sends (or refreshes) our REGISTER at trunk `i`'s provider (RFC 3261 §10.2),

@@ -22,6 +22,10 @@ struct Args {
     /// Control API address (HTTP + WebSocket).
     #[arg(long, default_value = "127.0.0.1:8080")]
     api: SocketAddr,
+    /// Seconds between liveness probes (in-dialog OPTIONS) of answered calls; a call
+    /// whose phone stopped answering is ended.
+    #[arg(long, default_value_t = 90)]
+    session_check_secs: u64,
     /// Print the stored office as TOML and exit.
     #[arg(long)]
     export: bool,
@@ -51,6 +55,7 @@ async fn main() {
         data: args.data,
         sip: args.sip,
         office: args.office,
+        session_check: std::time::Duration::from_secs(args.session_check_secs.max(1)),
     };
     let engine = match vaxel_engine::engine::start(config).await {
         Ok(e) => e,

@@ -344,3 +344,115 @@ fn late_offer_answer_travels_in_the_ack() {
         std::fs::read_to_string(dir.join("callee.log")).unwrap_or_default()
     );
 }
+
+/// The caller's phone dies in a call: the liveness probe (in-dialog OPTIONS) gets no
+/// answer, the engine hangs up the callee and records the call as dropped.
+#[test]
+fn a_dead_phone_is_detected_and_the_call_cleaned_up() {
+    if !have("sipp") && skip_or_fail("b2bua dead call", "sipp (sip-tester)") {
+        return;
+    }
+    let dir = temp_dir("dead");
+    let engine = EngineProc::start_with(
+        &dir,
+        Some(&office("")),
+        free_port(),
+        &["--session-check-secs", "1"],
+    );
+    let p1 = free_port();
+    register_at(&dir, &engine, "4002", "bob-pw", p1);
+    // The callee answers OPTIONS probes until the BYE comes.
+    let callee = answerer_scenario("4001", 100).replace(
+        r#"  <recv request="BYE"/>"#,
+        r#"  <label id="1"/>
+  <recv request="OPTIONS" optional="true" next="2"/>
+  <recv request="BYE"/>"#,
+    );
+    let callee = callee.replace(
+        "  <Reference variables=\"x\"/>\n</scenario>",
+        r#"  <nop next="9"/>
+  <label id="2"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <nop next="1"/>
+  <label id="9"/>
+  <Reference variables="x"/>
+</scenario>"#,
+    );
+    let mut callee = sipp_bg(
+        &dir,
+        "callee",
+        &callee,
+        &[
+            "-p",
+            &p1.to_string(),
+            "-m",
+            "1",
+            "-mp",
+            &free_port().to_string(),
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let target = engine.sip.to_string();
+    let caller_port = free_port().to_string();
+    let media = free_port().to_string();
+    let caller = sipp_bg(
+        &dir,
+        "caller",
+        &call_scenario(engine.sip, "4001", "alice-pw", "4002", false, 120_000),
+        &[
+            target.as_str(),
+            "-m",
+            "1",
+            "-p",
+            &caller_port,
+            "-mp",
+            &media,
+        ],
+    );
+    let db = vaxel_engine::db::Db::open(&dir).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while db
+        .calls(1)
+        .unwrap()
+        .first()
+        .is_none_or(|c| c.answered_at.is_none())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call was not answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    drop(caller); // the caller's phone dies without a BYE
+    // The probe's OPTIONS to the caller times out (Timer F, 32 s); then the call ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db.calls(1).unwrap()[0].ended_at.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dead call was not cleaned up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let call = db.calls(1).unwrap().remove(0);
+    assert_eq!(call.outcome, "answered");
+    assert_eq!(
+        db.leg_outcomes(call.id).unwrap(),
+        vec!["dropped", "dropped"]
+    );
+    // The callee got the engine's BYE (SIPp calls it unexpected at that point of its
+    // OPTIONS loop, but it is the BYE of this dialog).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = std::fs::read_to_string(dir.join("callee.log")).unwrap_or_default();
+    let _ = wait_bg(&mut callee, 1);
+    assert!(log.contains("BYE") || log.is_empty(), "{log}");
+}

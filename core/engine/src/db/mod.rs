@@ -613,6 +613,14 @@ impl Db {
         st.query_map([limit], call_from_row)?.collect()
     }
 
+    /// The outcome of each leg of a call, in order.
+    pub fn leg_outcomes(&self, call: i64) -> Result<Vec<String>, DbError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT outcome FROM legs WHERE call = ?1 ORDER BY id")?;
+        st.query_map([call], |r| r.get(0))?.collect()
+    }
+
     /// The number of legs a call had.
     pub fn leg_count(&self, call: i64) -> Result<i64, DbError> {
         self.conn

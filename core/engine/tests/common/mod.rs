@@ -61,6 +61,17 @@ pub fn free_port() -> u16 {
 }
 
 pub fn temp_dir(name: &str) -> PathBuf {
+    // Leftovers of earlier runs of this test (other processes) go first.
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        let prefix = format!("vaxel-engine-{name}-");
+        let mine = format!("{prefix}{}-", std::process::id());
+        for e in entries.flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            if n.starts_with(&prefix) && !n.starts_with(&mine) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
     let d = std::env::temp_dir().join(format!(
         "vaxel-engine-{name}-{}-{}",
         std::process::id(),
@@ -82,7 +93,18 @@ pub struct EngineProc {
 impl EngineProc {
     /// Starts the engine with `office_toml` written to the data directory.
     pub fn start(data: &Path, office_toml: Option<&str>, sip_port: u16) -> EngineProc {
+        Self::start_with(data, office_toml, sip_port, &[])
+    }
+
+    /// [`EngineProc::start`] with extra daemon options.
+    pub fn start_with(
+        data: &Path,
+        office_toml: Option<&str>,
+        sip_port: u16,
+        extra: &[&str],
+    ) -> EngineProc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vaxel-engine"));
+        cmd.args(extra);
         cmd.arg("--data").arg(data);
         if let Some(t) = office_toml {
             let f = data.join("office.toml");
