@@ -1,0 +1,26 @@
+//! The Vaxel routing engine: registrar, back-to-back user agent with anchored media,
+//! trunks, call records and the control API, as the `vaxel-engine` daemon.
+//!
+//! A thin driver (ARCHITECTURE.md §3.2) over the sans-IO cores: `vaxel-sip` parses,
+//! runs transactions, dialogs and digest authentication; `vaxel-transport` owns the
+//! SIP sockets; `vaxel-media` reads and writes SDP. This crate owns the tokio tasks,
+//! the media relay sockets and the SQLite database.
+//!
+//! # Shape
+//!
+//! - [`office`]: the office file (TOML) and its validation with file:line errors.
+//! - [`db`]: the engine's SQLite schema: users with HA1s, bindings, call records.
+//! - [`protect`]: per-source request-rate limiting and bans, pure with time
+//!   as an argument.
+//! - [`relay`]: the RTP relay between two legs, with latching.
+//! - [`engine`]: one task that owns everything above and the SIP endpoint; calls and
+//!   legs are small ids in maps it owns (ARCHITECTURE.md §3.8). Everyone else talks
+//!   to it through an [`engine::EngineHandle`].
+//! - [`api`]: the control API (HTTP + WebSocket, JSON).
+
+pub mod api;
+pub mod db;
+pub mod engine;
+pub mod office;
+pub mod protect;
+pub mod relay;

@@ -1,0 +1,77 @@
+//! `vaxel-engine`: the Vaxel routing engine as a daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The Vaxel routing engine: registrar, B2BUA with anchored media, trunks and a
+/// control API. Everything it stores lives in the data directory.
+#[derive(Parser, Debug)]
+#[command(name = "vaxel-engine", version)]
+struct Args {
+    /// Data directory: the SQLite database (WAL), recordings and voicemail.
+    #[arg(long)]
+    data: PathBuf,
+    /// Office file (TOML) to import at start; importing is idempotent.
+    #[arg(long)]
+    office: Option<PathBuf>,
+    /// SIP address (UDP and TCP).
+    #[arg(long, default_value = "0.0.0.0:5060")]
+    sip: SocketAddr,
+    /// Control API address (HTTP + WebSocket).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    api: SocketAddr,
+    /// Seconds between liveness probes (in-dialog OPTIONS) of answered calls; a call
+    /// whose phone stopped answering is ended.
+    #[arg(long, default_value_t = 90)]
+    session_check_secs: u64,
+    /// Print the stored office as TOML and exit.
+    #[arg(long)]
+    export: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VAXEL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    if args.export {
+        match vaxel_engine::db::Db::open(&args.data).and_then(|db| db.export_office()) {
+            Ok(o) => print!("{}", o.to_toml()),
+            Err(e) => {
+                eprintln!("vaxel-engine: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    let config = vaxel_engine::engine::EngineConfig {
+        data: args.data,
+        sip: args.sip,
+        office: args.office,
+        session_check: std::time::Duration::from_secs(args.session_check_secs.max(1)),
+    };
+    let engine = match vaxel_engine::engine::start(config).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("vaxel-engine: {e}");
+            std::process::exit(2);
+        }
+    };
+    match vaxel_engine::api::serve(engine.clone(), args.api).await {
+        Ok(addr) => tracing::info!("control API on http://{addr}/ (OpenAPI at /openapi.json)"),
+        Err(e) => {
+            eprintln!("vaxel-engine: cannot listen on {}: {e}", args.api);
+            std::process::exit(2);
+        }
+    }
+    // Machine-readable readiness line for scripts and tests.
+    println!("vaxel-engine ready sip={}", engine.sip_addr());
+    let _ = tokio::signal::ctrl_c().await;
+}

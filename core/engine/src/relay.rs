@@ -1,0 +1,252 @@
+//! The media anchor: an RTP relay between the two legs of a call.
+//!
+//! Each leg gets its own UDP socket on the engine; the SDP each leg sees names that
+//! socket. Packets arriving on leg A's socket go out of leg B's socket to B's media
+//! address, and the other way round. The address to send to starts as the one in the
+//! leg's SDP and then *latches* to where that leg's packets really come from (the
+//! first packet after each SDP change), which is what makes calls work with phones
+//! behind NAT that advertise private addresses. Packets are relayed as they are, so
+//! SRTP with `a=crypto` passes end to end.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+/// Which side of the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The caller's leg.
+    A,
+    /// The callee's leg.
+    B,
+}
+
+/// Packet counters of one relay.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    /// Packets received from A and sent to B.
+    pub a_to_b: AtomicU64,
+    /// Packets received from B and sent to A.
+    pub b_to_a: AtomicU64,
+}
+
+enum Control {
+    Remote(Side, Option<SocketAddr>),
+}
+
+/// A running relay; dropping it stops the task and frees the ports.
+#[derive(Debug)]
+pub struct Relay {
+    a_port: SocketAddr,
+    b_port: SocketAddr,
+    control: mpsc::UnboundedSender<Control>,
+    stats: Arc<RelayStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Leg {
+    socket: UdpSocket,
+    /// From the SDP, until latched.
+    sdp: Option<SocketAddr>,
+    /// Where this leg's packets come from.
+    latched: Option<SocketAddr>,
+}
+
+impl Leg {
+    fn target(&self) -> Option<SocketAddr> {
+        self.latched.or(self.sdp)
+    }
+}
+
+impl Relay {
+    /// Binds two sockets on `ip` and starts relaying.
+    pub async fn start(ip: IpAddr) -> std::io::Result<Relay> {
+        let a = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let b = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        let (a_port, b_port) = (a.local_addr()?, b.local_addr()?);
+        let (control, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(RelayStats::default());
+        let task = tokio::spawn(run(
+            Leg {
+                socket: a,
+                sdp: None,
+                latched: None,
+            },
+            Leg {
+                socket: b,
+                sdp: None,
+                latched: None,
+            },
+            rx,
+            stats.clone(),
+        ));
+        Ok(Relay {
+            a_port,
+            b_port,
+            control,
+            stats,
+            task,
+        })
+    }
+
+    /// The engine's media address that `side` sends to.
+    pub fn local(&self, side: Side) -> SocketAddr {
+        match side {
+            Side::A => self.a_port,
+            Side::B => self.b_port,
+        }
+    }
+
+    /// Sets the media address `side`'s SDP announced (`None`: on hold at 0.0.0.0 or
+    /// unknown); the latch is released so the next packet from that side re-latches.
+    pub fn set_remote(&self, side: Side, addr: Option<SocketAddr>) {
+        let _ = self.control.send(Control::Remote(side, addr));
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Arc<RelayStats> {
+        &self.stats
+    }
+}
+
+async fn run(
+    mut a: Leg,
+    mut b: Leg,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    stats: Arc<RelayStats>,
+) {
+    let mut buf_a = vec![0u8; 2048];
+    let mut buf_b = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            c = control.recv() => match c {
+                Some(Control::Remote(side, addr)) => {
+                    let leg = if side == Side::A { &mut a } else { &mut b };
+                    leg.sdp = addr.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
+                    leg.latched = None;
+                }
+                None => return,
+            },
+            r = a.socket.recv_from(&mut buf_a) => {
+                if let Ok((n, from)) = r {
+                    a.latched.get_or_insert(from);
+                    if a.latched == Some(from)
+                        && let Some(to) = b.target()
+                        && b.socket.send_to(&buf_a[..n], to).await.is_ok()
+                    {
+                        stats.a_to_b.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            r = b.socket.recv_from(&mut buf_b) => {
+                if let Ok((n, from)) = r {
+                    b.latched.get_or_insert(from);
+                    if b.latched == Some(from)
+                        && let Some(to) = a.target()
+                        && a.socket.send_to(&buf_b[..n], to).await.is_ok()
+                    {
+                        stats.b_to_a.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rewrites an SDP body so its (first) audio stream points at `local`: the session
+/// and media `c=` lines and the `m=audio` port. Everything else (codecs, direction
+/// for hold, `a=crypto`) passes through. Returns the rewritten body and the media
+/// address the body announced (`None` for a hold address or a hostname).
+pub fn rewrite_sdp(body: &[u8], local: SocketAddr) -> Option<(String, Option<SocketAddr>)> {
+    let mut sd = vaxel_media::sdp::parse(body).ok()?;
+    let audio = sd
+        .media
+        .iter()
+        .position(|m| m.kind == "audio" && m.port != 0);
+    let remote = audio.and_then(|i| {
+        let m = &sd.media[i];
+        let ip = m
+            .connection
+            .as_ref()
+            .or(sd.connection.as_ref())
+            .and_then(|c| c.ip())?;
+        Some(SocketAddr::new(ip, m.port))
+    });
+    let hold = audio.is_some_and(|i| {
+        sd.media[i]
+            .connection
+            .as_ref()
+            .or(sd.connection.as_ref())
+            .is_some_and(|c| c.is_hold())
+    });
+    let addr = if hold {
+        // RFC 3264 §8.4: keep the hold address so the other side sees hold too.
+        "0.0.0.0".to_owned()
+    } else {
+        local.ip().to_string()
+    };
+    let conn = vaxel_media::sdp::Connection {
+        address: addr.clone(),
+    };
+    sd.connection = Some(conn.clone());
+    sd.origin.address = local.ip().to_string();
+    for (i, m) in sd.media.iter_mut().enumerate() {
+        if Some(i) == audio {
+            m.port = local.port();
+            m.connection = None;
+            // RTCP is not relayed on its own port; drop the explicit one (RFC 3605).
+            m.attributes
+                .retain(|a| !a.name.eq_ignore_ascii_case("rtcp"));
+        } else if m.port != 0 {
+            // Only one audio stream is anchored; others are refused (RFC 3264 §6).
+            m.port = 0;
+        }
+    }
+    Some((sd.to_string(), remote.filter(|r| !r.ip().is_unspecified())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_address_and_port_only() {
+        let offer = b"v=0\r\no=- 1 1 IN IP4 192.168.1.5\r\ns=-\r\nc=IN IP4 192.168.1.5\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n";
+        let (out, remote) = rewrite_sdp(offer, "10.1.1.1:30000".parse().unwrap()).unwrap();
+        assert_eq!(remote, Some("192.168.1.5:4000".parse().unwrap()));
+        assert!(out.contains("c=IN IP4 10.1.1.1"), "{out}");
+        assert!(out.contains("m=audio 30000 RTP/AVP 0 8 101"), "{out}");
+        assert!(out.contains("a=sendonly"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn relays_both_ways_and_latches() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let relay = Relay::start(lo).await.unwrap();
+        let pa = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let pb = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        // A announced a wrong (private) address; B announced the right one.
+        relay.set_remote(Side::A, Some("10.99.99.99:4000".parse().unwrap()));
+        relay.set_remote(Side::B, Some(pb.local_addr().unwrap()));
+        tokio::task::yield_now().await;
+        pa.send_to(b"from a", relay.local(Side::A)).await.unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = pb.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"from a");
+        // A latched to its real address, so B's answer reaches it.
+        pb.send_to(b"from b", relay.local(Side::B)).await.unwrap();
+        let (n, _) = pa.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"from b");
+        assert_eq!(relay.stats().a_to_b.load(Ordering::Relaxed), 1);
+        assert_eq!(relay.stats().b_to_a.load(Ordering::Relaxed), 1);
+    }
+}
