@@ -1,11 +1,41 @@
 #!/usr/bin/env bash
-# `npm start`: installs what is missing, builds, and starts the best Vaxel demo
-# that exists today: a SIP user agent built on vaxel-sip that answers calls, with
-# the command line that calls it.
+# `npm start`: installs what is missing, builds, and starts Vaxel. Until the desktop
+# app exists this is the routing engine with the demo office (assets/demo-office.toml),
+# headless, plus the lines that register a `vaxel` softphone and place a call.
+#
+# Environment: VAXEL_SIP (default 127.0.0.1:5060), VAXEL_API (default 127.0.0.1:8080),
+# VAXEL_DEMO_DATA (default ~/.local/share/vaxel/demo: the engine's database).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh build
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/vaxel/target}
-cargo build --release --locked -p vaxel-transport --example sip-answer
-exec "$CARGO_TARGET_DIR/release/examples/sip-answer" "$@"
+cargo build --release --locked -p vaxel-engine -p vaxel-phone --bins
+
+bin="$CARGO_TARGET_DIR/release"
+sip=${VAXEL_SIP:-127.0.0.1:5060}
+api=${VAXEL_API:-127.0.0.1:8080}
+data=${VAXEL_DEMO_DATA:-$HOME/.local/share/vaxel/demo}
+office=assets/demo-office.toml
+domain=$(sed -n 's/^domain = "\(.*\)".*/\1/p' "$office" | head -1)
+mkdir -p "$data"
+
+cat <<MSG
+
+Vaxel demo office "$domain" — routing engine on sip:$sip (UDP and TCP),
+control API on http://$api/ (OpenAPI at /openapi.json), data in $data.
+
+Demo accounts (extension / password / name):
+$(awk -F' = ' '/^\[\[users\]\]/{u=1} u&&/^extension/{gsub(/"/,"",$2); e=$2} u&&/^name/{gsub(/"/,"",$2); n=$2} u&&/^password/{gsub(/"/,"",$2); printf "  %s / %s / %s\n", e, $2, n; u=0}' "$office")
+
+Call between two demo users with the vaxel command line (two terminals):
+  alias vaxel=$bin/vaxel
+  VAXEL_PASSWORD=bo-4002 vaxel --profile /tmp/vaxel-bob account add --name bob --uri sip:4002@$domain --proxy sip:$sip
+  VAXEL_PASSWORD=bo-4002 vaxel --profile /tmp/vaxel-bob listen --auto-answer
+  VAXEL_PASSWORD=alice-4001 vaxel --profile /tmp/vaxel-alice account add --name alice --uri sip:4001@$domain --proxy sip:$sip
+  VAXEL_PASSWORD=alice-4001 vaxel --profile /tmp/vaxel-alice call sip:4002@$domain --hangup-after 10
+(--play FILE.wav / --record FILE.wav instead of the sound devices.) Any SIP phone
+works too: username = extension, password as above, domain $domain, proxy $sip.
+
+MSG
+exec "$bin/vaxel-engine" --data "$data" --office "$office" --sip "$sip" --api "$api"
