@@ -245,6 +245,10 @@ fn transfer_rejected_by_target_takes_the_call_back() {
     bob.expect("ended", 10, |v| {
         v["event"] == "ended" && v["call"] == 1 && v["cause"] == "remote_hangup"
     });
+    // The call is recorded as ended when alice's own BYE completes.
+    alice.expect("ended", 10, |v| {
+        v["event"] == "ended" && v["call"] == 1 && v["cause"] == "local_hangup"
+    });
 
     // The history on each side (task: every call is recorded as it progresses).
     alice.send("history");
