@@ -795,7 +795,7 @@ fn a_three_member_hunt_group_with_each_strategy() {
     let rotating = answered("7101");
     assert_eq!(
         who(&rotating),
-        ["4003", "4004", "4002"],
+        ["4002", "4003", "4004"],
         "rotating starts after the last answerer"
     );
     let simultaneous = answered("7102");

@@ -120,6 +120,8 @@ struct FlowCall {
     display: CallerDisplay,
     hidden: bool,
     language: String,
+    /// The member (user) who answered, busy until the call ends.
+    member: Option<String>,
 }
 
 impl Flows {
@@ -233,6 +235,28 @@ fn is_empty_forwarding(f: &Forwarding) -> bool {
     f.unconditional.is_none() && f.busy.is_none() && f.no_answer.is_none() && f.timed.is_none()
 }
 
+/// A SIP URI user part with its `%XX` escapes decoded (RFC 3261 §19.1.2): feature
+/// codes arrive as `*21*4003%23`.
+fn unescape_user(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `#` and other characters outside the SIP URI user grammar, escaped (RFC 3261 §25.1).
 fn escape_user(s: &str) -> String {
     s.chars()
@@ -268,13 +292,13 @@ impl Engine {
         from: Peer,
         caller: Option<&UserRow>,
     ) -> bool {
-        let dialed = dialled(&uri_user(&req.uri).unwrap_or_default());
+        let dialed = dialled(&unescape_user(&uri_user(&req.uri).unwrap_or_default()));
         let to_user = req
             .headers
             .to()
             .ok()
             .and_then(|t| uri_user(&t.uri))
-            .map(|u| dialled(&u))
+            .map(|u| dialled(&unescape_user(&u)))
             .unwrap_or_default();
         let routing = &self.flows.routing;
         let cfg = self.flows.router.config();
@@ -469,6 +493,7 @@ impl Engine {
                 display: vaxel_routing::caller_display(caller_party, None),
                 hidden: false,
                 language,
+                member: None,
             },
         );
         self.emit(EngineEvent::Call {
@@ -1392,6 +1417,9 @@ impl Engine {
         self.flow_bridge(call_id);
         if let Some(user) = self.legs.get(&leg_id).map(|l| l.party.clone()) {
             self.flow_member(&user, true);
+            if let Some(f) = self.flows.calls.get_mut(&call_id) {
+                f.member = Some(user);
+            }
         }
         if by_us && let Some(c) = self.calls.get(&call_id) {
             self.emit(EngineEvent::Call {
@@ -1482,14 +1510,8 @@ impl Engine {
     /// Hook from `end_call`: forgets the flow state (a recording in progress is
     /// finished by its media session and still saved).
     pub(super) fn flow_ended(&mut self, call_id: CallId) {
-        if self.flows.calls.remove(&call_id).is_some() {
-            if let Some(user) = self
-                .calls
-                .get(&call_id)
-                .and_then(|c| c.answered)
-                .and_then(|l| self.legs.get(&l))
-                .map(|l| l.party.clone())
-            {
+        if let Some(f) = self.flows.calls.remove(&call_id) {
+            if let Some(user) = f.member {
                 self.flow_member(&user, false);
             }
             let now = self.flows.now();
