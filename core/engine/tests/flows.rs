@@ -1161,3 +1161,214 @@ fn feature_codes_switch_forwarding_on_and_off_and_a_call_is_forwarded() {
     assert!(n > 0.8, "heard 'not active' ({n:.2})");
     drop((carla, alice));
 }
+
+/// A 16-bit mono 8 kHz WAV of a sine.
+fn tone_wav(freq: f64, secs: f64) -> Vec<u8> {
+    let n = (8000.0 * secs) as u32;
+    let mut data = Vec::new();
+    for i in 0..n {
+        let s = (f64::from(i) / 8000.0 * freq * std::f64::consts::TAU).sin() * 8000.0;
+        data.extend_from_slice(&(s as i16).to_le_bytes());
+    }
+    let mut f = Vec::new();
+    f.extend_from_slice(b"RIFF");
+    f.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    f.extend_from_slice(b"WAVEfmt ");
+    for v in [16u32] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [1u16, 1] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(&8000u32.to_le_bytes());
+    f.extend_from_slice(&16000u32.to_le_bytes());
+    for v in [2u16, 16] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(b"data");
+    f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    f.extend_from_slice(&data);
+    f
+}
+
+fn http_bytes(api: SocketAddr, method: &str, path: &str, token: &str, body: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(api).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: audio/wav\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    String::from_utf8_lossy(&out[9..12]).parse().unwrap()
+}
+
+/// Flow versions through the API (validated, then activated), a replaced prompt, a
+/// user's own greeting and `*59*n` straight to voicemail.
+#[test]
+fn flow_versions_prompts_and_greetings_through_the_api() {
+    if !need_sipp("flows API") {
+        return;
+    }
+    let dir = temp_dir("flow-api");
+    let engine = start_engine(&dir, free_port(), true);
+    let admin = login(engine.api, "4001");
+    let bob = login(engine.api, "4002");
+    let flow = r#"{"numbers":["7500"],"start":"hello","steps":{"hello":{"type":"play_prompt","prompt":"goodbye","next":"bye"},"bye":{"type":"hangup"}}}"#;
+    let (code, _) = http(
+        engine.api,
+        "PUT",
+        "/api/flows/api/versions/1",
+        Some(&bob),
+        flow,
+    );
+    assert_eq!(code, 403, "only administrators change flows");
+    let bad = flow.replace(r#""next":"bye""#, r#""next":"nowhere""#);
+    let (code, body) = http(
+        engine.api,
+        "PUT",
+        "/api/flows/api/versions/1",
+        Some(&admin),
+        &bad,
+    );
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("hello") && body.contains("nowhere"),
+        "names the step: {body}"
+    );
+    let (code, body) = http(
+        engine.api,
+        "PUT",
+        "/api/flows/api/versions/1",
+        Some(&admin),
+        flow,
+    );
+    assert_eq!(code, 204, "{}", String::from_utf8_lossy(&body));
+    let (code, _) = http(
+        engine.api,
+        "POST",
+        "/api/flows/api/active",
+        Some(&admin),
+        r#"{"version":2}"#,
+    );
+    assert_eq!(code, 422, "no such version");
+    let (code, _) = http(
+        engine.api,
+        "POST",
+        "/api/flows/api/active",
+        Some(&admin),
+        r#"{"version":1}"#,
+    );
+    assert_eq!(code, 204);
+    let (code, body) = http(engine.api, "GET", "/api/routing", Some(&admin), "");
+    assert_eq!(code, 200);
+    let routing: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        routing["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "api" && f["active"] == 1)
+    );
+    // The administrator replaces "goodbye" (English) with a 600 Hz tone.
+    assert_eq!(
+        http_bytes(
+            engine.api,
+            "PUT",
+            "/api/prompts/en/goodbye",
+            &bob,
+            &tone_wav(600.0, 1.5)
+        ),
+        403
+    );
+    assert_eq!(
+        http_bytes(
+            engine.api,
+            "PUT",
+            "/api/prompts/en/goodbye",
+            &admin,
+            b"not a wav"
+        ),
+        422
+    );
+    assert_eq!(
+        http_bytes(
+            engine.api,
+            "PUT",
+            "/api/prompts/en/goodbye",
+            &admin,
+            &tone_wav(600.0, 1.5)
+        ),
+        204
+    );
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "api-flow",
+        "4002",
+        "bob-pw",
+        "7500",
+        rtp.port(),
+        End::Wait,
+    )
+    .join()
+    .unwrap();
+    assert!(
+        run.ok,
+        "the new flow answers, plays and hangs up: {}",
+        run.output
+    );
+    assert!(has_tone(&rtp.heard(), 600.0), "the uploaded prompt played");
+    // Alice's own greeting (a 700 Hz tone); Bob reaches her box with *59*4001.
+    assert_eq!(
+        http_bytes(
+            engine.api,
+            "PUT",
+            "/api/voicemail/4001/greeting/standard",
+            &bob,
+            &tone_wav(700.0, 1.0)
+        ),
+        403
+    );
+    assert_eq!(
+        http_bytes(
+            engine.api,
+            "PUT",
+            "/api/voicemail/4001/greeting/standard",
+            &admin,
+            &tone_wav(700.0, 1.0)
+        ),
+        204
+    );
+    let rtp = RtpEnd::new();
+    let c = call(
+        &dir,
+        &engine,
+        "vm-direct",
+        "4002",
+        "bob-pw",
+        "*59*4001",
+        rtp.port(),
+        End::Wait,
+    );
+    rtp.wait_for_audio(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !has_tone(&rtp.heard(), 1000.0) {
+        assert!(Instant::now() < deadline, "never heard the tone");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(has_tone(&rtp.heard(), 700.0), "Alice's own greeting played");
+    rtp.tone(440.0, 2.0);
+    rtp.dtmf('#');
+    assert!(c.join().unwrap().ok);
+    let (code, body) = http(engine.api, "GET", "/api/voicemail/4001", Some(&admin), "");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["messages"].as_array().unwrap().len(), 1, "{v}");
+    let (code, _) = http(engine.api, "GET", "/api/voicemail/4001", Some(&bob), "");
+    assert_eq!(code, 403, "only the owner");
+}

@@ -4,6 +4,10 @@
 //! - `GET /api/voicemail/{mailbox}/{id}/audio`: the message as `audio/wav`.
 //! - `POST /api/voicemail/{mailbox}/{id}/heard`: mark heard.
 //! - `DELETE /api/voicemail/{mailbox}/{id}`: delete.
+//! - `PUT /api/voicemail/{mailbox}/greeting/{standard|closed}`: the box's own
+//!   greeting (a WAV body; owner or member).
+//! - `PUT /api/prompts/{language}/{name}`: replace or add a prompt (WAV body;
+//!   administrator).
 //! - `GET /api/routing`: the `[routing]` section in force (administrator).
 //! - `PUT /api/flows/{name}/versions/{version}`: add or replace a flow version,
 //!   validated (`{"numbers": [...]?, "start": "...", "steps": {...}}`; administrator).
@@ -33,6 +37,11 @@ pub(super) fn routes() -> Router<Api> {
             "/api/voicemail/{mailbox}/{id}",
             axum::routing::delete(delete),
         )
+        .route(
+            "/api/voicemail/{mailbox}/greeting/{kind}",
+            put(put_greeting),
+        )
+        .route("/api/prompts/{language}/{name}", put(put_prompt))
         .route("/api/routing", get(routing))
         .route("/api/flows/{name}/versions/{version}", put(put_version))
         .route("/api/flows/{name}/active", post(activate))
@@ -189,4 +198,35 @@ async fn forwarding(
     Ok(Json(
         serde_json::to_value(api.engine.forwarding(&extension).await?).unwrap_or_default(),
     ))
+}
+
+async fn put_greeting(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path((mailbox, kind)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    open_box(&api, &headers, &mailbox).await?;
+    let closed = match kind.as_str() {
+        "standard" => false,
+        "closed" => true,
+        _ => return Err(not_found("greeting kind (standard or closed)")),
+    };
+    api.engine
+        .put_greeting(&mailbox, closed, body.to_vec())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn put_prompt(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path((language, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    api.admin(&headers).await?;
+    api.engine
+        .put_prompt(&language, &name, body.to_vec())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

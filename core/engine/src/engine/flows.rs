@@ -1749,3 +1749,71 @@ impl Engine {
         Ok(())
     }
 }
+
+/// Uploads: WAV files checked by decoding them first.
+impl EngineHandle {
+    /// Stores a mailbox's own greeting (`closed`: the one played when closed).
+    pub async fn put_greeting(
+        &self,
+        mailbox: &str,
+        closed: bool,
+        wav: Vec<u8>,
+    ) -> Result<(), CommandError> {
+        check_wav(&wav)?;
+        let m = mailbox.to_owned();
+        self.flow(move |e| {
+            let dir = e.flows.voicemail_dir().join(&m);
+            let name = if closed {
+                "greeting-closed.wav"
+            } else {
+                "greeting.wav"
+            };
+            std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(dir.join(name), &wav))
+                .map_err(|err| CommandError::Invalid(format!("cannot store the greeting: {err}")))
+        })
+        .await
+    }
+
+    /// Replaces (or adds) prompt `name` in `language` with an uploaded WAV; a new
+    /// name becomes usable in flows.
+    pub async fn put_prompt(
+        &self,
+        language: &str,
+        name: &str,
+        wav: Vec<u8>,
+    ) -> Result<(), CommandError> {
+        let ok_name = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 40
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        if !ok_name(name) || !crate::callflow::LANGUAGES.contains(&language) {
+            return Err(CommandError::Invalid(format!(
+                "prompt names are a-z, 0-9 and _; languages {}",
+                crate::callflow::LANGUAGES.join(", ")
+            )));
+        }
+        check_wav(&wav)?;
+        let (lang, name) = (language.to_owned(), name.to_owned());
+        self.flow(move |e| {
+            let dir = e.flows.data.join("prompts").join(&lang);
+            std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(dir.join(format!("{name}.wav")), &wav))
+                .map_err(|err| CommandError::Invalid(format!("cannot store the prompt: {err}")))?;
+            let mut r = e.flows.routing.clone();
+            if !crate::callflow::DEFAULT_PROMPTS.contains(&name.as_str()) {
+                r.prompts.insert(name);
+            }
+            e.flow_store(r)
+        })
+        .await
+    }
+}
+
+fn check_wav(wav: &[u8]) -> Result<(), CommandError> {
+    Prompt::from_wav(std::io::Cursor::new(wav), crate::media_server::RATE)
+        .map(|_| ())
+        .map_err(|e| CommandError::Invalid(format!("not a usable WAV file: {e}")))
+}
