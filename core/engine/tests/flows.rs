@@ -1174,9 +1174,7 @@ fn tone_wav(freq: f64, secs: f64) -> Vec<u8> {
     f.extend_from_slice(b"RIFF");
     f.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
     f.extend_from_slice(b"WAVEfmt ");
-    for v in [16u32] {
-        f.extend_from_slice(&v.to_le_bytes());
-    }
+    f.extend_from_slice(&16u32.to_le_bytes());
     for v in [1u16, 1] {
         f.extend_from_slice(&v.to_le_bytes());
     }
