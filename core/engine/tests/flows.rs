@@ -279,6 +279,38 @@ impl RtpEnd {
         std::thread::sleep(Duration::from_millis(150));
     }
 
+    /// One key as tones in the audio (ITU-T Q.23 pairs), 120 ms, then 120 ms silence.
+    fn inband(&self, key: char) {
+        let (row, col) = match key {
+            '1' => (697.0, 1209.0),
+            '2' => (697.0, 1336.0),
+            '5' => (770.0, 1336.0),
+            '0' => (941.0, 1336.0),
+            _ => panic!("key {key}"),
+        };
+        for p in 0..12u32 {
+            let ts = {
+                let mut s = self.seq.lock().unwrap();
+                s.1 = s.1.wrapping_add(160);
+                s.1
+            };
+            let payload: Vec<u8> = (0..160)
+                .map(|i| {
+                    if p >= 6 {
+                        return linear_to_alaw(0);
+                    }
+                    let t = f64::from(p * 160 + i) / 8000.0;
+                    let v = ((t * row * std::f64::consts::TAU).sin()
+                        + (t * col * std::f64::consts::TAU).sin())
+                        * 6000.0;
+                    linear_to_alaw(v as i16)
+                })
+                .collect();
+            self.send(8, false, ts, &payload);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn keys(&self, keys: &str) {
         for k in keys.chars() {
             self.dtmf(k);
@@ -402,6 +434,9 @@ enum End {
     HangUp(u32),
     /// Wait for the engine's BYE.
     Wait,
+    /// After `.0` ms send the key `.1` by SIP INFO (`application/dtmf-relay`), then
+    /// hang up after `.2` ms more.
+    Info(u32, char, u32),
 }
 
 fn caller_scenario(
@@ -428,6 +463,39 @@ From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
 To: <sip:{to_user}@{DOMAIN}>[peer_tag_param]
 Call-ID: [call_id]
 CSeq: 3 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+"#,
+            to_user = to.replace('#', "%23")
+        ),
+        End::Info(before, key, after) => format!(
+            r#"  <pause milliseconds="{before}"/>
+  <send retrans="500"><![CDATA[
+INFO [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to_user}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 3 INFO
+Max-Forwards: 70
+Content-Type: application/dtmf-relay
+Content-Length: [len]
+
+Signal={key}
+Duration=160
+]]></send>
+  <recv response="200"/>
+  <pause milliseconds="{after}"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to_user}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 4 BYE
 Max-Forwards: 70
 Content-Length: 0
 
@@ -1369,4 +1437,61 @@ fn flow_versions_prompts_and_greetings_through_the_api() {
     assert_eq!(v["messages"].as_array().unwrap().len(), 1, "{v}");
     let (code, _) = http(engine.api, "GET", "/api/voicemail/4001", Some(&bob), "");
     assert_eq!(code, 403, "only the owner");
+}
+
+/// Menu keys arrive by SIP INFO and as in-band tones too (besides RFC 4733).
+#[test]
+fn menu_keys_by_sip_info_and_by_in_band_tones() {
+    if !need_sipp("flow DTMF") {
+        return;
+    }
+    let dir = temp_dir("flow-dtmf");
+    let engine = start_engine(&dir, free_port(), true);
+    let _dan = member(
+        &dir,
+        &engine,
+        "4004",
+        &answerer_scenario(r#""Support" <sip:4001%232@"#, None),
+    );
+    let _alice = member(&dir, &engine, "4001", &answerer_scenario("sip:4002@", None));
+    // SIP INFO "2" during the menu: the support group.
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "info",
+        "4001",
+        "alice-pw",
+        "7000",
+        rtp.port(),
+        End::Info(3500, '2', 3000),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "caller with INFO: {}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4004"), "{c:?}");
+    assert_eq!(db(&engine).ivr_choices(c.id).unwrap()[0].digit, "2");
+    // In-band "0": the operator (forwarded to 4001).
+    let rtp = RtpEnd::new();
+    let h = call(
+        &dir,
+        &engine,
+        "inband",
+        "4002",
+        "bob-pw",
+        "7000",
+        rtp.port(),
+        End::HangUp(8000),
+    );
+    rtp.wait_for_audio(10);
+    std::thread::sleep(Duration::from_millis(3500));
+    rtp.inband('0');
+    let run = h.join().unwrap();
+    assert!(run.ok, "caller with tones: {}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4001"), "{c:?}");
+    assert_eq!(db(&engine).ivr_choices(c.id).unwrap()[0].digit, "0");
 }
