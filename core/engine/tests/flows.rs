@@ -1495,3 +1495,186 @@ fn menu_keys_by_sip_info_and_by_in_band_tones() {
     assert_eq!(c.answered_by.as_deref(), Some("4001"), "{c:?}");
     assert_eq!(db(&engine).ivr_choices(c.id).unwrap()[0].digit, "0");
 }
+
+/// A phone that is busy: 486 to every INVITE.
+fn busy_scenario() -> String {
+    r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="busy">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+SIP/2.0 486 Busy Here
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]b[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+</scenario>
+"#
+    .to_owned()
+}
+
+fn feature(dir: &Path, engine: &EngineProc, user: &str, code: &str) -> Vec<i16> {
+    let rtp = RtpEnd::new();
+    let run = call(
+        dir,
+        engine,
+        &format!("fc-{user}"),
+        user,
+        password(user),
+        code,
+        rtp.port(),
+        End::Wait,
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{code}: {}", run.output);
+    rtp.heard()
+}
+
+fn heard_prompt(heard: &[i16], name: &str) -> bool {
+    let s = match_score(heard, &prompt_samples("en", name));
+    s > 0.8
+}
+
+/// Busy forwarding, the presence profile, hidden number and bypass.
+#[test]
+fn busy_forwarding_presence_hidden_number_and_bypass() {
+    if !need_sipp("feature codes 2") {
+        return;
+    }
+    // *67*: Alice's phone is busy, the call goes to Carla marked user-busy.
+    let dir = temp_dir("flow-fc-busy");
+    let engine = start_engine(&dir, free_port(), true);
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "*67*4003#"),
+        "activated"
+    ));
+    let _a = member(&dir, &engine, "4001", &busy_scenario());
+    let _c = member(
+        &dir,
+        &engine,
+        "4003",
+        &answerer_scenario(
+            "sip:4004@",
+            Some(("Diversion:", "sip:4001@.*reason=user-busy")),
+        ),
+    );
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "busy",
+        "4004",
+        "dan-pw",
+        "4001",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(last_call(&engine).answered_by.as_deref(), Some("4003"));
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "#67#"),
+        "deactivated"
+    ));
+    drop(engine);
+
+    // *24*: Bob is out of group calls until #24#.
+    let dir = temp_dir("flow-fc-presence");
+    let engine = start_engine(&dir, free_port(), true);
+    let _m: Vec<SippBg> = ["4002", "4003"]
+        .iter()
+        .map(|e| member(&dir, &engine, e, &answerer_scenario("sip:4001%2310@", None)))
+        .collect();
+    let group_call = |name: &str| {
+        let rtp = RtpEnd::new();
+        let run = call(
+            &dir,
+            &engine,
+            name,
+            "4001",
+            "alice-pw",
+            "7100",
+            rtp.port(),
+            End::HangUp(600),
+        )
+        .join()
+        .unwrap();
+        assert!(run.ok, "{}", run.output);
+        std::thread::sleep(Duration::from_millis(300));
+        last_call(&engine).answered_by.unwrap_or_default()
+    };
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4002", "*24*1*2#"),
+        "activated"
+    ));
+    assert_eq!(group_call("g1"), "4003", "Bob's profile keeps him out");
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4002", "#24#"),
+        "deactivated"
+    ));
+    assert_eq!(
+        group_call("g2"),
+        "4002",
+        "back in the fixed group's first place"
+    );
+    drop(engine);
+
+    // *31*n: hidden number; *60*n: past Alice's forwarding.
+    let dir = temp_dir("flow-fc-hidden");
+    let engine = start_engine(&dir, free_port(), true);
+    let _c = member(
+        &dir,
+        &engine,
+        "4003",
+        &answerer_scenario("sip:anonymous@anonymous.invalid", Some(("Privacy:", "id"))),
+    );
+    let _a = member(&dir, &engine, "4001", &answerer_scenario("sip:4004@", None));
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "hidden",
+        "4004",
+        "dan-pw",
+        "*31*4003",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4003"), "{c:?}");
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "*21*4003#"),
+        "activated"
+    ));
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "bypass",
+        "4004",
+        "dan-pw",
+        "*60*4001",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        last_call(&engine).answered_by.as_deref(),
+        Some("4001"),
+        "bypassed the forwarding"
+    );
+}
