@@ -1678,3 +1678,57 @@ fn busy_forwarding_presence_hidden_number_and_bypass() {
         "bypassed the forwarding"
     );
 }
+
+/// `*80*n`: a colleague takes a group call ringing at n, and the two hear each other.
+#[test]
+fn directed_pickup_of_a_ringing_group_call() {
+    if !need_sipp("pickup") {
+        return;
+    }
+    let dir = temp_dir("flow-pickup");
+    let engine = start_engine(&dir, free_port(), true);
+    let _bob = member(&dir, &engine, "4002", &ringer_scenario("4001%231"));
+    let alice = RtpEnd::new();
+    let a = call(
+        &dir,
+        &engine,
+        "alice",
+        "4001",
+        "alice-pw",
+        "7000",
+        alice.port(),
+        End::Wait,
+    );
+    alice.wait_for_audio(10);
+    std::thread::sleep(Duration::from_millis(3000));
+    alice.dtmf('1');
+    std::thread::sleep(Duration::from_millis(500));
+    // Bob's phone rings; Dan picks the call up.
+    let dan = RtpEnd::new();
+    let d = call(
+        &dir,
+        &engine,
+        "dan",
+        "4004",
+        "dan-pw",
+        "*80*4002",
+        dan.port(),
+        End::HangUp(3000),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    alice.wait_for_audio(5);
+    alice.tone(500.0, 1.5);
+    let run = d.join().unwrap();
+    assert!(run.ok, "picker: {}", run.output);
+    let run = a.join().unwrap();
+    assert!(
+        run.ok,
+        "caller (hung up by the engine when Dan left): {}",
+        run.output
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let calls = db(&engine).calls(5).unwrap();
+    let picked = calls.iter().find(|c| c.callee == "7000").unwrap();
+    assert_eq!(picked.answered_by.as_deref(), Some("4004"), "{calls:?}");
+    assert!(has_tone(&dan.heard(), 500.0), "Dan hears Alice");
+}

@@ -1357,13 +1357,151 @@ impl Engine {
         self.flows.reconfigure(&self.users, routing);
     }
 
-    /// `*80*n`: takes the call ringing at `n` (any call with a ringing leg to n):
-    /// the ringing legs are cancelled and the picker's call takes the caller's place
-    /// as the answering leg. Not carried out yet: false (the picker hears "service
-    /// not active").
-    async fn flow_pickup(&mut self, _call_id: CallId, number: &str) -> bool {
-        debug!("pickup of {number}: not supported yet");
-        false
+    /// `*80*n` (directed pickup): the picker takes a call ringing at `n`. The call's
+    /// ringing legs are cancelled (a flow call's hunt stops), the picker's own INVITE
+    /// is answered with media anchored on that call's relay (its B side), and the
+    /// caller, if not answered yet, is answered with the picker's media. The
+    /// picker's call then ends as "picked up" and its leg continues in the picked call.
+    /// False when nothing rings at `n`.
+    async fn flow_pickup(&mut self, picker_call: CallId, number: &str) -> bool {
+        let Some(ext) = self.user_for(number) else {
+            return false;
+        };
+        let ringing =
+            |l: &Leg| l.party == ext && matches!(l.state, LegState::Calling | LegState::Early);
+        let Some(victim) = self
+            .calls
+            .iter()
+            .filter(|(id, c)| **id != picker_call && c.answered.is_none() && c.transfer.is_none())
+            .find(|(_, c)| {
+                c.forks
+                    .iter()
+                    .any(|f| self.legs.get(f).is_some_and(ringing))
+            })
+            .map(|(id, _)| *id)
+        else {
+            return false;
+        };
+        let Some(p) = self.calls.get(&picker_call) else {
+            return false;
+        };
+        let picker_leg = p.a;
+        let Some(pl) = self.legs.get(&picker_leg) else {
+            return false;
+        };
+        let (Some(p_tx), p_offer, picker) =
+            (pl.invite_tx, pl.invite.body.clone(), pl.party.clone())
+        else {
+            return false;
+        };
+        // The hunt (if any) stops; every ringing leg of the picked call is cancelled.
+        if self.flows.calls.contains_key(&victim) {
+            let now = self.flows.now();
+            self.flows
+                .router
+                .handle(now, Event::CallerHungUp { call: victim });
+            self.flows.timers.retain(|(_, c, _)| *c != victim);
+            self.flows.legs.retain(|_, (c, _)| *c != victim);
+            self.flow_bridge(victim);
+        }
+        let forks = self
+            .calls
+            .get(&victim)
+            .map(|c| c.forks.clone())
+            .unwrap_or_default();
+        for f in forks {
+            if self
+                .legs
+                .get(&f)
+                .is_some_and(|l| l.state != LegState::Ended)
+            {
+                self.cancel_leg(f, "picked up").await;
+            }
+        }
+        let answered_by_us = self.flows.calls.get(&victim).and_then(|f| f.answer.clone());
+        let Some(v) = self.calls.get_mut(&victim) else {
+            return false;
+        };
+        v.forks.clear();
+        v.answered = Some(picker_leg);
+        let (v_a, v_record) = (v.a, v.record);
+        // The picker's media goes to the picked call's B side.
+        let Some((p_to_a, p_remote)) = rewrite_sdp(&p_offer, v.relay.local(Side::A)) else {
+            return false;
+        };
+        v.relay.set_remote(Side::B, p_remote);
+        let caller_sdp = match &answered_by_us {
+            Some(a) => Some(Bytes::from(a.clone())),
+            None => self.legs.get(&v_a).map(|a| a.invite.body.clone()),
+        };
+        let Some(v) = self.calls.get(&victim) else {
+            return false;
+        };
+        let Some((to_picker, _)) = caller_sdp.and_then(|b| rewrite_sdp(&b, v.relay.local(Side::B)))
+        else {
+            return false;
+        };
+        // Answer the picker.
+        let Some(pl) = self.legs.get_mut(&picker_leg) else {
+            return false;
+        };
+        let mut ok = Response::from_request(&pl.invite, StatusCode::OK);
+        let _ = ok.set_to_tag(&pl.local_tag);
+        ok.headers.push(
+            HeaderName::Contact,
+            format!(
+                "<{}>",
+                self.sip.contact_uri("vaxel", pl.target.peer.transport)
+            ),
+        );
+        ok.headers.push(HeaderName::Allow, ALLOW);
+        set_response_body(&mut ok, &sdp_type(), Bytes::from(to_picker));
+        pl.dialog = Dialog::from_uas(&pl.invite, &ok).ok();
+        pl.state = LegState::Confirmed;
+        pl.invite_tx = None;
+        pl.call = victim;
+        pl.side = Side::B;
+        self.respond(p_tx, ok).await;
+        // Answer the caller if the engine had not.
+        if answered_by_us.is_none()
+            && let Some(a) = self.legs.get_mut(&v_a)
+            && let Some(a_tx) = a.invite_tx
+        {
+            let mut ok = Response::from_request(&a.invite, StatusCode::OK);
+            let _ = ok.set_to_tag(&a.local_tag);
+            ok.headers.push(
+                HeaderName::Contact,
+                format!(
+                    "<{}>",
+                    self.sip.contact_uri("vaxel", a.target.peer.transport)
+                ),
+            );
+            ok.headers.push(HeaderName::Allow, ALLOW);
+            set_response_body(&mut ok, &sdp_type(), Bytes::from(p_to_a));
+            a.dialog = Dialog::from_uas(&a.invite, &ok).ok();
+            a.state = LegState::Confirmed;
+            a.invite_tx = None;
+            self.respond(a_tx, ok).await;
+        }
+        // The picker's own call is over; its leg lives on in the picked call.
+        if let Some(p) = self.calls.remove(&picker_call) {
+            let _ = self.db.get().end_call(p.record, "picked up", unix_now());
+        }
+        self.flows.calls.remove(&picker_call);
+        let _ = self.db.get().answer_call(v_record, &picker, unix_now());
+        if let Some(f) = self.flows.calls.get_mut(&victim) {
+            f.member = Some(picker.clone());
+        }
+        info!("{picker} picked up the call ringing at {ext}");
+        if let Some(c) = self.calls.get(&victim) {
+            self.emit(EngineEvent::Call {
+                call: v_record,
+                caller: c.caller.clone(),
+                callee: c.callee.clone(),
+                state: "answered".into(),
+            });
+        }
+        true
     }
 
     /// One-second tick: fires due router timers.
