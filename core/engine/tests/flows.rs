@@ -1547,7 +1547,7 @@ fn busy_forwarding_presence_hidden_number_and_bypass() {
         return;
     }
     // *67*: Alice's phone is busy, the call goes to Carla marked user-busy.
-    let dir = temp_dir("flow-fc-busy");
+    let dir = temp_dir("flow-busy");
     let engine = start_engine(&dir, free_port(), true);
     assert!(heard_prompt(
         &feature(&dir, &engine, "4001", "*67*4003#"),
@@ -1586,7 +1586,7 @@ fn busy_forwarding_presence_hidden_number_and_bypass() {
     drop(engine);
 
     // *24*: Bob is out of group calls until #24#.
-    let dir = temp_dir("flow-fc-presence");
+    let dir = temp_dir("flow-presence");
     let engine = start_engine(&dir, free_port(), true);
     let _m: Vec<SippBg> = ["4002", "4003"]
         .iter()
@@ -1627,7 +1627,7 @@ fn busy_forwarding_presence_hidden_number_and_bypass() {
     drop(engine);
 
     // *31*n: hidden number; *60*n: past Alice's forwarding.
-    let dir = temp_dir("flow-fc-hidden");
+    let dir = temp_dir("flow-hidden");
     let engine = start_engine(&dir, free_port(), true);
     let _c = member(
         &dir,
