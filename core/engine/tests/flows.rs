@@ -792,6 +792,16 @@ fn an_ivr_choice_reaches_the_hunt_group_which_rings_on_after_the_ring_time() {
     // The welcome prompt (about 2 s), then the menu: press 1 while it plays.
     std::thread::sleep(Duration::from_millis(3000));
     rtp.dtmf('1');
+    let before = rtp.heard().len();
+    std::thread::sleep(Duration::from_millis(2500));
+    // While the group rings the caller hears music on hold (its notes are sines).
+    let music = rtp.heard()[before..].to_vec();
+    assert!(
+        [261.6, 329.6, 392.0, 523.3]
+            .iter()
+            .any(|f| has_tone(&music, *f)),
+        "music on hold while the group rings"
+    );
     let run = c.join().unwrap();
     assert!(run.ok, "caller: {}", run.output);
     std::thread::sleep(Duration::from_millis(300));
@@ -1282,6 +1292,11 @@ fn flow_versions_prompts_and_greetings_through_the_api() {
     let engine = start_engine(&dir, free_port(), true);
     let admin = login(engine.api, "4001");
     let bob = login(engine.api, "4002");
+    let (code, body) = http(engine.api, "GET", "/openapi.json", None, "");
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(doc["paths"]["/api/flows/{name}/versions/{version}"]["put"].is_object());
+    assert!(doc["paths"]["/api/voicemail/{mailbox}"]["get"].is_object());
     let flow = r#"{"numbers":["7500"],"start":"hello","steps":{"hello":{"type":"play_prompt","prompt":"goodbye","next":"bye"},"bye":{"type":"hangup"}}}"#;
     let (code, _) = http(
         engine.api,
@@ -1731,4 +1746,49 @@ fn directed_pickup_of_a_ringing_group_call() {
     let picked = calls.iter().find(|c| c.callee == "7000").unwrap();
     assert_eq!(picked.answered_by.as_deref(), Some("4004"), "{calls:?}");
     assert!(has_tone(&dan.heard(), 500.0), "Dan hears Alice");
+}
+
+/// The echo-test number plays back what one says; a group nobody can answer plays
+/// its no-answer prompt and hangs up.
+#[test]
+fn echo_test_and_a_group_without_anyone_to_answer() {
+    if !need_sipp("echo") {
+        return;
+    }
+    let dir = temp_dir("flow-echo");
+    let engine = start_engine(&dir, free_port(), true);
+    let rtp = RtpEnd::new();
+    let c = call(
+        &dir,
+        &engine,
+        "echo",
+        "4001",
+        "alice-pw",
+        "8001",
+        rtp.port(),
+        End::HangUp(9000),
+    );
+    rtp.wait_for_audio(10);
+    std::thread::sleep(Duration::from_millis(5000));
+    let before = rtp.heard().len();
+    rtp.tone(700.0, 1.5);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(has_tone(&rtp.heard()[before..], 700.0), "heard myself");
+    assert!(c.join().unwrap().ok);
+    // Nobody registered in the fixed group: its no-answer prompt, then the engine hangs up.
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "nobody",
+        "4001",
+        "alice-pw",
+        "7100",
+        rtp.port(),
+        End::Wait,
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    assert!(heard_prompt(&rtp.heard(), "no_answer"));
 }

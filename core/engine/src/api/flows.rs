@@ -230,3 +230,66 @@ async fn put_prompt(
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The call-flow and voicemail paths added to the OpenAPI document.
+pub(super) fn with_paths(mut doc: Value) -> Value {
+    let op = |summary: &str, ok: &str| {
+        json!({ "summary": summary, "security": [{ "bearer": [] }],
+            "responses": { ok: { "description": "done" },
+                "403": { "description": "not the box's owner or member / not an administrator" },
+                "404": { "description": "not found" },
+                "422": { "description": "invalid; nothing changed" } } })
+    };
+    let paths = [
+        (
+            "/api/voicemail/{mailbox}",
+            json!({ "get": op("A mailbox's messages", "200") }),
+        ),
+        (
+            "/api/voicemail/{mailbox}/{id}/audio",
+            json!({ "get": op("A message as audio/wav", "200") }),
+        ),
+        (
+            "/api/voicemail/{mailbox}/{id}/heard",
+            json!({ "post": op("Mark a message heard", "204") }),
+        ),
+        (
+            "/api/voicemail/{mailbox}/{id}",
+            json!({ "delete": op("Delete a message", "204") }),
+        ),
+        (
+            "/api/voicemail/{mailbox}/greeting/{kind}",
+            json!({ "put": op("Upload the box's standard or closed greeting (WAV body)", "204") }),
+        ),
+        (
+            "/api/prompts/{language}/{name}",
+            json!({ "put": op("Replace or add a prompt (WAV body)", "204") }),
+        ),
+        (
+            "/api/routing",
+            json!({ "get": op("The [routing] section in force", "200") }),
+        ),
+        (
+            "/api/flows/{name}/versions/{version}",
+            json!({ "put": op("Add or replace a call-flow version {numbers?, start, steps} (validated)", "204") }),
+        ),
+        (
+            "/api/flows/{name}/active",
+            json!({ "post": op("Activate a version {version} (validated)", "204") }),
+        ),
+        (
+            "/api/calls/{id}/choices",
+            json!({ "get": op("The menu keys pressed in a call", "200") }),
+        ),
+        (
+            "/api/forwarding/{extension}",
+            json!({ "get": op("A user's forwarding", "200") }),
+        ),
+    ];
+    if let Some(p) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths {
+            p.insert(path.to_owned(), item);
+        }
+    }
+    doc
+}
