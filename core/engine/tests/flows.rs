@@ -1792,3 +1792,76 @@ fn echo_test_and_a_group_without_anyone_to_answer() {
     assert!(run.ok, "{}", run.output);
     assert!(heard_prompt(&rtp.heard(), "no_answer"));
 }
+
+/// `*21*` to a number outside: the forwarded call leaves through the trunk with the
+/// forwarding user's long number in Diversion; a user without external calls may not.
+#[test]
+fn forwarding_to_an_outside_number_through_the_trunk() {
+    if !need_sipp("external forwarding") {
+        return;
+    }
+    let dir = temp_dir("flow-external");
+    let provider = free_port();
+    let text = format!(
+        "{}\n[[trunks]]\nname = \"provider\"\nhost = \"127.0.0.3\"\nport = {provider}\noutbound_prefixes = [\"00\"]\ncaller_id = \"+4570100000\"\n",
+        flow_office(free_port())
+    );
+    let offset = offset_to(10).to_string();
+    let prompts = prompts_dir();
+    let engine = EngineProc::start_with(
+        &dir,
+        Some(&text),
+        free_port(),
+        &[
+            "--clock-offset-secs",
+            &offset,
+            "--prompts",
+            prompts.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        heard_prompt(
+            &feature(&dir, &engine, "4002", "*21*004612345678#"),
+            "not_active"
+        ),
+        "Bob may not call out"
+    );
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "*21*004612345678#"),
+        "activated"
+    ));
+    let _provider = sipp_bg(
+        &dir,
+        "provider",
+        &answerer_scenario(
+            "sip:\\+4570100000@",
+            Some(("Diversion:", "sip:\\+4570104001@.*reason=unconditional")),
+        ),
+        &[
+            "-i",
+            "127.0.0.3",
+            "-p",
+            &provider.to_string(),
+            "-mp",
+            &free_port().to_string(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "out",
+        "4004",
+        "dan-pw",
+        "4001",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("004612345678"), "{c:?}");
+}

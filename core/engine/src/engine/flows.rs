@@ -769,19 +769,64 @@ impl Engine {
             .map(|u| u.name.clone())
             .unwrap_or_default();
         let shown_name = display.group_name.clone().unwrap_or(caller_name);
-        let targets: Vec<(Uri, Target)> = self
-            .bindings
-            .get(ext)
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|b| {
+        // `ext` is a user, or `trunk:NAME:NUMBER` for a number outside.
+        let outside = ext
+            .strip_prefix("trunk:")
+            .and_then(|r| r.split_once(':'))
+            .and_then(|(t, n)| {
                 Some((
-                    Uri::parse(&b.contact.clone().into()).ok()?,
-                    binding_target(b)?,
+                    self.trunks.iter().find(|x| x.name == t)?.clone(),
+                    n.to_owned(),
                 ))
-            })
-            .collect();
+            });
+        let targets: Vec<(Uri, Target)> = match &outside {
+            Some((t, number)) => {
+                let Some(target) = self.trunk_target(t).await else {
+                    return 0;
+                };
+                let mut uri = SipUri::new(vaxel_sip::msg::Host::from(target.peer.addr.ip()))
+                    .with_port(target.peer.addr.port())
+                    .with_user(number);
+                if t.transport == "tcp" {
+                    uri = uri.with_param("transport", Some("tcp"));
+                }
+                vec![(Uri::Sip(uri), target)]
+            }
+            None => self
+                .bindings
+                .get(ext)
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|b| {
+                    Some((
+                        Uri::parse(&b.contact.clone().into()).ok()?,
+                        binding_target(b)?,
+                    ))
+                })
+                .collect(),
+        };
+        // Outward the caller shows as a long number (theirs, else the trunk's).
+        let (display, shown_name) = match &outside {
+            Some((t, _)) => {
+                let long = self
+                    .users
+                    .get(&display.number)
+                    .and_then(|u| u.number.clone())
+                    .or_else(|| {
+                        display
+                            .number
+                            .starts_with('+')
+                            .then(|| display.number.clone())
+                    })
+                    .unwrap_or_else(|| t.caller_id.clone());
+                (vaxel_routing::caller_display(&long, None), String::new())
+            }
+            None => (display, shown_name),
+        };
+        let party = outside
+            .as_ref()
+            .map_or_else(|| ext.to_owned(), |(_, n)| n.clone());
         let now = unix_now();
         let mut sent = 0;
         for (uri, target) in targets {
@@ -805,9 +850,17 @@ impl Engine {
                 }
             };
             invite.headers.push(HeaderName::From, from_hdr);
-            invite
-                .headers
-                .push(HeaderName::To, format!("<sip:{ext}@{}>", self.realm));
+            let to_hdr = match &outside {
+                Some(_) => format!("<{uri}>"),
+                None => format!("<sip:{ext}@{}>", self.realm),
+            };
+            invite.headers.push(HeaderName::To, to_hdr);
+            if outside.is_some() && !hidden {
+                invite.headers.push(
+                    HeaderName::PAssertedIdentity,
+                    format!("<sip:{}@{}>", display.number, self.realm),
+                );
+            }
             invite.headers.push(HeaderName::CallId, cid.clone());
             invite.headers.push(HeaderName::CSeq, "1 INVITE");
             invite.headers.push(
@@ -831,7 +884,7 @@ impl Engine {
             let b_record = self
                 .db
                 .get()
-                .add_leg(record, "b", ext, &uri.to_string(), now)
+                .add_leg(record, "b", &party, &uri.to_string(), now)
                 .unwrap_or(0);
             match self.sip.send_request(invite.clone(), target.clone()).await {
                 Ok(key) => {
@@ -849,7 +902,7 @@ impl Engine {
                             target,
                             state: LegState::Calling,
                             record: b_record,
-                            party: ext.to_owned(),
+                            party: party.clone(),
                             sdp: None,
                         },
                     );
@@ -955,11 +1008,59 @@ impl Engine {
                 }
             }
             FlowTarget::External(n) => {
-                // External forwarding needs a trunk route from a flow call; not carried
-                // out yet: the caller is told and let go.
-                info!("call {call_id}: forward to external {n} is not supported yet");
-                if self.flow_answer(call_id).await {
-                    self.flow_play(call_id, &["not_active"], Mode::PromptThenBye);
+                // Out through the trunk whose prefix matches, marked with the long
+                // number of whoever forwarded.
+                let trunk = self
+                    .trunks
+                    .iter()
+                    .find(|t| {
+                        t.outbound_prefixes
+                            .iter()
+                            .any(|p| !p.is_empty() && n.starts_with(p.as_str()))
+                    })
+                    .map(|t| t.name.clone());
+                let Some(trunk) = trunk else {
+                    info!("call {call_id}: no trunk route to {n}");
+                    if self.flow_answer(call_id).await {
+                        self.flow_play(call_id, &["not_active"], Mode::PromptThenBye);
+                    }
+                    return;
+                };
+                let reason = self
+                    .flows
+                    .forwarding
+                    .get(&orig)
+                    .map(|f| {
+                        if f.unconditional.is_some() {
+                            "unconditional"
+                        } else if f.busy.is_some() {
+                            "user-busy"
+                        } else {
+                            "no-answer"
+                        }
+                    })
+                    .unwrap_or("unconditional");
+                let orig_long = self
+                    .users
+                    .get(&orig)
+                    .and_then(|u| u.number.clone())
+                    .unwrap_or(orig);
+                if let Some(f) = self.flows.calls.get_mut(&call_id) {
+                    f.mode = Mode::Direct;
+                    f.display = vaxel_routing::caller_display(&f.caller.clone(), None);
+                }
+                info!("call {call_id}: forwarded out to {n} through {trunk}");
+                if self
+                    .flow_ring(
+                        call_id,
+                        &format!("trunk:{trunk}:{n}"),
+                        None,
+                        Some((&orig_long, reason)),
+                    )
+                    .await
+                    == 0
+                {
+                    self.flow_hangup(call_id).await;
                 }
             }
         }
@@ -1268,6 +1369,13 @@ impl Engine {
             }
         };
         let confirm: &str = match parsed {
+            Ok((FeatureCode::SetForward { kind, number }, _))
+                if matches!(target(&number), FlowTarget::External(_))
+                    && !self.users.get(user).is_some_and(|u| u.external_calls) =>
+            {
+                debug!("{user} may not forward {kind:?} outside");
+                "not_active"
+            }
             Ok((FeatureCode::SetForward { kind, number }, _)) => {
                 let t = target(&number);
                 match kind {
