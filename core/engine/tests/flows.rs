@@ -1865,3 +1865,70 @@ fn forwarding_to_an_outside_number_through_the_trunk() {
     let c = last_call(&engine);
     assert_eq!(c.answered_by.as_deref(), Some("004612345678"), "{c:?}");
 }
+
+/// Forwarding set through the API: on no answer after 2 s.
+#[test]
+fn no_answer_forwarding_set_through_the_api() {
+    if !need_sipp("no-answer forwarding") {
+        return;
+    }
+    let dir = temp_dir("flow-noanswer");
+    let engine = start_engine(&dir, free_port(), true);
+    let alice = login(engine.api, "4001");
+    let bob = login(engine.api, "4002");
+    let body = r#"{"no_answer":{"target":{"internal":"4003"},"after_secs":2}}"#;
+    let (code, _) = http(engine.api, "PUT", "/api/forwarding/4001", Some(&bob), body);
+    assert_eq!(code, 403, "not Bob's to set");
+    let (code, _) = http(
+        engine.api,
+        "PUT",
+        "/api/forwarding/4001",
+        Some(&alice),
+        r#"{"busy":{"internal":"9999"}}"#,
+    );
+    assert_eq!(code, 422, "no such user");
+    let (code, b) = http(
+        engine.api,
+        "PUT",
+        "/api/forwarding/4001",
+        Some(&alice),
+        body,
+    );
+    assert_eq!(code, 204, "{}", String::from_utf8_lossy(&b));
+    let (code, b) = http(engine.api, "GET", "/api/forwarding/4001", Some(&alice), "");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["no_answer"]["after_secs"], 2, "{v}");
+    let _a = member(&dir, &engine, "4001", &ringer_scenario("4004"));
+    let _c = member(
+        &dir,
+        &engine,
+        "4003",
+        &answerer_scenario(
+            "sip:4004@",
+            Some(("Diversion:", "sip:4001@.*reason=no-answer")),
+        ),
+    );
+    let rtp = RtpEnd::new();
+    let started = Instant::now();
+    let run = call(
+        &dir,
+        &engine,
+        "na",
+        "4004",
+        "dan-pw",
+        "4001",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Alice's phone rang first"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4003"), "{c:?}");
+}

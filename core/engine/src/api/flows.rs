@@ -13,8 +13,10 @@
 //!   validated (`{"numbers": [...]?, "start": "...", "steps": {...}}`; administrator).
 //! - `POST /api/flows/{name}/active`: `{"version": n}` activates it (administrator).
 //! - `GET /api/calls/{id}/choices`: the IVR keys pressed in a call (administrator).
-//! - `GET /api/forwarding/{extension}`: a user's forwarding (the user or an
-//!   administrator).
+//! - `GET`/`PUT /api/forwarding/{extension}`: a user's forwarding (the user or an
+//!   administrator): `{unconditional?, busy?, no_answer?: {target, after_secs},
+//!   timed?: {week, target}}`, targets `{"internal": "4003"}` or
+//!   `{"external": "0046…"}`.
 
 use axum::Json;
 use axum::Router;
@@ -46,7 +48,10 @@ pub(super) fn routes() -> Router<Api> {
         .route("/api/flows/{name}/versions/{version}", put(put_version))
         .route("/api/flows/{name}/active", post(activate))
         .route("/api/calls/{id}/choices", get(choices))
-        .route("/api/forwarding/{extension}", get(forwarding))
+        .route(
+            "/api/forwarding/{extension}",
+            get(forwarding).put(put_forwarding),
+        )
 }
 
 fn not_found(what: &str) -> ApiError {
@@ -292,4 +297,18 @@ pub(super) fn with_paths(mut doc: Value) -> Value {
         }
     }
     doc
+}
+
+async fn put_forwarding(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(extension): Path<String>,
+    Json(f): Json<vaxel_routing::forwarding::Forwarding>,
+) -> Result<StatusCode, ApiError> {
+    let u = api.authed(&headers).await?;
+    if u.extension != extension && u.role < Role::Administrator {
+        return Err(forbidden());
+    }
+    api.engine.set_forwarding(&extension, f).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

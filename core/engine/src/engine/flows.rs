@@ -122,6 +122,10 @@ struct FlowCall {
     language: String,
     /// The member (user) who answered, busy until the call ends.
     member: Option<String>,
+    /// Legs were rung for this call, and whether the last one failed busy (why a
+    /// forward happened, for Diversion).
+    rang: bool,
+    busy: bool,
 }
 
 impl Flows {
@@ -494,6 +498,8 @@ impl Engine {
                 hidden: false,
                 language,
                 member: None,
+                rang: false,
+                busy: false,
             },
         );
         self.emit(EngineEvent::Call {
@@ -910,6 +916,9 @@ impl Engine {
                         c.forks.push(leg);
                     }
                     self.flows.legs.insert(leg, (call_id, rleg));
+                    if let Some(f) = self.flows.calls.get_mut(&call_id) {
+                        f.rang = true;
+                    }
                     if let Some(r) = rleg {
                         self.flows.rlegs.entry(r).or_default().push(leg);
                     }
@@ -967,26 +976,29 @@ impl Engine {
         }
     }
 
+    /// Why a call is forwarded (RFC 5806 §4 reasons): before any phone rang it was
+    /// unconditional (or the time of day); after, busy or no answer.
+    fn flow_forward_reason(&self, call_id: CallId, orig: &str) -> &'static str {
+        let f = self.flows.calls.get(&call_id);
+        let fwd = self.flows.forwarding.get(orig);
+        match f {
+            Some(f) if f.rang && f.busy => "user-busy",
+            Some(f) if f.rang => "no-answer",
+            _ if fwd.is_some_and(|x| x.unconditional.is_none() && x.timed.is_some()) => {
+                "time-of-day"
+            }
+            _ if fwd.is_some_and(|x| x.unconditional.is_none() && x.busy.is_some()) => "user-busy",
+            _ => "unconditional",
+        }
+    }
+
     async fn flow_forward(&mut self, call_id: CallId, target: FlowTarget) {
         let Some(orig) = self.calls.get(&call_id).map(|c| c.callee.clone()) else {
             return;
         };
         match target {
             FlowTarget::Internal(user) => {
-                let reason = self
-                    .flows
-                    .forwarding
-                    .get(&orig)
-                    .map(|f| {
-                        if f.unconditional.is_some() {
-                            "unconditional"
-                        } else if f.busy.is_some() {
-                            "user-busy"
-                        } else {
-                            "no-answer"
-                        }
-                    })
-                    .unwrap_or("unconditional");
+                let reason = self.flow_forward_reason(call_id, &orig);
                 let caller = self
                     .flows
                     .calls
@@ -1026,20 +1038,7 @@ impl Engine {
                     }
                     return;
                 };
-                let reason = self
-                    .flows
-                    .forwarding
-                    .get(&orig)
-                    .map(|f| {
-                        if f.unconditional.is_some() {
-                            "unconditional"
-                        } else if f.busy.is_some() {
-                            "user-busy"
-                        } else {
-                            "no-answer"
-                        }
-                    })
-                    .unwrap_or("unconditional");
+                let reason = self.flow_forward_reason(call_id, &orig);
                 let orig_long = self
                     .users
                     .get(&orig)
@@ -1694,6 +1693,9 @@ impl Engine {
         let Some((_, rleg)) = self.flows.legs.remove(&leg_id) else {
             return true; // cancelled by the flow already
         };
+        if let Some(f) = self.flows.calls.get_mut(&call_id) {
+            f.busy = matches!(code, 486 | 600);
+        }
         let reason = match code {
             486 | 600 => LegFailure::Busy,
             404 | 480 | 503 => LegFailure::Unreachable,
@@ -1967,6 +1969,41 @@ impl EngineHandle {
     /// The IVR keys pressed in a call (by call record id).
     pub async fn ivr_choices(&self, call: i64) -> Result<Vec<IvrChoice>, CommandError> {
         self.flow(move |e| Ok(e.db.get().ivr_choices(call)?)).await
+    }
+
+    /// Sets a user's forwarding (unconditional, busy, no answer after T seconds,
+    /// time-controlled by a standard week); targets must exist, outside numbers need
+    /// the user's external calls permission.
+    pub async fn set_forwarding(&self, extension: &str, f: Forwarding) -> Result<(), CommandError> {
+        let x = extension.to_owned();
+        self.flow(move |e| {
+            let Some(user) = e.users.get(&x) else {
+                return Err(CommandError::Invalid(format!("no user {x}")));
+            };
+            let external_ok = user.external_calls;
+            let targets = [
+                f.unconditional.as_ref(),
+                f.busy.as_ref(),
+                f.no_answer.as_ref().map(|n| &n.target),
+                f.timed.as_ref().map(|t| &t.target),
+            ];
+            for t in targets.into_iter().flatten() {
+                match t {
+                    FlowTarget::Internal(u) if e.user_for(u).is_none() => {
+                        return Err(CommandError::Invalid(format!("no user {u}")));
+                    }
+                    FlowTarget::External(_) if !external_ok => {
+                        return Err(CommandError::Invalid(format!(
+                            "{x} may not forward outside (external_calls)"
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+            e.flow_set_forwarding(&x, f);
+            Ok(())
+        })
+        .await
     }
 
     /// A user's forwarding settings.
