@@ -125,6 +125,7 @@ max_secs = 30
 [[routing.mailboxes]]
 name = "4001"
 pin = "4321"
+max_secs = 3
 
 [routing.smtp]
 host = "127.0.0.1"
@@ -1083,9 +1084,29 @@ fn voicemail_left_when_closed_is_mailed_fetched_through_the_api_and_by_phone() {
         has_tone(&wav_samples(&wav), 440.0),
         "the message holds what was said"
     );
+    assert_eq!(msgs[0]["heard"], false);
+    let (code, _) = http(
+        engine.api,
+        "POST",
+        &format!("/api/voicemail/office/{id}/heard"),
+        Some(&alice),
+        "",
+    );
+    assert_eq!(code, 204);
+    let (_, body) = http(engine.api, "GET", "/api/voicemail/office", Some(&alice), "");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["messages"][0]["heard"], true, "{v}");
     let bob = login(engine.api, "4002");
     let (code, _) = http(engine.api, "GET", "/api/voicemail/office", Some(&bob), "");
     assert_eq!(code, 403, "not a member of the shared box");
+    let (code, _) = http(
+        engine.api,
+        "DELETE",
+        &format!("/api/voicemail/office/{id}"),
+        Some(&bob),
+        "",
+    );
+    assert_eq!(code, 403, "nor may he delete");
     let (code, _) = http(
         engine.api,
         "GET",
@@ -1443,13 +1464,18 @@ fn flow_versions_prompts_and_greetings_through_the_api() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(has_tone(&rtp.heard(), 700.0), "Alice's own greeting played");
-    rtp.tone(440.0, 2.0);
-    rtp.dtmf('#');
+    // Alice's box takes at most 3 s: speaking on for 5 s is cut there.
+    rtp.tone(440.0, 5.0);
     assert!(c.join().unwrap().ok);
     let (code, body) = http(engine.api, "GET", "/api/voicemail/4001", Some(&admin), "");
     assert_eq!(code, 200);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["messages"].as_array().unwrap().len(), 1, "{v}");
+    let secs = v["messages"][0]["secs"].as_f64().unwrap();
+    assert!(
+        (2.5..=3.2).contains(&secs),
+        "cut at the box's maximum: {secs}"
+    );
     let (code, _) = http(engine.api, "GET", "/api/voicemail/4001", Some(&bob), "");
     assert_eq!(code, 403, "only the owner");
 }

@@ -166,7 +166,7 @@ impl Flows {
     }
 
     /// Rebuilds the router's configuration (users, routing section, forwarding);
-    /// calls in progress keep their state.
+    /// calls in progress, member states and group rotation keep their state.
     pub(super) fn reconfigure(&mut self, users: &HashMap<String, UserRow>, routing: Routing) {
         let list: Vec<OfficeUser> = users
             .values()
@@ -177,10 +177,8 @@ impl Flows {
             .collect();
         let cfg = routing.to_config(&list, &self.forwarding);
         self.routing = routing;
-        let old = std::mem::replace(&mut self.router, Router::new(cfg, StdRng::from_os_rng()));
-        if old.active_calls() > 0 {
-            debug!("routing reconfigured with calls in progress; they end on the new rules");
-        }
+        // Calls in progress, member states and rotation carry over.
+        self.router.set_config(cfg);
         self.prompt_cache.clear();
     }
 
@@ -1010,7 +1008,7 @@ impl Engine {
                     f.display = vaxel_routing::caller_display(&caller, None);
                 }
                 let ext = self.user_for(&user).unwrap_or(user);
-                info!("call {call_id}: {orig} forwarded to {ext} ({reason})");
+                debug!("call {call_id}: {orig} forwarded to {ext} ({reason})");
                 if self
                     .flow_ring(call_id, &ext, None, Some((&orig, reason)))
                     .await
@@ -1032,7 +1030,7 @@ impl Engine {
                     })
                     .map(|t| t.name.clone());
                 let Some(trunk) = trunk else {
-                    info!("call {call_id}: no trunk route to {n}");
+                    debug!("call {call_id}: no trunk route to {n}");
                     if self.flow_answer(call_id).await {
                         self.flow_play(call_id, &["not_active"], Mode::PromptThenBye);
                     }
@@ -1048,7 +1046,7 @@ impl Engine {
                     f.mode = Mode::Direct;
                     f.display = vaxel_routing::caller_display(&f.caller.clone(), None);
                 }
-                info!("call {call_id}: forwarded out to {n} through {trunk}");
+                debug!("call {call_id}: forwarded out to {n} through {trunk}");
                 if self
                     .flow_ring(
                         call_id,
@@ -1186,7 +1184,7 @@ impl Engine {
                     )
                     .find(|m| m.pin.as_deref() == Some(entered.as_str()));
                 let Some(mailbox) = found.map(|m| m.name) else {
-                    info!("voicemail of {me}: wrong PIN");
+                    debug!("voicemail of {me}: wrong PIN");
                     self.flow_play(call_id, &["vm_wrong_pin"], Mode::PromptThenBye);
                     return;
                 };
@@ -1316,10 +1314,10 @@ impl Engine {
                 secs,
                 unix_now(),
             ) {
-                Ok(id) => info!(
-                    "voicemail {}: message {id} from {} ({secs:.1} s)",
-                    d.mailbox, d.caller
-                ),
+                Ok(id) => {
+                    info!("voicemail message {id} stored ({secs:.1} s)");
+                    debug!("voicemail {}: message {id} from {}", d.mailbox, d.caller);
+                }
                 Err(e) => warn!("cannot index a voicemail message: {e}"),
             }
             self.flow_mail(&d, &path, secs);
@@ -1347,8 +1345,8 @@ impl Engine {
         let (mailbox, caller, path) = (d.mailbox.clone(), d.caller.clone(), path.to_owned());
         tokio::spawn(async move {
             match crate::mail::send_voicemail(&smtp, &to, &mailbox, &caller, secs, &path).await {
-                Ok(()) => info!("voicemail {mailbox}: e-mailed to {}", to.join(", ")),
-                Err(e) => warn!("voicemail {mailbox}: e-mail failed: {e}"),
+                Ok(()) => debug!("voicemail {mailbox}: e-mailed to {}", to.join(", ")),
+                Err(e) => warn!("voicemail e-mail failed: {e}"),
             }
         });
     }
@@ -1599,7 +1597,7 @@ impl Engine {
         if let Some(f) = self.flows.calls.get_mut(&victim) {
             f.member = Some(picker.clone());
         }
-        info!("{picker} picked up the call ringing at {ext}");
+        debug!("{picker} picked up the call ringing at {ext}");
         if let Some(c) = self.calls.get(&victim) {
             self.emit(EngineEvent::Call {
                 call: v_record,
