@@ -1722,7 +1722,7 @@ fn busy_forwarding_presence_hidden_number_and_bypass() {
 
 /// `*80*n`: a colleague takes a group call ringing at n, and the two hear each other.
 #[test]
-fn directed_pickup_of_a_ringing_group_call() {
+fn directed_and_group_pickup_of_a_ringing_group_call() {
     if !need_sipp("pickup") {
         return;
     }
@@ -1772,6 +1772,58 @@ fn directed_pickup_of_a_ringing_group_call() {
     let picked = calls.iter().find(|c| c.callee == "7000").unwrap();
     assert_eq!(picked.answered_by.as_deref(), Some("4004"), "{calls:?}");
     assert!(has_tone(&dan.heard(), 500.0), "Dan hears Alice");
+
+    // Group pickup: Carla, a member of sales (id 1), takes the next sales call with
+    // *80*1; Dan, not a member, may not. (Carla's desk phone rings too when the
+    // hunt reaches her, so the call rings long enough for both tries.)
+    let _carla_desk = member(&dir, &engine, "4003", &ringer_scenario("4001%231"));
+    let alice = RtpEnd::new();
+    let a = call(
+        &dir,
+        &engine,
+        "alice2",
+        "4001",
+        "alice-pw",
+        "7000",
+        alice.port(),
+        End::Wait,
+    );
+    alice.wait_for_audio(10);
+    std::thread::sleep(Duration::from_millis(3000));
+    alice.dtmf('1');
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        heard_prompt(&feature(&dir, &engine, "4004", "*80*1"), "not_active"),
+        "Dan is not in sales"
+    );
+    let carla = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "carla",
+        "4003",
+        "carla-pw",
+        "*80*1",
+        carla.port(),
+        End::HangUp(1000),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "group pickup: {}", run.output);
+    assert!(a.join().unwrap().ok);
+    std::thread::sleep(Duration::from_millis(300));
+    let calls = db(&engine).calls(10).unwrap();
+    let picked = calls.iter().find(|c| c.callee == "7000").unwrap();
+    assert_eq!(
+        picked.answered_by.as_deref(),
+        Some("4003"),
+        "newest call to 7000: {calls:?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.caller == "4003" && c.outcome == "picked up")
+    );
 }
 
 /// The echo-test number plays back what one says; a group nobody can answer plays

@@ -1462,18 +1462,45 @@ impl Engine {
         self.flows.reconfigure(&self.users, routing);
     }
 
-    /// `*80*n` (directed pickup): the picker takes a call ringing at `n`. The call's
+    /// `*80*n` (directed pickup; with a hunt group's id, group pickup by one of its
+    /// members): the picker takes a call ringing at `n`. The call's
     /// ringing legs are cancelled (a flow call's hunt stops), the picker's own INVITE
     /// is answered with media anchored on that call's relay (its B side), and the
     /// caller, if not answered yet, is answered with the picker's media. The
     /// picker's call then ends as "picked up" and its leg continues in the picked call.
     /// False when nothing rings at `n`.
     async fn flow_pickup(&mut self, picker_call: CallId, number: &str) -> bool {
-        let Some(ext) = self.user_for(number) else {
-            return false;
+        // A user's number, or a hunt group's id (group pickup: any member's ringing
+        // call, for members of that group).
+        let wanted: Vec<String> = match self.user_for(number) {
+            Some(ext) => vec![ext],
+            None => {
+                let picker = self
+                    .calls
+                    .get(&picker_call)
+                    .map(|c| c.caller.clone())
+                    .unwrap_or_default();
+                match self
+                    .flows
+                    .routing
+                    .groups
+                    .values()
+                    .find(|g| g.id.to_string() == number)
+                {
+                    Some(g) if g.members.iter().any(|m| m.user == picker) => {
+                        g.members.iter().map(|m| m.user.clone()).collect()
+                    }
+                    _ => {
+                        debug!("pickup of {number}: no such user, or not a group of {picker}");
+                        return false;
+                    }
+                }
+            }
         };
-        let ringing =
-            |l: &Leg| l.party == ext && matches!(l.state, LegState::Calling | LegState::Early);
+        let ringing = |l: &Leg| {
+            wanted.contains(&l.party) && matches!(l.state, LegState::Calling | LegState::Early)
+        };
+        let ext = wanted.join(",");
         let Some(victim) = self
             .calls
             .iter()
@@ -1485,6 +1512,7 @@ impl Engine {
             })
             .map(|(id, _)| *id)
         else {
+            debug!("pickup of {number}: nothing rings for {wanted:?}");
             return false;
         };
         let Some(p) = self.calls.get(&picker_call) else {
