@@ -121,6 +121,13 @@ impl Vaxel {
         s.flush().unwrap();
     }
 
+    /// Ctrl-C (SIGINT), as a person stops `vaxel watch`.
+    pub fn interrupt(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin = None;
     }
