@@ -593,6 +593,9 @@ pub enum Event {
         delivered: bool,
         /// The final status.
         status: u16,
+        /// To whom (the Request-URI it was sent to).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        to: String,
     },
     /// Our presence was taken by the presence server (RFC 3903 2xx).
     PresencePublished {

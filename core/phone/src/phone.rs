@@ -327,6 +327,8 @@ struct AccountRt {
     registration: Option<Registration>,
     pager: Pager,
     local: Local,
+    /// Messages in flight: to whom.
+    sent: HashMap<vaxel_sip::usage::message::MessageId, String>,
     /// Our presence publication, once set.
     presence: Option<Publisher>,
     presence_set: Option<PresenceSet>,
@@ -445,6 +447,7 @@ impl Core {
                 local,
                 presence: None,
                 presence_set: None,
+                sent: HashMap::new(),
             };
             a.pager = Pager::new(a.local.clone(), a.aor.clone(), a.auth(), new_rng());
             core.accounts.push(a);
@@ -864,12 +867,12 @@ impl Core {
                 Command::Message { to, text, account } => {
                     let a = self.account_index(account.as_deref()).map_err(bad)?;
                     let uri = self.target_uri(a, &to).map_err(bad)?;
-                    self.accounts[a].pager.send(
-                        now,
-                        uri,
-                        "text/plain;charset=UTF-8",
-                        Bytes::from(text),
-                    );
+                    let shown = uri.to_string();
+                    let acc = &mut self.accounts[a];
+                    let id =
+                        acc.pager
+                            .send(now, uri, "text/plain;charset=UTF-8", Bytes::from(text));
+                    acc.sent.insert(id, shown);
                     Ok(())
                 }
                 Command::SetPresence {
@@ -1839,14 +1842,22 @@ impl Core {
 
     fn pager_event(&mut self, i: usize, e: PagerEvent) {
         match e {
-            PagerEvent::Delivered { .. } => self.emit(Event::MessageSent {
-                delivered: true,
-                status: 200,
-            }),
-            PagerEvent::Failed { status, .. } => self.emit(Event::MessageSent {
-                delivered: false,
-                status,
-            }),
+            PagerEvent::Delivered { id } => {
+                let to = self.accounts[i].sent.remove(&id).unwrap_or_default();
+                self.emit(Event::MessageSent {
+                    delivered: true,
+                    status: 200,
+                    to,
+                })
+            }
+            PagerEvent::Failed { id, status } => {
+                let to = self.accounts[i].sent.remove(&id).unwrap_or_default();
+                self.emit(Event::MessageSent {
+                    delivered: false,
+                    status,
+                    to,
+                })
+            }
             PagerEvent::Received { from, body, .. } => self.emit(Event::MessageReceived {
                 account: self.accounts[i].config.name.clone(),
                 from: from.uri.to_string(),

@@ -8,6 +8,10 @@
 //!   busy lamp for bob goes early (ringing), confirmed (answered) and terminated (hung up);
 //! - unwatch ends the subscriptions; quitting removes alice's publication.
 //!
+//! And instant messages (SIP MESSAGE, RFC 3428) through the same Kamailio with digest
+//! auth: `run`'s `message` and the one-shot `vaxel message` reach a registered phone, a
+//! message to nobody fails with 404.
+//!
 //! Skips (or fails with `VAXEL_REQUIRE_PEERS=1`) when kamailio or its presence modules
 //! are not installed.
 
@@ -179,6 +183,86 @@ fn presence_and_busy_lamps_through_kamailio() {
     assert!(gone["activity"].is_null(), "{gone}");
 
     for v in [&mut bob, &mut carol] {
+        v.send("quit");
+        v.event("unregistered", 10);
+        assert_eq!(v.wait(10), 0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn instant_messages_through_kamailio() {
+    if !have_peer("/usr/sbin/kamailio")
+        || !have_peer("/usr/lib/x86_64-linux-gnu/kamailio/modules/presence.so")
+    {
+        return;
+    }
+    let dir = temp_dir("message");
+    let kport = free_port();
+    let _k = start_kamailio_presence(&dir, kport);
+    tone_wav(&dir.join("tone.wav"), 1000.0, 1);
+    let mut alice = user(&dir, "alice", kport, false);
+    let mut bob = user(&dir, "bob", kport, false);
+
+    // From `run`, both ways, UTF-8 intact.
+    alice.send("message bob Hej Bob, ringer du tilbage? Ærlig talt 😀");
+    let sent = alice.event("message_sent", 10);
+    assert_eq!(sent["delivered"], true, "{sent}");
+    assert_eq!(sent["to"], format!("sip:bob@127.0.0.1:{kport}"));
+    let got = bob.event("message_received", 10);
+    assert_eq!(got["text"], "Hej Bob, ringer du tilbage? Ærlig talt 😀");
+    assert_eq!(got["from"], format!("sip:alice@127.0.0.1:{kport}"));
+    assert_eq!(got["account"], "bob");
+    bob.send(r#"{"cmd":"message","to":"alice","text":"ja, om 5 min"}"#);
+    let back = alice.event("message_received", 10);
+    assert_eq!(back["text"], "ja, om 5 min");
+
+    // The one-shot command: exit 0 when accepted…
+    let carol = dir.join("carol");
+    let add = Command::new(BIN)
+        .args(["--profile", carol.to_str().unwrap(), "account", "add"])
+        .args([
+            "--name",
+            "carol",
+            "--uri",
+            &format!("sip:carol@127.0.0.1:{kport}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(add.success());
+    let send = |to: &str| {
+        Command::new(BIN)
+            .args([
+                "--profile",
+                carol.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1",
+            ])
+            .args(["message", to, "please", "call", "back"])
+            .env("VAXEL_PASSWORD", "carol-secret")
+            .output()
+            .unwrap()
+    };
+    let out = send("bob");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let got = bob.expect("from carol", 10, |v| {
+        v["event"] == "message_received" && v["text"] == "please call back"
+    });
+    assert_eq!(got["from"], format!("sip:carol@127.0.0.1:{kport}"));
+    // …and 1 when nobody is there (Kamailio: 404).
+    let out = send("nobody");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(r#""delivered":false,"status":404"#),
+        "{stdout}"
+    );
+
+    for v in [&mut alice, &mut bob] {
         v.send("quit");
         v.event("unregistered", 10);
         assert_eq!(v.wait(10), 0);

@@ -86,6 +86,17 @@ enum Sub {
         #[command(subcommand)]
         action: PresenceCmd,
     },
+    /// Send an instant message (SIP MESSAGE); exit 0 if it was accepted.
+    Message {
+        /// To whom: sip:user@host, user@host, or a user at the account's domain.
+        uri: String,
+        /// The text (several words are joined with spaces).
+        #[arg(required = true)]
+        text: Vec<String>,
+        /// The account (default: the first).
+        #[arg(long)]
+        account: Option<String>,
+    },
     /// Watch colleagues' presence and phone state (busy lamps) until interrupted.
     Watch {
         /// Whom: sip:user@host, user@host, or users at the account's domain.
@@ -353,6 +364,9 @@ async fn main() {
             };
             presence(&cli, account.as_deref(), vec![c]).await
         }
+        Sub::Message { uri, text, account } => {
+            message(&cli, uri, &text.join(" "), account.as_deref()).await
+        }
         Sub::Watch {
             uris,
             account,
@@ -542,6 +556,36 @@ async fn register(cli: &Cli, account: Option<&str>, stay: bool) -> i32 {
         }
     }
     if ok { 0 } else { 1 }
+}
+
+/// `message`: send one MESSAGE, print events, exit 0 if it was accepted (2xx).
+async fn message(cli: &Cli, uri: &str, text: &str, account: Option<&str>) -> i32 {
+    let s = setup(cli, account, Some(uri));
+    let (phone, mut events) = start(s.config).await;
+    phone.send(Command::Message {
+        to: uri.to_owned(),
+        text: text.to_owned(),
+        account: account.map(str::to_owned),
+    });
+    let mut delivered = false;
+    while let Some(e) = events.recv().await {
+        print(&e);
+        match e {
+            Event::MessageSent { delivered: d, .. } => {
+                delivered = d;
+                phone.send(Command::Quit);
+            }
+            Event::Error {
+                code: vaxel_phone::ErrorCode::BadCommand,
+                ..
+            } => {
+                phone.send(Command::Quit);
+            }
+            Event::Stopped => break,
+            _ => {}
+        }
+    }
+    if delivered { 0 } else { 1 }
 }
 
 /// `presence set` and `watch`: send the commands, print events until interrupted; exit
