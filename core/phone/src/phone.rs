@@ -90,6 +90,10 @@ pub struct PhoneConfig {
     pub codecs: Option<Vec<CodecKind>>,
     /// The User-Agent header.
     pub user_agent: String,
+    /// PEM files of certificate authorities trusted for TLS besides the OS's roots
+    /// (a company CA, a test CA). TLS accounts and `sips:` targets check the server's
+    /// certificate against these and the OS's roots (RFC 5922 name checks).
+    pub tls_ca: Vec<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PhoneConfig {
@@ -121,6 +125,7 @@ impl PhoneConfig {
             rtp_ports: 16384..=32767,
             codecs: None,
             user_agent: format!("Vaxel/{}", env!("CARGO_PKG_VERSION")),
+            tls_ca: Vec::new(),
         }
     }
 }
@@ -147,6 +152,40 @@ pub enum PhoneError {
     /// The store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A TLS certificate authority file could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// The TLS client configuration: the OS's roots and `extra` CA files.
+fn tls_client(
+    extra: &[std::path::PathBuf],
+) -> Result<(Arc<rustls::ClientConfig>, Vec<String>), PhoneError> {
+    let mut warnings = Vec::new();
+    let native = rustls_native_certs::load_native_certs();
+    if !native.errors.is_empty() && native.certs.is_empty() {
+        warnings.push(format!(
+            "TLS: the OS's root certificates could not be read ({}); only --ca is trusted",
+            native.errors[0]
+        ));
+    }
+    let mut roots: Vec<rustls_pki_types::CertificateDer<'static>> = native.certs;
+    for path in extra {
+        let certs =
+            vaxel_transport::tls::load_certs(path).map_err(|e| PhoneError::Tls(e.to_string()))?;
+        roots.extend(certs);
+    }
+    // One bad OS root must not stop the phone: keep those rustls accepts.
+    let mut good = Vec::new();
+    for r in roots {
+        let mut probe = rustls::RootCertStore::empty();
+        if probe.add(r.clone()).is_ok() {
+            good.push(r);
+        }
+    }
+    let config =
+        vaxel_transport::tls::client_config(good).map_err(|e| PhoneError::Tls(e.to_string()))?;
+    Ok((config, warnings))
 }
 
 /// Sends commands to a running phone. Cheap to clone.
@@ -178,7 +217,9 @@ pub struct Phone;
 impl Phone {
     /// Binds the SIP sockets and starts the phone's task on the current tokio runtime.
     pub async fn start(config: PhoneConfig) -> Result<(PhoneHandle, PhoneEvents), PhoneError> {
-        let (accounts, warnings) = load_accounts(&config)?;
+        let (accounts, mut warnings) = load_accounts(&config)?;
+        let (tls, tls_warnings) = tls_client(&config.tls_ca)?;
+        warnings.extend(tls_warnings);
         let port = if config.sip_port == 0 {
             free_port(config.ip)
         } else {
@@ -189,6 +230,7 @@ impl Phone {
             sockets: SocketsConfig {
                 udp: vec![addr],
                 tcp: vec![addr],
+                tls_client: Some(tls),
                 ..Default::default()
             },
             ..Default::default()

@@ -33,6 +33,10 @@ struct Cli {
     /// that routes to the account's server (or 127.0.0.1), any free port.
     #[arg(long, global = true)]
     listen: Option<String>,
+    /// Trust this certificate authority (PEM) for TLS besides the OS's roots; may be
+    /// repeated. Also from $VAXEL_TLS_CA.
+    #[arg(long, global = true)]
+    ca: Vec<PathBuf>,
     /// RTP port range, LOW-HIGH.
     #[arg(long, global = true, default_value = "16384-32767")]
     rtp_ports: String,
@@ -306,6 +310,12 @@ fn setup(cli: &Cli, account: Option<&str>, target: Option<&str>) -> Setup {
     config.store = store;
     config.secrets = Arc::new(KeyringStore::new());
     config.rtp_ports = rtp_ports;
+    config.tls_ca = cli.ca.clone();
+    if config.tls_ca.is_empty()
+        && let Some(ca) = std::env::var_os("VAXEL_TLS_CA").filter(|c| !c.is_empty())
+    {
+        config.tls_ca.push(PathBuf::from(ca));
+    }
     Setup { config }
 }
 
