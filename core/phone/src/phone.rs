@@ -231,6 +231,10 @@ impl Phone {
                 udp: vec![addr],
                 tcp: vec![addr],
                 tls_client: Some(tls),
+                // The connection to the registrar is the way back to us (TLS: the only
+                // one): kept while the registration lives, not closed for idleness
+                // between refreshes.
+                idle_timeout: Duration::from_secs(3600),
                 ..Default::default()
             },
             ..Default::default()
@@ -349,6 +353,12 @@ enum Owner {
     Call(CallId),
 }
 
+/// How often the phone looks whether a registration's TCP or TLS connection to the
+/// registrar is still open (a local look, no packet; the transport's RFC 5626 §4.4.1
+/// pings find a silently dead one). A connection found closed (server restarted, network
+/// gone) makes the account register again at once, with back-off while that fails.
+const FLOW_CHECK: Duration = Duration::from_secs(2);
+
 /// Presence publication expiry asked for, seconds.
 const PRESENCE_EXPIRES: u32 = 600;
 /// Watch subscription expiry asked for, seconds.
@@ -432,6 +442,10 @@ struct Core {
     hops: HashMap<CallId, Target>,
     /// The store's thread: history, contacts, search.
     records: RecordsThread,
+    /// Where each account's last REGISTER went (its flow to the registrar).
+    reg_hops: HashMap<usize, Target>,
+    /// When the registrations' stream connections are next checked.
+    next_flow_check: Instant,
     /// Colleagues watched (one entry per subscription).
     watches: BTreeMap<u64, Watch>,
     next_watch: u64,
@@ -474,6 +488,8 @@ impl Core {
             stats_bad_requests: 0,
             hops: HashMap::new(),
             records,
+            reg_hops: HashMap::new(),
+            next_flow_check: Instant::now() + FLOW_CHECK,
             watches: BTreeMap::new(),
             next_watch: 1,
         };
@@ -566,7 +582,10 @@ impl Core {
                     None => break,
                 },
                 Some((id, ev)) = media_rx.recv() => self.media_event(id, ev),
-                _ = tokio::time::sleep_until(wake.into()) => self.timeouts(),
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    self.timeouts();
+                    self.check_flows().await;
+                }
             }
         }
         for (_, c) in std::mem::take(&mut self.calls) {
@@ -599,8 +618,45 @@ impl Core {
             })
     }
 
+    /// RFC 5626 §4.4: looks at the stream connection of every registered account; one
+    /// that is gone means the registrar may have lost our binding (restart) or the network
+    /// changed, so the account registers again now (the registration backs off while the
+    /// server stays away).
+    async fn check_flows(&mut self) {
+        let now = Instant::now();
+        if now < self.next_flow_check {
+            return;
+        }
+        self.next_flow_check = now + FLOW_CHECK;
+        for i in 0..self.accounts.len() {
+            let Some(hop) = self.reg_hops.get(&i).cloned() else {
+                continue;
+            };
+            let registered = self.accounts[i]
+                .registration
+                .as_ref()
+                .is_some_and(|r| matches!(r.state(), RegistrationState::Registered { .. }));
+            if !registered || hop.peer.transport == TransportKind::Udp {
+                continue;
+            }
+            if !self.sip.is_connected(hop.peer).await {
+                tracing::info!(
+                    "account {}: connection to the registrar lost; registering again",
+                    self.accounts[i].config.name
+                );
+                self.reg_hops.remove(&i);
+                if let Some(r) = self.accounts[i].registration.as_mut() {
+                    r.refresh_now(now);
+                }
+            }
+        }
+    }
+
     fn next_timeout(&self) -> Instant {
         let mut t = Instant::now() + Duration::from_secs(3600);
+        if !self.reg_hops.is_empty() {
+            t = t.min(self.next_flow_check);
+        }
         if let Some(q) = self.quitting {
             t = t.min(q);
         }
@@ -1545,6 +1601,32 @@ impl Core {
     }
 
     fn owner_failed(&mut self, now: Instant, owner: Owner, branch: &str, failure: TxFailure) {
+        // A request outside a dialog went unanswered or could not be sent: it went the
+        // registration's way (registrar, outbound proxy), so the binding may be gone too
+        // (server restart, network change). Register again now; the registration backs
+        // off while the server stays away.
+        let account = match owner {
+            Owner::Pager(i) | Owner::Pub(i) => Some(i),
+            Owner::Sub(id) => self.watches.get(&id).map(|w| w.account),
+            Owner::Call(id) => self
+                .calls
+                .get(&id)
+                .filter(|c| {
+                    c.outgoing
+                        && matches!(
+                            c.session.state(),
+                            SessionState::Calling | SessionState::Proceeding
+                        )
+                })
+                .map(|c| c.account),
+            Owner::Reg(_) => None,
+        };
+        if let Some(r) = account.and_then(|i| self.accounts[i].registration.as_mut())
+            && matches!(r.state(), RegistrationState::Registered { .. })
+        {
+            tracing::info!("a request failed ({failure:?}); registering again");
+            r.refresh_now(now);
+        }
         match owner {
             Owner::Reg(i) => {
                 if let Some(r) = self.accounts[i].registration.as_mut() {
@@ -1849,6 +1931,10 @@ impl Core {
         match (found, owner) {
             (Some(t), Owner::Call(id)) => {
                 self.hops.insert(id, t.clone());
+                Ok(t)
+            }
+            (Some(t), Owner::Reg(i)) => {
+                self.reg_hops.insert(i, t.clone());
                 Ok(t)
             }
             (Some(t), _) => Ok(t),

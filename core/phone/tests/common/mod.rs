@@ -155,6 +155,26 @@ impl Vaxel {
         }
     }
 
+    /// Waits for a new event (one not seen yet) for which `f` holds; panics after `secs`.
+    pub fn expect_new(&mut self, what: &str, secs: u64, f: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if f(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: no new {what} within {secs} s; saw {:?}",
+                    self.name, self.seen
+                ),
+            }
+        }
+    }
+
     /// Waits for `event` (by name).
     pub fn event(&mut self, event: &str, secs: u64) -> Value {
         self.expect(event, secs, |v| v["event"] == event)
