@@ -347,6 +347,23 @@ pub struct AccountState {
     /// `idle`, `registering`, `registered`, `failed`, `unregistering`, or `none`
     /// (no registrar).
     pub registration: String,
+    /// The activity last set with [`Command::SetPresence`], if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<String>,
+}
+
+/// One subscription of [`Command::Watch`] in a snapshot, with the last state it gave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchState {
+    /// As given to [`Command::Watch`].
+    pub uri: String,
+    /// `presence` or `dialog`.
+    pub package: String,
+    /// The server accepted the subscription (not ended, not waiting to retry).
+    pub active: bool,
+    /// The last [`Event::PresenceChanged`] or [`Event::DialogStateChanged`] of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Box<Event>>,
 }
 
 /// One call in a snapshot.
@@ -454,6 +471,9 @@ pub enum Event {
         calls: Vec<CallState>,
         /// Missed calls the user has not seen (the badge).
         unseen_missed: u64,
+        /// Colleagues watched ([`Command::Watch`]) and what was last heard of them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        watches: Vec<WatchState>,
     },
     /// The registrar holds our binding.
     Registered {
@@ -502,7 +522,8 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replaces: Option<CallId>,
     },
-    /// The far end is ringing (180).
+    /// The far end is ringing (180). Until it sends audio (early media) or answers, the
+    /// phone plays its own ringback tone to the call's speaker or recording.
     Ringing {
         /// The call.
         call: CallId,

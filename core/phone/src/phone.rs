@@ -55,7 +55,7 @@ use vaxel_store::{
 use crate::account::{self as acct, Account, parse_sip_uri};
 use crate::api::{
     AccountState, CallId, CallState, Command, DtmfMethod, DtmfVia, EndReason, ErrorCode, Event,
-    MediaFiles, Side,
+    MediaFiles, Side, WatchState,
 };
 use crate::media::{
     AudioIo, CallMedia, CallMediaConfig, CallMediaEvent, CallMediaHandle, DtmfSource, MediaPorts,
@@ -90,6 +90,9 @@ pub struct PhoneConfig {
     pub codecs: Option<Vec<CodecKind>>,
     /// The User-Agent header.
     pub user_agent: String,
+    /// Whose ringing tone the caller hears while the far end rings without sending
+    /// audio (local ringback): Denmark's by default (425 Hz, 1 s on, 4 s off).
+    pub tones: vaxel_media::tones::Country,
     /// PEM files of certificate authorities trusted for TLS besides the OS's roots
     /// (a company CA, a test CA). TLS accounts and `sips:` targets check the server's
     /// certificate against these and the OS's roots (RFC 5922 name checks).
@@ -126,6 +129,7 @@ impl PhoneConfig {
             codecs: None,
             user_agent: format!("Vaxel/{}", env!("CARGO_PKG_VERSION")),
             tls_ca: Vec::new(),
+            tones: vaxel_media::tones::Country::Dk,
         }
     }
 }
@@ -422,6 +426,8 @@ struct Call {
     /// We held the call before a transfer that may fail.
     resume_on_transfer_failure: bool,
     progress_reported: u16,
+    /// Local ringback playing into the call's sink until its media starts.
+    ringback: Option<crate::media::Ringback>,
 }
 
 struct Core {
@@ -1079,6 +1085,7 @@ impl Core {
                         Some(RegistrationState::Failed) => "failed".into(),
                         Some(RegistrationState::Unregistering) => "unregistering".into(),
                     },
+                    presence: a.presence_set.as_ref().map(|p| p.activity.clone()),
                 })
                 .collect(),
             calls: self
@@ -1104,6 +1111,20 @@ impl Core {
                 .collect(),
             // Filled in by the store's thread.
             unseen_missed: 0,
+            watches: self
+                .watches
+                .values()
+                .map(|w| WatchState {
+                    uri: w.uri.clone(),
+                    package: w.kind.event().into(),
+                    active: w.accepted
+                        && w.retry_at.is_none()
+                        && w.sub
+                            .as_ref()
+                            .is_some_and(|s| *s.state() != SubState::Terminated),
+                    last: w.last.clone().map(Box::new),
+                })
+                .collect(),
         }
     }
 
@@ -1308,6 +1329,7 @@ impl Core {
                 established: false,
                 resume_on_transfer_failure: false,
                 progress_reported: 0,
+                ringback: None,
             },
         );
         let account_id = self.accounts[account].config.id;
@@ -1471,7 +1493,9 @@ impl Core {
             return;
         };
         let files = c.files.clone();
-        let io = match self.audio_io(&files) {
+        // The ringback's audio goes on as the call's: the same speaker, the same file.
+        let from_ringback = c.ringback.take().and_then(|r| r.stop());
+        let io = match from_ringback.map_or_else(|| self.audio_io(&files), Ok) {
             Ok(io) => io,
             Err(e) => {
                 self.fail(ErrorCode::Environment, e, Some(id));
@@ -1769,6 +1793,7 @@ impl Core {
                 established: false,
                 resume_on_transfer_failure: false,
                 progress_reported: 0,
+                ringback: None,
             },
         );
     }
@@ -1843,8 +1868,15 @@ impl Core {
                 .map(|c| c.id)
                 .collect();
             for id in done {
-                if let Some(c) = self.calls.remove(&id) {
+                if let Some(mut c) = self.calls.remove(&id) {
                     self.hops.remove(&id);
+                    // Rang out without media: the ringback's recording is finished here.
+                    if let Some(crate::media::AudioIo::Endpoints { mut sink, .. }) =
+                        c.ringback.take().and_then(|r| r.stop())
+                        && let Err(e) = sink.finish()
+                    {
+                        self.fail(ErrorCode::Environment, e.to_string(), Some(id));
+                    }
                     if let Some(m) = c.media
                         && let Err(e) = m.stop().await
                     {
@@ -2124,6 +2156,7 @@ impl Core {
                 replaces,
             } => self.on_incoming(id, from, offer, replaces).await,
             SessionEvent::Ringing => {
+                self.start_ringback(id);
                 self.emit(Event::Ringing { call: id });
                 self.report_transfer(id, 180);
             }
@@ -2316,6 +2349,30 @@ impl Core {
                 }
             }
             SessionEvent::Ended { cause } => self.on_ended(id, cause),
+        }
+    }
+
+    /// Local ringback for an outgoing call that rings without media of its own yet.
+    fn start_ringback(&mut self, id: CallId) {
+        let Some(c) = self.calls.get(&id) else { return };
+        if !c.outgoing || c.media.is_some() || c.ringback.is_some() || c.ports.is_none() {
+            return;
+        }
+        let files = c.files.clone();
+        let tone = vaxel_media::tones::Tone::for_country(
+            self.config.tones,
+            vaxel_media::tones::ToneKind::Ringback,
+        );
+        match self
+            .audio_io(&files)
+            .and_then(|io| crate::media::Ringback::start(io, tone).map_err(|e| e.to_string()))
+        {
+            Ok(r) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.ringback = Some(r);
+                }
+            }
+            Err(e) => tracing::debug!("no local ringback: {e}"),
         }
     }
 

@@ -99,6 +99,23 @@ fn presence_and_busy_lamps_through_kamailio() {
     assert_eq!(seen["note"], "in a meeting");
     assert_eq!(seen["until"], until.as_str());
 
+    // The snapshots say it too: alice's own activity, carol's watches with their last state.
+    alice.send("snapshot");
+    assert_eq!(
+        alice.event("snapshot", 5)["accounts"][0]["presence"],
+        "busy"
+    );
+    carol.send("snapshot");
+    let snap = carol.event("snapshot", 5);
+    let watches = snap["watches"].as_array().unwrap();
+    assert_eq!(watches.len(), 2, "{snap}");
+    let w = watches.iter().find(|w| w["uri"] == "alice").unwrap();
+    assert_eq!(w["package"], "presence");
+    assert_eq!(w["active"], true);
+    assert_eq!(w["last"]["activity"], "busy");
+    let w = watches.iter().find(|w| w["uri"] == "bob").unwrap();
+    assert_eq!(w["last"]["state"], "idle");
+
     // The same from the command line: `vaxel watch alice` prints it, Ctrl-C ends it.
     let profile = dir.join("carol");
     let mut watcher = Vaxel::spawn(

@@ -11,6 +11,9 @@
 //! - `early_media_183.xml`: vaxel calls SIPp, which answers 183 with SDP and streams a
 //!   1 kHz tone (RTP, PCMU) for 3 s before its 200: vaxel reports `early_media`, and the
 //!   tone is in its recording from the start, seconds before `established`.
+//! - `ringing_180.xml`: SIPp rings (180 without SDP) for 2 s before answering: vaxel
+//!   plays its own ringback (425 Hz, Danish cadence) into the call's recording until the
+//!   answer.
 //! - `replaces_refused_486.xml`: a failed attended transfer — vaxel a holds vaxel b,
 //!   consults SIPp, and REFERs b to SIPp with Replaces; SIPp refuses b's INVITE with 486,
 //!   so a gets `transfer_failed` (486) and takes b back (`resumed`), both calls still up.
@@ -420,5 +423,53 @@ fn sipp_failed_attended_transfer_gives_the_call_back() {
     });
     quit(a);
     quit(b);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sipp_ringing_without_sdp_gets_local_ringback() {
+    if !have_peer("sipp") {
+        return;
+    }
+    let dir = temp_dir("sipp-ringback");
+    let sport = free_port();
+    let mport = free_port().to_string();
+    let s = sipp_with(&dir, "ringing_180.xml", sport, None, 1, &["-mp", &mport]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut v = vaxel(&dir, free_port());
+    let rec = dir.join("ringback.wav");
+    v.send(&format!(
+        "call sip:sipp@127.0.0.1:{sport} --record {}",
+        rec.display()
+    ));
+    v.event("ringing", 10);
+    v.event("established", 10);
+    std::thread::sleep(Duration::from_millis(500));
+    v.send("hangup");
+    v.expect("ended", 10, |e| {
+        e["event"] == "ended" && e["cause"] == "local_hangup"
+    });
+    sipp_ok(&dir, "ringing_180.xml", s, 30);
+    quit(v);
+    // The recording opens with 1 s of 425 Hz (the cadence's first "on"), then the silent
+    // call (SIPp sends no RTP).
+    let p = vaxel_media::wav::Prompt::from_wav(std::fs::File::open(&rec).unwrap(), 16_000).unwrap();
+    let s = p.samples();
+    assert!(
+        s.len() >= 16_000 * 2,
+        "ringing and the call recorded: {}",
+        s.len()
+    );
+    let first = &s[1_600..14_400];
+    let power = |f: f64| vaxel_media::dsp::goertzel_power(first, 16_000, f);
+    assert!(
+        power(425.0) > 20.0 * power(1000.0) && power(425.0) > 1.0e5,
+        "425 Hz ringback at the start: {} vs {}",
+        power(425.0),
+        power(1000.0)
+    );
+    let last = &s[s.len() - 4_800..];
+    let rms = (last.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / last.len() as f64).sqrt();
+    assert!(rms < 300.0, "no ringback once answered (rms {rms:.0})");
     let _ = std::fs::remove_dir_all(&dir);
 }
