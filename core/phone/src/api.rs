@@ -267,6 +267,16 @@ pub enum Command {
     /// The user has seen the missed calls: clear the badge; reply with
     /// [`Event::MissedSeen`].
     MarkMissedSeen,
+    /// The network changed (the OS said so, or the address that reaches the server
+    /// is another): SIP moves to `ip` (default: the local address that now routes to the
+    /// first account's server), every account registers again from there — the old
+    /// contact removed in the same REGISTER — and publications and watches are made again.
+    /// Calls in progress keep their media as it was. Reported by [`Event::AddressChanged`].
+    NetworkChanged {
+        /// The new local address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<String>,
+    },
     /// Hang up every call, unregister, stop.
     Quit,
 }
@@ -463,6 +473,12 @@ pub enum Event {
         /// Transport-prefixed addresses.
         listening: Vec<String>,
     },
+    /// The phone moved to another local address ([`Command::NetworkChanged`]); every
+    /// account registers again from there.
+    AddressChanged {
+        /// Transport-prefixed addresses, as in [`Event::Started`].
+        listening: Vec<String>,
+    },
     /// The answer to [`Command::Snapshot`].
     Snapshot {
         /// Accounts and their registration.
@@ -481,6 +497,10 @@ pub enum Event {
         account: String,
         /// Granted seconds.
         expires: u32,
+        /// How many contacts the registrar holds for the account: this phone's and the
+        /// account's other devices' (RFC 3261 §10.3).
+        #[serde(default)]
+        contacts: usize,
     },
     /// A registration attempt failed.
     RegistrationFailed {
@@ -785,7 +805,8 @@ impl Event {
 /// `dtmf [ID] DIGITS`, `info [ID] DIGITS`, `transfer [ID] TARGET`,
 /// `attended-transfer ID TO_ID`, `message TO TEXT…`, `register [ACCOUNT]`,
 /// `unregister [ACCOUNT]`, `presence [set] ACTIVITY [--note TEXT…] [--until TIME]`,
-/// `watch URI [--presence-only|--dialog-only]`, `unwatch URI`, `snapshot`, `history [N] [--missed]`, `missed [N]`,
+/// `watch URI [--presence-only|--dialog-only]`, `unwatch URI`,
+/// `network-changed [IP]`, `snapshot`, `history [N] [--missed]`, `missed [N]`,
 /// `search WORDS…`, `contact-add NAME [NUMBER|SIP-URI|EMAIL]…`, `contacts`,
 /// `vcard-import PATH`, `vcard-export PATH`, `mark-missed-seen`, `quit`.
 pub fn parse_line(line: &str) -> Result<Command, String> {
@@ -1001,6 +1022,9 @@ pub fn parse_line(line: &str) -> Result<Command, String> {
             path: PathBuf::from(one("PATH")?),
         },
         "mark-missed-seen" | "mark_missed_seen" | "seen" => Command::MarkMissedSeen,
+        "network-changed" | "network_changed" => Command::NetworkChanged {
+            ip: rest.first().map(|s| s.to_string()),
+        },
         "quit" | "exit" => Command::Quit,
         other => return Err(format!("unknown command {other:?}")),
     })

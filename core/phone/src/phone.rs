@@ -161,6 +161,34 @@ pub enum PhoneError {
     Tls(String),
 }
 
+/// SIP on UDP and TCP at `addr`, TLS as a client with `tls`.
+fn endpoint_config(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> EndpointConfig {
+    EndpointConfig {
+        sockets: SocketsConfig {
+            udp: vec![addr],
+            tcp: vec![addr],
+            tls_client: Some(tls),
+            // The connection to the registrar is the way back to us (TLS: the only one):
+            // kept while the registration lives, not closed for idleness between refreshes.
+            idle_timeout: Duration::from_secs(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// The local address the OS would send from to reach `host` (no packet is sent): the
+/// address to listen on, and after a network change the new one.
+pub fn local_address_for(host: &str) -> Option<IpAddr> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let dest = std::net::ToSocketAddrs::to_socket_addrs(&(host, 5060))
+        .ok()?
+        .find(|a| a.is_ipv4())?;
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect(dest).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
 /// The TLS client configuration: the OS's roots and `extra` CA files.
 fn tls_client(
     extra: &[std::path::PathBuf],
@@ -230,23 +258,12 @@ impl Phone {
             config.sip_port
         };
         let addr = SocketAddr::new(config.ip, port);
-        let ep = EndpointConfig {
-            sockets: SocketsConfig {
-                udp: vec![addr],
-                tcp: vec![addr],
-                tls_client: Some(tls),
-                // The connection to the registrar is the way back to us (TLS: the only
-                // one): kept while the registration lives, not closed for idleness
-                // between refreshes.
-                idle_timeout: Duration::from_secs(3600),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let (sip, tx_events) = Endpoint::start(ep).await.map_err(|e| PhoneError::Bind {
-            addr,
-            reason: e.to_string(),
-        })?;
+        let (sip, tx_events) = Endpoint::start(endpoint_config(addr, tls))
+            .await
+            .map_err(|e| PhoneError::Bind {
+                addr,
+                reason: e.to_string(),
+            })?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::unbounded_channel();
@@ -452,6 +469,8 @@ struct Core {
     reg_hops: HashMap<usize, Target>,
     /// When the registrations' stream connections are next checked.
     next_flow_check: Instant,
+    /// The new endpoint's events after a network change, for the run loop to take.
+    new_events: Option<vaxel_transport::Events>,
     /// Colleagues watched (one entry per subscription).
     watches: BTreeMap<u64, Watch>,
     next_watch: u64,
@@ -495,6 +514,7 @@ impl Core {
             hops: HashMap::new(),
             records,
             reg_hops: HashMap::new(),
+            new_events: None,
             next_flow_check: Instant::now() + FLOW_CHECK,
             watches: BTreeMap::new(),
             next_watch: 1,
@@ -592,6 +612,11 @@ impl Core {
                     self.timeouts();
                     self.check_flows().await;
                 }
+            }
+            // After a network change the new endpoint's events replace the old one's
+            // (whose stream has ended).
+            if let Some(rx) = self.new_events.take() {
+                tx_events = rx;
             }
         }
         for (_, c) in std::mem::take(&mut self.calls) {
@@ -1057,6 +1082,18 @@ impl Core {
                     }
                     Ok(())
                 }
+                Command::NetworkChanged { ip } => {
+                    let ip = match ip {
+                        Some(text) => text
+                            .trim()
+                            .parse::<IpAddr>()
+                            .map_err(|_| bad(format!("network_changed: not an address: {text}")))?,
+                        None => self.route_source().unwrap_or(self.config.ip),
+                    };
+                    self.network_changed(ip, now)
+                        .await
+                        .map_err(|e| (ErrorCode::Environment, e, None))
+                }
                 Command::Quit => {
                     self.quit();
                     Ok(())
@@ -1151,6 +1188,77 @@ impl Core {
         if let Some(r) = a.registration.as_mut() {
             r.register(now);
         }
+    }
+
+    /// The local address that routes to the first account's server (outbound proxy, else
+    /// its domain), if the OS has a route.
+    fn route_source(&self) -> Option<IpAddr> {
+        let a = self.accounts.first()?;
+        let uri = match acct::proxy(&a.config) {
+            Some(p) => parse_sip_uri(p).ok()?,
+            None => a.aor.uri.clone(),
+        };
+        let host = uri.as_sip()?.host.to_string();
+        local_address_for(&host)
+    }
+
+    /// Moves SIP to `ip` and makes every registration, publication and watch again from
+    /// there (see [`Command::NetworkChanged`]).
+    async fn network_changed(&mut self, ip: IpAddr, now: Instant) -> Result<(), String> {
+        if ip != self.sip_addr.ip() {
+            let tls = tls_client(&self.config.tls_ca)
+                .map_err(|e| e.to_string())?
+                .0;
+            let port =
+                if std::net::UdpSocket::bind(SocketAddr::new(ip, self.sip_addr.port())).is_ok() {
+                    self.sip_addr.port()
+                } else {
+                    free_port(ip)
+                };
+            let addr = SocketAddr::new(ip, port);
+            let (sip, events) = Endpoint::start(endpoint_config(addr, tls))
+                .await
+                .map_err(|e| format!("cannot listen for SIP on {addr}: {e}"))?;
+            let old = std::mem::replace(&mut self.sip, sip);
+            old.stop().await;
+            self.new_events = Some(events);
+            self.sip_addr = addr;
+            self.config.ip = ip;
+            // The old endpoint's transactions are gone with it.
+            self.clients = ClientTxs::new();
+            self.reg_hops.clear();
+            self.emit(Event::AddressChanged {
+                listening: vec![format!("udp:{addr}"), format!("tcp:{addr}")],
+            });
+        }
+        for i in 0..self.accounts.len() {
+            let user = acct::user(&self.accounts[i].config);
+            let local = self.local_for(&user, self.accounts[i].config.transport);
+            let a = &mut self.accounts[i];
+            a.local = local.clone();
+            a.pager = Pager::new(local.clone(), a.aor.clone(), a.auth(), new_rng());
+            if let Some(r) = a.registration.as_mut() {
+                r.set_local(local);
+                if !matches!(r.state(), RegistrationState::Idle) {
+                    r.refresh_now(now);
+                }
+            }
+            if a.presence.take().is_some()
+                && let Some(set) = a.presence_set.clone()
+            {
+                self.set_presence(i, set.activity, set.note, set.until, now);
+            }
+        }
+        let ids: Vec<u64> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| !w.stopping)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.subscribe(id, now);
+        }
+        Ok(())
     }
 
     /// Publishes (or changes) an account's presence.
@@ -1985,7 +2093,14 @@ impl Core {
     fn registration_event(&mut self, i: usize, e: RegistrationEvent) {
         let account = self.accounts[i].config.name.clone();
         self.emit(match e {
-            RegistrationEvent::Registered { expires } => Event::Registered { account, expires },
+            RegistrationEvent::Registered { expires } => Event::Registered {
+                account,
+                expires,
+                contacts: self.accounts[i]
+                    .registration
+                    .as_ref()
+                    .map_or(0, |r| r.bindings()),
+            },
             RegistrationEvent::Failed {
                 status,
                 reason,

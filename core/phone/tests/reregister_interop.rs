@@ -10,6 +10,11 @@
 //!   retry time), backs off and registers again when Kamailio is back — without anyone
 //!   asking — and bob's next call reaches it.
 //!
+//! - network change: a phone on 127.0.0.2 is told the network changed to 127.0.0.3
+//!   (`network-changed`, what `vaxel run` does by itself when the address that reaches the
+//!   server changes): it moves there, registers the new contact and removes the old one in
+//!   the same REGISTER (Kamailio then holds one contact), and takes a call there.
+//!
 //! Skips (or fails with `VAXEL_REQUIRE_PEERS=1`) when kamailio is not installed.
 
 mod common;
@@ -21,6 +26,17 @@ use common::kamailio::start_kamailio;
 use common::*;
 
 fn phone(dir: &std::path::Path, name: &str, user: &str, kport: u16, transport: &str) -> Vaxel {
+    phone_on(dir, name, user, kport, transport, "127.0.0.1")
+}
+
+fn phone_on(
+    dir: &std::path::Path,
+    name: &str,
+    user: &str,
+    kport: u16,
+    transport: &str,
+    ip: &str,
+) -> Vaxel {
     let profile = dir.join(name);
     let status = Command::new(BIN)
         .args(["--profile", profile.to_str().unwrap(), "account", "add"])
@@ -42,7 +58,7 @@ fn phone(dir: &std::path::Path, name: &str, user: &str, kport: u16, transport: &
             "--profile",
             profile.to_str().unwrap(),
             "--listen",
-            "127.0.0.1",
+            ip,
             "run",
             "--play",
             tone.to_str().unwrap(),
@@ -129,5 +145,50 @@ fn two_contacts_and_a_server_restart() {
         assert_eq!(v.wait(10), 0);
     }
     drop(k);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_network_change_moves_the_registration() {
+    if !have_peer("/usr/sbin/kamailio") {
+        return;
+    }
+    let dir = temp_dir("netchange");
+    let kport = free_port();
+    std::fs::create_dir_all(dir.join("k")).unwrap();
+    let _k = start_kamailio(&dir.join("k"), kport);
+    tone_wav(&dir.join("tone.wav"), 1000.0, 1);
+    let mut alice = phone_on(&dir, "alice", "alice", kport, "udp", "127.0.0.2");
+    assert_eq!(alice.event("registered", 1)["contacts"], 1);
+    let mut bob = phone(&dir, "bob", "bob", kport, "udp");
+
+    alice.send("network-changed 127.0.0.3");
+    let moved = alice.event("address_changed", 10);
+    assert!(
+        moved["listening"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("udp:127.0.0.3:"),
+        "{moved}"
+    );
+    let again = alice.expect_new("registered from the new address", 10, |v| {
+        v["event"] == "registered"
+    });
+    assert_eq!(again["contacts"], 1, "the old contact was removed: {again}");
+
+    bob.send("call alice");
+    let inc = alice.event("incoming", 10);
+    alice.send(&format!("answer {}", inc["call"]));
+    bob.event("established", 10);
+    alice.event("established", 10);
+    bob.send("hangup");
+    alice.expect("ended", 10, |v| {
+        v["event"] == "ended" && v["cause"] == "remote_hangup"
+    });
+    for v in [&mut alice, &mut bob] {
+        v.send("quit");
+        v.event("unregistered", 10);
+        assert_eq!(v.wait(10), 0);
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -218,22 +218,8 @@ fn print(e: &Event) {
 
 /// The local address that routes to `host` (no packet is sent), else 127.0.0.1.
 fn route_source(host: Option<String>) -> IpAddr {
-    let fallback = IpAddr::from([127, 0, 0, 1]);
-    let Some(host) = host else { return fallback };
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let Ok(mut addrs) = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 5060)) else {
-        return fallback;
-    };
-    let Some(dest) = addrs.find(|a| a.is_ipv4()) else {
-        return fallback;
-    };
-    match std::net::UdpSocket::bind("0.0.0.0:0") {
-        Ok(s) if s.connect(dest).is_ok() => s.local_addr().map_or(fallback, |a| a.ip()),
-        _ => fallback,
-    }
+    host.and_then(|h| vaxel_phone::phone::local_address_for(&h))
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
 fn host_of(uri: &str) -> Option<String> {
@@ -260,6 +246,8 @@ fn first_line_of_stdin() -> String {
 
 struct Setup {
     config: PhoneConfig,
+    /// The server host the listening address was chosen for (none with `--listen IP`).
+    server_host: Option<String>,
 }
 
 fn open_store(cli: &Cli) -> (Profile, Store) {
@@ -280,6 +268,7 @@ fn setup(cli: &Cli, account: Option<&str>, target: Option<&str>) -> Setup {
         ),
         None => accounts.first(),
     };
+    let mut server_host = None;
     let (ip, port) = match &cli.listen {
         Some(l) => match l.parse::<SocketAddr>() {
             Ok(a) => (a.ip(), a.port()),
@@ -296,6 +285,7 @@ fn setup(cli: &Cli, account: Option<&str>, target: Option<&str>) -> Setup {
                         .or_else(|| host_of(&a.sip_uri))
                 })
                 .or_else(|| target.and_then(host_of));
+            server_host = host.clone();
             (route_source(host), 0)
         }
     };
@@ -316,7 +306,10 @@ fn setup(cli: &Cli, account: Option<&str>, target: Option<&str>) -> Setup {
     {
         config.tls_ca.push(PathBuf::from(ca));
     }
-    Setup { config }
+    Setup {
+        config,
+        server_host,
+    }
 }
 
 /// Reads `run` commands from stdin until EOF (then quits).
@@ -336,6 +329,33 @@ fn spawn_stdin(phone: vaxel_phone::PhoneHandle, quit_on_eof: bool) {
         }
         if quit_on_eof {
             phone.send(Command::Quit);
+        }
+    });
+}
+
+/// Follows the network: every 5 s, the local address that routes to the server;
+/// when it is another than before (Wi-Fi to cable, VPN up or down), the phone moves there
+/// and registers again. Only when the address was chosen this way (no `--listen IP`).
+fn spawn_network_watch(phone: vaxel_phone::PhoneHandle, host: String, mut ip: IpAddr) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let h = host.clone();
+            let now =
+                tokio::task::spawn_blocking(move || vaxel_phone::phone::local_address_for(&h))
+                    .await
+                    .ok()
+                    .flatten();
+            if let Some(new) = now
+                && new != ip
+            {
+                ip = new;
+                if !phone.send(Command::NetworkChanged {
+                    ip: Some(new.to_string()),
+                }) {
+                    break;
+                }
+            }
         }
     });
 }
@@ -809,8 +829,12 @@ async fn run(cli: &Cli, account: Option<&str>, auto_answer: bool, media: MediaFi
         .store
         .accounts()
         .is_ok_and(|all| all.iter().any(|a| a.register));
+    let ip = s.config.ip;
     let (phone, mut events) = start(s.config).await;
     spawn_stdin(phone.clone(), true);
+    if let Some(host) = s.server_host {
+        spawn_network_watch(phone.clone(), host, ip);
+    }
     if reg {
         phone.send(Command::Register {
             account: account.map(str::to_owned),
