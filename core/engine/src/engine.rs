@@ -2281,14 +2281,20 @@ impl Engine {
             return self.reply(tx, &req, 481).await;
         };
         let (party, sdp, record) = (stays.party.clone(), stays.sdp.clone(), call.record);
-        let local = call.relay.local(side);
+        let transport = x.target.peer.transport;
+        // The target gets a fresh relay socket; it takes over the referrer's side
+        // only when the target answers (see `Relay::prepare`).
+        let prepared = match self.calls.get_mut(&call_id) {
+            Some(c) => c.relay.prepare(side).await,
+            None => return self.reply(tx, &req, 481).await,
+        };
+        let Ok(local) = prepared else {
+            return self.reply(tx, &req, 503).await;
+        };
         let mut ok = Response::from_request(&req, status(202));
         ok.headers.push(
             HeaderName::Contact,
-            format!(
-                "<{}>",
-                self.sip.contact_uri("vaxel", x.target.peer.transport)
-            ),
+            format!("<{}>", self.sip.contact_uri("vaxel", transport)),
         );
         self.respond(tx, ok).await;
         self.notify_referrer(leg_id, "SIP/2.0 100 Trying", false)
@@ -2356,6 +2362,9 @@ impl Engine {
             }
         }
         if legs.is_empty() {
+            if let Some(c) = self.calls.get_mut(&call_id) {
+                c.relay.abandon(side);
+            }
             self.notify_referrer(leg_id, "SIP/2.0 480 Temporarily Unavailable", true)
                 .await;
             return;
@@ -2431,6 +2440,7 @@ impl Engine {
             if t.legs.is_empty() {
                 if let Some(c) = self.calls.get_mut(&call_id) {
                     c.transfer = None;
+                    c.relay.abandon(side);
                 }
                 let frag = format!(
                     "SIP/2.0 {} {}",
@@ -2463,11 +2473,12 @@ impl Engine {
             .take()
             .map(|t| t.legs.into_iter().filter(|l| *l != leg_id).collect())
             .unwrap_or_default();
-        if has_sdp(&resp.headers, &resp.body)
-            && let Some((_, remote)) = rewrite_sdp(&resp.body, call.relay.local(side))
-        {
-            call.relay.set_remote(side, remote);
-        }
+        let remote = if has_sdp(&resp.headers, &resp.body) {
+            rewrite_sdp(&resp.body, call.relay.local(side)).and_then(|(_, r)| r)
+        } else {
+            None
+        };
+        call.relay.commit(side, remote);
         match side {
             Side::A => call.a = leg_id,
             Side::B => call.answered = Some(leg_id),
