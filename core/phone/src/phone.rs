@@ -34,12 +34,14 @@ use vaxel_sip::msg::{
 };
 use vaxel_sip::transaction::{TxEvent, TxKey};
 use vaxel_sip::usage::message::{Pager, PagerEvent};
+use vaxel_sip::usage::publication::{Publisher, PublisherConfig, PublisherEvent};
 use vaxel_sip::usage::registration::{
     Registration, RegistrationConfig, RegistrationEvent, RegistrationState,
 };
 use vaxel_sip::usage::session::{
     EndCause, ReplacesMatch, Session, SessionConfig, SessionEvent, SessionState,
 };
+use vaxel_sip::usage::subscription::{SubState, Subscriber, SubscriberConfig, SubscriberEvent};
 use vaxel_sip::usage::{ClientTxs, Local, Output, Rng, TxFailure, top_branch};
 use vaxel_transport::{
     Endpoint, EndpointConfig, EndpointHandle, SocketsConfig, Target, TransportKind,
@@ -59,6 +61,7 @@ use crate::media::{
     AudioIo, CallMedia, CallMediaConfig, CallMediaEvent, CallMediaHandle, DtmfSource, MediaPorts,
     NullSink, PlayMode, SilentSource, WavFileSink, WavFileSource,
 };
+use crate::presence::{Watch, WatchKind};
 use crate::records::{Finished, RecordsThread};
 
 /// How a phone starts.
@@ -87,6 +90,10 @@ pub struct PhoneConfig {
     pub codecs: Option<Vec<CodecKind>>,
     /// The User-Agent header.
     pub user_agent: String,
+    /// PEM files of certificate authorities trusted for TLS besides the OS's roots
+    /// (a company CA, a test CA). TLS accounts and `sips:` targets check the server's
+    /// certificate against these and the OS's roots (RFC 5922 name checks).
+    pub tls_ca: Vec<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PhoneConfig {
@@ -118,6 +125,7 @@ impl PhoneConfig {
             rtp_ports: 16384..=32767,
             codecs: None,
             user_agent: format!("Vaxel/{}", env!("CARGO_PKG_VERSION")),
+            tls_ca: Vec::new(),
         }
     }
 }
@@ -144,6 +152,40 @@ pub enum PhoneError {
     /// The store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A TLS certificate authority file could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// The TLS client configuration: the OS's roots and `extra` CA files.
+fn tls_client(
+    extra: &[std::path::PathBuf],
+) -> Result<(Arc<rustls::ClientConfig>, Vec<String>), PhoneError> {
+    let mut warnings = Vec::new();
+    let native = rustls_native_certs::load_native_certs();
+    if !native.errors.is_empty() && native.certs.is_empty() {
+        warnings.push(format!(
+            "TLS: the OS's root certificates could not be read ({}); only --ca is trusted",
+            native.errors[0]
+        ));
+    }
+    let mut roots: Vec<rustls_pki_types::CertificateDer<'static>> = native.certs;
+    for path in extra {
+        let certs =
+            vaxel_transport::tls::load_certs(path).map_err(|e| PhoneError::Tls(e.to_string()))?;
+        roots.extend(certs);
+    }
+    // One bad OS root must not stop the phone: keep those rustls accepts.
+    let mut good = Vec::new();
+    for r in roots {
+        let mut probe = rustls::RootCertStore::empty();
+        if probe.add(r.clone()).is_ok() {
+            good.push(r);
+        }
+    }
+    let config =
+        vaxel_transport::tls::client_config(good).map_err(|e| PhoneError::Tls(e.to_string()))?;
+    Ok((config, warnings))
 }
 
 /// Sends commands to a running phone. Cheap to clone.
@@ -175,7 +217,9 @@ pub struct Phone;
 impl Phone {
     /// Binds the SIP sockets and starts the phone's task on the current tokio runtime.
     pub async fn start(config: PhoneConfig) -> Result<(PhoneHandle, PhoneEvents), PhoneError> {
-        let (accounts, warnings) = load_accounts(&config)?;
+        let (accounts, mut warnings) = load_accounts(&config)?;
+        let (tls, tls_warnings) = tls_client(&config.tls_ca)?;
+        warnings.extend(tls_warnings);
         let port = if config.sip_port == 0 {
             free_port(config.ip)
         } else {
@@ -186,6 +230,11 @@ impl Phone {
             sockets: SocketsConfig {
                 udp: vec![addr],
                 tcp: vec![addr],
+                tls_client: Some(tls),
+                // The connection to the registrar is the way back to us (TLS: the only
+                // one): kept while the registration lives, not closed for idleness
+                // between refreshes.
+                idle_timeout: Duration::from_secs(3600),
                 ..Default::default()
             },
             ..Default::default()
@@ -297,7 +346,30 @@ fn new_rng() -> Rng {
 enum Owner {
     Reg(usize),
     Pager(usize),
+    /// The account's presence publication.
+    Pub(usize),
+    /// A watch's subscription.
+    Sub(u64),
     Call(CallId),
+}
+
+/// How often the phone looks whether a registration's TCP or TLS connection to the
+/// registrar is still open (a local look, no packet; the transport's RFC 5626 §4.4.1
+/// pings find a silently dead one). A connection found closed (server restarted, network
+/// gone) makes the account register again at once, with back-off while that fails.
+const FLOW_CHECK: Duration = Duration::from_secs(2);
+
+/// Presence publication expiry asked for, seconds.
+const PRESENCE_EXPIRES: u32 = 600;
+/// Watch subscription expiry asked for, seconds.
+const WATCH_EXPIRES: u32 = 600;
+
+/// What [`Command::SetPresence`] last set, for the events.
+#[derive(Debug, Clone)]
+struct PresenceSet {
+    activity: String,
+    note: Option<String>,
+    until: Option<String>,
 }
 
 struct AccountRt {
@@ -307,6 +379,11 @@ struct AccountRt {
     registration: Option<Registration>,
     pager: Pager,
     local: Local,
+    /// Messages in flight: to whom.
+    sent: HashMap<vaxel_sip::usage::message::MessageId, String>,
+    /// Our presence publication, once set.
+    presence: Option<Publisher>,
+    presence_set: Option<PresenceSet>,
 }
 
 impl AccountRt {
@@ -365,6 +442,13 @@ struct Core {
     hops: HashMap<CallId, Target>,
     /// The store's thread: history, contacts, search.
     records: RecordsThread,
+    /// Where each account's last REGISTER went (its flow to the registrar).
+    reg_hops: HashMap<usize, Target>,
+    /// When the registrations' stream connections are next checked.
+    next_flow_check: Instant,
+    /// Colleagues watched (one entry per subscription).
+    watches: BTreeMap<u64, Watch>,
+    next_watch: u64,
 }
 
 impl Core {
@@ -404,6 +488,10 @@ impl Core {
             stats_bad_requests: 0,
             hops: HashMap::new(),
             records,
+            reg_hops: HashMap::new(),
+            next_flow_check: Instant::now() + FLOW_CHECK,
+            watches: BTreeMap::new(),
+            next_watch: 1,
         };
         for (c, password) in accounts {
             let local = core.local_for(&acct::user(&c), c.transport);
@@ -415,6 +503,9 @@ impl Core {
                 registration: None,
                 pager: Pager::new(local.clone(), aor, None, new_rng()),
                 local,
+                presence: None,
+                presence_set: None,
+                sent: HashMap::new(),
             };
             a.pager = Pager::new(a.local.clone(), a.aor.clone(), a.auth(), new_rng());
             core.accounts.push(a);
@@ -475,7 +566,8 @@ impl Core {
         loop {
             self.flush().await;
             if let Some(deadline) = self.quitting
-                && (self.calls.is_empty() && !self.unregistering() || Instant::now() >= deadline)
+                && (self.calls.is_empty() && !self.unregistering() && !self.presence_busy()
+                    || Instant::now() >= deadline)
             {
                 break;
             }
@@ -490,7 +582,10 @@ impl Core {
                     None => break,
                 },
                 Some((id, ev)) = media_rx.recv() => self.media_event(id, ev),
-                _ = tokio::time::sleep_until(wake.into()) => self.timeouts(),
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    self.timeouts();
+                    self.check_flows().await;
+                }
             }
         }
         for (_, c) in std::mem::take(&mut self.calls) {
@@ -511,8 +606,57 @@ impl Core {
         })
     }
 
+    /// Presence still being removed or unsubscribed (on the way out).
+    fn presence_busy(&self) -> bool {
+        self.accounts
+            .iter()
+            .any(|a| a.presence.as_ref().is_some_and(|p| !p.is_idle()))
+            || self.watches.values().any(|w| {
+                w.sub
+                    .as_ref()
+                    .is_some_and(|s| *s.state() != SubState::Terminated)
+            })
+    }
+
+    /// RFC 5626 §4.4: looks at the stream connection of every registered account; one
+    /// that is gone means the registrar may have lost our binding (restart) or the network
+    /// changed, so the account registers again now (the registration backs off while the
+    /// server stays away).
+    async fn check_flows(&mut self) {
+        let now = Instant::now();
+        if now < self.next_flow_check {
+            return;
+        }
+        self.next_flow_check = now + FLOW_CHECK;
+        for i in 0..self.accounts.len() {
+            let Some(hop) = self.reg_hops.get(&i).cloned() else {
+                continue;
+            };
+            let registered = self.accounts[i]
+                .registration
+                .as_ref()
+                .is_some_and(|r| matches!(r.state(), RegistrationState::Registered { .. }));
+            if !registered || hop.peer.transport == TransportKind::Udp {
+                continue;
+            }
+            if !self.sip.is_connected(hop.peer).await {
+                tracing::info!(
+                    "account {}: connection to the registrar lost; registering again",
+                    self.accounts[i].config.name
+                );
+                self.reg_hops.remove(&i);
+                if let Some(r) = self.accounts[i].registration.as_mut() {
+                    r.refresh_now(now);
+                }
+            }
+        }
+    }
+
     fn next_timeout(&self) -> Instant {
         let mut t = Instant::now() + Duration::from_secs(3600);
+        if !self.reg_hops.is_empty() {
+            t = t.min(self.next_flow_check);
+        }
         if let Some(q) = self.quitting {
             t = t.min(q);
         }
@@ -520,6 +664,7 @@ impl Core {
             for x in [
                 a.registration.as_ref().and_then(|r| r.poll_timeout()),
                 a.pager.poll_timeout(),
+                a.presence.as_ref().and_then(|p| p.poll_timeout()),
             ]
             .into_iter()
             .flatten()
@@ -529,6 +674,14 @@ impl Core {
         }
         for c in self.calls.values() {
             if let Some(x) = c.session.poll_timeout() {
+                t = t.min(x);
+            }
+        }
+        for w in self.watches.values() {
+            for x in [w.retry_at, w.sub.as_ref().and_then(|s| s.poll_timeout())]
+                .into_iter()
+                .flatten()
+            {
                 t = t.min(x);
             }
         }
@@ -542,6 +695,27 @@ impl Core {
                 && r.poll_timeout().is_some_and(|t| t <= now)
             {
                 r.handle_timeout(now);
+            }
+            if let Some(p) = a.presence.as_mut()
+                && p.poll_timeout().is_some_and(|t| t <= now)
+            {
+                p.handle_timeout(now);
+            }
+        }
+        let due: Vec<u64> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| w.retry_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.subscribe(id, now);
+        }
+        for w in self.watches.values_mut() {
+            if let Some(s) = w.sub.as_mut()
+                && s.poll_timeout().is_some_and(|t| t <= now)
+            {
+                s.handle_timeout(now);
             }
         }
         for c in self.calls.values_mut() {
@@ -791,12 +965,90 @@ impl Core {
                 Command::Message { to, text, account } => {
                     let a = self.account_index(account.as_deref()).map_err(bad)?;
                     let uri = self.target_uri(a, &to).map_err(bad)?;
-                    self.accounts[a].pager.send(
-                        now,
-                        uri,
-                        "text/plain;charset=UTF-8",
-                        Bytes::from(text),
-                    );
+                    let shown = uri.to_string();
+                    let acc = &mut self.accounts[a];
+                    let id =
+                        acc.pager
+                            .send(now, uri, "text/plain;charset=UTF-8", Bytes::from(text));
+                    acc.sent.insert(id, shown);
+                    Ok(())
+                }
+                Command::SetPresence {
+                    activity,
+                    note,
+                    until,
+                    account,
+                } => {
+                    let a = self.account_index(account.as_deref()).map_err(bad)?;
+                    if activity.trim().is_empty() || activity.contains(char::is_whitespace) {
+                        return Err(bad(format!(
+                            "presence: the activity is one word, not {activity:?}"
+                        )));
+                    }
+                    let until = match until {
+                        Some(u) => Some(
+                            crate::presence::normalize_until(&u, &jiff::Zoned::now())
+                                .map_err(bad)?,
+                        ),
+                        None => None,
+                    };
+                    self.set_presence(a, activity, note, until, now);
+                    Ok(())
+                }
+                Command::Watch {
+                    uri,
+                    account,
+                    presence,
+                    dialog,
+                } => {
+                    let a = self.account_index(account.as_deref()).map_err(bad)?;
+                    let target = self.target_uri(a, &uri).map_err(bad)?;
+                    if !presence && !dialog {
+                        return Err(bad("watch: presence, dialog or both".into()));
+                    }
+                    for (on, kind) in [(presence, WatchKind::Presence), (dialog, WatchKind::Dialog)]
+                    {
+                        let dup = self
+                            .watches
+                            .values()
+                            .any(|w| w.uri == uri && w.kind == kind && !w.stopping);
+                        if !on || dup {
+                            continue;
+                        }
+                        let id = self.next_watch;
+                        self.next_watch += 1;
+                        self.watches.insert(
+                            id,
+                            Watch {
+                                uri: uri.clone(),
+                                target: target.clone(),
+                                account: a,
+                                kind,
+                                sub: None,
+                                retry_at: None,
+                                failures: 0,
+                                stopping: false,
+                                accepted: false,
+                                last: None,
+                            },
+                        );
+                        self.subscribe(id, now);
+                    }
+                    Ok(())
+                }
+                Command::Unwatch { uri } => {
+                    let ids: Vec<u64> = self
+                        .watches
+                        .iter()
+                        .filter(|(_, w)| w.uri == uri && !w.stopping)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    if ids.is_empty() {
+                        return Err(bad(format!("not watching {uri}")));
+                    }
+                    for id in ids {
+                        self.unwatch(id, now);
+                    }
                     Ok(())
                 }
                 Command::Quit => {
@@ -880,12 +1132,104 @@ impl Core {
         }
     }
 
+    /// Publishes (or changes) an account's presence.
+    fn set_presence(
+        &mut self,
+        i: usize,
+        activity: String,
+        note: Option<String>,
+        until: Option<String>,
+        now: Instant,
+    ) {
+        let a = &mut self.accounts[i];
+        let entity = a.aor.uri.to_string();
+        let doc = crate::presence::document(&entity, &activity, note.as_deref(), until.as_deref());
+        if a.presence.is_none() {
+            a.presence = Some(Publisher::new(
+                PublisherConfig {
+                    local: a.local.clone(),
+                    resource: a.aor.clone(),
+                    auth: a.auth(),
+                    event: "presence".into(),
+                    content_type: "application/pidf+xml".into(),
+                    expires: PRESENCE_EXPIRES,
+                },
+                new_rng(),
+            ));
+        }
+        a.presence_set = Some(PresenceSet {
+            activity,
+            note,
+            until,
+        });
+        if let Some(p) = a.presence.as_mut() {
+            p.publish(now, Bytes::from(doc));
+        }
+    }
+
+    /// Starts (or restarts) a watch's subscription.
+    fn subscribe(&mut self, id: u64, now: Instant) {
+        let Some(w) = self.watches.get_mut(&id) else {
+            return;
+        };
+        w.retry_at = None;
+        w.accepted = false;
+        let a = &self.accounts[w.account];
+        let cfg = SubscriberConfig {
+            local: a.local.clone(),
+            from: a.aor.clone(),
+            auth: a.auth(),
+            event: w.kind.event().into(),
+            accept: w.kind.accept().into(),
+            expires: WATCH_EXPIRES,
+        };
+        w.sub = Some(Subscriber::subscribe(
+            now,
+            cfg,
+            new_rng(),
+            w.target.clone(),
+            NameAddr::new(w.target.clone()),
+        ));
+    }
+
+    /// Ends a watch: unsubscribes, or drops it when no subscription is up.
+    fn unwatch(&mut self, id: u64, now: Instant) {
+        let Some(w) = self.watches.get_mut(&id) else {
+            return;
+        };
+        w.stopping = true;
+        w.retry_at = None;
+        match w.sub.as_mut() {
+            Some(s) if *s.state() != SubState::Terminated => s.unsubscribe(now),
+            _ => {
+                let w = self.watches.remove(&id).expect("present");
+                self.emit(Event::WatchEnded {
+                    uri: w.uri,
+                    package: w.kind.event().into(),
+                    reason: "unwatched".into(),
+                    retry_in_s: None,
+                });
+            }
+        }
+    }
+
     fn quit(&mut self) {
         if self.quitting.is_some() {
             return;
         }
         let now = Instant::now();
         self.quitting = Some(now + Duration::from_secs(4));
+        for a in &mut self.accounts {
+            if let Some(p) = a.presence.as_mut()
+                && p.has_state()
+            {
+                p.remove(now);
+            }
+        }
+        let ids: Vec<u64> = self.watches.keys().copied().collect();
+        for id in ids {
+            self.unwatch(id, now);
+        }
         for c in self.calls.values_mut() {
             c.session.hangup(now);
         }
@@ -1191,6 +1535,16 @@ impl Core {
                     }
                 }
                 Some(Owner::Pager(i)) => self.accounts[i].pager.handle_response(now, &response),
+                Some(Owner::Pub(i)) => {
+                    if let Some(p) = self.accounts[i].presence.as_mut() {
+                        p.handle_response(now, &response);
+                    }
+                }
+                Some(Owner::Sub(id)) => {
+                    if let Some(s) = self.watches.get_mut(&id).and_then(|w| w.sub.as_mut()) {
+                        s.handle_response(now, &response);
+                    }
+                }
                 Some(Owner::Call(id)) => {
                     if let Some(c) = self.calls.get_mut(&id) {
                         c.session.handle_response(now, &response);
@@ -1247,6 +1601,32 @@ impl Core {
     }
 
     fn owner_failed(&mut self, now: Instant, owner: Owner, branch: &str, failure: TxFailure) {
+        // A request outside a dialog went unanswered or could not be sent: it went the
+        // registration's way (registrar, outbound proxy), so the binding may be gone too
+        // (server restart, network change). Register again now; the registration backs
+        // off while the server stays away.
+        let account = match owner {
+            Owner::Pager(i) | Owner::Pub(i) => Some(i),
+            Owner::Sub(id) => self.watches.get(&id).map(|w| w.account),
+            Owner::Call(id) => self
+                .calls
+                .get(&id)
+                .filter(|c| {
+                    c.outgoing
+                        && matches!(
+                            c.session.state(),
+                            SessionState::Calling | SessionState::Proceeding
+                        )
+                })
+                .map(|c| c.account),
+            Owner::Reg(_) => None,
+        };
+        if let Some(r) = account.and_then(|i| self.accounts[i].registration.as_mut())
+            && matches!(r.state(), RegistrationState::Registered { .. })
+        {
+            tracing::info!("a request failed ({failure:?}); registering again");
+            r.refresh_now(now);
+        }
         match owner {
             Owner::Reg(i) => {
                 if let Some(r) = self.accounts[i].registration.as_mut() {
@@ -1254,6 +1634,16 @@ impl Core {
                 }
             }
             Owner::Pager(i) => self.accounts[i].pager.handle_failure(now, branch, failure),
+            Owner::Pub(i) => {
+                if let Some(p) = self.accounts[i].presence.as_mut() {
+                    p.handle_failure(now, branch, failure);
+                }
+            }
+            Owner::Sub(id) => {
+                if let Some(s) = self.watches.get_mut(&id).and_then(|w| w.sub.as_mut()) {
+                    s.handle_failure(now, branch, failure);
+                }
+            }
             Owner::Call(id) => {
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.session.handle_failure(now, branch, failure);
@@ -1278,6 +1668,17 @@ impl Core {
     }
 
     fn request(&mut self, now: Instant, tx: TxKey, request: Request) {
+        // A NOTIFY of one of our watches (RFC 6665 §4.1.3).
+        if request.method == Method::Notify
+            && let Some(s) = self
+                .watches
+                .values_mut()
+                .filter_map(|w| w.sub.as_mut())
+                .find(|s| s.owns_request(&request))
+        {
+            s.handle_request(now, tx, &request);
+            return;
+        }
         if let Some(c) = self
             .calls
             .values_mut()
@@ -1396,6 +1797,30 @@ impl Core {
                         self.pager_event(i, e);
                     }
                 }
+                while let Some(o) = self.accounts[i]
+                    .presence
+                    .as_mut()
+                    .and_then(|p| p.poll_output())
+                {
+                    work = true;
+                    if let Some(e) = self.carry_out(Owner::Pub(i), o).await {
+                        self.publisher_event(i, e);
+                    }
+                }
+            }
+            let ids: Vec<u64> = self.watches.keys().copied().collect();
+            for id in ids {
+                while let Some(o) = self
+                    .watches
+                    .get_mut(&id)
+                    .and_then(|w| w.sub.as_mut())
+                    .and_then(|s| s.poll_output())
+                {
+                    work = true;
+                    if let Some(e) = self.carry_out(Owner::Sub(id), o).await {
+                        self.subscriber_event(id, e);
+                    }
+                }
             }
             let ids: Vec<CallId> = self.calls.keys().copied().collect();
             for id in ids {
@@ -1477,7 +1902,8 @@ impl Core {
     /// Request-URI.
     async fn next_hop(&mut self, owner: Owner, r: &Request) -> Result<Target, String> {
         let account = match owner {
-            Owner::Reg(i) | Owner::Pager(i) => i,
+            Owner::Reg(i) | Owner::Pager(i) | Owner::Pub(i) => i,
+            Owner::Sub(id) => self.watches.get(&id).map_or(0, |w| w.account),
             Owner::Call(id) => self.calls.get(&id).map_or(0, |c| c.account),
         };
         let cfg = &self.accounts[account].config;
@@ -1505,6 +1931,10 @@ impl Core {
         match (found, owner) {
             (Some(t), Owner::Call(id)) => {
                 self.hops.insert(id, t.clone());
+                Ok(t)
+            }
+            (Some(t), Owner::Reg(i)) => {
+                self.reg_hops.insert(i, t.clone());
                 Ok(t)
             }
             (Some(t), _) => Ok(t),
@@ -1540,19 +1970,133 @@ impl Core {
 
     fn pager_event(&mut self, i: usize, e: PagerEvent) {
         match e {
-            PagerEvent::Delivered { .. } => self.emit(Event::MessageSent {
-                delivered: true,
-                status: 200,
-            }),
-            PagerEvent::Failed { status, .. } => self.emit(Event::MessageSent {
-                delivered: false,
-                status,
-            }),
+            PagerEvent::Delivered { id } => {
+                let to = self.accounts[i].sent.remove(&id).unwrap_or_default();
+                self.emit(Event::MessageSent {
+                    delivered: true,
+                    status: 200,
+                    to,
+                })
+            }
+            PagerEvent::Failed { id, status } => {
+                let to = self.accounts[i].sent.remove(&id).unwrap_or_default();
+                self.emit(Event::MessageSent {
+                    delivered: false,
+                    status,
+                    to,
+                })
+            }
             PagerEvent::Received { from, body, .. } => self.emit(Event::MessageReceived {
                 account: self.accounts[i].config.name.clone(),
                 from: from.uri.to_string(),
                 text: String::from_utf8_lossy(&body).into_owned(),
             }),
+        }
+    }
+
+    fn publisher_event(&mut self, i: usize, e: PublisherEvent) {
+        let a = &self.accounts[i];
+        let account = a.config.name.clone();
+        match e {
+            PublisherEvent::Published { expires } => {
+                if let Some(set) = a.presence_set.clone() {
+                    self.emit(Event::PresencePublished {
+                        account,
+                        activity: set.activity,
+                        note: set.note,
+                        until: set.until,
+                        expires,
+                    });
+                }
+            }
+            PublisherEvent::Failed { status, retry_in } => self.emit(Event::PresenceFailed {
+                account,
+                status,
+                retry_in_s: retry_in.map(|d| d.as_secs()),
+            }),
+            PublisherEvent::Removed => {}
+        }
+    }
+
+    fn subscriber_event(&mut self, id: u64, e: SubscriberEvent) {
+        let now = Instant::now();
+        let Some(w) = self.watches.get_mut(&id) else {
+            return;
+        };
+        match e {
+            SubscriberEvent::Accepted { .. } => {
+                w.failures = 0;
+                if !w.accepted && !w.stopping {
+                    w.accepted = true;
+                    let ev = Event::Watching {
+                        uri: w.uri.clone(),
+                        package: w.kind.event().into(),
+                    };
+                    self.emit(ev);
+                }
+            }
+            SubscriberEvent::Notify { state, body, .. } => {
+                w.failures = 0;
+                // A pending subscription's NOTIFY carries no state (RFC 6665 §4.2.1.2);
+                // the final NOTIFY of an unwatch neither.
+                if w.stopping || state.eq_ignore_ascii_case("pending") {
+                    return;
+                }
+                let terminated = state.eq_ignore_ascii_case("terminated");
+                let ev = match w.kind {
+                    WatchKind::Presence => {
+                        if terminated && body.is_empty() {
+                            return;
+                        }
+                        Some(crate::presence::presence_event(&w.uri, &body))
+                    }
+                    WatchKind::Dialog => {
+                        if terminated && body.is_empty() {
+                            return;
+                        }
+                        crate::presence::dialog_event(&w.uri, &body)
+                    }
+                };
+                match ev {
+                    Some(ev) if w.last.as_ref() != Some(&ev) => {
+                        w.last = Some(ev.clone());
+                        self.emit(ev);
+                    }
+                    Some(_) => {}
+                    None => tracing::debug!("unreadable {} document", w.kind.event()),
+                }
+            }
+            SubscriberEvent::Terminated {
+                reason,
+                retry_after,
+            } => {
+                let (uri, kind) = (w.uri.clone(), w.kind);
+                if w.stopping {
+                    self.watches.remove(&id);
+                    self.emit(Event::WatchEnded {
+                        uri,
+                        package: kind.event().into(),
+                        reason: "unwatched".into(),
+                        retry_in_s: None,
+                    });
+                    return;
+                }
+                w.failures += 1;
+                let again =
+                    crate::presence::resubscribe_in(reason.as_deref(), retry_after, w.failures);
+                // The old subscription is over (its last outputs still drain); a new one
+                // starts at `retry_at`.
+                w.retry_at = again.map(|d| now + d);
+                if again.is_none() {
+                    self.watches.remove(&id);
+                }
+                self.emit(Event::WatchEnded {
+                    uri,
+                    package: kind.event().into(),
+                    reason: reason.unwrap_or_else(|| "ended".into()),
+                    retry_in_s: again.map(|d| d.as_secs()),
+                });
+            }
         }
     }
 
