@@ -45,6 +45,8 @@ use crate::office::{Office, Trunk, User};
 use crate::protect::{Guard, Verdict};
 use crate::relay::{Relay, Side, rewrite_sdp};
 
+mod xfer;
+
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER";
 /// Registration lifetimes (RFC 3261 §10.3 step 7): default, floor and ceiling.
 const DEFAULT_EXPIRES: u32 = 3600;
@@ -424,6 +426,10 @@ struct Engine {
     passed: HashMap<TxKey, Passed>,
     /// In-dialog OPTIONS probing that a call's legs are alive.
     probes: HashMap<TxKey, CallId>,
+    /// Re-INVITEs joining a party into another call (attended transfer).
+    joins: HashMap<TxKey, xfer::Join>,
+    /// Re-INVITEs telling a party who stayed about its new peer's media.
+    reoffers: HashMap<TxKey, xfer::Reoffer>,
     session_check: Duration,
     last_session_check: Instant,
     trunk_registrations: Vec<TrunkRegistration>,
@@ -545,6 +551,8 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         invite_txs: HashMap::new(),
         passed: HashMap::new(),
         probes: HashMap::new(),
+        joins: HashMap::new(),
+        reoffers: HashMap::new(),
         session_check: config.session_check,
         last_session_check: Instant::now(),
         trunk_registrations: Vec::new(),
@@ -1140,6 +1148,9 @@ impl Engine {
     // ---- B2BUA ----
 
     async fn invite(&mut self, tx: TxKey, req: Request, from: Peer) {
+        if req.headers.contains(&HeaderName::Replaces) {
+            return self.invite_replaces(tx, req, from).await;
+        }
         let from_trunk = self
             .trunks
             .iter()
@@ -1463,6 +1474,12 @@ impl Engine {
     async fn response(&mut self, tx: TxKey, resp: Response) {
         if self.passed.contains_key(&tx) {
             return self.passed_response(tx, resp).await;
+        }
+        if self.joins.contains_key(&tx) {
+            return self.join_response(tx, resp).await;
+        }
+        if self.reoffers.contains_key(&tx) {
+            return self.reoffer_response(tx, resp).await;
         }
         if let Some(i) = self
             .trunk_registrations
@@ -1859,7 +1876,6 @@ impl Engine {
             HeaderName::Via,
             self.sip.via(b.target.peer.transport).to_string(),
         );
-        out.headers.push(HeaderName::MaxForwards, "70");
         if has_sdp(&ack.headers, &ack.body)
             && let Some((body, remote)) = rewrite_sdp(&ack.body, call.relay.local(Side::B))
         {
@@ -1911,6 +1927,12 @@ impl Engine {
         if let Some(p) = self.passed.remove(&tx) {
             let r = Response::from_request(&p.request, status(408));
             self.respond(p.server_tx, r).await;
+            return;
+        }
+        if let Some(j) = self.joins.remove(&tx) {
+            return self.join_failed(j, 408).await;
+        }
+        if self.reoffers.remove(&tx).is_some() {
             return;
         }
         let Some(&leg_id) = self.invite_txs.get(&tx) else {
@@ -2115,7 +2137,6 @@ impl Engine {
                 HeaderName::Via,
                 self.sip.via(target.peer.transport).to_string(),
             );
-            o.headers.push(HeaderName::MaxForwards, "70");
             if let Ok(key) = self.sip.send_request(o, target).await {
                 self.probes.insert(key, call);
             }
@@ -2249,14 +2270,9 @@ impl Engine {
             Ok(Some(r)) => r,
             _ => return self.reply(tx, &req, 400).await,
         };
-        if refer_to
-            .uri
-            .as_sip()
-            .and_then(|u| u.headers.as_ref())
-            .is_some_and(|h| h.to_ascii_lowercase().contains("replaces"))
-        {
-            // Attended transfer (Refer-To with Replaces) is not carried out yet.
-            return self.reply(tx, &req, 501).await;
+        if let Some(replaces) = xfer::replaces_in(&refer_to.uri) {
+            // Attended transfer: the engine joins the referrer's two peers.
+            return self.attended_refer(tx, req, leg_id, replaces).await;
         }
         let number = dialled(&uri_user(&refer_to.uri).unwrap_or_default());
         let Some(ext) = self.user_for(&number) else {
@@ -2390,7 +2406,6 @@ impl Engine {
             HeaderName::Via,
             self.sip.via(target.peer.transport).to_string(),
         );
-        n.headers.push(HeaderName::MaxForwards, "70");
         n.headers.push(
             HeaderName::Contact,
             format!("<{}>", self.sip.contact_uri("vaxel", target.peer.transport)),
@@ -2491,6 +2506,16 @@ impl Engine {
             let _ = self.db.get().end_leg(l.record, "transferred", unix_now());
         }
         self.hang_up_leg(referrer).await;
+        // The party who stays learns the target's media (codec, SRTP key).
+        let stays = match side {
+            Side::A => self.calls.get(&call_id).and_then(|c| c.answered),
+            Side::B => self.calls.get(&call_id).map(|c| c.a),
+        };
+        if let Some(stays) = stays
+            && has_sdp(&resp.headers, &resp.body)
+        {
+            self.reoffer(stays, &resp.body).await;
+        }
         debug!("call {call_id}: transferred");
     }
 
@@ -2517,7 +2542,6 @@ impl Engine {
                     HeaderName::Via,
                     self.sip.via(target.peer.transport).to_string(),
                 );
-                ack.headers.push(HeaderName::MaxForwards, "70");
                 let _ = self.sip.send_ack(ack, target.clone()).await;
             }
         }

@@ -282,6 +282,27 @@ pub fn rewrite_sdp(body: &[u8], local: SocketAddr) -> Option<(String, Option<Soc
     Some((sd.to_string(), remote.filter(|r| !r.ip().is_unspecified())))
 }
 
+/// The same SDP with every stream made `sendrecv` (RFC 3264 §6.1): what a party
+/// who was on hold with the departing party is offered when it is joined to a new
+/// one, so the new pair hear each other. `None` for an unreadable body.
+pub fn sendrecv(body: &[u8]) -> Option<Vec<u8>> {
+    let mut sd = vaxel_media::sdp::parse(body).ok()?;
+    let direction = |a: &vaxel_media::sdp::Attribute| {
+        ["sendonly", "recvonly", "inactive", "sendrecv"]
+            .iter()
+            .any(|d| a.name.eq_ignore_ascii_case(d))
+    };
+    sd.attributes.retain(|a| !direction(a));
+    for m in &mut sd.media {
+        m.attributes.retain(|a| !direction(a));
+        if m.port != 0 {
+            m.attributes
+                .push(vaxel_media::sdp::Attribute::flag("sendrecv"));
+        }
+    }
+    Some(sd.to_string().into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +315,9 @@ mod tests {
         assert!(out.contains("c=IN IP4 10.1.1.1"), "{out}");
         assert!(out.contains("m=audio 30000 RTP/AVP 0 8 101"), "{out}");
         assert!(out.contains("a=sendonly"), "{out}");
+        let resumed = String::from_utf8(sendrecv(out.as_bytes()).unwrap()).unwrap();
+        assert!(!resumed.contains("a=sendonly"), "{resumed}");
+        assert!(resumed.contains("a=sendrecv"), "{resumed}");
     }
 
     #[tokio::test]
