@@ -45,7 +45,9 @@ use crate::office::{Office, Trunk, User};
 use crate::protect::{Guard, Verdict};
 use crate::relay::{Relay, Side, rewrite_sdp};
 
+mod flows;
 mod xfer;
+pub use flows::{FlowOptions, default_prompts_dir};
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER";
 /// Registration lifetimes (RFC 3261 §10.3 step 7): default, floor and ceiling.
@@ -68,6 +70,8 @@ pub struct EngineConfig {
     /// OPTIONS; a leg that answers 481 or 408 or not at all ends the call, so calls
     /// whose phone died do not stay up (what session timers, RFC 4028, are for).
     pub session_check: Duration,
+    /// Call flows: prompt directory and the test clock offset.
+    pub flows: FlowOptions,
 }
 
 /// Something the control API or a test can watch.
@@ -167,6 +171,8 @@ enum Command {
     Calls {
         reply: Reply<Vec<CallRecord>>,
     },
+    /// Call flows and voicemail (`flows`): runs on the engine task.
+    Flow(Box<dyn FnOnce(&mut Engine) + Send>),
 }
 
 /// The control side of a running engine: cheap to clone.
@@ -439,6 +445,8 @@ struct Engine {
     media_ip: IpAddr,
     events: broadcast::Sender<EngineEvent>,
     last_keep_alive: Instant,
+    /// Call flows, voicemail and feature codes (see `flows`).
+    flows: flows::Flows,
 }
 
 fn unix_now() -> i64 {
@@ -530,6 +538,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let proxy_auth = DigestServer::new(auth_config(ChallengeKind::Proxy), key)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let flows = flows::Flows::new(&config.flows, config.data.clone(), &db)?;
     let (events, _) = broadcast::channel(256);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let mut engine = Engine {
@@ -561,6 +570,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         media_ip,
         events: events.clone(),
         last_keep_alive: Instant::now(),
+        flows,
     };
     engine.reload()?;
     let restored: usize = engine.bindings.values().map(Vec::len).sum();
@@ -623,6 +633,7 @@ impl Engine {
             .allow
             .extend(self.trunk_ips.iter().map(|ip| ip.to_string()));
         self.guard = Guard::new(limits, self.trunk_ips.clone());
+        self.flow_reload();
         let now = unix_now();
         self.db.get().expire_bindings(now)?;
         self.bindings.clear();
@@ -643,8 +654,10 @@ impl Engine {
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut flow_notes = self.flows.take_notes();
         loop {
             tokio::select! {
+                Some((call, note)) = flow_notes.recv() => self.flow_note(call, note).await,
                 ev = sip_events.recv() => match ev {
                     Some(ev) => self.sip_event(ev).await,
                     None => break,
@@ -665,6 +678,7 @@ impl Engine {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
+            Command::Flow(f) => f(self),
             Command::Login {
                 username,
                 password,
@@ -808,6 +822,7 @@ impl Engine {
     }
 
     async fn timer(&mut self, _t: Tick) {
+        self.flow_tick().await;
         let now = unix_now();
         let mut changed = Vec::new();
         for (ext, list) in self.bindings.iter_mut() {
@@ -1178,6 +1193,9 @@ impl Engine {
                 .find(|i| i.number == dialled_number || i.number == to_user)
                 .map(|i| i.target.get_ref().clone())
                 .or_else(|| self.user_for(&dialled_number));
+            if self.flow_invite(tx, &req, from, None).await {
+                return;
+            }
             let Some(ext) = target else {
                 return self.reply(tx, &req, 404).await;
             };
@@ -1201,6 +1219,9 @@ impl Engine {
             else {
                 return;
             };
+            if self.flow_invite(tx, &req, from, Some(&user)).await {
+                return;
+            }
             let targets = if let Some(ext) = self.user_for(&dialled_number) {
                 Targets::User(ext)
             } else if self.emergency.contains(&dialled_number) {
@@ -1619,6 +1640,13 @@ impl Engine {
         if !first_for_leg {
             return;
         }
+        if !self.flow_may_answer(call_id, leg_id) {
+            self.hang_up_leg(leg_id).await;
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
         call.answered = Some(leg_id);
         let record = call.record;
         let a_id = call.a;
@@ -1647,6 +1675,9 @@ impl Engine {
         // Cancel the other devices (RFC 3261 §16.7 step 10 does the same for a proxy).
         for other in others {
             self.cancel_leg(other, "answered elsewhere").await;
+        }
+        if self.flow_answered(call_id, leg_id).await {
+            return;
         }
         let Some(a) = self.legs.get_mut(&a_id) else {
             return;
@@ -1702,6 +1733,9 @@ impl Engine {
             let _ = self.db.get().end_leg(leg.record, &format!("{code}"), now);
         }
         self.forget_leg(leg_id);
+        if self.flow_leg_failed(call_id, leg_id, code).await {
+            return;
+        }
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
@@ -1747,6 +1781,7 @@ impl Engine {
     }
 
     fn end_call(&mut self, call_id: CallId, outcome: &str) {
+        self.flow_ended(call_id);
         let Some(call) = self.calls.remove(&call_id) else {
             return;
         };
@@ -2028,7 +2063,11 @@ impl Engine {
             if let Some(o) = other {
                 self.hang_up_leg(o).await;
             }
+            self.flow_caller_gone(call_id).await;
             self.end_call(call_id, "answered");
+            return;
+        }
+        if req.method == Method::Info && self.flow_info(tx, &req, call_id).await {
             return;
         }
         let Some(other) = other else {

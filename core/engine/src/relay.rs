@@ -47,7 +47,12 @@ enum Control {
     Commit(Side, Option<SocketAddr>),
     /// The prepared socket is not needed (the transfer failed).
     Abandon(Side),
+    Tap(Option<mpsc::UnboundedSender<Tapped>>),
 }
+
+/// A packet that arrived on leg A's socket while the relay is tapped: its bytes and
+/// where it came from.
+pub type Tapped = (bytes::Bytes, SocketAddr);
 
 /// A running relay; dropping it stops the task and frees the ports.
 #[derive(Debug)]
@@ -60,6 +65,7 @@ pub struct Relay {
     control: mpsc::UnboundedSender<Control>,
     stats: Arc<RelayStats>,
     task: tokio::task::JoinHandle<()>,
+    a_socket: Arc<UdpSocket>,
 }
 
 impl Drop for Relay {
@@ -69,7 +75,7 @@ impl Drop for Relay {
 }
 
 struct Leg {
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     /// From the SDP, until latched.
     sdp: Option<SocketAddr>,
     /// Where this leg's packets come from.
@@ -88,6 +94,8 @@ impl Relay {
         let a = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let b = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
         let (a_port, b_port) = (a.local_addr()?, b.local_addr()?);
+        let (a, b) = (Arc::new(a), Arc::new(b));
+        let a_socket = a.clone();
         let (control, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(RelayStats::default());
         let task = tokio::spawn(run(
@@ -112,7 +120,22 @@ impl Relay {
             control,
             stats,
             task,
+            a_socket,
         })
+    }
+
+    /// Media-server mode (the engine itself answers the caller): while `tap` is
+    /// `Some`, packets from leg A go to it instead of to B, and B's packets are
+    /// dropped; the media server sends to A through [`Relay::a_socket`]. `None`
+    /// bridges A and B again.
+    pub fn tap(&self, tap: Option<mpsc::UnboundedSender<Tapped>>) {
+        let _ = self.control.send(Control::Tap(tap));
+    }
+
+    /// Leg A's socket, for the media server to send from (the caller keeps one
+    /// media address for the whole call).
+    pub fn a_socket(&self) -> Arc<UdpSocket> {
+        self.a_socket.clone()
     }
 
     /// The engine's media address that `side` sends to.
@@ -184,6 +207,7 @@ async fn run(
     let mut buf_a = vec![0u8; 2048];
     let mut buf_b = vec![0u8; 2048];
     let mut pending: [Option<UdpSocket>; 2] = [None, None];
+    let mut tap: Option<mpsc::UnboundedSender<Tapped>> = None;
     loop {
         tokio::select! {
             c = control.recv() => match c {
@@ -196,18 +220,21 @@ async fn run(
                 Some(Control::Commit(side, addr)) => {
                     let leg = if side == Side::A { &mut a } else { &mut b };
                     if let Some(socket) = pending[side as usize].take() {
-                        leg.socket = socket;
+                        leg.socket = Arc::new(socket);
                     }
                     leg.sdp = addr.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
                     leg.latched = None;
                 }
                 Some(Control::Abandon(side)) => pending[side as usize] = None,
+                Some(Control::Tap(t)) => tap = t,
                 None => return,
             },
             r = a.socket.recv_from(&mut buf_a) => {
                 if let Ok((n, from)) = r {
                     a.latched.get_or_insert(from);
-                    if a.latched == Some(from)
+                    if let Some(t) = &tap {
+                        let _ = t.send((bytes::Bytes::copy_from_slice(&buf_a[..n]), from));
+                    } else if a.latched == Some(from)
                         && let Some(to) = b.target()
                         && b.socket.send_to(&buf_a[..n], to).await.is_ok()
                     {
@@ -218,7 +245,8 @@ async fn run(
             r = b.socket.recv_from(&mut buf_b) => {
                 if let Ok((n, from)) = r {
                     b.latched.get_or_insert(from);
-                    if b.latched == Some(from)
+                    if tap.is_none()
+                        && b.latched == Some(from)
                         && let Some(to) = a.target()
                         && a.socket.send_to(&buf_b[..n], to).await.is_ok()
                     {
