@@ -28,6 +28,8 @@ use crate::db::UserRow;
 use crate::engine::{CommandError, EngineHandle};
 use crate::office::{Inbound, Role, Trunk, User};
 
+mod flows;
+
 /// Lifetime of a token.
 const TOKEN_SECS: u64 = 12 * 3600;
 
@@ -178,6 +180,7 @@ fn router(api: Api) -> Router {
         )
         .route("/api/office", get(office))
         .route("/api/calls", get(all_calls))
+        .merge(flows::routes())
         .with_state(api)
 }
 

@@ -45,6 +45,10 @@ use crate::office::{Office, Trunk, User};
 use crate::protect::{Guard, Verdict};
 use crate::relay::{Relay, Side, rewrite_sdp};
 
+mod flows;
+mod xfer;
+pub use flows::{FlowOptions, default_prompts_dir};
+
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER";
 /// Registration lifetimes (RFC 3261 §10.3 step 7): default, floor and ceiling.
 const DEFAULT_EXPIRES: u32 = 3600;
@@ -66,6 +70,8 @@ pub struct EngineConfig {
     /// OPTIONS; a leg that answers 481 or 408 or not at all ends the call, so calls
     /// whose phone died do not stay up (what session timers, RFC 4028, are for).
     pub session_check: Duration,
+    /// Call flows: prompt directory and the test clock offset.
+    pub flows: FlowOptions,
 }
 
 /// Something the control API or a test can watch.
@@ -165,6 +171,8 @@ enum Command {
     Calls {
         reply: Reply<Vec<CallRecord>>,
     },
+    /// Call flows and voicemail (`flows`): runs on the engine task.
+    Flow(Box<dyn FnOnce(&mut Engine) + Send>),
 }
 
 /// The control side of a running engine: cheap to clone.
@@ -424,6 +432,10 @@ struct Engine {
     passed: HashMap<TxKey, Passed>,
     /// In-dialog OPTIONS probing that a call's legs are alive.
     probes: HashMap<TxKey, CallId>,
+    /// Re-INVITEs joining a party into another call (attended transfer).
+    joins: HashMap<TxKey, xfer::Join>,
+    /// Re-INVITEs telling a party who stayed about its new peer's media.
+    reoffers: HashMap<TxKey, xfer::Reoffer>,
     session_check: Duration,
     last_session_check: Instant,
     trunk_registrations: Vec<TrunkRegistration>,
@@ -433,6 +445,8 @@ struct Engine {
     media_ip: IpAddr,
     events: broadcast::Sender<EngineEvent>,
     last_keep_alive: Instant,
+    /// Call flows, voicemail and feature codes (see `flows`).
+    flows: flows::Flows,
 }
 
 fn unix_now() -> i64 {
@@ -524,6 +538,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let proxy_auth = DigestServer::new(auth_config(ChallengeKind::Proxy), key)
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let flows = flows::Flows::new(&config.flows, config.data.clone(), &db)?;
     let (events, _) = broadcast::channel(256);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let mut engine = Engine {
@@ -545,6 +560,8 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         invite_txs: HashMap::new(),
         passed: HashMap::new(),
         probes: HashMap::new(),
+        joins: HashMap::new(),
+        reoffers: HashMap::new(),
         session_check: config.session_check,
         last_session_check: Instant::now(),
         trunk_registrations: Vec::new(),
@@ -553,6 +570,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         media_ip,
         events: events.clone(),
         last_keep_alive: Instant::now(),
+        flows,
     };
     engine.reload()?;
     let restored: usize = engine.bindings.values().map(Vec::len).sum();
@@ -615,6 +633,7 @@ impl Engine {
             .allow
             .extend(self.trunk_ips.iter().map(|ip| ip.to_string()));
         self.guard = Guard::new(limits, self.trunk_ips.clone());
+        self.flow_reload();
         let now = unix_now();
         self.db.get().expire_bindings(now)?;
         self.bindings.clear();
@@ -635,8 +654,10 @@ impl Engine {
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut flow_notes = self.flows.take_notes();
         loop {
             tokio::select! {
+                Some((call, note)) = flow_notes.recv() => self.flow_note(call, note).await,
                 ev = sip_events.recv() => match ev {
                     Some(ev) => self.sip_event(ev).await,
                     None => break,
@@ -657,6 +678,7 @@ impl Engine {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
+            Command::Flow(f) => f(self),
             Command::Login {
                 username,
                 password,
@@ -800,6 +822,7 @@ impl Engine {
     }
 
     async fn timer(&mut self, _t: Tick) {
+        self.flow_tick().await;
         let now = unix_now();
         let mut changed = Vec::new();
         for (ext, list) in self.bindings.iter_mut() {
@@ -1140,6 +1163,9 @@ impl Engine {
     // ---- B2BUA ----
 
     async fn invite(&mut self, tx: TxKey, req: Request, from: Peer) {
+        if req.headers.contains(&HeaderName::Replaces) {
+            return self.invite_replaces(tx, req, from).await;
+        }
         let from_trunk = self
             .trunks
             .iter()
@@ -1167,6 +1193,9 @@ impl Engine {
                 .find(|i| i.number == dialled_number || i.number == to_user)
                 .map(|i| i.target.get_ref().clone())
                 .or_else(|| self.user_for(&dialled_number));
+            if self.flow_invite(tx, &req, from, None).await {
+                return;
+            }
             let Some(ext) = target else {
                 return self.reply(tx, &req, 404).await;
             };
@@ -1190,6 +1219,9 @@ impl Engine {
             else {
                 return;
             };
+            if self.flow_invite(tx, &req, from, Some(&user)).await {
+                return;
+            }
             let targets = if let Some(ext) = self.user_for(&dialled_number) {
                 Targets::User(ext)
             } else if self.emergency.contains(&dialled_number) {
@@ -1464,6 +1496,12 @@ impl Engine {
         if self.passed.contains_key(&tx) {
             return self.passed_response(tx, resp).await;
         }
+        if self.joins.contains_key(&tx) {
+            return self.join_response(tx, resp).await;
+        }
+        if self.reoffers.contains_key(&tx) {
+            return self.reoffer_response(tx, resp).await;
+        }
         if let Some(i) = self
             .trunk_registrations
             .iter()
@@ -1602,6 +1640,13 @@ impl Engine {
         if !first_for_leg {
             return;
         }
+        if !self.flow_may_answer(call_id, leg_id) {
+            self.hang_up_leg(leg_id).await;
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
         call.answered = Some(leg_id);
         let record = call.record;
         let a_id = call.a;
@@ -1630,6 +1675,9 @@ impl Engine {
         // Cancel the other devices (RFC 3261 §16.7 step 10 does the same for a proxy).
         for other in others {
             self.cancel_leg(other, "answered elsewhere").await;
+        }
+        if self.flow_answered(call_id, leg_id).await {
+            return;
         }
         let Some(a) = self.legs.get_mut(&a_id) else {
             return;
@@ -1685,6 +1733,9 @@ impl Engine {
             let _ = self.db.get().end_leg(leg.record, &format!("{code}"), now);
         }
         self.forget_leg(leg_id);
+        if self.flow_leg_failed(call_id, leg_id, code).await {
+            return;
+        }
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
@@ -1730,6 +1781,7 @@ impl Engine {
     }
 
     fn end_call(&mut self, call_id: CallId, outcome: &str) {
+        self.flow_ended(call_id);
         let Some(call) = self.calls.remove(&call_id) else {
             return;
         };
@@ -1859,7 +1911,6 @@ impl Engine {
             HeaderName::Via,
             self.sip.via(b.target.peer.transport).to_string(),
         );
-        out.headers.push(HeaderName::MaxForwards, "70");
         if has_sdp(&ack.headers, &ack.body)
             && let Some((body, remote)) = rewrite_sdp(&ack.body, call.relay.local(Side::B))
         {
@@ -1911,6 +1962,12 @@ impl Engine {
         if let Some(p) = self.passed.remove(&tx) {
             let r = Response::from_request(&p.request, status(408));
             self.respond(p.server_tx, r).await;
+            return;
+        }
+        if let Some(j) = self.joins.remove(&tx) {
+            return self.join_failed(j, 408).await;
+        }
+        if self.reoffers.remove(&tx).is_some() {
             return;
         }
         let Some(&leg_id) = self.invite_txs.get(&tx) else {
@@ -2006,7 +2063,11 @@ impl Engine {
             if let Some(o) = other {
                 self.hang_up_leg(o).await;
             }
+            self.flow_caller_gone(call_id).await;
             self.end_call(call_id, "answered");
+            return;
+        }
+        if req.method == Method::Info && self.flow_info(tx, &req, call_id).await {
             return;
         }
         let Some(other) = other else {
@@ -2115,7 +2176,6 @@ impl Engine {
                 HeaderName::Via,
                 self.sip.via(target.peer.transport).to_string(),
             );
-            o.headers.push(HeaderName::MaxForwards, "70");
             if let Ok(key) = self.sip.send_request(o, target).await {
                 self.probes.insert(key, call);
             }
@@ -2249,14 +2309,9 @@ impl Engine {
             Ok(Some(r)) => r,
             _ => return self.reply(tx, &req, 400).await,
         };
-        if refer_to
-            .uri
-            .as_sip()
-            .and_then(|u| u.headers.as_ref())
-            .is_some_and(|h| h.to_ascii_lowercase().contains("replaces"))
-        {
-            // Attended transfer (Refer-To with Replaces) is not carried out yet.
-            return self.reply(tx, &req, 501).await;
+        if let Some(replaces) = xfer::replaces_in(&refer_to.uri) {
+            // Attended transfer: the engine joins the referrer's two peers.
+            return self.attended_refer(tx, req, leg_id, replaces).await;
         }
         let number = dialled(&uri_user(&refer_to.uri).unwrap_or_default());
         let Some(ext) = self.user_for(&number) else {
@@ -2281,14 +2336,20 @@ impl Engine {
             return self.reply(tx, &req, 481).await;
         };
         let (party, sdp, record) = (stays.party.clone(), stays.sdp.clone(), call.record);
-        let local = call.relay.local(side);
+        let transport = x.target.peer.transport;
+        // The target gets a fresh relay socket; it takes over the referrer's side
+        // only when the target answers (see `Relay::prepare`).
+        let prepared = match self.calls.get_mut(&call_id) {
+            Some(c) => c.relay.prepare(side).await,
+            None => return self.reply(tx, &req, 481).await,
+        };
+        let Ok(local) = prepared else {
+            return self.reply(tx, &req, 503).await;
+        };
         let mut ok = Response::from_request(&req, status(202));
         ok.headers.push(
             HeaderName::Contact,
-            format!(
-                "<{}>",
-                self.sip.contact_uri("vaxel", x.target.peer.transport)
-            ),
+            format!("<{}>", self.sip.contact_uri("vaxel", transport)),
         );
         self.respond(tx, ok).await;
         self.notify_referrer(leg_id, "SIP/2.0 100 Trying", false)
@@ -2356,6 +2417,9 @@ impl Engine {
             }
         }
         if legs.is_empty() {
+            if let Some(c) = self.calls.get_mut(&call_id) {
+                c.relay.abandon(side);
+            }
             self.notify_referrer(leg_id, "SIP/2.0 480 Temporarily Unavailable", true)
                 .await;
             return;
@@ -2381,7 +2445,6 @@ impl Engine {
             HeaderName::Via,
             self.sip.via(target.peer.transport).to_string(),
         );
-        n.headers.push(HeaderName::MaxForwards, "70");
         n.headers.push(
             HeaderName::Contact,
             format!("<{}>", self.sip.contact_uri("vaxel", target.peer.transport)),
@@ -2431,6 +2494,7 @@ impl Engine {
             if t.legs.is_empty() {
                 if let Some(c) = self.calls.get_mut(&call_id) {
                     c.transfer = None;
+                    c.relay.abandon(side);
                 }
                 let frag = format!(
                     "SIP/2.0 {} {}",
@@ -2463,11 +2527,12 @@ impl Engine {
             .take()
             .map(|t| t.legs.into_iter().filter(|l| *l != leg_id).collect())
             .unwrap_or_default();
-        if has_sdp(&resp.headers, &resp.body)
-            && let Some((_, remote)) = rewrite_sdp(&resp.body, call.relay.local(side))
-        {
-            call.relay.set_remote(side, remote);
-        }
+        let remote = if has_sdp(&resp.headers, &resp.body) {
+            rewrite_sdp(&resp.body, call.relay.local(side)).and_then(|(_, r)| r)
+        } else {
+            None
+        };
+        call.relay.commit(side, remote);
         match side {
             Side::A => call.a = leg_id,
             Side::B => call.answered = Some(leg_id),
@@ -2480,6 +2545,16 @@ impl Engine {
             let _ = self.db.get().end_leg(l.record, "transferred", unix_now());
         }
         self.hang_up_leg(referrer).await;
+        // The party who stays learns the target's media (codec, SRTP key).
+        let stays = match side {
+            Side::A => self.calls.get(&call_id).and_then(|c| c.answered),
+            Side::B => self.calls.get(&call_id).map(|c| c.a),
+        };
+        if let Some(stays) = stays
+            && has_sdp(&resp.headers, &resp.body)
+        {
+            self.reoffer(stays, &resp.body).await;
+        }
         debug!("call {call_id}: transferred");
     }
 
@@ -2506,7 +2581,6 @@ impl Engine {
                     HeaderName::Via,
                     self.sip.via(target.peer.transport).to_string(),
                 );
-                ack.headers.push(HeaderName::MaxForwards, "70");
                 let _ = self.sip.send_ack(ack, target.clone()).await;
             }
         }

@@ -17,10 +17,19 @@
 //!   legs are small ids in maps it owns (ARCHITECTURE.md §3.8). Everyone else talks
 //!   to it through an [`engine::EngineHandle`].
 //! - [`api`]: the control API (HTTP + WebSocket, JSON).
+//! - [`callflow`]: the office file's `[routing]` section (flows, hours, groups,
+//!   mailboxes) and its translation for `vaxel-routing`.
+//! - [`media_server`]: prompts, music on hold, DTMF and recording when the engine
+//!   answers a caller itself; `engine`'s `flows` part carries out the router's
+//!   decisions with it.
+//! - [`mail`]: voicemail e-mail notification over SMTP.
 
 pub mod api;
+pub mod callflow;
 pub mod db;
 pub mod engine;
+pub mod mail;
+pub mod media_server;
 pub mod office;
 pub mod protect;
 pub mod relay;

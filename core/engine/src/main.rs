@@ -26,6 +26,14 @@ struct Args {
     /// whose phone stopped answering is ended.
     #[arg(long, default_value_t = 90)]
     session_check_secs: u64,
+    /// Directory of the shipped prompts (`<lang>/<name>.wav`); default: the
+    /// repository's `assets/prompts`.
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+    /// Seconds added to the clock for opening hours and feature-code times (for
+    /// tests and demos: make the office open or closed now).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    clock_offset_secs: i64,
     /// Print the stored office as TOML and exit.
     #[arg(long)]
     export: bool,
@@ -56,6 +64,10 @@ async fn main() {
         sip: args.sip,
         office: args.office,
         session_check: std::time::Duration::from_secs(args.session_check_secs.max(1)),
+        flows: vaxel_engine::engine::FlowOptions {
+            prompts: args.prompts,
+            clock_offset_secs: args.clock_offset_secs,
+        },
     };
     let engine = match vaxel_engine::engine::start(config).await {
         Ok(e) => e,

@@ -31,6 +31,9 @@ pub struct Office {
     /// Brute-force and flood protection (R-503).
     #[serde(default)]
     pub protection: Protection,
+    /// Call flows, opening hours, hunt groups, mailboxes (R-303…R-312).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing: Option<crate::callflow::Routing>,
 }
 
 /// `[office]`.
@@ -276,6 +279,38 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// Where the thing a `[routing]` error names is defined: the flow's, group's or
+/// mailbox's own line and, for a step, the step's table within the flow.
+fn offset_of_culprit(text: &str, reason: &str) -> usize {
+    let quoted = |after: &str| {
+        let rest = reason.split_once(after)?.1;
+        let name = rest.split([' ', ':']).next()?;
+        Some(name.trim_matches('"').to_owned())
+    };
+    let mut at = text.find("[routing]").unwrap_or(0);
+    if let Some(flow) = quoted("flow ") {
+        if let Some(o) = text.find(&format!("name = \"{flow}\"")) {
+            at = o;
+        }
+        if let Some(step) = quoted("step ")
+            && let Some(o) = text[at..]
+                .find(&format!(".steps.{step}]"))
+                .or_else(|| text[at..].find(&format!(".steps.\"{step}\"]")))
+        {
+            at += o;
+        }
+    } else if let Some(g) = quoted("group ") {
+        at = text.find(&format!("groups.{g}]")).unwrap_or(at);
+    } else if let Some(m) = quoted("mailbox ") {
+        at = text.find(&format!("name = \"{m}\"")).unwrap_or(at);
+    } else if let Some(k) = reason.split_whitespace().next()
+        && let Some(key) = k.strip_prefix("routing.")
+    {
+        at += text[at..].find(key).unwrap_or(0);
+    }
+    at
+}
+
 fn is_digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -435,7 +470,22 @@ impl Office {
                 return Err(err(0, format!("emergency number {n:?} must be digits")));
             }
         }
+        if let Some(r) = &o.routing {
+            r.check(&o.routing_users())
+                .map_err(|reason| err(offset_of_culprit(text, &reason), reason))?;
+        }
         Ok(office)
+    }
+
+    /// The users as the router sees them.
+    pub fn routing_users(&self) -> Vec<crate::callflow::OfficeUser> {
+        self.users
+            .iter()
+            .map(|u| crate::callflow::OfficeUser {
+                extension: u.extension.get_ref().clone(),
+                number: u.number.as_ref().map(|n| n.get_ref().clone()),
+            })
+            .collect()
     }
 
     /// The office as TOML (passwords replaced by their HA1s).

@@ -10,6 +10,9 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use vaxel_sip::auth::{DigestHash, ha1};
 
+mod flows;
+pub use flows::{IvrChoice, Message};
+
 use crate::office::{Emergency, Office, OfficeInfo, Protection, Role, Trunk, User};
 
 /// Schema migrations; entry `i` brings `user_version` from `i` to `i + 1`.
@@ -216,6 +219,7 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let mut db = Db { conn };
         db.migrate()?;
+        db.flow_tables()?;
         Ok(db)
     }
 
@@ -255,6 +259,16 @@ impl Db {
             "protection",
             &serde_json::to_string(&office.protection).unwrap_or_default(),
         )?;
+        match &office.routing {
+            Some(r) => set_key(
+                &tx,
+                "routing",
+                &serde_json::to_string(r).unwrap_or_default(),
+            )?,
+            None => {
+                tx.execute("DELETE FROM office WHERE key = 'routing'", [])?;
+            }
+        }
         let keep: Vec<String> = office
             .users
             .iter()
@@ -331,7 +345,11 @@ impl Db {
                 present_numbers: u.present_numbers.into_iter().map(spanned).collect(),
             })
             .collect();
+        let routing = self
+            .key("routing")?
+            .and_then(|s| serde_json::from_str(&s).ok());
         Ok(Office {
+            routing,
             office: OfficeInfo {
                 domain,
                 name,

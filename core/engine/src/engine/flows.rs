@@ -1,0 +1,1729 @@
+//! Call flows carried out by the engine (R-303…R-312): the pure [`vaxel_routing::Router`]
+//! decides, this module does what it says with SIP legs and the [`MediaSession`].
+//!
+//! A call is a flow call when the dialled number is a main number (its active call
+//! flow runs), a feature code (`*21*n#`…), the voicemail number, the echo-test number,
+//! a shared mailbox's number, or a user with forwarding set (the router applies it).
+//! Such a call is an ordinary [`Call`] of the engine (relay, A leg, B legs in
+//! `forks`) plus a [`FlowCall`] here. The engine answers the caller itself only when
+//! media is needed (a prompt, a menu, voicemail): then the relay is *tapped* and the
+//! media server talks to the caller over the relay's A socket; when a hunt-group
+//! member answers, the tap is removed and the relay bridges caller and member. When
+//! no media was needed before a member answered, the engine's ordinary answer path
+//! answers the caller with the member's SDP.
+//!
+//! Hooks in `engine.rs` call in here from `invite` (where a call goes), the B-leg
+//! response paths (`b_answered`, `b_failed`), the caller's BYE and INFO, the
+//! one-second tick, and the media server's notes.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use vaxel_media::wav::Prompt;
+use vaxel_routing::feature::{self, Context, FeatureCode, FeatureError, ForwardKind};
+use vaxel_routing::flow::{Greeting, MailboxRef, Target as FlowTarget};
+use vaxel_routing::forwarding::{Forwarding, NoAnswerForward};
+use vaxel_routing::{Action, CallerDisplay, Event, LegFailure, MemberState, Router};
+
+use super::*;
+use crate::callflow::{OfficeUser, Routing};
+use crate::db::{IvrChoice, Message as VmMessage};
+use crate::media_server::{MediaCmd, MediaFormat, MediaNote, MediaSession, beep};
+
+/// A router leg id (one user; all the user's devices ring as engine legs).
+type RLeg = u64;
+
+/// What the flows need to start.
+#[derive(Debug, Clone, Default)]
+pub struct FlowOptions {
+    /// Where the shipped prompts are (`assets/prompts`); default: the repository's.
+    pub prompts: Option<PathBuf>,
+    /// Added to the wall clock for opening hours and feature-code times (tests make
+    /// the office open or closed with it).
+    pub clock_offset_secs: i64,
+}
+
+/// Where the shipped prompts are when no directory is given.
+pub fn default_prompts_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../assets/prompts"))
+}
+
+/// The flows' state, owned by the engine task.
+pub(super) struct Flows {
+    router: Router<StdRng>,
+    routing: Routing,
+    prompts_dir: PathBuf,
+    data: PathBuf,
+    prompt_cache: HashMap<(String, String), Arc<Prompt>>,
+    offset: SignedDuration,
+    calls: HashMap<CallId, FlowCall>,
+    /// Engine B leg → (call, router leg; `None` for a forward or bypass leg).
+    legs: HashMap<LegId, (CallId, Option<RLeg>)>,
+    /// Router leg → its engine legs still ringing.
+    rlegs: HashMap<RLeg, Vec<LegId>>,
+    timers: Vec<(Timestamp, CallId, u64)>,
+    forwarding: BTreeMap<String, Forwarding>,
+    /// Messages being recorded whose call may end first (keyed by call).
+    deposits: HashMap<CallId, Deposit>,
+    /// Users whose presence profile (`*24*`) keeps them out of group calls.
+    excluded: std::collections::BTreeSet<String>,
+    notes_tx: mpsc::UnboundedSender<(u64, MediaNote)>,
+    notes_rx: Option<mpsc::UnboundedReceiver<(u64, MediaNote)>>,
+}
+
+#[derive(Debug, Clone)]
+struct Deposit {
+    mailbox: String,
+    caller: String,
+    record: i64,
+}
+
+#[derive(Debug)]
+enum Mode {
+    /// The router drives prompts, menus and legs.
+    Router,
+    /// Voicemail: greeting playing, then recording.
+    Greeting(Deposit),
+    Recording,
+    /// Listening to one's box: entering the PIN.
+    AccessPin {
+        mailbox: String,
+        digits: String,
+    },
+    /// Listening: message `index` playing or its menu waiting.
+    AccessPlay {
+        mailbox: String,
+        messages: Vec<VmMessage>,
+        index: usize,
+    },
+    /// A prompt, then hang up.
+    PromptThenBye,
+    /// Echo test.
+    Echo,
+    /// Ringing one user outside the router (forward, `*60*`, `*31*`).
+    Direct,
+}
+
+struct FlowCall {
+    record: i64,
+    caller: String,
+    media: Option<MediaSession>,
+    /// Our SDP answer to the caller, offered to the members we ring after it.
+    answer: Option<String>,
+    mode: Mode,
+    /// Shown as the caller to the legs we ring.
+    display: CallerDisplay,
+    hidden: bool,
+    language: String,
+}
+
+impl Flows {
+    pub(super) fn new(opts: &FlowOptions, data: PathBuf, db: &Db) -> Result<Flows, DbError> {
+        let (notes_tx, notes_rx) = mpsc::unbounded_channel();
+        let mut f = Flows {
+            router: Router::new(vaxel_routing::Config::default(), StdRng::from_os_rng()),
+            routing: Routing::default(),
+            prompts_dir: opts.prompts.clone().unwrap_or_else(default_prompts_dir),
+            data,
+            prompt_cache: HashMap::new(),
+            offset: SignedDuration::from_secs(opts.clock_offset_secs),
+            calls: HashMap::new(),
+            legs: HashMap::new(),
+            rlegs: HashMap::new(),
+            timers: Vec::new(),
+            forwarding: db.forwarding()?,
+            deposits: HashMap::new(),
+            excluded: Default::default(),
+            notes_tx,
+            notes_rx: Some(notes_rx),
+        };
+        f.routing = db.routing()?.unwrap_or_default();
+        Ok(f)
+    }
+
+    /// The notes of every media session (taken once by the engine's loop).
+    pub(super) fn take_notes(&mut self) -> mpsc::UnboundedReceiver<(u64, MediaNote)> {
+        self.notes_rx
+            .take()
+            .unwrap_or_else(|| mpsc::unbounded_channel().1)
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+            .saturating_add(self.offset)
+            .unwrap_or_else(|_| Timestamp::now())
+    }
+
+    /// Rebuilds the router's configuration (users, routing section, forwarding);
+    /// calls in progress keep their state.
+    pub(super) fn reconfigure(&mut self, users: &HashMap<String, UserRow>, routing: Routing) {
+        let list: Vec<OfficeUser> = users
+            .values()
+            .map(|u| OfficeUser {
+                extension: u.extension.clone(),
+                number: u.number.clone(),
+            })
+            .collect();
+        let cfg = routing.to_config(&list, &self.forwarding);
+        self.routing = routing;
+        let old = std::mem::replace(&mut self.router, Router::new(cfg, StdRng::from_os_rng()));
+        if old.active_calls() > 0 {
+            debug!("routing reconfigured with calls in progress; they end on the new rules");
+        }
+        self.prompt_cache.clear();
+    }
+
+    fn prompt(&mut self, name: &str, language: &str) -> Arc<Prompt> {
+        let key = (language.to_owned(), name.to_owned());
+        if let Some(p) = self.prompt_cache.get(&key) {
+            return p.clone();
+        }
+        // An uploaded prompt replaces the shipped one; English is the fallback.
+        let candidates = [
+            self.data
+                .join("prompts")
+                .join(language)
+                .join(format!("{name}.wav")),
+            self.prompts_dir.join(language).join(format!("{name}.wav")),
+            self.prompts_dir.join("en").join(format!("{name}.wav")),
+            self.prompts_dir.join(format!("{name}.wav")),
+        ];
+        let p = candidates
+            .iter()
+            .find_map(|path| {
+                let f = std::fs::File::open(path).ok()?;
+                match Prompt::from_wav(std::io::BufReader::new(f), crate::media_server::RATE) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        warn!("prompt {}: {e}", path.display());
+                        None
+                    }
+                }
+            })
+            .unwrap_or_else(|| {
+                warn!("prompt {name} ({language}) not found; playing silence");
+                Prompt::from_samples(vec![0; 4000], crate::media_server::RATE)
+            });
+        let p = Arc::new(p);
+        self.prompt_cache.insert(key, p.clone());
+        p
+    }
+
+    fn voicemail_dir(&self) -> PathBuf {
+        self.data.join("voicemail")
+    }
+}
+
+/// What a dialled number reaches when it is a flow call.
+enum Kind {
+    Flow(String),
+    Direct(String),
+    Feature(String),
+    Access,
+    Echo,
+    Deposit(String),
+}
+
+fn is_empty_forwarding(f: &Forwarding) -> bool {
+    f.unconditional.is_none() && f.busy.is_none() && f.no_answer.is_none() && f.timed.is_none()
+}
+
+/// `#` and other characters outside the SIP URI user grammar, escaped (RFC 3261 §25.1).
+fn escape_user(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '#' => "%23".to_owned(),
+            ' ' => "%20".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+impl Engine {
+    /// Loads the routing section and forwarding into the router (at start and after
+    /// an office import or an API change).
+    pub(super) fn flow_reload(&mut self) {
+        let routing = match self.db.get().routing() {
+            Ok(r) => r.unwrap_or_default(),
+            Err(e) => {
+                warn!("cannot read the routing section: {e}");
+                return;
+            }
+        };
+        self.flows.reconfigure(&self.users, routing);
+    }
+
+    /// Hook from `invite`: takes the call if the dialled number is a flow call.
+    /// `caller` is the authenticated user (`None` from a trunk). Returns whether
+    /// the INVITE was handled.
+    pub(super) async fn flow_invite(
+        &mut self,
+        tx: TxKey,
+        req: &Request,
+        from: Peer,
+        caller: Option<&UserRow>,
+    ) -> bool {
+        let dialed = dialled(&uri_user(&req.uri).unwrap_or_default());
+        let to_user = req
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| uri_user(&t.uri))
+            .map(|u| dialled(&u))
+            .unwrap_or_default();
+        let routing = &self.flows.routing;
+        let cfg = self.flows.router.config();
+        let internal = caller.is_some();
+        let kind = if internal && (dialed.starts_with('*') || dialed.starts_with('#')) {
+            Kind::Feature(dialed.clone())
+        } else if internal && routing.voicemail_number.as_deref() == Some(dialed.as_str()) {
+            Kind::Access
+        } else if routing.echo_number.as_deref() == Some(dialed.as_str()) {
+            Kind::Echo
+        } else if let Some(n) = [&dialed, &to_user]
+            .into_iter()
+            .find(|n| !n.is_empty() && cfg.flow_for(n).is_some())
+        {
+            Kind::Flow(n.clone())
+        } else if let Some(m) = routing
+            .mailboxes
+            .iter()
+            .find(|m| m.number.as_deref() == Some(dialed.as_str()))
+        {
+            Kind::Deposit(m.name.clone())
+        } else if let Some(ext) = self.user_for(&dialed)
+            && self
+                .flows
+                .forwarding
+                .get(&ext)
+                .is_some_and(|f| !is_empty_forwarding(f))
+            && caller.is_none_or(|c| c.extension != ext)
+        {
+            Kind::Direct(ext)
+        } else {
+            return false;
+        };
+        if !has_sdp(&req.headers, &req.body) {
+            // The engine answers these calls itself and needs the caller's offer.
+            self.reply(tx, req, 488).await;
+            return true;
+        }
+        let caller_party = match caller {
+            Some(u) => u.extension.clone(),
+            None => req
+                .headers
+                .from()
+                .ok()
+                .and_then(|f| uri_user(&f.uri))
+                .unwrap_or_else(|| "anonymous".into()),
+        };
+        let callee = match &kind {
+            Kind::Flow(n) | Kind::Direct(n) | Kind::Feature(n) => n.clone(),
+            Kind::Deposit(b) => b.clone(),
+            Kind::Access | Kind::Echo => dialed.clone(),
+        };
+        let direction = if internal { "internal" } else { "inbound" };
+        let Some(call_id) = self
+            .flow_new_call(tx, req, from, &caller_party, &callee, direction)
+            .await
+        else {
+            return true;
+        };
+        match kind {
+            Kind::Flow(n) | Kind::Direct(n) => {
+                self.flow_route(
+                    call_id,
+                    Event::CallArrived {
+                        call: call_id,
+                        dialed: n,
+                        caller: caller_party,
+                    },
+                )
+                .await
+            }
+            Kind::Feature(code) => self.flow_feature(call_id, &caller_party, &code).await,
+            Kind::Access => {
+                if self.flow_answer(call_id).await {
+                    let mailbox = caller_party.clone();
+                    self.flow_play(
+                        call_id,
+                        &["vm_pin"],
+                        Mode::AccessPin {
+                            mailbox,
+                            digits: String::new(),
+                        },
+                    );
+                }
+            }
+            Kind::Echo => {
+                if self.flow_answer(call_id).await {
+                    self.flow_play(call_id, &["echo"], Mode::Echo);
+                }
+            }
+            Kind::Deposit(b) => {
+                self.flow_deposit(call_id, b, Greeting::Standard).await;
+            }
+        }
+        true
+    }
+
+    /// Creates the engine's call (relay, record, A leg) for a flow call; answers the
+    /// INVITE itself on failure.
+    async fn flow_new_call(
+        &mut self,
+        tx: TxKey,
+        req: &Request,
+        from: Peer,
+        caller_party: &str,
+        callee: &str,
+        direction: &str,
+    ) -> Option<CallId> {
+        let relay = match Relay::start(self.media_ip).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("no media relay: {e}");
+                self.reply(tx, req, 503).await;
+                return None;
+            }
+        };
+        let now = unix_now();
+        let started = self
+            .db
+            .get()
+            .start_call(caller_party, callee, direction, now);
+        let record = match started {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("cannot record a call: {e}");
+                self.reply(tx, req, 500).await;
+                return None;
+            }
+        };
+        match rewrite_sdp(&req.body, relay.local(Side::B)) {
+            Some((_, remote)) => relay.set_remote(Side::A, remote),
+            None => {
+                self.reply(tx, req, 400).await;
+                let _ = self.db.get().end_call(record, "failed", now);
+                return None;
+            }
+        }
+        let call_id = self.new_id();
+        let a_leg = self.new_id();
+        let a_tag = self.tag_for(req);
+        let a_record = self
+            .db
+            .get()
+            .add_leg(record, "a", caller_party, &req.uri.to_string(), now)
+            .unwrap_or(0);
+        let sip_call_id = req
+            .headers
+            .call_id()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        self.dialogs.insert((sip_call_id, a_tag.clone()), a_leg);
+        self.invite_txs.insert(tx, a_leg);
+        self.legs.insert(
+            a_leg,
+            Leg {
+                call: call_id,
+                side: Side::A,
+                invite: req.clone(),
+                invite_tx: Some(tx),
+                local_tag: a_tag,
+                dialog: None,
+                target: Target::new(from.transport, from.addr),
+                state: LegState::Calling,
+                record: a_record,
+                party: caller_party.to_owned(),
+                sdp: Some(req.body.clone()),
+            },
+        );
+        self.calls.insert(
+            call_id,
+            Call {
+                record,
+                a: a_leg,
+                forks: Vec::new(),
+                answered: None,
+                relay,
+                caller: caller_party.to_owned(),
+                callee: callee.to_owned(),
+                failures: Vec::new(),
+                transfer: None,
+            },
+        );
+        let language = self.flows.routing.language.clone();
+        self.flows.calls.insert(
+            call_id,
+            FlowCall {
+                record,
+                caller: caller_party.to_owned(),
+                media: None,
+                answer: None,
+                mode: Mode::Router,
+                display: vaxel_routing::caller_display(caller_party, None),
+                hidden: false,
+                language,
+            },
+        );
+        self.emit(EngineEvent::Call {
+            call: record,
+            caller: caller_party.to_owned(),
+            callee: callee.to_owned(),
+            state: "ringing".into(),
+        });
+        Some(call_id)
+    }
+
+    /// Answers the caller with the engine's own media (G.711, telephone-event) and
+    /// starts the media session. Returns false (and ends the call) when the caller's
+    /// offer has no common codec.
+    async fn flow_answer(&mut self, call_id: CallId) -> bool {
+        if self
+            .flows
+            .calls
+            .get(&call_id)
+            .is_some_and(|f| f.media.is_some())
+        {
+            return true;
+        }
+        let Some(call) = self.calls.get(&call_id) else {
+            return false;
+        };
+        let a_id = call.a;
+        let local = call.relay.local(Side::A);
+        let Some(a) = self.legs.get(&a_id) else {
+            return false;
+        };
+        let Some(a_tx) = a.invite_tx else {
+            return false;
+        };
+        let policy = vaxel_media::sdp::MediaPolicy {
+            codecs: vec![vaxel_media::CodecKind::Pcma, vaxel_media::CodecKind::Pcmu],
+            ptime_ms: 20,
+            telephone_event: true,
+            srtp: vaxel_media::sdp::SrtpPolicy::Disabled,
+            rtcp_mux: false,
+        };
+        let mut oa = vaxel_media::sdp::OfferAnswer::new(policy, local, &mut rand::rng());
+        let negotiated = vaxel_media::sdp::parse(&a.invite.body)
+            .map_err(|e| e.to_string())
+            .and_then(|offer| oa.handle_offer(&offer).map_err(|e| e.to_string()));
+        let (answer, neg) = match negotiated {
+            Ok(x) => x,
+            Err(e) => {
+                debug!("flow call: cannot answer the caller's offer: {e}");
+                self.fail_call(call_id, 488).await;
+                return false;
+            }
+        };
+        let answer = answer.to_string();
+        let format = MediaFormat {
+            alaw: neg.codec == vaxel_media::CodecKind::Pcma,
+            pt: neg.send_pt,
+            te_pt: neg.telephone_event.map(|t| t.recv_pt),
+        };
+        let mut ok = Response::from_request(&a.invite, StatusCode::OK);
+        let _ = ok.set_to_tag(&a.local_tag);
+        ok.headers.push(
+            HeaderName::Contact,
+            format!(
+                "<{}>",
+                self.sip.contact_uri("vaxel", a.target.peer.transport)
+            ),
+        );
+        ok.headers.push(HeaderName::Allow, ALLOW);
+        set_response_body(&mut ok, &sdp_type(), Bytes::from(answer.clone()));
+        let dialog = Dialog::from_uas(&a.invite, &ok).ok();
+        let (tap_tx, tap_rx) = mpsc::unbounded_channel();
+        let session = MediaSession::start(
+            call_id,
+            tap_rx,
+            call.relay.a_socket(),
+            neg.remote_rtp,
+            format,
+            self.flows.notes_tx.clone(),
+        );
+        call.relay.tap(Some(tap_tx));
+        if let Some(a) = self.legs.get_mut(&a_id) {
+            a.dialog = dialog;
+            a.state = LegState::Confirmed;
+            // Answered: the ordinary paths must not answer this INVITE again.
+            a.invite_tx = None;
+        }
+        self.respond(a_tx, ok).await;
+        if let Some(f) = self.flows.calls.get_mut(&call_id) {
+            f.media = Some(session);
+            f.answer = Some(answer);
+        }
+        true
+    }
+
+    fn flow_play(&mut self, call_id: CallId, names: &[&str], mode: Mode) {
+        let lang = self
+            .flows
+            .calls
+            .get(&call_id)
+            .map(|f| f.language.clone())
+            .unwrap_or_else(|| self.flows.routing.language.clone());
+        let prompts: Vec<Arc<Prompt>> = names
+            .iter()
+            .map(|n| {
+                if *n == "beep" {
+                    beep()
+                } else {
+                    self.flows.prompt(n, &lang)
+                }
+            })
+            .collect();
+        if let Some(f) = self.flows.calls.get_mut(&call_id) {
+            f.mode = mode;
+            if let Some(m) = &f.media {
+                m.send(MediaCmd::Play {
+                    prompts,
+                    looped: false,
+                });
+            }
+        }
+    }
+
+    /// Feeds the router and carries out what it decides, until it has nothing more.
+    async fn flow_route(&mut self, _call_id: CallId, first: Event) {
+        let mut events = VecDeque::from([first]);
+        while let Some(ev) = events.pop_front() {
+            let now = self.flows.now();
+            let actions = self.flows.router.handle(now, ev);
+            for a in actions {
+                self.flow_do(a, &mut events).await;
+            }
+        }
+    }
+
+    async fn flow_do(&mut self, action: Action, events: &mut VecDeque<Event>) {
+        debug!("flow: {action:?}");
+        match action {
+            Action::Ring {
+                call,
+                legs,
+                display,
+            } => {
+                if let Some(f) = self.flows.calls.get_mut(&call) {
+                    f.display = display.clone();
+                }
+                // While members ring, a caller the engine answered hears music.
+                let music = self.flows.prompt("music", "");
+                if let Some(m) = self.flows.calls.get(&call).and_then(|f| f.media.as_ref()) {
+                    m.send(MediaCmd::Play {
+                        prompts: vec![music],
+                        looped: true,
+                    });
+                }
+                for l in legs {
+                    let rung = self.flow_ring(call, &l.user, Some(l.leg), None).await;
+                    if rung == 0 {
+                        events.push_back(Event::LegFailed {
+                            call,
+                            leg: l.leg,
+                            reason: LegFailure::Unreachable,
+                        });
+                    }
+                }
+            }
+            Action::CancelLegs { legs, .. } => {
+                for r in legs {
+                    for leg in self.flows.rlegs.remove(&r).unwrap_or_default() {
+                        self.flows.legs.remove(&leg);
+                        if self
+                            .legs
+                            .get(&leg)
+                            .is_some_and(|l| l.state != LegState::Ended)
+                        {
+                            self.cancel_leg(leg, "cancelled by the hunt group").await;
+                        }
+                    }
+                }
+            }
+            Action::Bridge { call, .. } => self.flow_bridge(call),
+            Action::PlayPrompt {
+                call,
+                prompt,
+                language,
+            } => {
+                if self.flow_answer(call).await {
+                    let p = self.flows.prompt(&prompt, &language);
+                    if let Some(f) = self.flows.calls.get_mut(&call) {
+                        f.mode = Mode::Router;
+                        if let Some(m) = &f.media {
+                            m.send(MediaCmd::Play {
+                                prompts: vec![p],
+                                looped: false,
+                            });
+                        }
+                    }
+                }
+            }
+            Action::CollectDigits { call, .. } => {
+                self.flow_answer(call).await;
+            }
+            Action::StartTimer { call, timer, at } => self.flows.timers.push((at, call, timer)),
+            Action::SendToVoicemail {
+                call,
+                mailbox,
+                greeting,
+            } => {
+                let name = match mailbox {
+                    MailboxRef::Personal(u) => u,
+                    MailboxRef::Shared(s) => s,
+                };
+                self.flow_deposit(call, name, greeting).await;
+            }
+            Action::Forward { call, target } => self.flow_forward(call, target).await,
+            Action::Queue { call, .. } => {
+                // Queues come later: the caller hears the placeholder and is let go.
+                if self.flow_answer(call).await {
+                    self.flow_play(call, &["queue", "no_answer"], Mode::PromptThenBye);
+                }
+            }
+            Action::Hangup { call } => self.flow_hangup(call).await,
+            Action::RecordChoice {
+                call,
+                menu,
+                digit,
+                valid,
+            } => {
+                if let Some(f) = self.flows.calls.get(&call) {
+                    let c = IvrChoice {
+                        call: f.record,
+                        menu,
+                        digit: digit.to_string(),
+                        valid,
+                    };
+                    if let Err(e) = self.db.get().add_ivr_choice(&c, unix_now()) {
+                        warn!("cannot record an IVR choice: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rings every device of `ext` for `call`; returns how many legs were sent.
+    async fn flow_ring(
+        &mut self,
+        call_id: CallId,
+        ext: &str,
+        rleg: Option<RLeg>,
+        diversion: Option<(&str, &str)>,
+    ) -> usize {
+        let Some(f) = self.flows.calls.get(&call_id) else {
+            return 0;
+        };
+        let (display, hidden, answer) = (f.display.clone(), f.hidden, f.answer.clone());
+        let Some(call) = self.calls.get(&call_id) else {
+            return 0;
+        };
+        let record = call.record;
+        let b_local = call.relay.local(Side::B);
+        let offer = match answer {
+            // The caller was answered by us: members get the format we agreed on.
+            Some(a) => rewrite_sdp(a.as_bytes(), b_local).map(|x| x.0),
+            None => self
+                .legs
+                .get(&call.a)
+                .and_then(|a| rewrite_sdp(&a.invite.body, b_local))
+                .map(|x| x.0),
+        };
+        let Some(offer) = offer else { return 0 };
+        let caller_name = self
+            .users
+            .get(&display.number)
+            .map(|u| u.name.clone())
+            .unwrap_or_default();
+        let shown_name = display.group_name.clone().unwrap_or(caller_name);
+        let targets: Vec<(Uri, Target)> = self
+            .bindings
+            .get(ext)
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|b| {
+                Some((
+                    Uri::parse(&b.contact.clone().into()).ok()?,
+                    binding_target(b)?,
+                ))
+            })
+            .collect();
+        let now = unix_now();
+        let mut sent = 0;
+        for (uri, target) in targets {
+            let leg = self.new_id();
+            let tag = token();
+            let cid = new_call_id(&mut rand::rng(), &self.realm);
+            let mut invite = Request::new(Method::Invite, uri.clone());
+            invite
+                .headers
+                .push_value(HeaderName::Via, &self.sip.via(target.peer.transport));
+            invite.headers.push(HeaderName::MaxForwards, "69");
+            let from_hdr = if hidden {
+                // RFC 3323 §4.1.1.3: the anonymous From.
+                format!("\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={tag}")
+            } else {
+                let from_uri = format!("sip:{}@{}", escape_user(&display.number), self.realm);
+                if shown_name.is_empty() {
+                    format!("<{from_uri}>;tag={tag}")
+                } else {
+                    format!("\"{}\" <{from_uri}>;tag={tag}", shown_name.replace('"', ""))
+                }
+            };
+            invite.headers.push(HeaderName::From, from_hdr);
+            invite
+                .headers
+                .push(HeaderName::To, format!("<sip:{ext}@{}>", self.realm));
+            invite.headers.push(HeaderName::CallId, cid.clone());
+            invite.headers.push(HeaderName::CSeq, "1 INVITE");
+            invite.headers.push(
+                HeaderName::Contact,
+                format!("<{}>", self.sip.contact_uri("vaxel", target.peer.transport)),
+            );
+            invite.headers.push(HeaderName::Allow, ALLOW);
+            if hidden {
+                invite
+                    .headers
+                    .push(HeaderName::new("Privacy").expect("a header name"), "id");
+            }
+            if let Some((orig, reason)) = diversion {
+                // RFC 5806 §4: who forwarded the call, and why.
+                invite.headers.push(
+                    HeaderName::new("Diversion").expect("a header name"),
+                    format!("<sip:{orig}@{}>;reason={reason};counter=1", self.realm),
+                );
+            }
+            invite.set_body(&sdp_type(), Bytes::from(offer.clone()));
+            let b_record = self
+                .db
+                .get()
+                .add_leg(record, "b", ext, &uri.to_string(), now)
+                .unwrap_or(0);
+            match self.sip.send_request(invite.clone(), target.clone()).await {
+                Ok(key) => {
+                    self.invite_txs.insert(key, leg);
+                    self.dialogs.insert((cid, tag.clone()), leg);
+                    self.legs.insert(
+                        leg,
+                        Leg {
+                            call: call_id,
+                            side: Side::B,
+                            invite,
+                            invite_tx: Some(key),
+                            local_tag: tag,
+                            dialog: None,
+                            target,
+                            state: LegState::Calling,
+                            record: b_record,
+                            party: ext.to_owned(),
+                            sdp: None,
+                        },
+                    );
+                    if let Some(c) = self.calls.get_mut(&call_id) {
+                        c.forks.push(leg);
+                    }
+                    self.flows.legs.insert(leg, (call_id, rleg));
+                    if let Some(r) = rleg {
+                        self.flows.rlegs.entry(r).or_default().push(leg);
+                    }
+                    sent += 1;
+                }
+                Err(e) => {
+                    debug!("cannot send INVITE: {e}");
+                    let _ = self.db.get().end_leg(b_record, "failed", now);
+                }
+            }
+        }
+        sent
+    }
+
+    fn flow_bridge(&mut self, call_id: CallId) {
+        if let Some(f) = self.flows.calls.get_mut(&call_id) {
+            f.media = None;
+            f.mode = Mode::Direct;
+        }
+        if let Some(c) = self.calls.get(&call_id) {
+            c.relay.tap(None);
+        }
+    }
+
+    /// Ends a flow call: BYE to a caller we answered, a final response otherwise.
+    async fn flow_hangup(&mut self, call_id: CallId) {
+        let forks = self
+            .calls
+            .get(&call_id)
+            .map(|c| c.forks.clone())
+            .unwrap_or_default();
+        for f in forks {
+            if self
+                .legs
+                .get(&f)
+                .is_some_and(|l| l.state != LegState::Ended)
+            {
+                self.cancel_leg(f, "call ended").await;
+            }
+        }
+        let Some(call) = self.calls.get(&call_id) else {
+            return;
+        };
+        let a = call.a;
+        let answered_by_us = self
+            .flows
+            .calls
+            .get(&call_id)
+            .is_some_and(|f| f.media.is_some() || f.answer.is_some());
+        if answered_by_us {
+            self.hang_up_leg(a).await;
+            self.end_call(call_id, "answered");
+        } else {
+            self.fail_call(call_id, 480).await;
+        }
+    }
+
+    async fn flow_forward(&mut self, call_id: CallId, target: FlowTarget) {
+        let Some(orig) = self.calls.get(&call_id).map(|c| c.callee.clone()) else {
+            return;
+        };
+        match target {
+            FlowTarget::Internal(user) => {
+                let reason = self
+                    .flows
+                    .forwarding
+                    .get(&orig)
+                    .map(|f| {
+                        if f.unconditional.is_some() {
+                            "unconditional"
+                        } else if f.busy.is_some() {
+                            "user-busy"
+                        } else {
+                            "no-answer"
+                        }
+                    })
+                    .unwrap_or("unconditional");
+                let caller = self
+                    .flows
+                    .calls
+                    .get(&call_id)
+                    .map(|f| f.caller.clone())
+                    .unwrap_or_default();
+                if let Some(f) = self.flows.calls.get_mut(&call_id) {
+                    f.mode = Mode::Direct;
+                    f.display = vaxel_routing::caller_display(&caller, None);
+                }
+                let ext = self.user_for(&user).unwrap_or(user);
+                info!("call {call_id}: {orig} forwarded to {ext} ({reason})");
+                if self
+                    .flow_ring(call_id, &ext, None, Some((&orig, reason)))
+                    .await
+                    == 0
+                {
+                    self.flow_hangup(call_id).await;
+                }
+            }
+            FlowTarget::External(n) => {
+                // External forwarding needs a trunk route from a flow call; not carried
+                // out yet: the caller is told and let go.
+                info!("call {call_id}: forward to external {n} is not supported yet");
+                if self.flow_answer(call_id).await {
+                    self.flow_play(call_id, &["not_active"], Mode::PromptThenBye);
+                }
+            }
+        }
+    }
+
+    /// Voicemail: greeting (closed, or the box's own upload, or the standard one),
+    /// "speak after the tone", the tone, then recording.
+    async fn flow_deposit(&mut self, call_id: CallId, mailbox: String, greeting: Greeting) {
+        if !self.flow_answer(call_id).await {
+            return;
+        }
+        let Some(f) = self.flows.calls.get(&call_id) else {
+            return;
+        };
+        let deposit = Deposit {
+            mailbox: mailbox.clone(),
+            caller: f.caller.clone(),
+            record: f.record,
+        };
+        let own = self
+            .flows
+            .voicemail_dir()
+            .join(&mailbox)
+            .join(match greeting {
+                Greeting::Closed => "greeting-closed.wav",
+                _ => "greeting.wav",
+            });
+        let mut names: Vec<&str> = Vec::new();
+        let mut prompts: Vec<Arc<Prompt>> = Vec::new();
+        let lang = f.language.clone();
+        match std::fs::File::open(&own)
+            .ok()
+            .and_then(|file| Prompt::from_wav(std::io::BufReader::new(file), 8000).ok())
+        {
+            Some(p) => prompts.push(Arc::new(p)),
+            None => names.push(match greeting {
+                Greeting::Closed => "vm_closed",
+                _ => "vm_greeting",
+            }),
+        }
+        for n in names {
+            prompts.push(self.flows.prompt(n, &lang));
+        }
+        prompts.push(self.flows.prompt("vm_after_tone", &lang));
+        prompts.push(beep());
+        if let Some(f) = self.flows.calls.get_mut(&call_id) {
+            f.mode = Mode::Greeting(deposit);
+            if let Some(m) = &f.media {
+                m.send(MediaCmd::Play {
+                    prompts,
+                    looped: false,
+                });
+            }
+        }
+    }
+
+    /// A note from a media session.
+    pub(super) async fn flow_note(&mut self, call_id: CallId, note: MediaNote) {
+        if let MediaNote::Recorded { path, secs } = note {
+            return self.flow_recorded(call_id, path, secs).await;
+        }
+        let Some(f) = self.flows.calls.get_mut(&call_id) else {
+            return;
+        };
+        match (&mut f.mode, note) {
+            (Mode::Router, MediaNote::PromptFinished) => {
+                self.flow_route(call_id, Event::PromptFinished { call: call_id })
+                    .await
+            }
+            (Mode::Router, MediaNote::Digit(d)) => {
+                self.flow_route(
+                    call_id,
+                    Event::DigitsReceived {
+                        call: call_id,
+                        digits: d.to_string(),
+                    },
+                )
+                .await
+            }
+            (Mode::Greeting(_), MediaNote::PromptFinished) => {
+                let Mode::Greeting(d) = std::mem::replace(&mut f.mode, Mode::Recording) else {
+                    return;
+                };
+                let max = self.flows.routing.mailbox(&d.mailbox).max_secs;
+                let dir = self.flows.data.join("voicemail").join(&d.mailbox);
+                if let Err(e) = std::fs::create_dir_all(&dir) {
+                    warn!("cannot create {}: {e}", dir.display());
+                }
+                let path = dir.join(format!("{}-{}.wav", unix_now(), d.record));
+                if let Some(m) = &f.media {
+                    m.send(MediaCmd::Record {
+                        path,
+                        max: Duration::from_secs(u64::from(max)),
+                    });
+                }
+                self.flows.deposits.insert(call_id, d);
+            }
+            (Mode::Recording, MediaNote::Digit('#')) => {
+                if let Some(m) = &f.media {
+                    m.send(MediaCmd::StopRecording);
+                }
+            }
+            (Mode::PromptThenBye, MediaNote::PromptFinished) => self.flow_hangup(call_id).await,
+            (Mode::Echo, MediaNote::PromptFinished) => {
+                if let Some(m) = &f.media {
+                    m.send(MediaCmd::Echo);
+                }
+            }
+            (Mode::AccessPin { mailbox, digits }, MediaNote::Digit(d)) => {
+                if d != '#' {
+                    digits.push(d);
+                    return;
+                }
+                // The PIN picks the box: the caller's own, or a shared box the caller
+                // is a member of.
+                let (me, entered) = (mailbox.clone(), std::mem::take(digits));
+                let r = &self.flows.routing;
+                let found = std::iter::once(r.mailbox(&me))
+                    .chain(
+                        r.mailboxes
+                            .iter()
+                            .filter(|m| m.members.contains(&me))
+                            .cloned(),
+                    )
+                    .find(|m| m.pin.as_deref() == Some(entered.as_str()));
+                let Some(mailbox) = found.map(|m| m.name) else {
+                    info!("voicemail of {me}: wrong PIN");
+                    self.flow_play(call_id, &["vm_wrong_pin"], Mode::PromptThenBye);
+                    return;
+                };
+                let messages = self.db.get().messages(&mailbox).unwrap_or_default();
+                self.flow_access_play(call_id, mailbox, messages, 0);
+            }
+            (Mode::AccessPlay { .. }, MediaNote::Digit(d)) => {
+                let lang = f.language.clone();
+                let Mode::AccessPlay {
+                    mailbox,
+                    mut messages,
+                    mut index,
+                } = std::mem::replace(&mut f.mode, Mode::Router)
+                else {
+                    return;
+                };
+                match d {
+                    '2' => index += 1,
+                    '3' if index < messages.len() => {
+                        let m = messages.remove(index);
+                        self.flow_delete_message(&m);
+                        // "Deleted", then the message now at `index` (the next one);
+                        // the index is kept as MAX - index while "deleted" plays.
+                        let p = self.flows.prompt("vm_deleted", &lang);
+                        if let Some(f) = self.flows.calls.get_mut(&call_id)
+                            && let Some(media) = &f.media
+                        {
+                            media.send(MediaCmd::Play {
+                                prompts: vec![p],
+                                looped: false,
+                            });
+                            f.mode = Mode::AccessPlay {
+                                mailbox,
+                                messages,
+                                index: usize::MAX - index,
+                            };
+                        }
+                        return;
+                    }
+                    // 1 (or anything else): hear it again.
+                    _ => {}
+                }
+                self.flow_access_play(call_id, mailbox, messages, index);
+            }
+            (Mode::AccessPlay { .. }, MediaNote::PromptFinished) => {
+                // After "deleted" (index stored as MAX - next), play the next message.
+                if let Mode::AccessPlay {
+                    mailbox,
+                    messages,
+                    index,
+                } = &f.mode
+                    && *index > usize::MAX / 2
+                {
+                    let (mailbox, messages, next) =
+                        (mailbox.clone(), messages.clone(), usize::MAX - *index);
+                    self.flow_access_play(call_id, mailbox, messages, next);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Plays message `index` of the box followed by the menu, or "no more messages".
+    fn flow_access_play(
+        &mut self,
+        call_id: CallId,
+        mailbox: String,
+        messages: Vec<VmMessage>,
+        index: usize,
+    ) {
+        let Some(m) = messages.get(index).cloned() else {
+            self.flow_play(call_id, &["vm_no_messages"], Mode::PromptThenBye);
+            return;
+        };
+        let path = self.flows.voicemail_dir().join(&m.mailbox).join(&m.file);
+        let msg = std::fs::File::open(&path)
+            .ok()
+            .and_then(|f| Prompt::from_wav(std::io::BufReader::new(f), 8000).ok())
+            .unwrap_or_else(|| Prompt::from_samples(vec![0; 800], 8000));
+        let _ = self.db.get().mark_heard(m.id);
+        let lang = self
+            .flows
+            .calls
+            .get(&call_id)
+            .map(|f| f.language.clone())
+            .unwrap_or_default();
+        let menu = self.flows.prompt("vm_menu", &lang);
+        if let Some(f) = self.flows.calls.get_mut(&call_id) {
+            if let Some(media) = &f.media {
+                media.send(MediaCmd::Play {
+                    prompts: vec![Arc::new(msg), menu],
+                    looped: false,
+                });
+            }
+            f.mode = Mode::AccessPlay {
+                mailbox,
+                messages,
+                index,
+            };
+        }
+    }
+
+    fn flow_delete_message(&mut self, m: &VmMessage) {
+        let path = self.flows.voicemail_dir().join(&m.mailbox).join(&m.file);
+        let _ = std::fs::remove_file(path);
+        let _ = self.db.get().delete_message(m.id);
+    }
+
+    /// A recording ended: index it, e-mail it, thank the caller (if still there).
+    async fn flow_recorded(&mut self, call_id: CallId, path: PathBuf, secs: f64) {
+        let Some(d) = self.flows.deposits.remove(&call_id) else {
+            return;
+        };
+        if secs < 0.5 {
+            let _ = std::fs::remove_file(&path);
+            debug!("voicemail {}: empty message dropped", d.mailbox);
+        } else {
+            let file = path
+                .file_name()
+                .map(|f| f.to_string_lossy().to_string())
+                .unwrap_or_default();
+            match self.db.get().add_message(
+                &d.mailbox,
+                &d.caller,
+                Some(d.record),
+                &file,
+                secs,
+                unix_now(),
+            ) {
+                Ok(id) => info!(
+                    "voicemail {}: message {id} from {} ({secs:.1} s)",
+                    d.mailbox, d.caller
+                ),
+                Err(e) => warn!("cannot index a voicemail message: {e}"),
+            }
+            self.flow_mail(&d, &path, secs);
+        }
+        if self.flows.calls.contains_key(&call_id) {
+            self.flow_play(call_id, &["vm_saved", "goodbye"], Mode::PromptThenBye);
+        }
+    }
+
+    /// E-mails a new message with the WAV attached, in the background.
+    fn flow_mail(&mut self, d: &Deposit, path: &std::path::Path, secs: f64) {
+        let Some(smtp) = self.flows.routing.smtp.clone() else {
+            return;
+        };
+        let mut to = self.flows.routing.mailbox(&d.mailbox).email;
+        if to.is_empty()
+            && let Some(u) = self.users.get(&d.mailbox)
+            && !u.email.is_empty()
+        {
+            to.push(u.email.clone());
+        }
+        if to.is_empty() {
+            return;
+        }
+        let (mailbox, caller, path) = (d.mailbox.clone(), d.caller.clone(), path.to_owned());
+        tokio::spawn(async move {
+            match crate::mail::send_voicemail(&smtp, &to, &mailbox, &caller, secs, &path).await {
+                Ok(()) => info!("voicemail {mailbox}: e-mailed to {}", to.join(", ")),
+                Err(e) => warn!("voicemail {mailbox}: e-mail failed: {e}"),
+            }
+        });
+    }
+
+    /// Feature codes (R-309): each answered with a spoken confirmation or
+    /// "service not active".
+    async fn flow_feature(&mut self, call_id: CallId, user: &str, code: &str) {
+        let tz = jiff::tz::TimeZone::get(&self.flows.routing.time_zone)
+            .unwrap_or(jiff::tz::TimeZone::UTC);
+        let now = self.flows.now();
+        let parsed = feature::parse(code, Context::Dialing, now, &tz);
+        let mut fwd = self.flows.forwarding.get(user).cloned().unwrap_or_default();
+        let target = |n: &str| -> FlowTarget {
+            match self.user_for(n) {
+                Some(ext) => FlowTarget::Internal(ext),
+                None => FlowTarget::External(n.to_owned()),
+            }
+        };
+        let confirm: &str = match parsed {
+            Ok((FeatureCode::SetForward { kind, number }, _)) => {
+                let t = target(&number);
+                match kind {
+                    ForwardKind::Unconditional => fwd.unconditional = Some(t),
+                    ForwardKind::Busy => fwd.busy = Some(t),
+                    ForwardKind::NoAnswer => {
+                        fwd.no_answer = Some(NoAnswerForward {
+                            target: t,
+                            after_secs: 20,
+                        })
+                    }
+                }
+                self.flow_set_forwarding(user, fwd);
+                "activated"
+            }
+            Ok((FeatureCode::CancelForward { kind }, _)) => {
+                let was = match kind {
+                    ForwardKind::Unconditional => fwd.unconditional.take().is_some(),
+                    ForwardKind::Busy => fwd.busy.take().is_some(),
+                    ForwardKind::NoAnswer => fwd.no_answer.take().is_some(),
+                };
+                self.flow_set_forwarding(user, fwd);
+                if was { "deactivated" } else { "not_active" }
+            }
+            Ok((FeatureCode::ActivateProfile { .. }, _)) => {
+                // The minimal presence flag: out of group calls until #24#.
+                self.flows.excluded.insert(user.to_owned());
+                self.flow_member(user, false);
+                "activated"
+            }
+            Ok((FeatureCode::DeactivateProfile, _)) => {
+                let was = self.flows.excluded.remove(user);
+                self.flow_member(user, false);
+                if was { "deactivated" } else { "not_active" }
+            }
+            Ok((FeatureCode::Voicemail { number }, _)) => {
+                // *59*n: straight to n's voicemail.
+                match self.user_for(&number) {
+                    Some(ext) => {
+                        return self.flow_deposit(call_id, ext, Greeting::Standard).await;
+                    }
+                    None => "not_active",
+                }
+            }
+            Ok((FeatureCode::Bypass { number }, _))
+            | Ok((FeatureCode::HiddenNumber { number }, _)) => {
+                let hidden = code.starts_with("*31*");
+                let Some(ext) = self.user_for(&number) else {
+                    return self.flow_hangup(call_id).await;
+                };
+                if let Some(f) = self.flows.calls.get_mut(&call_id) {
+                    f.mode = Mode::Direct;
+                    f.hidden = hidden;
+                }
+                if self.flow_ring(call_id, &ext, None, None).await == 0 {
+                    self.fail_call(call_id, 480).await;
+                }
+                return;
+            }
+            Ok((FeatureCode::Pickup { number }, _)) => {
+                if self.flow_pickup(call_id, &number).await {
+                    return;
+                }
+                "not_active"
+            }
+            Ok(_) | Err(FeatureError::ServiceNotActive) => "not_active",
+            Err(e) => {
+                debug!("feature code {code:?} from {user}: {e}");
+                "not_active"
+            }
+        };
+        if self.flow_answer(call_id).await {
+            self.flow_play(call_id, &[confirm], Mode::PromptThenBye);
+        }
+    }
+
+    fn flow_set_forwarding(&mut self, user: &str, f: Forwarding) {
+        if let Err(e) = self.db.get().set_forwarding(user, &f) {
+            warn!("cannot store forwarding of {user}: {e}");
+        }
+        if is_empty_forwarding(&f) {
+            self.flows.forwarding.remove(user);
+        } else {
+            self.flows.forwarding.insert(user.to_owned(), f);
+        }
+        let routing = self.flows.routing.clone();
+        self.flows.reconfigure(&self.users, routing);
+    }
+
+    /// `*80*n`: takes the call ringing at `n` (any call with a ringing leg to n):
+    /// the ringing legs are cancelled and the picker's call takes the caller's place
+    /// as the answering leg. Not carried out yet: false (the picker hears "service
+    /// not active").
+    async fn flow_pickup(&mut self, _call_id: CallId, number: &str) -> bool {
+        debug!("pickup of {number}: not supported yet");
+        false
+    }
+
+    /// One-second tick: fires due router timers.
+    pub(super) async fn flow_tick(&mut self) {
+        let now = self.flows.now();
+        let due: Vec<(CallId, u64)> = self
+            .flows
+            .timers
+            .iter()
+            .filter(|(at, _, _)| *at <= now)
+            .map(|(_, c, t)| (*c, *t))
+            .collect();
+        self.flows.timers.retain(|(at, _, _)| *at > now);
+        for (call, timer) in due {
+            self.flow_route(call, Event::TimerFired { call, timer })
+                .await;
+        }
+    }
+
+    /// Hook from `b_answered` before the answer is taken: false when this leg was
+    /// already given up by the flow (its 2xx crossed our CANCEL).
+    pub(super) fn flow_may_answer(&self, call_id: CallId, leg_id: LegId) -> bool {
+        if !self.flows.calls.contains_key(&call_id) {
+            return true;
+        }
+        self.flows.legs.contains_key(&leg_id)
+    }
+
+    /// Hook from `b_answered` once a leg won: tells the router, bridges. Returns true
+    /// when the caller was already answered by the engine (nothing more to send).
+    pub(super) async fn flow_answered(&mut self, call_id: CallId, leg_id: LegId) -> bool {
+        let Some(f) = self.flows.calls.get(&call_id) else {
+            return false;
+        };
+        let by_us = f.answer.is_some();
+        let record = f.record;
+        if let Some((_, Some(r))) = self.flows.legs.get(&leg_id).copied() {
+            for l in self.flows.rlegs.remove(&r).unwrap_or_default() {
+                self.flows.legs.remove(&l);
+            }
+            self.flow_route(
+                call_id,
+                Event::LegAnswered {
+                    call: call_id,
+                    leg: r,
+                },
+            )
+            .await;
+        }
+        self.flows.legs.remove(&leg_id);
+        self.flow_bridge(call_id);
+        if let Some(user) = self.legs.get(&leg_id).map(|l| l.party.clone()) {
+            self.flow_member(&user, true);
+        }
+        if by_us && let Some(c) = self.calls.get(&call_id) {
+            self.emit(EngineEvent::Call {
+                call: record,
+                caller: c.caller.clone(),
+                callee: c.callee.clone(),
+                state: "answered".into(),
+            });
+        }
+        by_us
+    }
+
+    /// Hook from `b_failed`: a flow call's leg failed. Returns whether it was one.
+    pub(super) async fn flow_leg_failed(
+        &mut self,
+        call_id: CallId,
+        leg_id: LegId,
+        code: u16,
+    ) -> bool {
+        if !self.flows.calls.contains_key(&call_id) {
+            return false;
+        }
+        if let Some(c) = self.calls.get_mut(&call_id) {
+            c.forks.retain(|l| *l != leg_id);
+        }
+        let Some((_, rleg)) = self.flows.legs.remove(&leg_id) else {
+            return true; // cancelled by the flow already
+        };
+        let reason = match code {
+            486 | 600 => LegFailure::Busy,
+            404 | 480 | 503 => LegFailure::Unreachable,
+            _ => LegFailure::NoAnswer,
+        };
+        match rleg {
+            Some(r) => {
+                let left = self.flows.rlegs.get_mut(&r).map(|v| {
+                    v.retain(|l| *l != leg_id);
+                    v.len()
+                });
+                if left == Some(0) {
+                    self.flows.rlegs.remove(&r);
+                    self.flow_route(
+                        call_id,
+                        Event::LegFailed {
+                            call: call_id,
+                            leg: r,
+                            reason,
+                        },
+                    )
+                    .await;
+                }
+            }
+            None => {
+                // A forward or bypass leg: when the last device gave up, so does the call.
+                let ringing = self
+                    .calls
+                    .get(&call_id)
+                    .is_some_and(|c| !c.forks.is_empty());
+                if !ringing {
+                    self.flow_hangup(call_id).await;
+                }
+            }
+        }
+        true
+    }
+
+    /// Hook from the caller's BYE (before the call ends): stops ringing members.
+    pub(super) async fn flow_caller_gone(&mut self, call_id: CallId) {
+        if !self.flows.calls.contains_key(&call_id) {
+            return;
+        }
+        let forks = self
+            .calls
+            .get(&call_id)
+            .map(|c| c.forks.clone())
+            .unwrap_or_default();
+        for f in forks {
+            if self
+                .legs
+                .get(&f)
+                .is_some_and(|l| l.state != LegState::Ended && l.state != LegState::Confirmed)
+            {
+                self.cancel_leg(f, "caller hung up").await;
+            }
+        }
+    }
+
+    /// Hook from `end_call`: forgets the flow state (a recording in progress is
+    /// finished by its media session and still saved).
+    pub(super) fn flow_ended(&mut self, call_id: CallId) {
+        if self.flows.calls.remove(&call_id).is_some() {
+            if let Some(user) = self
+                .calls
+                .get(&call_id)
+                .and_then(|c| c.answered)
+                .and_then(|l| self.legs.get(&l))
+                .map(|l| l.party.clone())
+            {
+                self.flow_member(&user, false);
+            }
+            let now = self.flows.now();
+            self.flows
+                .router
+                .handle(now, Event::CallerHungUp { call: call_id });
+            self.flows.timers.retain(|(_, c, _)| *c != call_id);
+            self.flows.legs.retain(|_, (c, _)| *c != call_id);
+        }
+    }
+
+    /// A member's call state for the hunt strategies: busy while on a group call,
+    /// idle since its end (longest idle first).
+    fn flow_member(&mut self, user: &str, busy: bool) {
+        let now = self.flows.now();
+        self.flows.router.handle(
+            now,
+            Event::MemberStateChanged {
+                user: user.to_owned(),
+                state: MemberState {
+                    busy,
+                    excluded: self.flows.excluded.contains(user),
+                    idle_since: (!busy).then_some(now),
+                },
+            },
+        );
+    }
+
+    /// Hook from in-dialog INFO on a caller the engine answered: DTMF by SIP INFO.
+    /// Returns whether it was taken.
+    pub(super) async fn flow_info(&mut self, tx: TxKey, req: &Request, call_id: CallId) -> bool {
+        if self
+            .flows
+            .calls
+            .get(&call_id)
+            .is_none_or(|f| f.media.is_none())
+        {
+            return false;
+        }
+        let ct = req
+            .headers
+            .content_type()
+            .ok()
+            .flatten()
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        let digit = crate::media_server::parse_info_dtmf(&ct, &req.body);
+        self.reply(tx, req, if digit.is_some() { 200 } else { 415 })
+            .await;
+        if let Some(d) = digit {
+            self.flow_note(call_id, MediaNote::Digit(d)).await;
+        }
+        true
+    }
+}
+
+/// Control-API side of call flows and voicemail; each call runs on the engine task.
+impl EngineHandle {
+    async fn flow<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Engine) -> Result<T, CommandError> + Send + 'static,
+    ) -> Result<T, CommandError> {
+        self.ask(|reply| {
+            Command::Flow(Box::new(move |e: &mut Engine| {
+                let _ = reply.send(f(e));
+            }))
+        })
+        .await
+    }
+
+    /// Whether `extension` may reach `mailbox`: its owner or a member of the shared
+    /// box (R-312).
+    pub async fn may_open_mailbox(
+        &self,
+        extension: &str,
+        mailbox: &str,
+    ) -> Result<bool, CommandError> {
+        let (x, m) = (extension.to_owned(), mailbox.to_owned());
+        self.flow(move |e| Ok(x == m || e.flows.routing.mailbox(&m).members.contains(&x)))
+            .await
+    }
+
+    /// A mailbox's messages, oldest first.
+    pub async fn voicemail(&self, mailbox: &str) -> Result<Vec<VmMessage>, CommandError> {
+        let m = mailbox.to_owned();
+        self.flow(move |e| Ok(e.db.get().messages(&m)?)).await
+    }
+
+    /// A message's WAV file, if it is in `mailbox`.
+    pub async fn voicemail_file(
+        &self,
+        mailbox: &str,
+        id: i64,
+    ) -> Result<Option<PathBuf>, CommandError> {
+        let m = mailbox.to_owned();
+        self.flow(move |e| {
+            Ok(e.db
+                .get()
+                .message(id)?
+                .filter(|msg| msg.mailbox == m)
+                .map(|msg| e.flows.voicemail_dir().join(&msg.mailbox).join(&msg.file)))
+        })
+        .await
+    }
+
+    /// Marks a message of `mailbox` heard; false if there is none.
+    pub async fn voicemail_heard(&self, mailbox: &str, id: i64) -> Result<bool, CommandError> {
+        let m = mailbox.to_owned();
+        self.flow(move |e| {
+            let ok = e.db.get().message(id)?.is_some_and(|msg| msg.mailbox == m);
+            Ok(ok && e.db.get().mark_heard(id)?)
+        })
+        .await
+    }
+
+    /// Deletes a message of `mailbox` (index and file); false if there is none.
+    pub async fn voicemail_delete(&self, mailbox: &str, id: i64) -> Result<bool, CommandError> {
+        let m = mailbox.to_owned();
+        self.flow(move |e| {
+            let msg = e.db.get().message(id)?.filter(|msg| msg.mailbox == m);
+            Ok(match msg {
+                Some(msg) => {
+                    e.flow_delete_message(&msg);
+                    true
+                }
+                None => false,
+            })
+        })
+        .await
+    }
+
+    /// The `[routing]` section in force.
+    pub async fn routing(&self) -> Result<Routing, CommandError> {
+        self.flow(|e| Ok(e.flows.routing.clone())).await
+    }
+
+    /// Adds or replaces version `version.version` of flow `name` (created with
+    /// `numbers` if new). The version is validated first; activating is separate.
+    pub async fn put_flow_version(
+        &self,
+        name: &str,
+        numbers: Option<Vec<String>>,
+        version: vaxel_routing::FlowVersion,
+    ) -> Result<(), CommandError> {
+        let name = name.to_owned();
+        self.flow(move |e| {
+            let mut r = e.flows.routing.clone();
+            let idx = match r.flows.iter().position(|f| f.name == name) {
+                Some(i) => i,
+                None => {
+                    let Some(numbers) = numbers.filter(|n| !n.is_empty()) else {
+                        return Err(CommandError::Invalid(format!(
+                            "flow {name} is new: give its main numbers"
+                        )));
+                    };
+                    r.flows.push(vaxel_routing::CallFlow {
+                        name: name.clone(),
+                        numbers,
+                        versions: Vec::new(),
+                        active: None,
+                    });
+                    r.flows.len() - 1
+                }
+            };
+            let users = e.office_users();
+            let cfg = r.to_config(&users, &e.flows.forwarding);
+            if let Err(errs) = vaxel_routing::validate(&cfg, &version) {
+                return Err(CommandError::Invalid(format!(
+                    "flow {name} version {}: {}",
+                    version.version, errs[0]
+                )));
+            }
+            let f = &mut r.flows[idx];
+            f.versions.retain(|v| v.version != version.version);
+            f.versions.push(version);
+            f.versions.sort_by_key(|v| v.version);
+            e.flow_store(r)
+        })
+        .await
+    }
+
+    /// Makes `version` of flow `name` the active one (validated again).
+    pub async fn activate_flow(&self, name: &str, version: u32) -> Result<(), CommandError> {
+        let name = name.to_owned();
+        self.flow(move |e| {
+            let mut r = e.flows.routing.clone();
+            let users = e.office_users();
+            let mut cfg = r.to_config(&users, &e.flows.forwarding);
+            cfg.activate(&name, version).map_err(|err| {
+                CommandError::Invalid(match err {
+                    vaxel_routing::flow::ActivateError::NotFound => {
+                        format!("flow {name} has no version {version}")
+                    }
+                    vaxel_routing::flow::ActivateError::Invalid(errs) => {
+                        format!("flow {name} version {version}: {}", errs[0])
+                    }
+                })
+            })?;
+            if let Some(f) = r.flows.iter_mut().find(|f| f.name == name) {
+                f.active = Some(version);
+            }
+            e.flow_store(r)
+        })
+        .await
+    }
+
+    /// The IVR keys pressed in a call (by call record id).
+    pub async fn ivr_choices(&self, call: i64) -> Result<Vec<IvrChoice>, CommandError> {
+        self.flow(move |e| Ok(e.db.get().ivr_choices(call)?)).await
+    }
+
+    /// A user's forwarding settings.
+    pub async fn forwarding(&self, extension: &str) -> Result<Forwarding, CommandError> {
+        let x = extension.to_owned();
+        self.flow(move |e| Ok(e.flows.forwarding.get(&x).cloned().unwrap_or_default()))
+            .await
+    }
+}
+
+impl Engine {
+    fn office_users(&self) -> Vec<OfficeUser> {
+        self.users
+            .values()
+            .map(|u| OfficeUser {
+                extension: u.extension.clone(),
+                number: u.number.clone(),
+            })
+            .collect()
+    }
+
+    /// Stores a changed routing section and applies it.
+    fn flow_store(&mut self, r: Routing) -> Result<(), CommandError> {
+        self.db.get().set_routing(&r)?;
+        self.flows.reconfigure(&self.users, r);
+        Ok(())
+    }
+}

@@ -1,0 +1,406 @@
+//! The engine's media server: when the engine answers a caller itself (a main
+//! number's prompts and menus, voicemail, feature-code confirmations) one
+//! [`MediaSession`] task per call plays prompts and music on hold, collects DTMF
+//! and records, over the caller's side of the call's [`crate::relay::Relay`].
+//!
+//! Audio is G.711 (µ-law or A-law, RFC 3551 §4.5.14) at 8 kHz in 20 ms packets.
+//! Digits come from RFC 4733 `telephone-event` packets and, for callers who send
+//! tones in the audio, from an in-band Goertzel detector (ITU-T Q.24 checks, in
+//! `vaxel-media`); SIP INFO digits are parsed by the engine ([`parse_info_dtmf`]).
+//! The in-band detector is switched off once the caller sent an RFC 4733 event, so a
+//! phone that sends both does not give every key twice.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use vaxel_media::codec::g711::{alaw_to_linear, linear_to_alaw, linear_to_ulaw, ulaw_to_linear};
+use vaxel_media::dtmf::{DtmfDetector, DtmfNotice, DtmfReceiver};
+use vaxel_media::wav::{Prompt, PromptPlayer, WavRecorder};
+
+use crate::relay::Tapped;
+
+/// Samples per second of everything the media server plays and records.
+pub const RATE: u32 = 8000;
+/// Samples per 20 ms packet.
+const FRAME: usize = 160;
+
+/// G.711 variant and payload types negotiated with the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaFormat {
+    /// A-law (PCMA, payload type 8) when true, µ-law (PCMU, 0) otherwise.
+    pub alaw: bool,
+    /// The audio payload type we send.
+    pub pt: u8,
+    /// The caller's `telephone-event` payload type (RFC 4733 §7.1.1), if offered.
+    pub te_pt: Option<u8>,
+}
+
+/// What the engine asks a session to do.
+#[derive(Debug)]
+pub enum MediaCmd {
+    /// Play these prompts one after the other (replacing what plays); with `looped`
+    /// (music on hold) forever, else [`MediaNote::PromptFinished`] at the end.
+    Play {
+        /// The prompts.
+        prompts: Vec<Arc<Prompt>>,
+        /// Repeat forever.
+        looped: bool,
+    },
+    /// Stop playing (silence).
+    Stop,
+    /// Record what the caller says to `path` (WAV, 8 kHz mono 16-bit) for at most
+    /// `max`; [`MediaNote::Recorded`] when it stops.
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// Longest message.
+        max: Duration,
+    },
+    /// Stop recording now.
+    StopRecording,
+    /// Play what the caller says back to them (echo test).
+    Echo,
+}
+
+/// What a session tells the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaNote {
+    /// The prompts of the last [`MediaCmd::Play`] have played to the end.
+    PromptFinished,
+    /// The caller pressed a key.
+    Digit(char),
+    /// A recording ended (length in seconds); also sent when the session ends while
+    /// recording (the caller hung up).
+    Recorded {
+        /// The file written.
+        path: PathBuf,
+        /// Its length.
+        secs: f64,
+    },
+}
+
+/// A running session; dropping it ends the task (a recording in progress is
+/// finished and reported first).
+#[derive(Debug)]
+pub struct MediaSession {
+    cmd: mpsc::UnboundedSender<MediaCmd>,
+}
+
+impl MediaSession {
+    /// Starts serving the caller: packets arrive on `tap`, go out of `socket` to the
+    /// address they come from (or `remote` from the SDP until the first packet).
+    pub fn start(
+        call: u64,
+        tap: mpsc::UnboundedReceiver<Tapped>,
+        socket: Arc<UdpSocket>,
+        remote: Option<SocketAddr>,
+        format: MediaFormat,
+        notes: mpsc::UnboundedSender<(u64, MediaNote)>,
+    ) -> MediaSession {
+        let (cmd, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(call, tap, socket, remote, format, rx, notes));
+        MediaSession { cmd }
+    }
+
+    /// Sends a command (ignored once the session ended).
+    pub fn send(&self, c: MediaCmd) {
+        let _ = self.cmd.send(c);
+    }
+}
+
+/// A 1 kHz beep of 400 ms, the "speak after the tone" signal.
+pub fn beep() -> Arc<Prompt> {
+    let n = RATE as usize * 2 / 5;
+    let s = (0..n)
+        .map(|i| {
+            let t = i as f64 / f64::from(RATE);
+            ((t * 1000.0 * std::f64::consts::TAU).sin() * 9000.0) as i16
+        })
+        .collect();
+    Arc::new(Prompt::from_samples(s, RATE))
+}
+
+struct Rtp {
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    first: bool,
+}
+
+impl Rtp {
+    fn packet(&mut self, pt: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = Vec::with_capacity(12 + payload.len());
+        p.push(0x80);
+        p.push(pt | if self.first { 0x80 } else { 0 });
+        p.extend_from_slice(&self.seq.to_be_bytes());
+        p.extend_from_slice(&self.ts.to_be_bytes());
+        p.extend_from_slice(&self.ssrc.to_be_bytes());
+        p.extend_from_slice(payload);
+        self.first = false;
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(FRAME as u32);
+        p
+    }
+}
+
+/// An RTP packet's payload type, timestamp and payload (RFC 3550 §5.1), or `None`
+/// for RTCP and anything malformed.
+pub fn parse_rtp(b: &[u8]) -> Option<(u8, u32, &[u8])> {
+    if b.len() < 12 || b[0] >> 6 != 2 {
+        return None;
+    }
+    let pt = b[1] & 0x7f;
+    if (72..=79).contains(&pt) {
+        return None; // RTCP multiplexed on the RTP port (RFC 5761 §4)
+    }
+    let cc = usize::from(b[0] & 0x0f);
+    let mut off = 12 + 4 * cc;
+    if b[0] & 0x10 != 0 {
+        let h = b.get(off..off + 4)?;
+        off += 4 + 4 * usize::from(u16::from_be_bytes([h[2], h[3]]));
+    }
+    let mut end = b.len();
+    if b[0] & 0x20 != 0 {
+        end = end.checked_sub(usize::from(*b.last()?))?;
+    }
+    let ts = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+    Some((pt, ts, b.get(off..end)?))
+}
+
+/// The key of a SIP INFO DTMF body: `application/dtmf-relay` (`Signal=5`) or
+/// `application/dtmf` (just the key), as phones send them.
+pub fn parse_info_dtmf(content_type: &str, body: &[u8]) -> Option<char> {
+    let text = std::str::from_utf8(body).ok()?;
+    let ct = content_type.to_ascii_lowercase();
+    let raw = if ct.contains("dtmf-relay") {
+        text.lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                k.trim().eq_ignore_ascii_case("signal").then(|| v.trim())
+            })?
+            .to_owned()
+    } else if ct.contains("application/dtmf") {
+        text.trim().to_owned()
+    } else {
+        return None;
+    };
+    let key = match raw.as_str() {
+        "10" => '*',
+        "11" => '#',
+        s => s.chars().next()?,
+    };
+    matches!(key, '0'..='9' | '*' | '#' | 'A'..='D').then_some(key)
+}
+
+struct Recording {
+    rec: WavRecorder<std::io::BufWriter<std::fs::File>>,
+    path: PathBuf,
+    samples: u64,
+    max: u64,
+}
+
+async fn run(
+    call: u64,
+    mut tap: mpsc::UnboundedReceiver<Tapped>,
+    socket: Arc<UdpSocket>,
+    mut remote: Option<SocketAddr>,
+    format: MediaFormat,
+    mut cmds: mpsc::UnboundedReceiver<MediaCmd>,
+    notes: mpsc::UnboundedSender<(u64, MediaNote)>,
+) {
+    let note = |n: MediaNote| {
+        let _ = notes.send((call, n));
+    };
+    let mut rtp = Rtp {
+        ssrc: rand::random(),
+        seq: rand::random(),
+        ts: rand::random(),
+        first: true,
+    };
+    let mut latched = false;
+    let mut queue: Vec<Arc<Prompt>> = Vec::new();
+    let mut player: Option<PromptPlayer> = None;
+    let mut looped = false;
+    let mut recording: Option<Recording> = None;
+    let mut echo: std::collections::VecDeque<i16> = Default::default();
+    let mut echoing = false;
+    let mut rfc4733 = DtmfReceiver::new(RATE);
+    let mut inband = DtmfDetector::new(RATE);
+    let mut saw_events = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut frame = [0i16; FRAME];
+    let mut pcm = Vec::with_capacity(FRAME);
+    let finish = |r: Recording| {
+        let secs = r.samples as f64 / f64::from(RATE);
+        let path = r.path.clone();
+        if let Err(e) = r.rec.finish() {
+            tracing::warn!("recording {}: {e}", path.display());
+        }
+        MediaNote::Recorded { path, secs }
+    };
+    loop {
+        tokio::select! {
+            c = cmds.recv() => match c {
+                None => break,
+                Some(MediaCmd::Play { prompts, looped: l }) => {
+                    echoing = false;
+                    looped = l;
+                    queue = prompts;
+                    queue.reverse();
+                    player = queue.pop().map(|p| PromptPlayer::new(p, l));
+                    if l {
+                        queue.clear();
+                    } else if player.is_none() {
+                        note(MediaNote::PromptFinished);
+                    }
+                }
+                Some(MediaCmd::Stop) => {
+                    player = None;
+                    queue.clear();
+                    echoing = false;
+                }
+                Some(MediaCmd::Echo) => {
+                    player = None;
+                    queue.clear();
+                    echoing = true;
+                }
+                Some(MediaCmd::Record { path, max }) => {
+                    if let Some(r) = recording.take() {
+                        note(finish(r));
+                    }
+                    match std::fs::File::create(&path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|f| WavRecorder::new(std::io::BufWriter::new(f), RATE).map_err(|e| e.to_string()))
+                    {
+                        Ok(rec) => recording = Some(Recording {
+                            rec,
+                            path,
+                            samples: 0,
+                            max: max.as_secs() * u64::from(RATE),
+                        }),
+                        Err(e) => {
+                            tracing::warn!("cannot record to {}: {e}", path.display());
+                            note(MediaNote::Recorded { path, secs: 0.0 });
+                        }
+                    }
+                }
+                Some(MediaCmd::StopRecording) => {
+                    if let Some(r) = recording.take() {
+                        note(finish(r));
+                    }
+                }
+            },
+            p = tap.recv() => {
+                let Some((bytes, from)) = p else { break };
+                if !latched {
+                    remote = Some(from);
+                    latched = true;
+                }
+                let Some((pt, ts, payload)) = parse_rtp(&bytes) else { continue };
+                if Some(pt) == format.te_pt {
+                    saw_events = true;
+                    let now = Instant::now();
+                    let _ = rfc4733.handle(now, ts, payload);
+                    while let Some(n) = rfc4733.poll(now) {
+                        if let DtmfNotice::Started(d) = n {
+                            note(MediaNote::Digit(d));
+                        }
+                    }
+                } else if pt == format.pt {
+                    pcm.clear();
+                    pcm.extend(payload.iter().map(|b| if format.alaw { alaw_to_linear(*b) } else { ulaw_to_linear(*b) }));
+                    if !saw_events {
+                        inband.process(&pcm);
+                        while let Some(d) = inband.poll() {
+                            note(MediaNote::Digit(d));
+                        }
+                    }
+                    if echoing {
+                        echo.extend(pcm.iter().copied());
+                    }
+                    if let Some(r) = recording.as_mut() {
+                        let _ = r.rec.write(&pcm);
+                        r.samples += pcm.len() as u64;
+                        if r.samples >= r.max
+                            && let Some(r) = recording.take()
+                        {
+                            note(finish(r));
+                        }
+                    }
+                }
+            },
+            _ = tick.tick() => {
+                frame.fill(0);
+                if echoing {
+                    for s in frame.iter_mut() {
+                        *s = echo.pop_front().unwrap_or(0);
+                    }
+                    // Keep the echo delay bounded (a burst of packets).
+                    while echo.len() > RATE as usize / 2 {
+                        echo.pop_front();
+                    }
+                }
+                let mut filled = 0;
+                while filled < FRAME {
+                    let Some(p) = player.as_mut() else { break };
+                    filled += p.read(&mut frame[filled..]);
+                    if p.is_finished() || filled < FRAME {
+                        player = queue.pop().map(|p| PromptPlayer::new(p, false));
+                        if player.is_none() {
+                            if !looped {
+                                note(MediaNote::PromptFinished);
+                            }
+                            break;
+                        }
+                    }
+                }
+                let payload: Vec<u8> = frame
+                    .iter()
+                    .map(|s| if format.alaw { linear_to_alaw(*s) } else { linear_to_ulaw(*s) })
+                    .collect();
+                if let Some(to) = remote {
+                    let _ = socket.send_to(&rtp.packet(format.pt, &payload), to).await;
+                }
+            }
+        }
+    }
+    if let Some(r) = recording.take() {
+        note(finish(r));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_bodies() {
+        assert_eq!(
+            parse_info_dtmf("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"),
+            Some('5')
+        );
+        assert_eq!(
+            parse_info_dtmf("application/dtmf-relay", b"Signal= 11\r\n"),
+            Some('#')
+        );
+        assert_eq!(parse_info_dtmf("application/dtmf", b"*"), Some('*'));
+        assert_eq!(parse_info_dtmf("text/plain", b"5"), None);
+        assert_eq!(parse_info_dtmf("application/dtmf", b"x"), None);
+    }
+
+    #[test]
+    fn rtp_header_with_csrc_extension_and_padding() {
+        let mut p = vec![0xb1, 0x08, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4];
+        p.extend_from_slice(&[9, 9, 9, 9]); // one CSRC
+        p.extend_from_slice(&[0xbe, 0xde, 0, 1, 7, 7, 7, 7]); // one-word extension
+        p.extend_from_slice(&[0xd5, 0xd5, 0, 2]); // payload + 2 bytes padding
+        let (pt, ts, payload) = parse_rtp(&p).unwrap();
+        assert_eq!((pt, ts, payload), (8, 160, &[0xd5, 0xd5][..]));
+        assert_eq!(parse_rtp(&[0x80, 200, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(parse_rtp(&[0x80]), None);
+    }
+}

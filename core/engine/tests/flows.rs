@@ -1,0 +1,1163 @@
+//! Call flows carried out by the engine, with real clients: SIPp places and answers
+//! the calls (digest, hunt-group members registered as SIPp UASes), and the test
+//! itself is the caller's RTP end (it records what the engine plays, decodes it, and
+//! sends RFC 4733 DTMF and audio). The engine's clock is moved with
+//! `--clock-offset-secs` so the office is open or closed. A small SMTP server in the
+//! test receives the voicemail e-mail.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use vaxel_media::codec::g711::{alaw_to_linear, linear_to_alaw};
+use vaxel_testkit::peers::skip_or_fail;
+
+/// Seconds to add to now to be on the next Wednesday at `hour`:00 UTC.
+fn offset_to(hour: i8) -> i64 {
+    let now = jiff::Timestamp::now();
+    let mut d = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    loop {
+        d = d.tomorrow().unwrap();
+        if d.weekday() == jiff::civil::Weekday::Wednesday {
+            break;
+        }
+    }
+    let t = d
+        .at(hour, 0, 0, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .unwrap()
+        .timestamp();
+    t.as_second() - now.as_second()
+}
+
+fn prompts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/prompts")
+}
+
+/// The office: users 4001…4004 (common), a main number 7000 with hours → welcome →
+/// menu (1 sales, 2 support, 0 operator), closed → closed prompt → the shared box;
+/// one number per hunt strategy (71xx straight to a group of 4002, 4003, 4004).
+fn flow_office(smtp_port: u16) -> String {
+    let mut groups = String::new();
+    let mut flows = String::new();
+    for (i, s) in [
+        "fixed",
+        "rotating",
+        "simultaneous",
+        "longest_idle",
+        "random",
+    ]
+    .iter()
+    .enumerate()
+    {
+        groups.push_str(&format!(
+            r#"
+[routing.groups.{s}]
+id = {id}
+name = "Group {s}"
+strategy = "{s}"
+members = [{{ user = "4002" }}, {{ user = "4003" }}, {{ user = "4004" }}]
+ring_secs = 4
+no_answer = {{ type = "prompt", prompt = "no_answer" }}
+"#,
+            id = 10 + i
+        ));
+        flows.push_str(&format!(
+            r#"
+[[routing.flows]]
+name = "{s}"
+numbers = ["710{i}"]
+active = 1
+[[routing.flows.versions]]
+version = 1
+start = "group"
+[routing.flows.versions.steps.group]
+type = "hunt_group"
+group = "{s}"
+"#
+        ));
+    }
+    office(&format!(
+        r#"
+[routing]
+time_zone = "UTC"
+language = "en"
+voicemail_number = "8000"
+echo_number = "8001"
+
+[[routing.schedules]]
+name = "office"
+time_zone = "UTC"
+week = {{ mon = ["08:00-17:00"], tue = ["08:00-17:00"], wed = ["08:00-17:00"], thu = ["08:00-17:00"], fri = ["08:00-17:00"] }}
+
+[[routing.schedule_sets]]
+name = "main"
+schedules = ["office"]
+active = "office"
+
+[routing.groups.sales]
+id = 1
+name = "Sales"
+strategy = "fixed"
+members = [{{ user = "4002" }}, {{ user = "4003" }}]
+ring_secs = 3
+no_answer = {{ type = "voicemail", mailbox = {{ shared = "office" }} }}
+
+[routing.groups.support]
+id = 2
+name = "Support"
+strategy = "simultaneous"
+members = [{{ user = "4004" }}]
+no_answer = {{ type = "voicemail", mailbox = {{ shared = "office" }} }}
+{groups}
+[[routing.mailboxes]]
+name = "office"
+members = ["4001"]
+pin = "1234"
+email = ["office@example.test"]
+max_secs = 30
+
+[[routing.mailboxes]]
+name = "4001"
+pin = "4321"
+
+[routing.smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+from = "vaxel@example.test"
+
+[[routing.flows]]
+name = "main"
+numbers = ["7000"]
+active = 1
+[[routing.flows.versions]]
+version = 1
+start = "hours"
+[routing.flows.versions.steps.hours]
+type = "check_hours"
+schedule_set = "main"
+open = "welcome"
+closed = "closed"
+[routing.flows.versions.steps.welcome]
+type = "play_prompt"
+prompt = "welcome"
+next = "menu"
+[routing.flows.versions.steps.menu]
+type = "menu"
+prompt = "menu"
+choices = {{ "1" = "sales", "2" = "support", "0" = "operator" }}
+timeout_secs = 6
+repeats = 2
+invalid_prompt = "invalid"
+[routing.flows.versions.steps.sales]
+type = "hunt_group"
+group = "sales"
+[routing.flows.versions.steps.support]
+type = "hunt_group"
+group = "support"
+[routing.flows.versions.steps.operator]
+type = "forward"
+target = {{ internal = "4001" }}
+[routing.flows.versions.steps.closed]
+type = "play_prompt"
+prompt = "closed"
+next = "closed_vm"
+[routing.flows.versions.steps.closed_vm]
+type = "voicemail"
+mailbox = {{ shared = "office" }}
+greeting = "closed"
+{flows}"#
+    ))
+}
+
+fn start_engine(dir: &Path, smtp_port: u16, open: bool) -> EngineProc {
+    let offset = offset_to(if open { 10 } else { 20 }).to_string();
+    let prompts = prompts_dir();
+    EngineProc::start_with(
+        dir,
+        Some(&flow_office(smtp_port)),
+        free_port(),
+        &[
+            "--clock-offset-secs",
+            &offset,
+            "--prompts",
+            prompts.to_str().unwrap(),
+        ],
+    )
+}
+
+/// The caller's RTP end: records what arrives (A-law), sends DTMF and audio back to
+/// where the engine's packets come from.
+struct RtpEnd {
+    sock: Arc<UdpSocket>,
+    heard: Arc<Mutex<Vec<i16>>>,
+    engine: Arc<Mutex<Option<SocketAddr>>>,
+    seq: Mutex<(u16, u32)>,
+}
+
+impl RtpEnd {
+    fn new() -> RtpEnd {
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let engine = Arc::new(Mutex::new(None));
+        let (s, h, e) = (sock.clone(), heard.clone(), engine.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(120) {
+                let Ok((n, from)) = s.recv_from(&mut buf) else {
+                    continue;
+                };
+                if n <= 12 || buf[1] & 0x7f != 8 {
+                    continue;
+                }
+                e.lock().unwrap().get_or_insert(from);
+                h.lock()
+                    .unwrap()
+                    .extend(buf[12..n].iter().map(|b| alaw_to_linear(*b)));
+            }
+        });
+        RtpEnd {
+            sock,
+            heard,
+            engine,
+            seq: Mutex::new((1000, 50_000)),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.sock.local_addr().unwrap().port()
+    }
+
+    fn heard(&self) -> Vec<i16> {
+        self.heard.lock().unwrap().clone()
+    }
+
+    fn send(&self, pt: u8, marker: bool, ts: u32, payload: &[u8]) {
+        let Some(to) = *self.engine.lock().unwrap() else {
+            return;
+        };
+        let mut s = self.seq.lock().unwrap();
+        let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
+        p.extend_from_slice(&s.0.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        p.extend_from_slice(payload);
+        s.0 = s.0.wrapping_add(1);
+        let _ = self.sock.send_to(&p, to);
+    }
+
+    /// One key as RFC 4733 events (payload type 101), 100 ms long.
+    fn dtmf(&self, key: char) {
+        let code = match key {
+            '0'..='9' => key as u8 - b'0',
+            '*' => 10,
+            '#' => 11,
+            _ => panic!("key {key}"),
+        };
+        let ts = {
+            let mut s = self.seq.lock().unwrap();
+            s.1 = s.1.wrapping_add(8000);
+            s.1
+        };
+        for i in 1..=5u16 {
+            let d = (i * 160).to_be_bytes();
+            self.send(101, i == 1, ts, &[code, 10, d[0], d[1]]);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for _ in 0..3 {
+            let d = 800u16.to_be_bytes();
+            self.send(101, false, ts, &[code, 0x80 | 10, d[0], d[1]]);
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+
+    fn keys(&self, keys: &str) {
+        for k in keys.chars() {
+            self.dtmf(k);
+        }
+    }
+
+    /// Speaks a sine of `freq` Hz for `secs` (A-law, 20 ms packets).
+    fn tone(&self, freq: f64, secs: f64) {
+        let packets = (secs * 50.0) as u32;
+        for p in 0..packets {
+            let ts = {
+                let mut s = self.seq.lock().unwrap();
+                s.1 = s.1.wrapping_add(160);
+                s.1
+            };
+            let payload: Vec<u8> = (0..160)
+                .map(|i| {
+                    let n = f64::from(p * 160 + i);
+                    let v = (n / 8000.0 * freq * std::f64::consts::TAU).sin() * 8000.0;
+                    linear_to_alaw(v as i16)
+                })
+                .collect();
+            self.send(8, false, ts, &payload);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_for_audio(&self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.engine.lock().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "no RTP from the engine");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Samples of a prompt file (8 kHz mono 16-bit).
+fn prompt_samples(lang: &str, name: &str) -> Vec<i16> {
+    let b = std::fs::read(prompts_dir().join(lang).join(format!("{name}.wav"))).unwrap();
+    wav_samples(&b)
+}
+
+fn wav_samples(b: &[u8]) -> Vec<i16> {
+    let mut i = 12;
+    while i + 8 <= b.len() {
+        let len = u32::from_le_bytes([b[i + 4], b[i + 5], b[i + 6], b[i + 7]]) as usize;
+        if &b[i..i + 4] == b"data" {
+            let end = (i + 8 + len).min(b.len());
+            return b[i + 8..end]
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect();
+        }
+        i += 8 + len;
+    }
+    Vec::new()
+}
+
+/// RMS per 20 ms.
+fn envelope(s: &[i16]) -> Vec<f64> {
+    s.chunks(160)
+        .map(|c| (c.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / c.len() as f64).sqrt())
+        .collect()
+}
+
+/// How well the start of `heard` (from its first sound) matches `prompt`: the
+/// correlation of their loudness envelopes over the prompt's length.
+fn match_score(heard: &[i16], prompt: &[i16]) -> f64 {
+    let h = envelope(heard);
+    let p = envelope(prompt);
+    let Some(start) = h.iter().position(|v| *v > 200.0) else {
+        return 0.0;
+    };
+    let p_start = p.iter().position(|v| *v > 200.0).unwrap_or(0);
+    let mut best: f64 = 0.0;
+    // Allow a few frames of misalignment either way.
+    for shift in 0..6usize {
+        let hs = start.saturating_sub(3) + shift;
+        let n = (p.len() - p_start).min(h.len().saturating_sub(hs));
+        if n < 25 {
+            continue;
+        }
+        let (a, b) = (&h[hs..hs + n], &p[p_start..p_start + n]);
+        let (ma, mb) = (
+            a.iter().sum::<f64>() / n as f64,
+            b.iter().sum::<f64>() / n as f64,
+        );
+        let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+        let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+        let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+        best = best.max(cov / (va.sqrt() * vb.sqrt()).max(1e-9));
+    }
+    best
+}
+
+/// Goertzel power of `freq` relative to the signal's power, over `s`.
+fn tone_ratio(s: &[i16], freq: f64) -> f64 {
+    let w = std::f64::consts::TAU * freq / 8000.0;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for x in s {
+        let s0 = f64::from(*x) + c * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let p = s1 * s1 + s2 * s2 - c * s1 * s2;
+    let e: f64 = s.iter().map(|x| f64::from(*x).powi(2)).sum();
+    p / (e * s.len() as f64 / 2.0).max(1.0)
+}
+
+/// Whether some 100 ms stretch of `s` is mostly a `freq` tone.
+fn has_tone(s: &[i16], freq: f64) -> bool {
+    s.chunks(800)
+        .any(|c| c.len() == 800 && envelope(c)[0] > 300.0 && tone_ratio(c, freq) > 0.6)
+}
+
+/// How a caller's SIPp run ends.
+#[derive(Clone, Copy)]
+enum End {
+    /// Send BYE after this many ms.
+    HangUp(u32),
+    /// Wait for the engine's BYE.
+    Wait,
+}
+
+fn caller_scenario(
+    engine: SocketAddr,
+    user: &str,
+    pw: &str,
+    to: &str,
+    rtp: u16,
+    end: End,
+) -> String {
+    let sdp = format!(
+        "v=0\no=user1 53655765 2353687637 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n\
+         m=audio {rtp} RTP/AVP 8 101\na=rtpmap:8 PCMA/8000\na=rtpmap:101 telephone-event/8000\n\
+         a=fmtp:101 0-16\n"
+    );
+    let to_uri = format!("sip:{}@{engine}", to.replace('#', "%23"));
+    let finish = match end {
+        End::HangUp(ms) => format!(
+            r#"  <pause milliseconds="{ms}"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to_user}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 3 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+"#,
+            to_user = to.replace('#', "%23")
+        ),
+        End::Wait => r#"  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+"#
+        .to_owned(),
+    };
+    let to_user = to.replace('#', "%23");
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="flow caller">
+  <send retrans="500"><![CDATA[
+INVITE {to_uri} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to_user}@{DOMAIN}>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:{user}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{sdp}]]></send>
+  <recv response="407" auth="true"/>
+  <send><![CDATA[
+ACK {to_uri} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-1]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to_user}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+INVITE {to_uri} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to_user}@{DOMAIN}>
+Call-ID: [call_id]
+CSeq: 2 INVITE
+Contact: <sip:{user}@[local_ip]:[local_port]>
+[authentication username={user} password={pw} auth_uri={to_uri}]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{sdp}]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to_user}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+{finish}</scenario>
+"#
+    )
+}
+
+/// Places a call in the background; joined with `.join()` for SIPp's verdict.
+#[allow(clippy::too_many_arguments)]
+fn call(
+    dir: &Path,
+    engine: &EngineProc,
+    name: &str,
+    user: &str,
+    pw: &str,
+    to: &str,
+    rtp: u16,
+    end: End,
+) -> std::thread::JoinHandle<SippRun> {
+    let scenario = caller_scenario(engine.sip, user, pw, to, rtp, end);
+    let (dir, target, name) = (dir.to_owned(), engine.sip.to_string(), name.to_owned());
+    std::thread::spawn(move || {
+        sipp(
+            &dir,
+            &name,
+            &scenario,
+            &target,
+            &[
+                "-m",
+                "1",
+                "-p",
+                &free_port().to_string(),
+                "-mp",
+                &free_port().to_string(),
+            ],
+        )
+    })
+}
+
+/// A member phone that answers every call (after checking its From with `from_re`
+/// and, when given, that a header matches `header_re`) and waits for BYE.
+fn answerer_scenario(from_re: &str, header: Option<(&str, &str)>) -> String {
+    let xml = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('"', "&quot;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let from_re = xml(from_re);
+    let header = header.map(|(h, re)| (h, xml(re)));
+    let refs = if header.is_some() { "x,y" } else { "x" };
+    let extra = header
+        .as_ref()
+        .map(|(h, re)| {
+            format!(
+                r#"<ereg regexp="{re}" search_in="hdr" header="{h}" check_it="true" assign_to="y"/>"#
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="answerer">
+  <recv request="INVITE">
+    <action><ereg regexp="{from_re}" search_in="hdr" header="From:" check_it="true" assign_to="x"/>{extra}</action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]a[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]a[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=- 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio [media_port] RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <Reference variables="{refs}"/>
+</scenario>
+"#
+    )
+}
+
+fn password(ext: &str) -> &'static str {
+    match ext {
+        "4001" => "alice-pw",
+        "4002" => "bob-pw",
+        "4003" => "carla-pw",
+        _ => "dan-pw",
+    }
+}
+
+/// Registers `ext` and starts its SIPp phone with `scenario`.
+fn member(dir: &Path, engine: &EngineProc, ext: &str, scenario: &str) -> SippBg {
+    let port = free_port();
+    register_at(dir, engine, ext, password(ext), port);
+    sipp_bg(
+        dir,
+        &format!("member-{ext}"),
+        scenario,
+        &["-p", &port.to_string(), "-mp", &free_port().to_string()],
+    )
+}
+
+fn db(engine: &EngineProc) -> vaxel_engine::db::Db {
+    vaxel_engine::db::Db::open(&engine.data).unwrap()
+}
+
+fn last_call(engine: &EngineProc) -> vaxel_engine::db::CallRecord {
+    db(engine).calls(1).unwrap().remove(0)
+}
+
+fn need_sipp(what: &str) -> bool {
+    have("sipp") || !skip_or_fail(what, "sipp (sip-tester)")
+}
+
+#[test]
+fn open_plays_the_welcome_prompt_closed_plays_the_closed_prompt() {
+    if !need_sipp("flow prompts") {
+        return;
+    }
+    let welcome = prompt_samples("en", "welcome");
+    let closed = prompt_samples("en", "closed");
+    for open in [true, false] {
+        let dir = temp_dir(if open { "flow-open" } else { "flow-closed" });
+        let engine = start_engine(&dir, free_port(), open);
+        let rtp = RtpEnd::new();
+        let c = call(
+            &dir,
+            &engine,
+            "caller",
+            "4001",
+            "alice-pw",
+            "7000",
+            rtp.port(),
+            End::HangUp(3500),
+        );
+        let run = c.join().unwrap();
+        assert!(run.ok, "caller: {}", run.output);
+        let heard = rtp.heard();
+        let (w, cl) = (match_score(&heard, &welcome), match_score(&heard, &closed));
+        if open {
+            assert!(
+                w > 0.8 && w > cl + 0.2,
+                "open: welcome {w:.2}, closed {cl:.2}"
+            );
+        } else {
+            assert!(
+                cl > 0.8 && cl > w + 0.2,
+                "closed: welcome {w:.2}, closed {cl:.2}"
+            );
+        }
+        assert_eq!(last_call(&engine).callee, "7000");
+    }
+}
+
+#[test]
+fn an_ivr_choice_reaches_the_hunt_group_which_rings_on_after_the_ring_time() {
+    if !need_sipp("flow IVR") {
+        return;
+    }
+    let dir = temp_dir("flow-ivr");
+    let engine = start_engine(&dir, free_port(), true);
+    // Sales: 4002 rings without answering, then 4003 answers; both see the caller
+    // as "4001#1" with the group's name.
+    let _bob = member(&dir, &engine, "4002", &ringer_scenario("4001%231"));
+    let _carla = member(
+        &dir,
+        &engine,
+        "4003",
+        &answerer_scenario(r#""Sales" <sip:4001%231@"#, None),
+    );
+    let rtp = RtpEnd::new();
+    let c = call(
+        &dir,
+        &engine,
+        "caller",
+        "4001",
+        "alice-pw",
+        "7000",
+        rtp.port(),
+        End::HangUp(12_000),
+    );
+    rtp.wait_for_audio(10);
+    // The welcome prompt (about 2 s), then the menu: press 1 while it plays.
+    std::thread::sleep(Duration::from_millis(3000));
+    rtp.dtmf('1');
+    let run = c.join().unwrap();
+    assert!(run.ok, "caller: {}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    let call = last_call(&engine);
+    assert_eq!(call.answered_by.as_deref(), Some("4003"), "{call:?}");
+    let choices = db(&engine).ivr_choices(call.id).unwrap();
+    assert_eq!(choices.len(), 1, "{choices:?}");
+    assert_eq!(
+        (
+            choices[0].menu.as_str(),
+            choices[0].digit.as_str(),
+            choices[0].valid
+        ),
+        ("menu", "1", true)
+    );
+    let outcomes = db(&engine).leg_outcomes(call.id).unwrap();
+    assert!(
+        outcomes.len() >= 3,
+        "caller, 4002 (given up), 4003: {outcomes:?}"
+    );
+}
+
+/// Three members (all answering) behind one number per strategy; three calls each.
+#[test]
+fn a_three_member_hunt_group_with_each_strategy() {
+    if !need_sipp("hunt strategies") {
+        return;
+    }
+    let dir = temp_dir("flow-hunt");
+    let engine = start_engine(&dir, free_port(), true);
+    let _m: Vec<SippBg> = ["4002", "4003", "4004"]
+        .iter()
+        .map(|e| {
+            member(
+                &dir,
+                &engine,
+                e,
+                &answerer_scenario("sip:4001%231[0-9]@", None),
+            )
+        })
+        .collect();
+    let answered = |number: &str| -> Vec<(String, i64)> {
+        (0..3)
+            .map(|i| {
+                let rtp = RtpEnd::new();
+                let run = call(
+                    &dir,
+                    &engine,
+                    &format!("c{number}-{i}"),
+                    "4001",
+                    "alice-pw",
+                    number,
+                    rtp.port(),
+                    End::HangUp(600),
+                )
+                .join()
+                .unwrap();
+                assert!(run.ok, "{number} call {i}: {}", run.output);
+                std::thread::sleep(Duration::from_millis(400));
+                let c = last_call(&engine);
+                let b_legs = db(&engine).leg_count(c.id).unwrap() - 1;
+                (c.answered_by.unwrap_or_default(), b_legs)
+            })
+            .collect()
+    };
+    let who = |v: &[(String, i64)]| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    let fixed = answered("7100");
+    assert_eq!(who(&fixed), ["4002", "4002", "4002"], "fixed");
+    let rotating = answered("7101");
+    assert_eq!(
+        who(&rotating),
+        ["4003", "4004", "4002"],
+        "rotating starts after the last answerer"
+    );
+    let simultaneous = answered("7102");
+    assert!(
+        simultaneous
+            .iter()
+            .all(|(w, legs)| *legs == 3 && !w.is_empty()),
+        "simultaneous rings all three: {simultaneous:?}"
+    );
+    let idle = answered("7103");
+    // 4002 answered last (simultaneous or rotating), so the other two were idle longer.
+    assert_ne!(idle[0].0, simultaneous[2].0, "longest idle: {idle:?}");
+    let mut seen = who(&idle);
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "longest idle goes round all three: {idle:?}");
+    let random = answered("7104");
+    assert!(
+        random
+            .iter()
+            .all(|(w, _)| ["4002", "4003", "4004"].contains(&w.as_str())),
+        "{random:?}"
+    );
+}
+
+/// A tiny SMTP server (RFC 5321): takes every message and hands it over.
+fn smtp_sink() -> (u16, std::sync::mpsc::Receiver<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || serve_smtp(s, tx));
+        }
+    });
+    (port, rx)
+}
+
+fn serve_smtp(s: TcpStream, tx: std::sync::mpsc::Sender<String>) {
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let _ = w.write_all(b"220 sink.test ESMTP\r\n");
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let cmd = line.trim_end().to_ascii_uppercase();
+        if cmd.starts_with("EHLO") {
+            let _ = w.write_all(b"250-sink.test\r\n250 8BITMIME\r\n");
+        } else if cmd.starts_with("HELO")
+            || cmd.starts_with("MAIL")
+            || cmd.starts_with("RCPT")
+            || cmd.starts_with("RSET")
+            || cmd.starts_with("NOOP")
+        {
+            let _ = w.write_all(b"250 OK\r\n");
+        } else if cmd == "DATA" {
+            let _ = w.write_all(b"354 go on\r\n");
+            let mut msg = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == ".\r\n" {
+                    break;
+                }
+                msg.push_str(&line);
+            }
+            let _ = tx.send(msg);
+            let _ = w.write_all(b"250 queued\r\n");
+        } else if cmd == "QUIT" {
+            let _ = w.write_all(b"221 bye\r\n");
+            return;
+        } else {
+            let _ = w.write_all(b"502 no\r\n");
+        }
+    }
+}
+
+fn http(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(api).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let code = head[9..12].parse().unwrap();
+    let mut body = out[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut plain = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let nl = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..nl]).unwrap().trim(), 16)
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            plain.extend_from_slice(&rest[nl + 2..nl + 2 + n]);
+            rest = &rest[nl + 2 + n + 2..];
+        }
+        body = plain;
+    }
+    (code, body)
+}
+
+fn login(api: SocketAddr, user: &str) -> String {
+    let (code, body) = http(
+        api,
+        "POST",
+        "/api/login",
+        None,
+        &format!(r#"{{"username":"{user}","password":"{}"}}"#, password(user)),
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn voicemail_left_when_closed_is_mailed_fetched_through_the_api_and_by_phone() {
+    if !need_sipp("voicemail") {
+        return;
+    }
+    let (smtp_port, mails) = smtp_sink();
+    let dir = temp_dir("flow-vm");
+    let engine = start_engine(&dir, smtp_port, false);
+    // Closed: the closed prompt, the closed greeting, "after the tone", the tone.
+    let rtp = RtpEnd::new();
+    let c = call(
+        &dir,
+        &engine,
+        "depositor",
+        "4002",
+        "bob-pw",
+        "7000",
+        rtp.port(),
+        End::Wait,
+    );
+    rtp.wait_for_audio(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !has_tone(&rtp.heard(), 1000.0) {
+        assert!(Instant::now() < deadline, "never heard the tone");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rtp.tone(440.0, 3.0);
+    rtp.dtmf('#');
+    let run = c.join().unwrap();
+    assert!(
+        run.ok,
+        "depositor (the engine hangs up after 'saved'): {}",
+        run.output
+    );
+
+    // The e-mail with the WAV attached.
+    let mail = mails
+        .recv_timeout(Duration::from_secs(20))
+        .expect("an e-mail");
+    assert!(mail.contains("office@example.test"), "{mail}");
+    assert!(
+        mail.to_ascii_lowercase()
+            .contains("content-type: audio/wav"),
+        "{mail}"
+    );
+
+    // The API: a member lists and downloads; someone else may not.
+    let alice = login(engine.api, "4001");
+    let (code, body) = http(engine.api, "GET", "/api/voicemail/office", Some(&alice), "");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let msgs = v["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 1, "{v}");
+    assert_eq!(msgs[0]["caller"], "4002");
+    let secs = msgs[0]["secs"].as_f64().unwrap();
+    assert!((2.0..6.0).contains(&secs), "{secs}");
+    let id = msgs[0]["id"].as_i64().unwrap();
+    let (code, wav) = http(
+        engine.api,
+        "GET",
+        &format!("/api/voicemail/office/{id}/audio"),
+        Some(&alice),
+        "",
+    );
+    assert_eq!(code, 200);
+    assert!(
+        has_tone(&wav_samples(&wav), 440.0),
+        "the message holds what was said"
+    );
+    let bob = login(engine.api, "4002");
+    let (code, _) = http(engine.api, "GET", "/api/voicemail/office", Some(&bob), "");
+    assert_eq!(code, 403, "not a member of the shared box");
+    let (code, _) = http(
+        engine.api,
+        "GET",
+        &format!("/api/voicemail/office/{id}/audio"),
+        Some(&bob),
+        "",
+    );
+    assert_eq!(code, 403);
+
+    // By phone: the voicemail number, the box's PIN, the message plays, 3 deletes it.
+    let rtp = RtpEnd::new();
+    let c = call(
+        &dir,
+        &engine,
+        "listener",
+        "4001",
+        "alice-pw",
+        "8000",
+        rtp.port(),
+        End::Wait,
+    );
+    rtp.wait_for_audio(10);
+    std::thread::sleep(Duration::from_millis(3500));
+    rtp.keys("1234#");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !has_tone(&rtp.heard(), 440.0) {
+        assert!(Instant::now() < deadline, "never heard the message");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rtp.dtmf('3');
+    let run = c.join().unwrap();
+    assert!(run.ok, "listener: {}", run.output);
+    let (code, body) = http(engine.api, "GET", "/api/voicemail/office", Some(&alice), "");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        v["messages"].as_array().unwrap().len(),
+        0,
+        "deleted by phone: {v}"
+    );
+}
+
+#[test]
+fn feature_codes_switch_forwarding_on_and_off_and_a_call_is_forwarded() {
+    if !need_sipp("feature codes") {
+        return;
+    }
+    let dir = temp_dir("flow-fc");
+    let engine = start_engine(&dir, free_port(), true);
+    let activated = prompt_samples("en", "activated");
+    let deactivated = prompt_samples("en", "deactivated");
+    // Alice forwards everything to Carla.
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "fc-on",
+        "4001",
+        "alice-pw",
+        "*21*4003#",
+        rtp.port(),
+        End::Wait,
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "*21*: {}", run.output);
+    let (a, d) = (
+        match_score(&rtp.heard(), &activated),
+        match_score(&rtp.heard(), &deactivated),
+    );
+    assert!(a > 0.8 && a > d, "heard 'activated' ({a:.2} vs {d:.2})");
+    // Dan calls Alice: Carla's phone rings, told why (Diversion, RFC 5806).
+    let carla = member(
+        &dir,
+        &engine,
+        "4003",
+        &answerer_scenario(
+            "sip:4004@",
+            Some(("Diversion:", "sip:4001@.*reason=unconditional")),
+        ),
+    );
+    let alice = member(&dir, &engine, "4001", &answerer_scenario("sip:4004@", None));
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "to-alice-1",
+        "4004",
+        "dan-pw",
+        "4001",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "forwarded call: {}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(last_call(&engine).answered_by.as_deref(), Some("4003"));
+    // Off again: the next call rings Alice herself.
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "fc-off",
+        "4001",
+        "alice-pw",
+        "#21#",
+        rtp.port(),
+        End::Wait,
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "#21#: {}", run.output);
+    let (a, d) = (
+        match_score(&rtp.heard(), &activated),
+        match_score(&rtp.heard(), &deactivated),
+    );
+    assert!(d > 0.8 && d > a, "heard 'deactivated' ({d:.2} vs {a:.2})");
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "to-alice-2",
+        "4004",
+        "dan-pw",
+        "4001",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "direct call: {}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(last_call(&engine).answered_by.as_deref(), Some("4001"));
+    // Nothing to cancel: "service not active".
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "fc-none",
+        "4001",
+        "alice-pw",
+        "#61#",
+        rtp.port(),
+        End::Wait,
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "#61#: {}", run.output);
+    let n = match_score(&rtp.heard(), &prompt_samples("en", "not_active"));
+    assert!(n > 0.8, "heard 'not active' ({n:.2})");
+    drop((carla, alice));
+}
