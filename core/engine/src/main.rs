@@ -26,6 +26,10 @@ struct Args {
     /// whose phone stopped answering is ended.
     #[arg(long, default_value_t = 90)]
     session_check_secs: u64,
+    /// Our Min-SE for session timers (RFC 4028): a caller asking for a shorter
+    /// session interval gets 422. The RFC floor is 90.
+    #[arg(long, default_value_t = 90)]
+    session_min_se: u32,
     /// Print the stored office as TOML and exit.
     #[arg(long)]
     export: bool,
@@ -56,6 +60,7 @@ async fn main() {
         sip: args.sip,
         office: args.office,
         session_check: std::time::Duration::from_secs(args.session_check_secs.max(1)),
+        session_min_se: args.session_min_se,
     };
     let engine = match vaxel_engine::engine::start(config).await {
         Ok(e) => e,

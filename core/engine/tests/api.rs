@@ -93,6 +93,7 @@ async fn login_directory_history_admin_events_and_openapi() {
         sip: "127.0.0.1:0".parse().unwrap(),
         office: Some(dir.join("office.toml")),
         session_check: Duration::from_secs(90),
+        session_min_se: 90,
     })
     .await
     .unwrap();
