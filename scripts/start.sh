@@ -18,12 +18,21 @@ api=${VAXEL_API:-127.0.0.1:8080}
 data=${VAXEL_DEMO_DATA:-$HOME/.local/share/vaxel/demo}
 office=assets/demo-office.toml
 domain=$(sed -n 's/^domain = "\(.*\)".*/\1/p' "$office" | head -1)
+# The first call flow's main numbers, the voicemail and echo-test numbers.
+main=$(awk '/^\[\[routing.flows\]\]/{f=1} f&&/^numbers/{gsub(/.*\[|\].*|"/,""); print; exit}' "$office")
+voicemail=$(sed -n 's/^voicemail_number = "\([^"]*\)".*/\1/p' "$office" | head -1)
+echo_test=$(sed -n 's/^echo_number = "\([^"]*\)".*/\1/p' "$office" | head -1)
 mkdir -p "$data"
 
 cat <<MSG
 
 Vaxel demo office "$domain" — routing engine on sip:$sip (UDP and TCP),
 control API on http://$api/ (OpenAPI at /openapi.json), data in $data.
+
+Main number: ${main%%,*} (also${main#*,} from the provider) — opening hours, then a
+menu: 1 sales, 2 support, 0 the operator; closed → the office's voicemail.
+Voicemail: call $voicemail (PIN: the office box 1234, 4001 and 4002 their extension).
+Echo test: $echo_test.  Feature codes: *21*4003# forwards all your calls to 4003, #21# stops.
 
 Demo accounts (extension / password / name):
 $(awk -F' = ' '/^\[\[users\]\]/{u=1} u&&/^extension/{gsub(/"/,"",$2); e=$2} u&&/^name/{gsub(/"/,"",$2); n=$2} u&&/^password/{gsub(/"/,"",$2); printf "  %s / %s / %s\n", e, $2, n; u=0}' "$office")
@@ -38,4 +47,5 @@ Call between two demo users with the vaxel command line (two terminals):
 works too: username = extension, password as above, domain $domain, proxy $sip.
 
 MSG
-exec "$bin/vaxel-engine" --data "$data" --office "$office" --sip "$sip" --api "$api"
+exec "$bin/vaxel-engine" --data "$data" --office "$office" --sip "$sip" --api "$api" \
+    --prompts assets/prompts
