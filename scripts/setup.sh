@@ -21,10 +21,11 @@ build_pkgs=(build-essential cmake pkg-config curl ca-certificates git libssl-dev
 # Real programs the tests start on loopback ports (ARCHITECTURE.md §5); PulseAudio with a
 # null sink is the clocked virtual sound card, espeak-ng speaks the echo tests' far end;
 # gnome-keyring under dbus-run-session is the real Linux keychain, secret-tool checks it.
-# Interop: Kamailio as registrar/proxy, baresip phones (core modules: g711, aufile,
+# Interop: Kamailio as registrar/proxy (with its presence server and TLS modules for the
+# phone's presence and TLS tests), baresip phones (core modules: g711, aufile,
 # sndfile, ctrl_tcp) and SIPVicious (svwar, svcrack) as the attacker.
 test_pkgs=(sip-tester pulseaudio pulseaudio-utils espeak-ng dbus gnome-keyring libsecret-tools
-    kamailio baresip-core sipvicious)
+    kamailio kamailio-presence-modules kamailio-tls-modules baresip-core sipvicious)
 
 apt_install() {
     local missing=()

@@ -46,6 +46,8 @@ use crate::protect::{Guard, Verdict};
 use crate::relay::{Relay, Side, rewrite_sdp};
 
 mod flows;
+mod timers;
+mod xfer;
 pub use flows::{FlowOptions, default_prompts_dir};
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER";
@@ -71,6 +73,9 @@ pub struct EngineConfig {
     pub session_check: Duration,
     /// Call flows: prompt directory and the test clock offset.
     pub flows: FlowOptions,
+    /// Our Min-SE (RFC 4028 §5): callers asking for a shorter session interval get
+    /// 422. The RFC's floor is 90 s; tests use less to stay short.
+    pub session_min_se: u32,
 }
 
 /// Something the control API or a test can watch.
@@ -431,6 +436,15 @@ struct Engine {
     passed: HashMap<TxKey, Passed>,
     /// In-dialog OPTIONS probing that a call's legs are alive.
     probes: HashMap<TxKey, CallId>,
+    /// Re-INVITEs joining a party into another call (attended transfer).
+    joins: HashMap<TxKey, xfer::Join>,
+    /// Re-INVITEs telling a party who stayed about its new peer's media.
+    reoffers: HashMap<TxKey, xfer::Reoffer>,
+    /// Session timers (RFC 4028) of the legs that negotiated one.
+    session_timers: HashMap<LegId, timers::SessionTimer>,
+    /// Our refreshing UPDATEs waiting for an answer.
+    refreshing: HashMap<TxKey, LegId>,
+    min_se: u32,
     session_check: Duration,
     last_session_check: Instant,
     trunk_registrations: Vec<TrunkRegistration>,
@@ -555,6 +569,11 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         invite_txs: HashMap::new(),
         passed: HashMap::new(),
         probes: HashMap::new(),
+        joins: HashMap::new(),
+        reoffers: HashMap::new(),
+        session_timers: HashMap::new(),
+        refreshing: HashMap::new(),
+        min_se: config.session_min_se.max(1),
         session_check: config.session_check,
         last_session_check: Instant::now(),
         trunk_registrations: Vec::new(),
@@ -844,6 +863,7 @@ impl Engine {
             self.last_session_check = Instant::now();
             self.probe_calls().await;
         }
+        self.session_timers_tick().await;
         if self.last_keep_alive.elapsed() >= KEEP_ALIVE {
             self.last_keep_alive = Instant::now();
             self.keep_alive().await;
@@ -1156,6 +1176,9 @@ impl Engine {
     // ---- B2BUA ----
 
     async fn invite(&mut self, tx: TxKey, req: Request, from: Peer) {
+        if req.headers.contains(&HeaderName::Replaces) {
+            return self.invite_replaces(tx, req, from).await;
+        }
         let from_trunk = self
             .trunks
             .iter()
@@ -1260,6 +1283,9 @@ impl Engine {
         let max_forwards = req.headers.max_forwards().ok().flatten().unwrap_or(70);
         if max_forwards == 0 {
             return self.reply(tx, &req, 483).await;
+        }
+        if self.session_too_small(tx, &req).await {
+            return;
         }
         let offer = has_sdp(&req.headers, &req.body);
         let b_targets: Vec<(Uri, Target, String)> = match &targets {
@@ -1486,6 +1512,12 @@ impl Engine {
         if self.passed.contains_key(&tx) {
             return self.passed_response(tx, resp).await;
         }
+        if self.joins.contains_key(&tx) {
+            return self.join_response(tx, resp).await;
+        }
+        if self.reoffers.contains_key(&tx) {
+            return self.reoffer_response(tx, resp).await;
+        }
         if let Some(i) = self
             .trunk_registrations
             .iter()
@@ -1493,7 +1525,11 @@ impl Engine {
         {
             return self.trunk_register_response(i, resp).await;
         }
+        if self.probes.contains_key(&tx) && resp.status.is_provisional() {
+            return;
+        }
         if let Some(call) = self.probes.remove(&tx) {
+            self.refresh_answered(tx, resp.status.as_u16());
             // Only "no such dialog" and timeouts mean dead; 405/501 are alive phones.
             if matches!(resp.status.as_u16(), 481 | 408) {
                 self.drop_dead_call(call).await;
@@ -1685,6 +1721,9 @@ impl Engine {
             Err(e) => debug!("A dialog: {e}"),
         }
         a.state = LegState::Confirmed;
+        let a_invite = a.invite.clone();
+        self.session_timer_answered(leg_id, &resp);
+        self.session_timer_answer(a_id, &a_invite, &mut ok);
         self.respond(a_tx, ok).await;
         self.emit(EngineEvent::Call {
             call: record,
@@ -1796,6 +1835,7 @@ impl Engine {
     }
 
     fn forget_leg(&mut self, leg_id: LegId) {
+        self.session_timers.remove(&leg_id);
         if let Some(leg) = self.legs.remove(&leg_id) {
             let cid = leg
                 .invite
@@ -1895,7 +1935,6 @@ impl Engine {
             HeaderName::Via,
             self.sip.via(b.target.peer.transport).to_string(),
         );
-        out.headers.push(HeaderName::MaxForwards, "70");
         if has_sdp(&ack.headers, &ack.body)
             && let Some((body, remote)) = rewrite_sdp(&ack.body, call.relay.local(Side::B))
         {
@@ -1928,6 +1967,7 @@ impl Engine {
 
     async fn tx_failed(&mut self, tx: TxKey) {
         if let Some(call) = self.probes.remove(&tx) {
+            self.refreshing.remove(&tx);
             return self.drop_dead_call(call).await;
         }
         if let Some(r) = self
@@ -1947,6 +1987,12 @@ impl Engine {
         if let Some(p) = self.passed.remove(&tx) {
             let r = Response::from_request(&p.request, status(408));
             self.respond(p.server_tx, r).await;
+            return;
+        }
+        if let Some(j) = self.joins.remove(&tx) {
+            return self.join_failed(j, 408).await;
+        }
+        if self.reoffers.remove(&tx).is_some() {
             return;
         }
         let Some(&leg_id) = self.invite_txs.get(&tx) else {
@@ -2018,6 +2064,10 @@ impl Engine {
         }
         let call_id = leg.call;
         let side = leg.side;
+        self.session_refreshed(leg_id, &req);
+        if self.answer_refresh(tx, leg_id, &req).await {
+            return;
+        }
         let Some(call) = self.calls.get(&call_id) else {
             return self.reply(tx, &req, 481).await;
         };
@@ -2155,7 +2205,6 @@ impl Engine {
                 HeaderName::Via,
                 self.sip.via(target.peer.transport).to_string(),
             );
-            o.headers.push(HeaderName::MaxForwards, "70");
             if let Ok(key) = self.sip.send_request(o, target).await {
                 self.probes.insert(key, call);
             }
@@ -2289,14 +2338,9 @@ impl Engine {
             Ok(Some(r)) => r,
             _ => return self.reply(tx, &req, 400).await,
         };
-        if refer_to
-            .uri
-            .as_sip()
-            .and_then(|u| u.headers.as_ref())
-            .is_some_and(|h| h.to_ascii_lowercase().contains("replaces"))
-        {
-            // Attended transfer (Refer-To with Replaces) is not carried out yet.
-            return self.reply(tx, &req, 501).await;
+        if let Some(replaces) = xfer::replaces_in(&refer_to.uri) {
+            // Attended transfer: the engine joins the referrer's two peers.
+            return self.attended_refer(tx, req, leg_id, replaces).await;
         }
         let number = dialled(&uri_user(&refer_to.uri).unwrap_or_default());
         let Some(ext) = self.user_for(&number) else {
@@ -2321,14 +2365,20 @@ impl Engine {
             return self.reply(tx, &req, 481).await;
         };
         let (party, sdp, record) = (stays.party.clone(), stays.sdp.clone(), call.record);
-        let local = call.relay.local(side);
+        let transport = x.target.peer.transport;
+        // The target gets a fresh relay socket; it takes over the referrer's side
+        // only when the target answers (see `Relay::prepare`).
+        let prepared = match self.calls.get_mut(&call_id) {
+            Some(c) => c.relay.prepare(side).await,
+            None => return self.reply(tx, &req, 481).await,
+        };
+        let Ok(local) = prepared else {
+            return self.reply(tx, &req, 503).await;
+        };
         let mut ok = Response::from_request(&req, status(202));
         ok.headers.push(
             HeaderName::Contact,
-            format!(
-                "<{}>",
-                self.sip.contact_uri("vaxel", x.target.peer.transport)
-            ),
+            format!("<{}>", self.sip.contact_uri("vaxel", transport)),
         );
         self.respond(tx, ok).await;
         self.notify_referrer(leg_id, "SIP/2.0 100 Trying", false)
@@ -2396,6 +2446,9 @@ impl Engine {
             }
         }
         if legs.is_empty() {
+            if let Some(c) = self.calls.get_mut(&call_id) {
+                c.relay.abandon(side);
+            }
             self.notify_referrer(leg_id, "SIP/2.0 480 Temporarily Unavailable", true)
                 .await;
             return;
@@ -2421,7 +2474,6 @@ impl Engine {
             HeaderName::Via,
             self.sip.via(target.peer.transport).to_string(),
         );
-        n.headers.push(HeaderName::MaxForwards, "70");
         n.headers.push(
             HeaderName::Contact,
             format!("<{}>", self.sip.contact_uri("vaxel", target.peer.transport)),
@@ -2471,6 +2523,7 @@ impl Engine {
             if t.legs.is_empty() {
                 if let Some(c) = self.calls.get_mut(&call_id) {
                     c.transfer = None;
+                    c.relay.abandon(side);
                 }
                 let frag = format!(
                     "SIP/2.0 {} {}",
@@ -2503,11 +2556,12 @@ impl Engine {
             .take()
             .map(|t| t.legs.into_iter().filter(|l| *l != leg_id).collect())
             .unwrap_or_default();
-        if has_sdp(&resp.headers, &resp.body)
-            && let Some((_, remote)) = rewrite_sdp(&resp.body, call.relay.local(side))
-        {
-            call.relay.set_remote(side, remote);
-        }
+        let remote = if has_sdp(&resp.headers, &resp.body) {
+            rewrite_sdp(&resp.body, call.relay.local(side)).and_then(|(_, r)| r)
+        } else {
+            None
+        };
+        call.relay.commit(side, remote);
         match side {
             Side::A => call.a = leg_id,
             Side::B => call.answered = Some(leg_id),
@@ -2520,6 +2574,16 @@ impl Engine {
             let _ = self.db.get().end_leg(l.record, "transferred", unix_now());
         }
         self.hang_up_leg(referrer).await;
+        // The party who stays learns the target's media (codec, SRTP key).
+        let stays = match side {
+            Side::A => self.calls.get(&call_id).and_then(|c| c.answered),
+            Side::B => self.calls.get(&call_id).map(|c| c.a),
+        };
+        if let Some(stays) = stays
+            && has_sdp(&resp.headers, &resp.body)
+        {
+            self.reoffer(stays, &resp.body).await;
+        }
         debug!("call {call_id}: transferred");
     }
 
@@ -2546,7 +2610,6 @@ impl Engine {
                     HeaderName::Via,
                     self.sip.via(target.peer.transport).to_string(),
                 );
-                ack.headers.push(HeaderName::MaxForwards, "70");
                 let _ = self.sip.send_ack(ack, target.clone()).await;
             }
         }

@@ -7,6 +7,12 @@
 //! first packet after each SDP change), which is what makes calls work with phones
 //! behind NAT that advertise private addresses. Packets are relayed as they are, so
 //! SRTP with `a=crypto` passes end to end.
+//!
+//! When a transfer replaces the party on one side, the new party gets a *fresh*
+//! socket ([`Relay::prepare`]) that takes over that side when it answers
+//! ([`Relay::commit`]). Reusing the old port would let the departing party's last
+//! packets (it keeps sending until our BYE reaches it) win the latch, and the new
+//! party's audio would be dropped for the rest of the call.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -35,6 +41,12 @@ pub struct RelayStats {
 
 enum Control {
     Remote(Side, Option<SocketAddr>),
+    /// A socket waiting to take over a side.
+    Prepare(Side, UdpSocket),
+    /// The prepared socket takes over the side, with the new party's SDP address.
+    Commit(Side, Option<SocketAddr>),
+    /// The prepared socket is not needed (the transfer failed).
+    Abandon(Side),
     Tap(Option<mpsc::UnboundedSender<Tapped>>),
 }
 
@@ -45,8 +57,11 @@ pub type Tapped = (bytes::Bytes, SocketAddr);
 /// A running relay; dropping it stops the task and frees the ports.
 #[derive(Debug)]
 pub struct Relay {
+    ip: IpAddr,
     a_port: SocketAddr,
     b_port: SocketAddr,
+    /// Prepared sockets' addresses, until committed or abandoned.
+    pending: [Option<SocketAddr>; 2],
     control: mpsc::UnboundedSender<Control>,
     stats: Arc<RelayStats>,
     task: tokio::task::JoinHandle<()>,
@@ -98,8 +113,10 @@ impl Relay {
             stats.clone(),
         ));
         Ok(Relay {
+            ip,
             a_port,
             b_port,
+            pending: [None, None],
             control,
             stats,
             task,
@@ -129,6 +146,46 @@ impl Relay {
         }
     }
 
+    /// Binds a fresh socket for a party that is to replace `side`'s party (transfer,
+    /// RFC 5589; INVITE with Replaces, RFC 3891) and returns its address, for the SDP
+    /// that party gets. Until [`Relay::commit`], `side` keeps its current socket, so
+    /// the call goes on while the new party rings. A second call for the same side
+    /// reuses the prepared socket (several devices of the target ring at once).
+    pub async fn prepare(&mut self, side: Side) -> std::io::Result<SocketAddr> {
+        if let Some(addr) = self.pending[side as usize] {
+            return Ok(addr);
+        }
+        let socket = UdpSocket::bind(SocketAddr::new(self.ip, 0)).await?;
+        let addr = socket.local_addr()?;
+        self.pending[side as usize] = Some(addr);
+        let _ = self.control.send(Control::Prepare(side, socket));
+        Ok(addr)
+    }
+
+    /// The prepared socket takes over `side`; `addr` is the new party's media
+    /// address from its SDP. The departing party's packets, which still arrive on
+    /// the old socket, are no longer read. Without a prepared socket this is
+    /// [`Relay::set_remote`].
+    pub fn commit(&mut self, side: Side, addr: Option<SocketAddr>) {
+        match self.pending[side as usize].take() {
+            Some(local) => {
+                match side {
+                    Side::A => self.a_port = local,
+                    Side::B => self.b_port = local,
+                }
+                let _ = self.control.send(Control::Commit(side, addr));
+            }
+            None => self.set_remote(side, addr),
+        }
+    }
+
+    /// Frees a prepared socket that will not be used.
+    pub fn abandon(&mut self, side: Side) {
+        if self.pending[side as usize].take().is_some() {
+            let _ = self.control.send(Control::Abandon(side));
+        }
+    }
+
     /// Sets the media address `side`'s SDP announced (`None`: on hold at 0.0.0.0 or
     /// unknown); the latch is released so the next packet from that side re-latches.
     pub fn set_remote(&self, side: Side, addr: Option<SocketAddr>) {
@@ -149,6 +206,7 @@ async fn run(
 ) {
     let mut buf_a = vec![0u8; 2048];
     let mut buf_b = vec![0u8; 2048];
+    let mut pending: [Option<UdpSocket>; 2] = [None, None];
     let mut tap: Option<mpsc::UnboundedSender<Tapped>> = None;
     loop {
         tokio::select! {
@@ -158,6 +216,16 @@ async fn run(
                     leg.sdp = addr.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
                     leg.latched = None;
                 }
+                Some(Control::Prepare(side, socket)) => pending[side as usize] = Some(socket),
+                Some(Control::Commit(side, addr)) => {
+                    let leg = if side == Side::A { &mut a } else { &mut b };
+                    if let Some(socket) = pending[side as usize].take() {
+                        leg.socket = Arc::new(socket);
+                    }
+                    leg.sdp = addr.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
+                    leg.latched = None;
+                }
+                Some(Control::Abandon(side)) => pending[side as usize] = None,
                 Some(Control::Tap(t)) => tap = t,
                 None => return,
             },
@@ -242,6 +310,27 @@ pub fn rewrite_sdp(body: &[u8], local: SocketAddr) -> Option<(String, Option<Soc
     Some((sd.to_string(), remote.filter(|r| !r.ip().is_unspecified())))
 }
 
+/// The same SDP with every stream made `sendrecv` (RFC 3264 §6.1): what a party
+/// who was on hold with the departing party is offered when it is joined to a new
+/// one, so the new pair hear each other. `None` for an unreadable body.
+pub fn sendrecv(body: &[u8]) -> Option<Vec<u8>> {
+    let mut sd = vaxel_media::sdp::parse(body).ok()?;
+    let direction = |a: &vaxel_media::sdp::Attribute| {
+        ["sendonly", "recvonly", "inactive", "sendrecv"]
+            .iter()
+            .any(|d| a.name.eq_ignore_ascii_case(d))
+    };
+    sd.attributes.retain(|a| !direction(a));
+    for m in &mut sd.media {
+        m.attributes.retain(|a| !direction(a));
+        if m.port != 0 {
+            m.attributes
+                .push(vaxel_media::sdp::Attribute::flag("sendrecv"));
+        }
+    }
+    Some(sd.to_string().into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +343,9 @@ mod tests {
         assert!(out.contains("c=IN IP4 10.1.1.1"), "{out}");
         assert!(out.contains("m=audio 30000 RTP/AVP 0 8 101"), "{out}");
         assert!(out.contains("a=sendonly"), "{out}");
+        let resumed = String::from_utf8(sendrecv(out.as_bytes()).unwrap()).unwrap();
+        assert!(!resumed.contains("a=sendonly"), "{resumed}");
+        assert!(resumed.contains("a=sendrecv"), "{resumed}");
     }
 
     #[tokio::test]
@@ -276,5 +368,34 @@ mod tests {
         assert_eq!(&buf[..n], b"from b");
         assert_eq!(relay.stats().a_to_b.load(Ordering::Relaxed), 1);
         assert_eq!(relay.stats().b_to_a.load(Ordering::Relaxed), 1);
+    }
+
+    /// The transfer race: the departing party keeps sending to its old port after
+    /// the new party took over; its packets must not win the latch.
+    #[tokio::test]
+    async fn a_replaced_party_cannot_steal_the_side() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut relay = Relay::start(lo).await.unwrap();
+        let pa = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let old = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let new = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        relay.set_remote(Side::A, Some(pa.local_addr().unwrap()));
+        relay.set_remote(Side::B, Some(old.local_addr().unwrap()));
+        let old_port = relay.local(Side::B);
+        let fresh = relay.prepare(Side::B).await.unwrap();
+        assert_ne!(fresh, old_port);
+        relay.commit(Side::B, Some(new.local_addr().unwrap()));
+        assert_eq!(relay.local(Side::B), fresh);
+        tokio::task::yield_now().await;
+        // The old party's late packet arrives first, then the new party's.
+        old.send_to(b"late", old_port).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        new.send_to(b"new", fresh).await.unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = pa.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"new");
+        pa.send_to(b"to new", relay.local(Side::A)).await.unwrap();
+        let (n, _) = new.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"to new");
     }
 }

@@ -244,9 +244,6 @@ fn two_baresip_phones_call_through_the_engine_with_audio_both_ways() {
 /// Blind transfer executed by the engine: Alice calls Bob, Bob transfers her to
 /// Carla (REFER); Carla answers and hears Alice, Alice hears Carla; Bob is gone.
 #[test]
-#[ignore = "flaky (about half the runs): after the engine executes the REFER, the transfer \
-            target sometimes receives no audio — a race in the relay's leg replacement, \
-            open in issue 5; run with `cargo test -p vaxel-engine --test baresip -- --ignored`"]
 fn baresip_blind_transfer_through_the_engine() {
     let _serial = one_at_a_time();
     if !have("baresip") && skip_or_fail("baresip transfer", "baresip") {

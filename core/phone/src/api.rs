@@ -185,6 +185,48 @@ pub enum Command {
         #[serde(default)]
         account: Option<String>,
     },
+    /// Publish our presence (PUBLISH, RFC 3903, of a PIDF document, RFC 3863, with RPID
+    /// activities, RFC 4480) at the account's presence server; refreshed until changed
+    /// or until the phone stops (then removed). Reported by [`Event::PresencePublished`]
+    /// or [`Event::PresenceFailed`].
+    SetPresence {
+        /// `available` (open, no activity), `offline` (closed), or an activity:
+        /// `busy`, `meeting`, `away`, `meal`, `vacation`, `on-the-phone`… (RFC 4480
+        /// §3.2), or any other word (`lunch`, `sick`), which travels as `<rpid:other>`.
+        activity: String,
+        /// A note for people ("in a meeting").
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        /// When it ends: an RFC 3339 time (`2026-11-22T14:00:00Z`), or `HH:MM` (the next
+        /// such local time).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<String>,
+        /// The account; `None` for the default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
+    },
+    /// Watch a colleague: subscribe to their presence (RFC 3856) and their dialog state
+    /// (RFC 4235, the busy lamp), kept alive until [`Command::Unwatch`]. Reported by
+    /// [`Event::Watching`], then [`Event::PresenceChanged`] and
+    /// [`Event::DialogStateChanged`] on every change.
+    Watch {
+        /// Whom: `sip:user@host`, `user@host`, or a user at the account's domain.
+        uri: String,
+        /// The account to subscribe from; `None` for the default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
+        /// Subscribe to presence (default true).
+        #[serde(default = "yes")]
+        presence: bool,
+        /// Subscribe to dialog state (default true).
+        #[serde(default = "yes")]
+        dialog: bool,
+    },
+    /// Stop watching (SUBSCRIBE with `Expires: 0`); reported by [`Event::WatchEnded`].
+    Unwatch {
+        /// As given to [`Command::Watch`].
+        uri: String,
+    },
     /// Reply with [`Event::History`]: the newest calls first.
     History {
         /// At most this many (default 50).
@@ -225,6 +267,16 @@ pub enum Command {
     /// The user has seen the missed calls: clear the badge; reply with
     /// [`Event::MissedSeen`].
     MarkMissedSeen,
+    /// The network changed (the OS said so, or the address that reaches the server
+    /// is another): SIP moves to `ip` (default: the local address that now routes to the
+    /// first account's server), every account registers again from there — the old
+    /// contact removed in the same REGISTER — and publications and watches are made again.
+    /// Calls in progress keep their media as it was. Reported by [`Event::AddressChanged`].
+    NetworkChanged {
+        /// The new local address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<String>,
+    },
     /// Hang up every call, unregister, stop.
     Quit,
 }
@@ -305,6 +357,23 @@ pub struct AccountState {
     /// `idle`, `registering`, `registered`, `failed`, `unregistering`, or `none`
     /// (no registrar).
     pub registration: String,
+    /// The activity last set with [`Command::SetPresence`], if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence: Option<String>,
+}
+
+/// One subscription of [`Command::Watch`] in a snapshot, with the last state it gave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchState {
+    /// As given to [`Command::Watch`].
+    pub uri: String,
+    /// `presence` or `dialog`.
+    pub package: String,
+    /// The server accepted the subscription (not ended, not waiting to retry).
+    pub active: bool,
+    /// The last [`Event::PresenceChanged`] or [`Event::DialogStateChanged`] of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Box<Event>>,
 }
 
 /// One call in a snapshot.
@@ -404,6 +473,12 @@ pub enum Event {
         /// Transport-prefixed addresses.
         listening: Vec<String>,
     },
+    /// The phone moved to another local address ([`Command::NetworkChanged`]); every
+    /// account registers again from there.
+    AddressChanged {
+        /// Transport-prefixed addresses, as in [`Event::Started`].
+        listening: Vec<String>,
+    },
     /// The answer to [`Command::Snapshot`].
     Snapshot {
         /// Accounts and their registration.
@@ -412,6 +487,9 @@ pub enum Event {
         calls: Vec<CallState>,
         /// Missed calls the user has not seen (the badge).
         unseen_missed: u64,
+        /// Colleagues watched ([`Command::Watch`]) and what was last heard of them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        watches: Vec<WatchState>,
     },
     /// The registrar holds our binding.
     Registered {
@@ -419,6 +497,10 @@ pub enum Event {
         account: String,
         /// Granted seconds.
         expires: u32,
+        /// How many contacts the registrar holds for the account: this phone's and the
+        /// account's other devices' (RFC 3261 §10.3).
+        #[serde(default)]
+        contacts: usize,
     },
     /// A registration attempt failed.
     RegistrationFailed {
@@ -460,7 +542,8 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replaces: Option<CallId>,
     },
-    /// The far end is ringing (180).
+    /// The far end is ringing (180). Until it sends audio (early media) or answers, the
+    /// phone plays its own ringback tone to the call's speaker or recording.
     Ringing {
         /// The call.
         call: CallId,
@@ -551,6 +634,88 @@ pub enum Event {
         delivered: bool,
         /// The final status.
         status: u16,
+        /// To whom (the Request-URI it was sent to).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        to: String,
+    },
+    /// Our presence was taken by the presence server (RFC 3903 2xx).
+    PresencePublished {
+        /// The account.
+        account: String,
+        /// As set.
+        activity: String,
+        /// As set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        /// As set, RFC 3339.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<String>,
+        /// Granted seconds (refreshed by the phone).
+        expires: u32,
+    },
+    /// Publishing our presence failed.
+    PresenceFailed {
+        /// The account.
+        account: String,
+        /// The final status (408 timeout, 503 unreachable).
+        status: u16,
+        /// When the phone tries again by itself, if it does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_in_s: Option<u64>,
+    },
+    /// A subscription of [`Command::Watch`] was accepted (2xx to SUBSCRIBE).
+    Watching {
+        /// As given to [`Command::Watch`].
+        uri: String,
+        /// The event package: `presence` or `dialog`.
+        package: String,
+    },
+    /// A watched colleague's presence (RFC 3863 basic status, RFC 4480 activities).
+    PresenceChanged {
+        /// As given to [`Command::Watch`].
+        uri: String,
+        /// `open`, `closed`, or `unknown` (the server has no published state).
+        status: String,
+        /// The first activity (`busy`, `meeting`, `lunch`…), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        activity: Option<String>,
+        /// Every activity.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        activities: Vec<String>,
+        /// The note (the person's, else the tuple's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+        /// When the activities end, as published.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<String>,
+    },
+    /// A watched colleague's phone state (RFC 4235), summed over their dialogs for a
+    /// busy lamp: `confirmed` if any call is up, else `early` if one rings, else
+    /// `trying`, else `terminated` (the last call just ended), else `idle`.
+    DialogStateChanged {
+        /// As given to [`Command::Watch`].
+        uri: String,
+        /// `idle`, `trying`, `early`, `confirmed` or `terminated`.
+        state: String,
+        /// The deciding dialog's direction: `initiator` (they called) or `recipient`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        direction: Option<String>,
+        /// How many dialogs the document listed.
+        dialogs: usize,
+    },
+    /// A subscription of [`Command::Watch`] ended (unwatched, refused, or ended by the
+    /// server); when `retry_in_s` is given the phone subscribes again by itself.
+    WatchEnded {
+        /// As given to [`Command::Watch`].
+        uri: String,
+        /// The event package: `presence` or `dialog`.
+        package: String,
+        /// `unwatched`, the Subscription-State reason (`deactivated`, `timeout`,
+        /// `rejected`, `noresource`…), or the failing status (`404`).
+        reason: String,
+        /// When the phone subscribes again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_in_s: Option<u64>,
     },
     /// A call ended.
     Ended {
@@ -639,7 +804,9 @@ impl Event {
 /// `hangup [ID]`, `hold [ID]`, `resume [ID]`, `mute [ID]`, `unmute [ID]`,
 /// `dtmf [ID] DIGITS`, `info [ID] DIGITS`, `transfer [ID] TARGET`,
 /// `attended-transfer ID TO_ID`, `message TO TEXT…`, `register [ACCOUNT]`,
-/// `unregister [ACCOUNT]`, `snapshot`, `history [N] [--missed]`, `missed [N]`,
+/// `unregister [ACCOUNT]`, `presence [set] ACTIVITY [--note TEXT…] [--until TIME]`,
+/// `watch URI [--presence-only|--dialog-only]`, `unwatch URI`,
+/// `network-changed [IP]`, `snapshot`, `history [N] [--missed]`, `missed [N]`,
 /// `search WORDS…`, `contact-add NAME [NUMBER|SIP-URI|EMAIL]…`, `contacts`,
 /// `vcard-import PATH`, `vcard-export PATH`, `mark-missed-seen`, `quit`.
 pub fn parse_line(line: &str) -> Result<Command, String> {
@@ -739,6 +906,69 @@ pub fn parse_line(line: &str) -> Result<Command, String> {
             },
             _ => return Err("message: give TO and TEXT".into()),
         },
+        "presence" => {
+            // presence [set] ACTIVITY [--note TEXT…] [--until TIME] [--account NAME]
+            let mut words = rest;
+            if words.first() == Some(&"set") {
+                words = &words[1..];
+            }
+            let Some((activity, opts)) = words.split_first() else {
+                return Err("presence: give ACTIVITY [--note TEXT] [--until TIME]".into());
+            };
+            let (mut note, mut until, mut account) = (None, None, None);
+            let mut i = 0;
+            while i < opts.len() {
+                match opts[i] {
+                    "--until" => {
+                        until = opts.get(i + 1).map(|s| s.to_string());
+                        i += 2;
+                    }
+                    "--account" => {
+                        account = opts.get(i + 1).map(|s| s.to_string());
+                        i += 2;
+                    }
+                    "--note" => {
+                        let end = opts[i + 1..]
+                            .iter()
+                            .position(|w| w.starts_with("--"))
+                            .map_or(opts.len(), |p| i + 1 + p);
+                        note = Some(opts[i + 1..end].join(" ")).filter(|n| !n.is_empty());
+                        i = end;
+                    }
+                    w => return Err(format!("presence: unexpected {w:?}")),
+                }
+            }
+            Command::SetPresence {
+                activity: activity.to_string(),
+                note,
+                until,
+                account,
+            }
+        }
+        "watch" | "unwatch" => {
+            let mut uri = None;
+            let (mut presence, mut dialog, mut account) = (true, true, None);
+            let mut it = rest.iter();
+            while let Some(w) = it.next() {
+                match *w {
+                    "--presence-only" => dialog = false,
+                    "--dialog-only" => presence = false,
+                    "--account" => account = it.next().map(|s| s.to_string()),
+                    u => uri = Some(u.to_string()),
+                }
+            }
+            let uri = uri.ok_or_else(|| format!("{verb}: give a URI"))?;
+            if verb == "unwatch" {
+                Command::Unwatch { uri }
+            } else {
+                Command::Watch {
+                    uri,
+                    account,
+                    presence,
+                    dialog,
+                }
+            }
+        }
         "history" | "missed" => {
             let mut limit = None;
             let mut missed_only = verb == "missed";
@@ -792,6 +1022,9 @@ pub fn parse_line(line: &str) -> Result<Command, String> {
             path: PathBuf::from(one("PATH")?),
         },
         "mark-missed-seen" | "mark_missed_seen" | "seen" => Command::MarkMissedSeen,
+        "network-changed" | "network_changed" => Command::NetworkChanged {
+            ip: rest.first().map(|s| s.to_string()),
+        },
         "quit" | "exit" => Command::Quit,
         other => return Err(format!("unknown command {other:?}")),
     })
@@ -948,6 +1181,38 @@ mod tests {
             parse_line("mark-missed-seen").unwrap(),
             Command::MarkMissedSeen
         );
+        assert_eq!(
+            parse_line("presence set busy --note in a meeting --until 14:00").unwrap(),
+            Command::SetPresence {
+                activity: "busy".into(),
+                note: Some("in a meeting".into()),
+                until: Some("14:00".into()),
+                account: None
+            }
+        );
+        assert_eq!(
+            parse_line("watch sip:bob@x --dialog-only").unwrap(),
+            Command::Watch {
+                uri: "sip:bob@x".into(),
+                account: None,
+                presence: false,
+                dialog: true
+            }
+        );
+        assert_eq!(
+            parse_line(r#"{"cmd":"watch","uri":"bob"}"#).unwrap(),
+            Command::Watch {
+                uri: "bob".into(),
+                account: None,
+                presence: true,
+                dialog: true
+            }
+        );
+        assert_eq!(
+            parse_line("unwatch bob").unwrap(),
+            Command::Unwatch { uri: "bob".into() }
+        );
+        assert!(parse_line("presence").is_err());
         assert_eq!(parse_line("contacts").unwrap(), Command::Contacts);
         assert!(parse_line("search").is_err());
         assert!(parse_line("frobnicate").is_err());

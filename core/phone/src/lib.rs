@@ -1,6 +1,7 @@
 //! The Vaxel softphone core: the tokio driver that turns the sans-IO protocol crates
 //! (`vaxel-sip`, `vaxel-media`) and the sound devices (`vaxel-audio`) into a working
-//! phone — accounts, registration, calls, transfer, messages — and the `vaxel` CLI.
+//! phone — accounts, registration, calls, transfer, messages, presence — and the `vaxel`
+//! CLI.
 //!
 //! # Shape
 //!
@@ -37,6 +38,7 @@ pub mod account;
 pub mod api;
 pub mod media;
 pub mod phone;
+mod presence;
 mod records;
 
 pub use account::Profile;

@@ -34,12 +34,14 @@ use vaxel_sip::msg::{
 };
 use vaxel_sip::transaction::{TxEvent, TxKey};
 use vaxel_sip::usage::message::{Pager, PagerEvent};
+use vaxel_sip::usage::publication::{Publisher, PublisherConfig, PublisherEvent};
 use vaxel_sip::usage::registration::{
     Registration, RegistrationConfig, RegistrationEvent, RegistrationState,
 };
 use vaxel_sip::usage::session::{
     EndCause, ReplacesMatch, Session, SessionConfig, SessionEvent, SessionState,
 };
+use vaxel_sip::usage::subscription::{SubState, Subscriber, SubscriberConfig, SubscriberEvent};
 use vaxel_sip::usage::{ClientTxs, Local, Output, Rng, TxFailure, top_branch};
 use vaxel_transport::{
     Endpoint, EndpointConfig, EndpointHandle, SocketsConfig, Target, TransportKind,
@@ -53,12 +55,13 @@ use vaxel_store::{
 use crate::account::{self as acct, Account, parse_sip_uri};
 use crate::api::{
     AccountState, CallId, CallState, Command, DtmfMethod, DtmfVia, EndReason, ErrorCode, Event,
-    MediaFiles, Side,
+    MediaFiles, Side, WatchState,
 };
 use crate::media::{
     AudioIo, CallMedia, CallMediaConfig, CallMediaEvent, CallMediaHandle, DtmfSource, MediaPorts,
     NullSink, PlayMode, SilentSource, WavFileSink, WavFileSource,
 };
+use crate::presence::{Watch, WatchKind};
 use crate::records::{Finished, RecordsThread};
 
 /// How a phone starts.
@@ -87,6 +90,13 @@ pub struct PhoneConfig {
     pub codecs: Option<Vec<CodecKind>>,
     /// The User-Agent header.
     pub user_agent: String,
+    /// Whose ringing tone the caller hears while the far end rings without sending
+    /// audio (local ringback): Denmark's by default (425 Hz, 1 s on, 4 s off).
+    pub tones: vaxel_media::tones::Country,
+    /// PEM files of certificate authorities trusted for TLS besides the OS's roots
+    /// (a company CA, a test CA). TLS accounts and `sips:` targets check the server's
+    /// certificate against these and the OS's roots (RFC 5922 name checks).
+    pub tls_ca: Vec<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PhoneConfig {
@@ -118,6 +128,8 @@ impl PhoneConfig {
             rtp_ports: 16384..=32767,
             codecs: None,
             user_agent: format!("Vaxel/{}", env!("CARGO_PKG_VERSION")),
+            tls_ca: Vec::new(),
+            tones: vaxel_media::tones::Country::Dk,
         }
     }
 }
@@ -144,6 +156,68 @@ pub enum PhoneError {
     /// The store could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A TLS certificate authority file could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// SIP on UDP and TCP at `addr`, TLS as a client with `tls`.
+fn endpoint_config(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> EndpointConfig {
+    EndpointConfig {
+        sockets: SocketsConfig {
+            udp: vec![addr],
+            tcp: vec![addr],
+            tls_client: Some(tls),
+            // The connection to the registrar is the way back to us (TLS: the only one):
+            // kept while the registration lives, not closed for idleness between refreshes.
+            idle_timeout: Duration::from_secs(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// The local address the OS would send from to reach `host` (no packet is sent): the
+/// address to listen on, and after a network change the new one.
+pub fn local_address_for(host: &str) -> Option<IpAddr> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let dest = std::net::ToSocketAddrs::to_socket_addrs(&(host, 5060))
+        .ok()?
+        .find(|a| a.is_ipv4())?;
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect(dest).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+/// The TLS client configuration: the OS's roots and `extra` CA files.
+fn tls_client(
+    extra: &[std::path::PathBuf],
+) -> Result<(Arc<rustls::ClientConfig>, Vec<String>), PhoneError> {
+    let mut warnings = Vec::new();
+    let native = rustls_native_certs::load_native_certs();
+    if !native.errors.is_empty() && native.certs.is_empty() {
+        warnings.push(format!(
+            "TLS: the OS's root certificates could not be read ({}); only --ca is trusted",
+            native.errors[0]
+        ));
+    }
+    let mut roots: Vec<rustls_pki_types::CertificateDer<'static>> = native.certs;
+    for path in extra {
+        let certs =
+            vaxel_transport::tls::load_certs(path).map_err(|e| PhoneError::Tls(e.to_string()))?;
+        roots.extend(certs);
+    }
+    // One bad OS root must not stop the phone: keep those rustls accepts.
+    let mut good = Vec::new();
+    for r in roots {
+        let mut probe = rustls::RootCertStore::empty();
+        if probe.add(r.clone()).is_ok() {
+            good.push(r);
+        }
+    }
+    let config =
+        vaxel_transport::tls::client_config(good).map_err(|e| PhoneError::Tls(e.to_string()))?;
+    Ok((config, warnings))
 }
 
 /// Sends commands to a running phone. Cheap to clone.
@@ -175,25 +249,21 @@ pub struct Phone;
 impl Phone {
     /// Binds the SIP sockets and starts the phone's task on the current tokio runtime.
     pub async fn start(config: PhoneConfig) -> Result<(PhoneHandle, PhoneEvents), PhoneError> {
-        let (accounts, warnings) = load_accounts(&config)?;
+        let (accounts, mut warnings) = load_accounts(&config)?;
+        let (tls, tls_warnings) = tls_client(&config.tls_ca)?;
+        warnings.extend(tls_warnings);
         let port = if config.sip_port == 0 {
             free_port(config.ip)
         } else {
             config.sip_port
         };
         let addr = SocketAddr::new(config.ip, port);
-        let ep = EndpointConfig {
-            sockets: SocketsConfig {
-                udp: vec![addr],
-                tcp: vec![addr],
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let (sip, tx_events) = Endpoint::start(ep).await.map_err(|e| PhoneError::Bind {
-            addr,
-            reason: e.to_string(),
-        })?;
+        let (sip, tx_events) = Endpoint::start(endpoint_config(addr, tls))
+            .await
+            .map_err(|e| PhoneError::Bind {
+                addr,
+                reason: e.to_string(),
+            })?;
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let (media_tx, media_rx) = mpsc::unbounded_channel();
@@ -297,7 +367,30 @@ fn new_rng() -> Rng {
 enum Owner {
     Reg(usize),
     Pager(usize),
+    /// The account's presence publication.
+    Pub(usize),
+    /// A watch's subscription.
+    Sub(u64),
     Call(CallId),
+}
+
+/// How often the phone looks whether a registration's TCP or TLS connection to the
+/// registrar is still open (a local look, no packet; the transport's RFC 5626 §4.4.1
+/// pings find a silently dead one). A connection found closed (server restarted, network
+/// gone) makes the account register again at once, with back-off while that fails.
+const FLOW_CHECK: Duration = Duration::from_secs(2);
+
+/// Presence publication expiry asked for, seconds.
+const PRESENCE_EXPIRES: u32 = 600;
+/// Watch subscription expiry asked for, seconds.
+const WATCH_EXPIRES: u32 = 600;
+
+/// What [`Command::SetPresence`] last set, for the events.
+#[derive(Debug, Clone)]
+struct PresenceSet {
+    activity: String,
+    note: Option<String>,
+    until: Option<String>,
 }
 
 struct AccountRt {
@@ -307,6 +400,11 @@ struct AccountRt {
     registration: Option<Registration>,
     pager: Pager,
     local: Local,
+    /// Messages in flight: to whom.
+    sent: HashMap<vaxel_sip::usage::message::MessageId, String>,
+    /// Our presence publication, once set.
+    presence: Option<Publisher>,
+    presence_set: Option<PresenceSet>,
 }
 
 impl AccountRt {
@@ -345,6 +443,8 @@ struct Call {
     /// We held the call before a transfer that may fail.
     resume_on_transfer_failure: bool,
     progress_reported: u16,
+    /// Local ringback playing into the call's sink until its media starts.
+    ringback: Option<crate::media::Ringback>,
 }
 
 struct Core {
@@ -365,6 +465,15 @@ struct Core {
     hops: HashMap<CallId, Target>,
     /// The store's thread: history, contacts, search.
     records: RecordsThread,
+    /// Where each account's last REGISTER went (its flow to the registrar).
+    reg_hops: HashMap<usize, Target>,
+    /// When the registrations' stream connections are next checked.
+    next_flow_check: Instant,
+    /// The new endpoint's events after a network change, for the run loop to take.
+    new_events: Option<vaxel_transport::Events>,
+    /// Colleagues watched (one entry per subscription).
+    watches: BTreeMap<u64, Watch>,
+    next_watch: u64,
 }
 
 impl Core {
@@ -404,6 +513,11 @@ impl Core {
             stats_bad_requests: 0,
             hops: HashMap::new(),
             records,
+            reg_hops: HashMap::new(),
+            new_events: None,
+            next_flow_check: Instant::now() + FLOW_CHECK,
+            watches: BTreeMap::new(),
+            next_watch: 1,
         };
         for (c, password) in accounts {
             let local = core.local_for(&acct::user(&c), c.transport);
@@ -415,6 +529,9 @@ impl Core {
                 registration: None,
                 pager: Pager::new(local.clone(), aor, None, new_rng()),
                 local,
+                presence: None,
+                presence_set: None,
+                sent: HashMap::new(),
             };
             a.pager = Pager::new(a.local.clone(), a.aor.clone(), a.auth(), new_rng());
             core.accounts.push(a);
@@ -475,7 +592,8 @@ impl Core {
         loop {
             self.flush().await;
             if let Some(deadline) = self.quitting
-                && (self.calls.is_empty() && !self.unregistering() || Instant::now() >= deadline)
+                && (self.calls.is_empty() && !self.unregistering() && !self.presence_busy()
+                    || Instant::now() >= deadline)
             {
                 break;
             }
@@ -490,7 +608,15 @@ impl Core {
                     None => break,
                 },
                 Some((id, ev)) = media_rx.recv() => self.media_event(id, ev),
-                _ = tokio::time::sleep_until(wake.into()) => self.timeouts(),
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    self.timeouts();
+                    self.check_flows().await;
+                }
+            }
+            // After a network change the new endpoint's events replace the old one's
+            // (whose stream has ended).
+            if let Some(rx) = self.new_events.take() {
+                tx_events = rx;
             }
         }
         for (_, c) in std::mem::take(&mut self.calls) {
@@ -511,8 +637,57 @@ impl Core {
         })
     }
 
+    /// Presence still being removed or unsubscribed (on the way out).
+    fn presence_busy(&self) -> bool {
+        self.accounts
+            .iter()
+            .any(|a| a.presence.as_ref().is_some_and(|p| !p.is_idle()))
+            || self.watches.values().any(|w| {
+                w.sub
+                    .as_ref()
+                    .is_some_and(|s| *s.state() != SubState::Terminated)
+            })
+    }
+
+    /// RFC 5626 §4.4: looks at the stream connection of every registered account; one
+    /// that is gone means the registrar may have lost our binding (restart) or the network
+    /// changed, so the account registers again now (the registration backs off while the
+    /// server stays away).
+    async fn check_flows(&mut self) {
+        let now = Instant::now();
+        if now < self.next_flow_check {
+            return;
+        }
+        self.next_flow_check = now + FLOW_CHECK;
+        for i in 0..self.accounts.len() {
+            let Some(hop) = self.reg_hops.get(&i).cloned() else {
+                continue;
+            };
+            let registered = self.accounts[i]
+                .registration
+                .as_ref()
+                .is_some_and(|r| matches!(r.state(), RegistrationState::Registered { .. }));
+            if !registered || hop.peer.transport == TransportKind::Udp {
+                continue;
+            }
+            if !self.sip.is_connected(hop.peer).await {
+                tracing::info!(
+                    "account {}: connection to the registrar lost; registering again",
+                    self.accounts[i].config.name
+                );
+                self.reg_hops.remove(&i);
+                if let Some(r) = self.accounts[i].registration.as_mut() {
+                    r.refresh_now(now);
+                }
+            }
+        }
+    }
+
     fn next_timeout(&self) -> Instant {
         let mut t = Instant::now() + Duration::from_secs(3600);
+        if !self.reg_hops.is_empty() {
+            t = t.min(self.next_flow_check);
+        }
         if let Some(q) = self.quitting {
             t = t.min(q);
         }
@@ -520,6 +695,7 @@ impl Core {
             for x in [
                 a.registration.as_ref().and_then(|r| r.poll_timeout()),
                 a.pager.poll_timeout(),
+                a.presence.as_ref().and_then(|p| p.poll_timeout()),
             ]
             .into_iter()
             .flatten()
@@ -529,6 +705,14 @@ impl Core {
         }
         for c in self.calls.values() {
             if let Some(x) = c.session.poll_timeout() {
+                t = t.min(x);
+            }
+        }
+        for w in self.watches.values() {
+            for x in [w.retry_at, w.sub.as_ref().and_then(|s| s.poll_timeout())]
+                .into_iter()
+                .flatten()
+            {
                 t = t.min(x);
             }
         }
@@ -542,6 +726,27 @@ impl Core {
                 && r.poll_timeout().is_some_and(|t| t <= now)
             {
                 r.handle_timeout(now);
+            }
+            if let Some(p) = a.presence.as_mut()
+                && p.poll_timeout().is_some_and(|t| t <= now)
+            {
+                p.handle_timeout(now);
+            }
+        }
+        let due: Vec<u64> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| w.retry_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.subscribe(id, now);
+        }
+        for w in self.watches.values_mut() {
+            if let Some(s) = w.sub.as_mut()
+                && s.poll_timeout().is_some_and(|t| t <= now)
+            {
+                s.handle_timeout(now);
             }
         }
         for c in self.calls.values_mut() {
@@ -791,13 +996,103 @@ impl Core {
                 Command::Message { to, text, account } => {
                     let a = self.account_index(account.as_deref()).map_err(bad)?;
                     let uri = self.target_uri(a, &to).map_err(bad)?;
-                    self.accounts[a].pager.send(
-                        now,
-                        uri,
-                        "text/plain;charset=UTF-8",
-                        Bytes::from(text),
-                    );
+                    let shown = uri.to_string();
+                    let acc = &mut self.accounts[a];
+                    let id =
+                        acc.pager
+                            .send(now, uri, "text/plain;charset=UTF-8", Bytes::from(text));
+                    acc.sent.insert(id, shown);
                     Ok(())
+                }
+                Command::SetPresence {
+                    activity,
+                    note,
+                    until,
+                    account,
+                } => {
+                    let a = self.account_index(account.as_deref()).map_err(bad)?;
+                    if activity.trim().is_empty() || activity.contains(char::is_whitespace) {
+                        return Err(bad(format!(
+                            "presence: the activity is one word, not {activity:?}"
+                        )));
+                    }
+                    let until = match until {
+                        Some(u) => Some(
+                            crate::presence::normalize_until(&u, &jiff::Zoned::now())
+                                .map_err(bad)?,
+                        ),
+                        None => None,
+                    };
+                    self.set_presence(a, activity, note, until, now);
+                    Ok(())
+                }
+                Command::Watch {
+                    uri,
+                    account,
+                    presence,
+                    dialog,
+                } => {
+                    let a = self.account_index(account.as_deref()).map_err(bad)?;
+                    let target = self.target_uri(a, &uri).map_err(bad)?;
+                    if !presence && !dialog {
+                        return Err(bad("watch: presence, dialog or both".into()));
+                    }
+                    for (on, kind) in [(presence, WatchKind::Presence), (dialog, WatchKind::Dialog)]
+                    {
+                        let dup = self
+                            .watches
+                            .values()
+                            .any(|w| w.uri == uri && w.kind == kind && !w.stopping);
+                        if !on || dup {
+                            continue;
+                        }
+                        let id = self.next_watch;
+                        self.next_watch += 1;
+                        self.watches.insert(
+                            id,
+                            Watch {
+                                uri: uri.clone(),
+                                target: target.clone(),
+                                account: a,
+                                kind,
+                                sub: None,
+                                retry_at: None,
+                                failures: 0,
+                                stopping: false,
+                                accepted: false,
+                                last: None,
+                            },
+                        );
+                        self.subscribe(id, now);
+                    }
+                    Ok(())
+                }
+                Command::Unwatch { uri } => {
+                    let ids: Vec<u64> = self
+                        .watches
+                        .iter()
+                        .filter(|(_, w)| w.uri == uri && !w.stopping)
+                        .map(|(id, _)| *id)
+                        .collect();
+                    if ids.is_empty() {
+                        return Err(bad(format!("not watching {uri}")));
+                    }
+                    for id in ids {
+                        self.unwatch(id, now);
+                    }
+                    Ok(())
+                }
+                Command::NetworkChanged { ip } => {
+                    let ip = match ip {
+                        Some(text) => text
+                            .trim()
+                            .parse::<IpAddr>()
+                            .map_err(|_| bad(format!("network_changed: not an address: {text}")))?,
+                        None => self.route_source().unwrap_or(self.config.ip),
+                    };
+                    self.network_changed(ip, now)
+                        .await
+                        .map_err(|e| (ErrorCode::Environment, e, None))
                 }
                 Command::Quit => {
                     self.quit();
@@ -827,6 +1122,7 @@ impl Core {
                         Some(RegistrationState::Failed) => "failed".into(),
                         Some(RegistrationState::Unregistering) => "unregistering".into(),
                     },
+                    presence: a.presence_set.as_ref().map(|p| p.activity.clone()),
                 })
                 .collect(),
             calls: self
@@ -852,6 +1148,20 @@ impl Core {
                 .collect(),
             // Filled in by the store's thread.
             unseen_missed: 0,
+            watches: self
+                .watches
+                .values()
+                .map(|w| WatchState {
+                    uri: w.uri.clone(),
+                    package: w.kind.event().into(),
+                    active: w.accepted
+                        && w.retry_at.is_none()
+                        && w.sub
+                            .as_ref()
+                            .is_some_and(|s| *s.state() != SubState::Terminated),
+                    last: w.last.clone().map(Box::new),
+                })
+                .collect(),
         }
     }
 
@@ -880,12 +1190,175 @@ impl Core {
         }
     }
 
+    /// The local address that routes to the first account's server (outbound proxy, else
+    /// its domain), if the OS has a route.
+    fn route_source(&self) -> Option<IpAddr> {
+        let a = self.accounts.first()?;
+        let uri = match acct::proxy(&a.config) {
+            Some(p) => parse_sip_uri(p).ok()?,
+            None => a.aor.uri.clone(),
+        };
+        let host = uri.as_sip()?.host.to_string();
+        local_address_for(&host)
+    }
+
+    /// Moves SIP to `ip` and makes every registration, publication and watch again from
+    /// there (see [`Command::NetworkChanged`]).
+    async fn network_changed(&mut self, ip: IpAddr, now: Instant) -> Result<(), String> {
+        if ip != self.sip_addr.ip() {
+            let tls = tls_client(&self.config.tls_ca)
+                .map_err(|e| e.to_string())?
+                .0;
+            let port =
+                if std::net::UdpSocket::bind(SocketAddr::new(ip, self.sip_addr.port())).is_ok() {
+                    self.sip_addr.port()
+                } else {
+                    free_port(ip)
+                };
+            let addr = SocketAddr::new(ip, port);
+            let (sip, events) = Endpoint::start(endpoint_config(addr, tls))
+                .await
+                .map_err(|e| format!("cannot listen for SIP on {addr}: {e}"))?;
+            let old = std::mem::replace(&mut self.sip, sip);
+            old.stop().await;
+            self.new_events = Some(events);
+            self.sip_addr = addr;
+            self.config.ip = ip;
+            // The old endpoint's transactions are gone with it.
+            self.clients = ClientTxs::new();
+            self.reg_hops.clear();
+            self.emit(Event::AddressChanged {
+                listening: vec![format!("udp:{addr}"), format!("tcp:{addr}")],
+            });
+        }
+        for i in 0..self.accounts.len() {
+            let user = acct::user(&self.accounts[i].config);
+            let local = self.local_for(&user, self.accounts[i].config.transport);
+            let a = &mut self.accounts[i];
+            a.local = local.clone();
+            a.pager = Pager::new(local.clone(), a.aor.clone(), a.auth(), new_rng());
+            if let Some(r) = a.registration.as_mut() {
+                r.set_local(local);
+                if !matches!(r.state(), RegistrationState::Idle) {
+                    r.refresh_now(now);
+                }
+            }
+            if a.presence.take().is_some()
+                && let Some(set) = a.presence_set.clone()
+            {
+                self.set_presence(i, set.activity, set.note, set.until, now);
+            }
+        }
+        let ids: Vec<u64> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| !w.stopping)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.subscribe(id, now);
+        }
+        Ok(())
+    }
+
+    /// Publishes (or changes) an account's presence.
+    fn set_presence(
+        &mut self,
+        i: usize,
+        activity: String,
+        note: Option<String>,
+        until: Option<String>,
+        now: Instant,
+    ) {
+        let a = &mut self.accounts[i];
+        let entity = a.aor.uri.to_string();
+        let doc = crate::presence::document(&entity, &activity, note.as_deref(), until.as_deref());
+        if a.presence.is_none() {
+            a.presence = Some(Publisher::new(
+                PublisherConfig {
+                    local: a.local.clone(),
+                    resource: a.aor.clone(),
+                    auth: a.auth(),
+                    event: "presence".into(),
+                    content_type: "application/pidf+xml".into(),
+                    expires: PRESENCE_EXPIRES,
+                },
+                new_rng(),
+            ));
+        }
+        a.presence_set = Some(PresenceSet {
+            activity,
+            note,
+            until,
+        });
+        if let Some(p) = a.presence.as_mut() {
+            p.publish(now, Bytes::from(doc));
+        }
+    }
+
+    /// Starts (or restarts) a watch's subscription.
+    fn subscribe(&mut self, id: u64, now: Instant) {
+        let Some(w) = self.watches.get_mut(&id) else {
+            return;
+        };
+        w.retry_at = None;
+        w.accepted = false;
+        let a = &self.accounts[w.account];
+        let cfg = SubscriberConfig {
+            local: a.local.clone(),
+            from: a.aor.clone(),
+            auth: a.auth(),
+            event: w.kind.event().into(),
+            accept: w.kind.accept().into(),
+            expires: WATCH_EXPIRES,
+        };
+        w.sub = Some(Subscriber::subscribe(
+            now,
+            cfg,
+            new_rng(),
+            w.target.clone(),
+            NameAddr::new(w.target.clone()),
+        ));
+    }
+
+    /// Ends a watch: unsubscribes, or drops it when no subscription is up.
+    fn unwatch(&mut self, id: u64, now: Instant) {
+        let Some(w) = self.watches.get_mut(&id) else {
+            return;
+        };
+        w.stopping = true;
+        w.retry_at = None;
+        match w.sub.as_mut() {
+            Some(s) if *s.state() != SubState::Terminated => s.unsubscribe(now),
+            _ => {
+                let w = self.watches.remove(&id).expect("present");
+                self.emit(Event::WatchEnded {
+                    uri: w.uri,
+                    package: w.kind.event().into(),
+                    reason: "unwatched".into(),
+                    retry_in_s: None,
+                });
+            }
+        }
+    }
+
     fn quit(&mut self) {
         if self.quitting.is_some() {
             return;
         }
         let now = Instant::now();
         self.quitting = Some(now + Duration::from_secs(4));
+        for a in &mut self.accounts {
+            if let Some(p) = a.presence.as_mut()
+                && p.has_state()
+            {
+                p.remove(now);
+            }
+        }
+        let ids: Vec<u64> = self.watches.keys().copied().collect();
+        for id in ids {
+            self.unwatch(id, now);
+        }
         for c in self.calls.values_mut() {
             c.session.hangup(now);
         }
@@ -964,6 +1437,7 @@ impl Core {
                 established: false,
                 resume_on_transfer_failure: false,
                 progress_reported: 0,
+                ringback: None,
             },
         );
         let account_id = self.accounts[account].config.id;
@@ -1127,7 +1601,9 @@ impl Core {
             return;
         };
         let files = c.files.clone();
-        let io = match self.audio_io(&files) {
+        // The ringback's audio goes on as the call's: the same speaker, the same file.
+        let from_ringback = c.ringback.take().and_then(|r| r.stop());
+        let io = match from_ringback.map_or_else(|| self.audio_io(&files), Ok) {
             Ok(io) => io,
             Err(e) => {
                 self.fail(ErrorCode::Environment, e, Some(id));
@@ -1191,6 +1667,16 @@ impl Core {
                     }
                 }
                 Some(Owner::Pager(i)) => self.accounts[i].pager.handle_response(now, &response),
+                Some(Owner::Pub(i)) => {
+                    if let Some(p) = self.accounts[i].presence.as_mut() {
+                        p.handle_response(now, &response);
+                    }
+                }
+                Some(Owner::Sub(id)) => {
+                    if let Some(s) = self.watches.get_mut(&id).and_then(|w| w.sub.as_mut()) {
+                        s.handle_response(now, &response);
+                    }
+                }
                 Some(Owner::Call(id)) => {
                     if let Some(c) = self.calls.get_mut(&id) {
                         c.session.handle_response(now, &response);
@@ -1247,6 +1733,32 @@ impl Core {
     }
 
     fn owner_failed(&mut self, now: Instant, owner: Owner, branch: &str, failure: TxFailure) {
+        // A request outside a dialog went unanswered or could not be sent: it went the
+        // registration's way (registrar, outbound proxy), so the binding may be gone too
+        // (server restart, network change). Register again now; the registration backs
+        // off while the server stays away.
+        let account = match owner {
+            Owner::Pager(i) | Owner::Pub(i) => Some(i),
+            Owner::Sub(id) => self.watches.get(&id).map(|w| w.account),
+            Owner::Call(id) => self
+                .calls
+                .get(&id)
+                .filter(|c| {
+                    c.outgoing
+                        && matches!(
+                            c.session.state(),
+                            SessionState::Calling | SessionState::Proceeding
+                        )
+                })
+                .map(|c| c.account),
+            Owner::Reg(_) => None,
+        };
+        if let Some(r) = account.and_then(|i| self.accounts[i].registration.as_mut())
+            && matches!(r.state(), RegistrationState::Registered { .. })
+        {
+            tracing::info!("a request failed ({failure:?}); registering again");
+            r.refresh_now(now);
+        }
         match owner {
             Owner::Reg(i) => {
                 if let Some(r) = self.accounts[i].registration.as_mut() {
@@ -1254,6 +1766,16 @@ impl Core {
                 }
             }
             Owner::Pager(i) => self.accounts[i].pager.handle_failure(now, branch, failure),
+            Owner::Pub(i) => {
+                if let Some(p) = self.accounts[i].presence.as_mut() {
+                    p.handle_failure(now, branch, failure);
+                }
+            }
+            Owner::Sub(id) => {
+                if let Some(s) = self.watches.get_mut(&id).and_then(|w| w.sub.as_mut()) {
+                    s.handle_failure(now, branch, failure);
+                }
+            }
             Owner::Call(id) => {
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.session.handle_failure(now, branch, failure);
@@ -1278,6 +1800,17 @@ impl Core {
     }
 
     fn request(&mut self, now: Instant, tx: TxKey, request: Request) {
+        // A NOTIFY of one of our watches (RFC 6665 §4.1.3).
+        if request.method == Method::Notify
+            && let Some(s) = self
+                .watches
+                .values_mut()
+                .filter_map(|w| w.sub.as_mut())
+                .find(|s| s.owns_request(&request))
+        {
+            s.handle_request(now, tx, &request);
+            return;
+        }
         if let Some(c) = self
             .calls
             .values_mut()
@@ -1368,6 +1901,7 @@ impl Core {
                 established: false,
                 resume_on_transfer_failure: false,
                 progress_reported: 0,
+                ringback: None,
             },
         );
     }
@@ -1396,6 +1930,30 @@ impl Core {
                         self.pager_event(i, e);
                     }
                 }
+                while let Some(o) = self.accounts[i]
+                    .presence
+                    .as_mut()
+                    .and_then(|p| p.poll_output())
+                {
+                    work = true;
+                    if let Some(e) = self.carry_out(Owner::Pub(i), o).await {
+                        self.publisher_event(i, e);
+                    }
+                }
+            }
+            let ids: Vec<u64> = self.watches.keys().copied().collect();
+            for id in ids {
+                while let Some(o) = self
+                    .watches
+                    .get_mut(&id)
+                    .and_then(|w| w.sub.as_mut())
+                    .and_then(|s| s.poll_output())
+                {
+                    work = true;
+                    if let Some(e) = self.carry_out(Owner::Sub(id), o).await {
+                        self.subscriber_event(id, e);
+                    }
+                }
             }
             let ids: Vec<CallId> = self.calls.keys().copied().collect();
             for id in ids {
@@ -1418,8 +1976,15 @@ impl Core {
                 .map(|c| c.id)
                 .collect();
             for id in done {
-                if let Some(c) = self.calls.remove(&id) {
+                if let Some(mut c) = self.calls.remove(&id) {
                     self.hops.remove(&id);
+                    // Rang out without media: the ringback's recording is finished here.
+                    if let Some(crate::media::AudioIo::Endpoints { mut sink, .. }) =
+                        c.ringback.take().and_then(|r| r.stop())
+                        && let Err(e) = sink.finish()
+                    {
+                        self.fail(ErrorCode::Environment, e.to_string(), Some(id));
+                    }
                     if let Some(m) = c.media
                         && let Err(e) = m.stop().await
                     {
@@ -1477,7 +2042,8 @@ impl Core {
     /// Request-URI.
     async fn next_hop(&mut self, owner: Owner, r: &Request) -> Result<Target, String> {
         let account = match owner {
-            Owner::Reg(i) | Owner::Pager(i) => i,
+            Owner::Reg(i) | Owner::Pager(i) | Owner::Pub(i) => i,
+            Owner::Sub(id) => self.watches.get(&id).map_or(0, |w| w.account),
             Owner::Call(id) => self.calls.get(&id).map_or(0, |c| c.account),
         };
         let cfg = &self.accounts[account].config;
@@ -1507,6 +2073,10 @@ impl Core {
                 self.hops.insert(id, t.clone());
                 Ok(t)
             }
+            (Some(t), Owner::Reg(i)) => {
+                self.reg_hops.insert(i, t.clone());
+                Ok(t)
+            }
             (Some(t), _) => Ok(t),
             (None, Owner::Call(id)) => self
                 .hops
@@ -1523,7 +2093,14 @@ impl Core {
     fn registration_event(&mut self, i: usize, e: RegistrationEvent) {
         let account = self.accounts[i].config.name.clone();
         self.emit(match e {
-            RegistrationEvent::Registered { expires } => Event::Registered { account, expires },
+            RegistrationEvent::Registered { expires } => Event::Registered {
+                account,
+                expires,
+                contacts: self.accounts[i]
+                    .registration
+                    .as_ref()
+                    .map_or(0, |r| r.bindings()),
+            },
             RegistrationEvent::Failed {
                 status,
                 reason,
@@ -1540,19 +2117,133 @@ impl Core {
 
     fn pager_event(&mut self, i: usize, e: PagerEvent) {
         match e {
-            PagerEvent::Delivered { .. } => self.emit(Event::MessageSent {
-                delivered: true,
-                status: 200,
-            }),
-            PagerEvent::Failed { status, .. } => self.emit(Event::MessageSent {
-                delivered: false,
-                status,
-            }),
+            PagerEvent::Delivered { id } => {
+                let to = self.accounts[i].sent.remove(&id).unwrap_or_default();
+                self.emit(Event::MessageSent {
+                    delivered: true,
+                    status: 200,
+                    to,
+                })
+            }
+            PagerEvent::Failed { id, status } => {
+                let to = self.accounts[i].sent.remove(&id).unwrap_or_default();
+                self.emit(Event::MessageSent {
+                    delivered: false,
+                    status,
+                    to,
+                })
+            }
             PagerEvent::Received { from, body, .. } => self.emit(Event::MessageReceived {
                 account: self.accounts[i].config.name.clone(),
                 from: from.uri.to_string(),
                 text: String::from_utf8_lossy(&body).into_owned(),
             }),
+        }
+    }
+
+    fn publisher_event(&mut self, i: usize, e: PublisherEvent) {
+        let a = &self.accounts[i];
+        let account = a.config.name.clone();
+        match e {
+            PublisherEvent::Published { expires } => {
+                if let Some(set) = a.presence_set.clone() {
+                    self.emit(Event::PresencePublished {
+                        account,
+                        activity: set.activity,
+                        note: set.note,
+                        until: set.until,
+                        expires,
+                    });
+                }
+            }
+            PublisherEvent::Failed { status, retry_in } => self.emit(Event::PresenceFailed {
+                account,
+                status,
+                retry_in_s: retry_in.map(|d| d.as_secs()),
+            }),
+            PublisherEvent::Removed => {}
+        }
+    }
+
+    fn subscriber_event(&mut self, id: u64, e: SubscriberEvent) {
+        let now = Instant::now();
+        let Some(w) = self.watches.get_mut(&id) else {
+            return;
+        };
+        match e {
+            SubscriberEvent::Accepted { .. } => {
+                w.failures = 0;
+                if !w.accepted && !w.stopping {
+                    w.accepted = true;
+                    let ev = Event::Watching {
+                        uri: w.uri.clone(),
+                        package: w.kind.event().into(),
+                    };
+                    self.emit(ev);
+                }
+            }
+            SubscriberEvent::Notify { state, body, .. } => {
+                w.failures = 0;
+                // A pending subscription's NOTIFY carries no state (RFC 6665 §4.2.1.2);
+                // the final NOTIFY of an unwatch neither.
+                if w.stopping || state.eq_ignore_ascii_case("pending") {
+                    return;
+                }
+                let terminated = state.eq_ignore_ascii_case("terminated");
+                let ev = match w.kind {
+                    WatchKind::Presence => {
+                        if terminated && body.is_empty() {
+                            return;
+                        }
+                        Some(crate::presence::presence_event(&w.uri, &body))
+                    }
+                    WatchKind::Dialog => {
+                        if terminated && body.is_empty() {
+                            return;
+                        }
+                        crate::presence::dialog_event(&w.uri, &body)
+                    }
+                };
+                match ev {
+                    Some(ev) if w.last.as_ref() != Some(&ev) => {
+                        w.last = Some(ev.clone());
+                        self.emit(ev);
+                    }
+                    Some(_) => {}
+                    None => tracing::debug!("unreadable {} document", w.kind.event()),
+                }
+            }
+            SubscriberEvent::Terminated {
+                reason,
+                retry_after,
+            } => {
+                let (uri, kind) = (w.uri.clone(), w.kind);
+                if w.stopping {
+                    self.watches.remove(&id);
+                    self.emit(Event::WatchEnded {
+                        uri,
+                        package: kind.event().into(),
+                        reason: "unwatched".into(),
+                        retry_in_s: None,
+                    });
+                    return;
+                }
+                w.failures += 1;
+                let again =
+                    crate::presence::resubscribe_in(reason.as_deref(), retry_after, w.failures);
+                // The old subscription is over (its last outputs still drain); a new one
+                // starts at `retry_at`.
+                w.retry_at = again.map(|d| now + d);
+                if again.is_none() {
+                    self.watches.remove(&id);
+                }
+                self.emit(Event::WatchEnded {
+                    uri,
+                    package: kind.event().into(),
+                    reason: reason.unwrap_or_else(|| "ended".into()),
+                    retry_in_s: again.map(|d| d.as_secs()),
+                });
+            }
         }
     }
 
@@ -1580,6 +2271,7 @@ impl Core {
                 replaces,
             } => self.on_incoming(id, from, offer, replaces).await,
             SessionEvent::Ringing => {
+                self.start_ringback(id);
                 self.emit(Event::Ringing { call: id });
                 self.report_transfer(id, 180);
             }
@@ -1772,6 +2464,30 @@ impl Core {
                 }
             }
             SessionEvent::Ended { cause } => self.on_ended(id, cause),
+        }
+    }
+
+    /// Local ringback for an outgoing call that rings without media of its own yet.
+    fn start_ringback(&mut self, id: CallId) {
+        let Some(c) = self.calls.get(&id) else { return };
+        if !c.outgoing || c.media.is_some() || c.ringback.is_some() || c.ports.is_none() {
+            return;
+        }
+        let files = c.files.clone();
+        let tone = vaxel_media::tones::Tone::for_country(
+            self.config.tones,
+            vaxel_media::tones::ToneKind::Ringback,
+        );
+        match self
+            .audio_io(&files)
+            .and_then(|io| crate::media::Ringback::start(io, tone).map_err(|e| e.to_string()))
+        {
+            Ok(r) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.ringback = Some(r);
+                }
+            }
+            Err(e) => tracing::debug!("no local ringback: {e}"),
         }
     }
 

@@ -8,6 +8,15 @@
 //! - `register_401_200.xml`: SIPp as registrar challenges (401), checks vaxel's digest
 //!   (password from VAXEL_PASSWORD) and accepts (200); vaxel unregisters at exit.
 //! - `malformed_400.xml`: malformed requests get 400, then a whole call still works.
+//! - `early_media_183.xml`: vaxel calls SIPp, which answers 183 with SDP and streams a
+//!   1 kHz tone (RTP, PCMU) for 3 s before its 200: vaxel reports `early_media`, and the
+//!   tone is in its recording from the start, seconds before `established`.
+//! - `ringing_180.xml`: SIPp rings (180 without SDP) for 2 s before answering: vaxel
+//!   plays its own ringback (425 Hz, Danish cadence) into the call's recording until the
+//!   answer.
+//! - `replaces_refused_486.xml`: a failed attended transfer — vaxel a holds vaxel b,
+//!   consults SIPp, and REFERs b to SIPp with Replaces; SIPp refuses b's INVITE with 486,
+//!   so a gets `transfer_failed` (486) and takes b back (`resumed`), both calls still up.
 //!
 //! Each fails unless SIPp reports its call successful (exit status 0). Skips (or fails
 //! with `VAXEL_REQUIRE_PEERS=1`) when sipp is not installed.
@@ -29,10 +38,30 @@ fn scenario(name: &str) -> PathBuf {
 /// Starts SIPp with `scenario`, one call, logging to `dir`; `remote` is the target of a
 /// client scenario (none for a server scenario).
 fn sipp(dir: &Path, scenario_file: &str, port: u16, remote: Option<&str>) -> Child {
+    sipp_with(dir, scenario_file, port, remote, 1, &[])
+}
+
+/// [`sipp`] with more arguments, run in `dir` (where `rtp_stream` finds its files).
+fn sipp_with(
+    dir: &Path,
+    scenario_file: &str,
+    port: u16,
+    remote: Option<&str>,
+    calls: u32,
+    extra: &[&str],
+) -> Child {
     let mut cmd = Command::new("sipp");
+    cmd.current_dir(dir).args(extra);
     cmd.arg("-sf")
         .arg(scenario(scenario_file))
-        .args(["-m", "1", "-i", "127.0.0.1", "-mi", "127.0.0.1"])
+        .args([
+            "-m",
+            &calls.to_string(),
+            "-i",
+            "127.0.0.1",
+            "-mi",
+            "127.0.0.1",
+        ])
         .args(["-p", &port.to_string(), "-nostdin"])
         .args([
             "-timeout",
@@ -241,5 +270,206 @@ fn sipp_malformed_requests_get_400_and_vaxel_keeps_serving() {
         e["event"] == "ended" && e["cause"] == "remote_hangup"
     });
     quit(v);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// µ-law (PCMU) samples of a `freq` Hz sine at 8 kHz, −12 dBFS, `secs` long: a raw file
+/// for SIPp's `rtp_stream`.
+fn ulaw_tone(path: &Path, freq: f64, secs: usize) {
+    let amp = 32767.0 * 10f64.powf(-12.0 / 20.0);
+    let bytes: Vec<u8> = (0..8000 * secs)
+        .map(|n| {
+            let x = amp * (2.0 * std::f64::consts::PI * freq * n as f64 / 8000.0).sin();
+            vaxel_media::codec::g711::linear_to_ulaw(x as i16)
+        })
+        .collect();
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn sipp_early_media_is_heard_before_the_answer() {
+    if !have_peer("sipp") {
+        return;
+    }
+    let dir = temp_dir("sipp-early");
+    ulaw_tone(&dir.join("tone.ulaw"), 1000.0, 1);
+    let sport = free_port();
+    let mport = free_port().to_string();
+    let s = sipp_with(
+        &dir,
+        "early_media_183.xml",
+        sport,
+        None,
+        1,
+        &["-mp", &mport],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let v_port = free_port();
+    let mut v = vaxel(&dir, v_port);
+    let rec = dir.join("early.wav");
+    v.send(&format!(
+        "call sip:sipp@127.0.0.1:{sport} --record {}",
+        rec.display()
+    ));
+    v.event("early_media", 10);
+    let early_at = Instant::now();
+    v.event("established", 10);
+    let waited = early_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2500),
+        "established {waited:?} after early media"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    v.send("hangup");
+    v.expect("ended", 10, |e| {
+        e["event"] == "ended" && e["cause"] == "local_hangup"
+    });
+    sipp_ok(&dir, "early_media_183.xml", s, 30);
+    quit(v);
+    // The recording starts with the early media: the tone is there in its first 2 s,
+    // before the 200 came.
+    let p = vaxel_media::wav::Prompt::from_wav(std::fs::File::open(&rec).unwrap(), 16_000).unwrap();
+    let first: Vec<i16> = p.samples().iter().take(32_000).copied().collect();
+    assert!(first.len() == 32_000, "at least 2 s recorded");
+    let power = |f: f64| vaxel_media::dsp::goertzel_power(&first, 16_000, f);
+    assert!(
+        power(1000.0) > 20.0 * power(700.0) && power(1000.0) > 20.0 * power(1400.0),
+        "1 kHz early media in the first 2 s: {} vs {} / {}",
+        power(1000.0),
+        power(700.0),
+        power(1400.0)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sipp_failed_attended_transfer_gives_the_call_back() {
+    if !have_peer("sipp") {
+        return;
+    }
+    let dir = temp_dir("sipp-xfer");
+    let sport = free_port();
+    let mport = free_port().to_string();
+    // Two SIPp calls (by Call-ID): the consultation and the refused INVITE with Replaces.
+    let s = sipp_with(
+        &dir,
+        "replaces_refused_486.xml",
+        sport,
+        None,
+        2,
+        &["-mp", &mport],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let tone = dir.join("tone.wav");
+    tone_wav(&tone, 1000.0, 1);
+    let a_port = free_port();
+    let mut a = Vaxel::spawn(
+        "a",
+        &[
+            "--profile",
+            dir.join("a").to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{a_port}"),
+            "run",
+            "--play",
+            tone.to_str().unwrap(),
+        ],
+        &[],
+    );
+    a.event("started", 10);
+    let b_port = free_port();
+    let mut b = vaxel(&dir, b_port);
+
+    a.send(&format!("call sip:b@127.0.0.1:{b_port}"));
+    a.expect("a-b up", 10, |v| {
+        v["event"] == "established" && v["call"] == 1
+    });
+    a.send("hold 1");
+    a.expect("held", 10, |v| v["event"] == "held" && v["call"] == 1);
+    a.send(&format!("call sip:c@127.0.0.1:{sport}"));
+    a.expect("consultation up", 10, |v| {
+        v["event"] == "established" && v["call"] == 2
+    });
+    a.send("attended-transfer 1 2");
+    b.expect("transfer_requested", 10, |v| {
+        v["event"] == "transfer_requested"
+    });
+    let failed = a.expect("transfer_failed", 15, |v| v["event"] == "transfer_failed");
+    assert_eq!(failed["call"], 1);
+    assert_eq!(failed["status"], 486);
+    a.expect("taken back", 10, |v| {
+        v["event"] == "resumed" && v["call"] == 1 && v["by"] == "local"
+    });
+    b.expect("b resumed", 10, |v| {
+        v["event"] == "resumed" && v["by"] == "remote"
+    });
+    // Both of a's calls are still up; b's attempt ended with 486.
+    a.send("snapshot");
+    let snap = a.event("snapshot", 5);
+    assert_eq!(snap["calls"][0]["state"], "established", "{snap}");
+    assert_eq!(snap["calls"][0]["held"], false, "{snap}");
+    assert_eq!(snap["calls"][1]["state"], "established", "{snap}");
+    b.expect("b's transfer call refused", 10, |v| {
+        v["event"] == "ended" && v["cause"] == "rejected" && v["status"] == 486
+    });
+    a.send("hangup 2");
+    a.expect("consultation ended", 10, |v| {
+        v["event"] == "ended" && v["call"] == 2
+    });
+    sipp_ok(&dir, "replaces_refused_486.xml", s, 30);
+    a.send("hangup 1");
+    b.expect("b ended", 10, |v| {
+        v["event"] == "ended" && v["cause"] == "remote_hangup"
+    });
+    quit(a);
+    quit(b);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sipp_ringing_without_sdp_gets_local_ringback() {
+    if !have_peer("sipp") {
+        return;
+    }
+    let dir = temp_dir("sipp-ringback");
+    let sport = free_port();
+    let mport = free_port().to_string();
+    let s = sipp_with(&dir, "ringing_180.xml", sport, None, 1, &["-mp", &mport]);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut v = vaxel(&dir, free_port());
+    let rec = dir.join("ringback.wav");
+    v.send(&format!(
+        "call sip:sipp@127.0.0.1:{sport} --record {}",
+        rec.display()
+    ));
+    v.event("ringing", 10);
+    v.event("established", 10);
+    std::thread::sleep(Duration::from_millis(500));
+    v.send("hangup");
+    v.expect("ended", 10, |e| {
+        e["event"] == "ended" && e["cause"] == "local_hangup"
+    });
+    sipp_ok(&dir, "ringing_180.xml", s, 30);
+    quit(v);
+    // The recording opens with 1 s of 425 Hz (the cadence's first "on"), then the silent
+    // call (SIPp sends no RTP).
+    let p = vaxel_media::wav::Prompt::from_wav(std::fs::File::open(&rec).unwrap(), 16_000).unwrap();
+    let s = p.samples();
+    assert!(
+        s.len() >= 16_000 * 2,
+        "ringing and the call recorded: {}",
+        s.len()
+    );
+    let first = &s[1_600..14_400];
+    let power = |f: f64| vaxel_media::dsp::goertzel_power(first, 16_000, f);
+    assert!(
+        power(425.0) > 20.0 * power(1000.0) && power(425.0) > 1.0e5,
+        "425 Hz ringback at the start: {} vs {}",
+        power(425.0),
+        power(1000.0)
+    );
+    let last = &s[s.len() - 4_800..];
+    let rms = (last.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / last.len() as f64).sqrt();
+    assert!(rms < 300.0, "no ringback once answered (rms {rms:.0})");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -64,6 +64,36 @@ fn challenge_then_registered_and_our_contact_found_among_several() {
     let ladder = sim.ladder().join("\n");
     assert!(ladder.contains("401 Unauthorized"), "{ladder}");
     assert_eq!(sim.eps[1].registrar.as_ref().unwrap().registers_seen, 2);
+    // Ours and the other device's.
+    assert_eq!(sim.eps[0].reg.as_ref().unwrap().bindings(), 2);
+}
+
+#[test]
+fn a_new_address_replaces_the_old_binding_in_one_register() {
+    let mut sim = setup(3, LinkConditions::default(), "secret", 600);
+    register(&mut sim);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(registered(&sim), vec![600]);
+    // The network changed: same phone, new Contact (another port here).
+    let old = sim.eps[0].local.contact.clone();
+    let mut moved = sim.eps[0].local.clone();
+    moved.contact = uri("sip:alice@192.0.2.1:5999");
+    let now = sim.now();
+    let reg = sim.eps[0].reg.as_mut().unwrap();
+    reg.set_local(moved.clone());
+    reg.refresh_now(now);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(registered(&sim), vec![600, 600]);
+    let bound: Vec<String> =
+        sim.eps[1].registrar.as_ref().unwrap().bindings["sip:alice@example.com"]
+            .iter()
+            .map(|(u, _)| u.to_string())
+            .collect();
+    assert_eq!(
+        bound,
+        vec![moved.contact.to_string()],
+        "the old {old} is gone"
+    );
 }
 
 #[test]

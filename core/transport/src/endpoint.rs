@@ -88,6 +88,10 @@ enum Command {
         peer: Peer,
         reply: oneshot::Sender<Result<(), EndpointError>>,
     },
+    IsConnected {
+        peer: Peer,
+        reply: oneshot::Sender<bool>,
+    },
     Stop,
 }
 
@@ -247,6 +251,9 @@ impl Endpoint {
             Command::KeepAlive { peer, reply } => {
                 let _ = reply.send(self.sockets.keep_alive(peer).map_err(EndpointError::from));
             }
+            Command::IsConnected { peer, reply } => {
+                let _ = reply.send(self.sockets.is_connected(&peer));
+            }
             Command::Stop => {}
         }
     }
@@ -382,6 +389,22 @@ impl EndpointHandle {
     /// binding of a registration), a ping on an open stream connection.
     pub async fn keep_alive(&self, peer: Peer) -> Result<(), EndpointError> {
         self.ask(|reply| Command::KeepAlive { peer, reply }).await
+    }
+
+    /// Whether a stream connection to `peer` is open now (no packet is sent). A phone
+    /// checks its registration's flow with it (RFC 5626 §4.4: a closed flow means the
+    /// registration must be made again); `false` for UDP and when the endpoint stopped.
+    pub async fn is_connected(&self, peer: Peer) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .inner
+            .commands
+            .send(Command::IsConnected { peer, reply: tx })
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     /// Stops the endpoint task and closes its sockets; waits until it has stopped.

@@ -33,6 +33,10 @@ struct Cli {
     /// that routes to the account's server (or 127.0.0.1), any free port.
     #[arg(long, global = true)]
     listen: Option<String>,
+    /// Trust this certificate authority (PEM) for TLS besides the OS's roots; may be
+    /// repeated. Also from $VAXEL_TLS_CA.
+    #[arg(long, global = true)]
+    ca: Vec<PathBuf>,
     /// RTP port range, LOW-HIGH.
     #[arg(long, global = true, default_value = "16384-32767")]
     rtp_ports: String,
@@ -80,6 +84,38 @@ enum Sub {
         #[arg(long)]
         count: Option<u32>,
     },
+    /// Publish your presence and keep it (refreshed) until interrupted; exit 0 if the
+    /// presence server took it.
+    Presence {
+        #[command(subcommand)]
+        action: PresenceCmd,
+    },
+    /// Send an instant message (SIP MESSAGE); exit 0 if it was accepted.
+    Message {
+        /// To whom: sip:user@host, user@host, or a user at the account's domain.
+        uri: String,
+        /// The text (several words are joined with spaces).
+        #[arg(required = true)]
+        text: Vec<String>,
+        /// The account (default: the first).
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Watch colleagues' presence and phone state (busy lamps) until interrupted.
+    Watch {
+        /// Whom: sip:user@host, user@host, or users at the account's domain.
+        #[arg(required = true)]
+        uris: Vec<String>,
+        /// The account to subscribe from (default: the first).
+        #[arg(long)]
+        account: Option<String>,
+        /// Only presence, not phone state.
+        #[arg(long, conflicts_with = "dialog_only")]
+        presence_only: bool,
+        /// Only phone state, not presence.
+        #[arg(long)]
+        dialog_only: bool,
+    },
     /// Line-oriented control: commands on stdin, JSON events on stdout.
     Run {
         /// The account to register (default: every account that registers).
@@ -94,6 +130,25 @@ enum Sub {
         /// Record every call to this WAV file instead of the speaker.
         #[arg(long)]
         record: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PresenceCmd {
+    /// Set your presence: available, offline, or an activity (busy, meeting, away, meal,
+    /// vacation, on-the-phone, or any word such as lunch or sick).
+    Set {
+        /// The activity.
+        activity: String,
+        /// A note for people ("in a meeting").
+        #[arg(long)]
+        note: Option<String>,
+        /// When it ends: RFC 3339 (2026-11-22T14:00:00Z) or HH:MM local time.
+        #[arg(long)]
+        until: Option<String>,
+        /// The account (default: the first).
+        #[arg(long)]
+        account: Option<String>,
     },
 }
 
@@ -163,22 +218,8 @@ fn print(e: &Event) {
 
 /// The local address that routes to `host` (no packet is sent), else 127.0.0.1.
 fn route_source(host: Option<String>) -> IpAddr {
-    let fallback = IpAddr::from([127, 0, 0, 1]);
-    let Some(host) = host else { return fallback };
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let Ok(mut addrs) = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), 5060)) else {
-        return fallback;
-    };
-    let Some(dest) = addrs.find(|a| a.is_ipv4()) else {
-        return fallback;
-    };
-    match std::net::UdpSocket::bind("0.0.0.0:0") {
-        Ok(s) if s.connect(dest).is_ok() => s.local_addr().map_or(fallback, |a| a.ip()),
-        _ => fallback,
-    }
+    host.and_then(|h| vaxel_phone::phone::local_address_for(&h))
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
 fn host_of(uri: &str) -> Option<String> {
@@ -205,6 +246,8 @@ fn first_line_of_stdin() -> String {
 
 struct Setup {
     config: PhoneConfig,
+    /// The server host the listening address was chosen for (none with `--listen IP`).
+    server_host: Option<String>,
 }
 
 fn open_store(cli: &Cli) -> (Profile, Store) {
@@ -225,6 +268,7 @@ fn setup(cli: &Cli, account: Option<&str>, target: Option<&str>) -> Setup {
         ),
         None => accounts.first(),
     };
+    let mut server_host = None;
     let (ip, port) = match &cli.listen {
         Some(l) => match l.parse::<SocketAddr>() {
             Ok(a) => (a.ip(), a.port()),
@@ -241,6 +285,7 @@ fn setup(cli: &Cli, account: Option<&str>, target: Option<&str>) -> Setup {
                         .or_else(|| host_of(&a.sip_uri))
                 })
                 .or_else(|| target.and_then(host_of));
+            server_host = host.clone();
             (route_source(host), 0)
         }
     };
@@ -255,7 +300,16 @@ fn setup(cli: &Cli, account: Option<&str>, target: Option<&str>) -> Setup {
     config.store = store;
     config.secrets = Arc::new(KeyringStore::new());
     config.rtp_ports = rtp_ports;
-    Setup { config }
+    config.tls_ca = cli.ca.clone();
+    if config.tls_ca.is_empty()
+        && let Some(ca) = std::env::var_os("VAXEL_TLS_CA").filter(|c| !c.is_empty())
+    {
+        config.tls_ca.push(PathBuf::from(ca));
+    }
+    Setup {
+        config,
+        server_host,
+    }
 }
 
 /// Reads `run` commands from stdin until EOF (then quits).
@@ -279,6 +333,33 @@ fn spawn_stdin(phone: vaxel_phone::PhoneHandle, quit_on_eof: bool) {
     });
 }
 
+/// Follows the network: every 5 s, the local address that routes to the server;
+/// when it is another than before (Wi-Fi to cable, VPN up or down), the phone moves there
+/// and registers again. Only when the address was chosen this way (no `--listen IP`).
+fn spawn_network_watch(phone: vaxel_phone::PhoneHandle, host: String, mut ip: IpAddr) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let h = host.clone();
+            let now =
+                tokio::task::spawn_blocking(move || vaxel_phone::phone::local_address_for(&h))
+                    .await
+                    .ok()
+                    .flatten();
+            if let Some(new) = now
+                && new != ip
+            {
+                ip = new;
+                if !phone.send(Command::NetworkChanged {
+                    ip: Some(new.to_string()),
+                }) {
+                    break;
+                }
+            }
+        }
+    });
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -296,6 +377,43 @@ async fn main() {
             auto_answer,
             count,
         } => listen(&cli, opts, *auto_answer, *count).await,
+        Sub::Presence {
+            action:
+                PresenceCmd::Set {
+                    activity,
+                    note,
+                    until,
+                    account,
+                },
+        } => {
+            let c = Command::SetPresence {
+                activity: activity.clone(),
+                note: note.clone(),
+                until: until.clone(),
+                account: account.clone(),
+            };
+            presence(&cli, account.as_deref(), vec![c]).await
+        }
+        Sub::Message { uri, text, account } => {
+            message(&cli, uri, &text.join(" "), account.as_deref()).await
+        }
+        Sub::Watch {
+            uris,
+            account,
+            presence_only,
+            dialog_only,
+        } => {
+            let cs = uris
+                .iter()
+                .map(|u| Command::Watch {
+                    uri: u.clone(),
+                    account: account.clone(),
+                    presence: !dialog_only,
+                    dialog: !presence_only,
+                })
+                .collect();
+            presence(&cli, account.as_deref(), cs).await
+        }
         Sub::Run {
             account,
             auto_answer,
@@ -447,6 +565,7 @@ async fn register(cli: &Cli, account: Option<&str>, stay: bool) -> i32 {
     let mut ok = false;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let mut interrupted = false;
     loop {
         tokio::select! {
             e = events.recv() => {
@@ -462,10 +581,94 @@ async fn register(cli: &Cli, account: Option<&str>, stay: bool) -> i32 {
                     _ => {}
                 }
             }
-            _ = &mut ctrl_c => { phone.send(Command::Quit); }
+            // A finished future must not be polled again: once interrupted, stop selecting it.
+            _ = &mut ctrl_c, if !interrupted => { interrupted = true; phone.send(Command::Quit); }
         }
     }
     if ok { 0 } else { 1 }
+}
+
+/// `message`: send one MESSAGE, print events, exit 0 if it was accepted (2xx).
+async fn message(cli: &Cli, uri: &str, text: &str, account: Option<&str>) -> i32 {
+    let s = setup(cli, account, Some(uri));
+    let (phone, mut events) = start(s.config).await;
+    phone.send(Command::Message {
+        to: uri.to_owned(),
+        text: text.to_owned(),
+        account: account.map(str::to_owned),
+    });
+    let mut delivered = false;
+    while let Some(e) = events.recv().await {
+        print(&e);
+        match e {
+            Event::MessageSent { delivered: d, .. } => {
+                delivered = d;
+                phone.send(Command::Quit);
+            }
+            Event::Error {
+                code: vaxel_phone::ErrorCode::BadCommand,
+                ..
+            } => {
+                phone.send(Command::Quit);
+            }
+            Event::Stopped => break,
+            _ => {}
+        }
+    }
+    if delivered { 0 } else { 1 }
+}
+
+/// `presence set` and `watch`: send the commands, print events until interrupted; exit
+/// 0 if the presence was published or every watch was accepted.
+async fn presence(cli: &Cli, account: Option<&str>, commands: Vec<Command>) -> i32 {
+    let s = setup(cli, account, None);
+    if first_account(&s.config).is_none() {
+        die("no account: add one with `vaxel account add`");
+    }
+    let (phone, mut events) = start(s.config).await;
+    let mut wanted = commands
+        .iter()
+        .map(|c| match c {
+            Command::Watch {
+                presence, dialog, ..
+            } => usize::from(*presence) + usize::from(*dialog),
+            _ => 1,
+        })
+        .sum::<usize>();
+    for c in commands {
+        phone.send(c);
+    }
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut interrupted = false;
+    let mut failed = false;
+    loop {
+        tokio::select! {
+            e = events.recv() => {
+                let Some(e) = e else { break };
+                print(&e);
+                match e {
+                    Event::PresencePublished { .. } | Event::Watching { .. } => {
+                        wanted = wanted.saturating_sub(1);
+                    }
+                    Event::WatchEnded { retry_in_s: None, ref reason, .. } if reason != "unwatched" => {
+                        failed = true;
+                        phone.send(Command::Quit);
+                    }
+                    Event::PresenceFailed { retry_in_s: None, .. }
+                    | Event::Error { code: vaxel_phone::ErrorCode::BadCommand, .. } => {
+                        failed = true;
+                        phone.send(Command::Quit);
+                    }
+                    Event::Stopped => break,
+                    _ => {}
+                }
+            }
+            // A finished future must not be polled again: once interrupted, stop selecting it.
+            _ = &mut ctrl_c, if !interrupted => { interrupted = true; phone.send(Command::Quit); }
+        }
+    }
+    if wanted == 0 && !failed { 0 } else { 1 }
 }
 
 /// What a `call` or `listen` does as events come.
@@ -496,6 +699,7 @@ async fn drive(
     }
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let mut interrupted = false;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let never = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
     let mut answered_any = false;
@@ -549,7 +753,8 @@ async fn drive(
                 phone.send(Command::Quit);
                 answered_any = true; // stop the timer
             }
-            _ = &mut ctrl_c => { phone.send(Command::Quit); }
+            // A finished future must not be polled again: once interrupted, stop selecting it.
+            _ = &mut ctrl_c, if !interrupted => { interrupted = true; phone.send(Command::Quit); }
         }
     }
     let wanted = if script.placing {
@@ -624,8 +829,12 @@ async fn run(cli: &Cli, account: Option<&str>, auto_answer: bool, media: MediaFi
         .store
         .accounts()
         .is_ok_and(|all| all.iter().any(|a| a.register));
+    let ip = s.config.ip;
     let (phone, mut events) = start(s.config).await;
     spawn_stdin(phone.clone(), true);
+    if let Some(host) = s.server_host {
+        spawn_network_watch(phone.clone(), host, ip);
+    }
     if reg {
         phone.send(Command::Register {
             account: account.map(str::to_owned),
@@ -633,6 +842,7 @@ async fn run(cli: &Cli, account: Option<&str>, auto_answer: bool, media: MediaFi
     }
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let mut interrupted = false;
     loop {
         tokio::select! {
             e = events.recv() => {
@@ -640,7 +850,8 @@ async fn run(cli: &Cli, account: Option<&str>, auto_answer: bool, media: MediaFi
                 print(&e);
                 if matches!(e, Event::Stopped) { break; }
             }
-            _ = &mut ctrl_c => { phone.send(Command::Quit); }
+            // A finished future must not be polled again: once interrupted, stop selecting it.
+            _ = &mut ctrl_c, if !interrupted => { interrupted = true; phone.send(Command::Quit); }
         }
     }
     0

@@ -28,7 +28,34 @@ impl Drop for Kamailio {
 }
 
 pub fn start_kamailio(dir: &std::path::Path, port: u16) -> Kamailio {
-    let cfg = include_str!("../kamailio/kamailio.cfg.in").replace("@PORT@", &port.to_string());
+    start_kamailio_with(dir, port, include_str!("../kamailio/kamailio.cfg.in"))
+}
+
+/// Kamailio with the presence server of tests/kamailio/presence.cfg.in: its db_text tables
+/// (presentity, watchers, pua…) are copied from the package's empty ones into `dir/db`.
+pub fn start_kamailio_presence(dir: &std::path::Path, port: u16) -> Kamailio {
+    let db = dir.join("db");
+    std::fs::create_dir_all(&db).unwrap();
+    let tables = "/usr/share/kamailio/dbtext/kamailio";
+    for t in [
+        "version",
+        "presentity",
+        "active_watchers",
+        "watchers",
+        "xcap",
+        "pua",
+    ] {
+        std::fs::copy(format!("{tables}/{t}"), db.join(t)).unwrap_or_else(|e| {
+            panic!("{tables}/{t}: {e} (the kamailio package ships the db_text tables)")
+        });
+    }
+    let cfg = include_str!("../kamailio/presence.cfg.in").replace("@DB@", db.to_str().unwrap());
+    start_kamailio_with(dir, port, &cfg)
+}
+
+/// Kamailio with `template` (`@PORT@` replaced) as its configuration.
+pub fn start_kamailio_with(dir: &std::path::Path, port: u16, template: &str) -> Kamailio {
+    let cfg = template.replace("@PORT@", &port.to_string());
     let cfg_path = dir.join("kamailio.cfg");
     std::fs::write(&cfg_path, cfg).unwrap();
     let run = dir.join("run");

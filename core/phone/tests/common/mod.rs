@@ -121,6 +121,13 @@ impl Vaxel {
         s.flush().unwrap();
     }
 
+    /// Ctrl-C (SIGINT), as a person stops `vaxel watch`.
+    pub fn interrupt(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin = None;
     }
@@ -142,6 +149,26 @@ impl Vaxel {
                 }
                 Err(_) => panic!(
                     "{}: no {what} within {secs} s; saw {:?}",
+                    self.name, self.seen
+                ),
+            }
+        }
+    }
+
+    /// Waits for a new event (one not seen yet) for which `f` holds; panics after `secs`.
+    pub fn expect_new(&mut self, what: &str, secs: u64, f: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if f(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!(
+                    "{}: no new {what} within {secs} s; saw {:?}",
                     self.name, self.seen
                 ),
             }

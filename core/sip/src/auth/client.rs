@@ -294,7 +294,7 @@ impl DigestClient {
     ///
     /// Per realm the challenge is chosen by the [`AlgorithmPreference`]. A `stale=true`
     /// challenge replaces the nonce silently (RFC 7616 §3.3). A non-stale challenge for a
-    /// realm we already sent credentials to means they were refused:
+    /// realm we answered it for (the first request with its nonce) means they were refused:
     /// [`ChallengeError::Rejected`], and that realm stays refused until
     /// [`DigestClient::set_secret`] — so a wrong password is reported, not retried forever.
     pub fn handle_challenge(
@@ -364,11 +364,15 @@ impl DigestClient {
                 .sessions
                 .iter()
                 .position(|s| s.kind == kind && s.challenge.realm == realm);
+            // RFC 3261 §22.2: the server challenged again although we answered its
+            // challenge. Credentials reused with an older nonce (§22.3: nc > 1) that meet a
+            // fresh challenge only say the nonce is gone — the server restarted or let it
+            // expire without `stale` — so they are answered once more, freshly.
             if let Some(i) = existing
                 && self.sessions[i].used
+                && self.sessions[i].nc <= 1
                 && !chosen.stale
             {
-                // RFC 3261 §22.2: the server challenged again although we answered.
                 self.sessions.remove(i);
                 self.rejected.push((kind, realm.clone()));
                 refused.get_or_insert(realm);
@@ -630,6 +634,25 @@ mod tests {
         let a = c.authorize("REGISTER", "sip:r", b"", "cn");
         assert_eq!(a[0].credentials.nonce, "n2");
         assert_eq!(a[0].credentials.nc, Some(NonceCount(1)));
+    }
+
+    #[test]
+    fn a_restarted_server_forgets_the_nonce_and_is_answered_afresh() {
+        let mut c = client();
+        c.handle_challenge(ChallengeKind::Www, &[&challenge("r", "n1", "MD5")])
+            .unwrap();
+        c.authorize("REGISTER", "sip:r", b"", "cn"); // answered: 200
+        c.authorize("REGISTER", "sip:r", b"", "cn"); // a refresh with the same nonce
+        // The server restarted: a fresh challenge, not stale. Not a refusal.
+        c.handle_challenge(ChallengeKind::Www, &[&challenge("r", "n2", "MD5")])
+            .unwrap();
+        let a = c.authorize("REGISTER", "sip:r", b"", "cn");
+        assert_eq!(a[0].credentials.nonce, "n2");
+        // Refused for the answer to n2 itself: that is a wrong password.
+        assert_eq!(
+            c.handle_challenge(ChallengeKind::Www, &[&challenge("r", "n3", "MD5")]),
+            Err(ChallengeError::Rejected { realm: "r".into() })
+        );
     }
 
     #[test]

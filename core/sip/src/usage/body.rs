@@ -1,7 +1,8 @@
 //! Small bodies the usages speak: `message/sipfrag` (RFC 3420, for REFER
 //! progress, RFC 3515 §2.4.5), `application/dtmf-relay` (the de-facto INFO
 //! DTMF format), SDP direction (RFC 3264 §8.4 hold), PIDF basic status
-//! (RFC 3863, RFC 3856) and dialog-info (RFC 4235).
+//! (RFC 3863, RFC 3856) with RPID activities (RFC 4480) and dialog-info
+//! (RFC 4235).
 //!
 //! These are deliberately minimal readers and writers of what the usages need,
 //! not general XML or SDP parsers; readers never panic on bad input and return
@@ -231,6 +232,183 @@ impl Pidf {
     }
 }
 
+/// The activities and their end time in a presence document's person element (RPID,
+/// RFC 4480 §3.2), with a note for people: "busy, in a meeting until 14:00".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rpid {
+    /// Activity tokens (`busy`, `meeting`, `meal`, `vacation`, `on-the-phone`…, RFC
+    /// 4480 §3.2); any other word travels as `<rpid:other>word</rpid:other>` and
+    /// comes back as that word.
+    pub activities: Vec<String>,
+    /// When the activities end (the `until` attribute, an xs:dateTime, RFC 4480 §2).
+    pub until: Option<String>,
+    /// The person's note (`<dm:note>`, RFC 4479 §3.2).
+    pub note: Option<String>,
+}
+
+/// The activity elements RFC 4480 §3.2 defines (the rest go in `<rpid:other>`).
+const RPID_ACTIVITIES: &[&str] = &[
+    "appointment",
+    "away",
+    "breakfast",
+    "busy",
+    "dinner",
+    "holiday",
+    "in-transit",
+    "looking-for-work",
+    "meal",
+    "meeting",
+    "on-the-phone",
+    "performance",
+    "permanent-absence",
+    "playing",
+    "presentation",
+    "shopping",
+    "sleeping",
+    "spectator",
+    "steering",
+    "travel",
+    "tv",
+    "unknown",
+    "vacation",
+    "working",
+    "worship",
+];
+
+impl Pidf {
+    /// The `application/pidf+xml` document with one tuple and a person element
+    /// carrying `rpid` (RFC 4479 data model, RFC 4480 activities).
+    pub fn to_xml_with(&self, rpid: &Rpid) -> String {
+        let mut s = String::new();
+        let _ = write!(
+            s,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \
+             xmlns:dm=\"urn:ietf:params:xml:ns:pidf:data-model\" \
+             xmlns:rpid=\"urn:ietf:params:xml:ns:pidf:rpid\" entity=\"{}\">\n\
+             <tuple id=\"t1\"><status><basic>{}</basic></status>",
+            xml_escape(&self.entity),
+            if self.open { "open" } else { "closed" }
+        );
+        if let Some(n) = &self.note {
+            let _ = write!(s, "<note>{}</note>", xml_escape(n));
+        }
+        s.push_str("</tuple>\n<dm:person id=\"p1\">");
+        if !rpid.activities.is_empty() {
+            s.push_str("<rpid:activities");
+            if let Some(u) = &rpid.until {
+                let _ = write!(s, " until=\"{}\"", xml_escape(u));
+            }
+            s.push('>');
+            for a in &rpid.activities {
+                if RPID_ACTIVITIES.contains(&a.as_str()) {
+                    let _ = write!(s, "<rpid:{a}/>");
+                } else {
+                    let _ = write!(s, "<rpid:other>{}</rpid:other>", xml_escape(a));
+                }
+            }
+            s.push_str("</rpid:activities>");
+        }
+        if let Some(n) = &rpid.note {
+            let _ = write!(s, "<dm:note>{}</dm:note>", xml_escape(n));
+        }
+        s.push_str("</dm:person>\n</presence>\n");
+        s
+    }
+}
+
+impl Rpid {
+    /// Reads the first `<activities>` element (any namespace prefix) with its
+    /// `until`, and the note of the `<person>` element. `None` when the document
+    /// has neither.
+    pub fn parse(xml: &[u8]) -> Option<Rpid> {
+        let xml = std::str::from_utf8(xml).ok()?;
+        let mut r = Rpid::default();
+        if let Some(inner) = element(xml, "activities") {
+            r.until = attribute(xml, "activities", "until").map(xml_unescape);
+            let mut rest = inner;
+            while let Some(i) = rest.find('<') {
+                let after = &rest[i + 1..];
+                let Some(end) = after.find(['>', ' ', '/']) else {
+                    break;
+                };
+                let name = &after[..end];
+                if name.starts_with('/') || name.starts_with('!') || name.starts_with('?') {
+                    rest = &after[end..];
+                    continue;
+                }
+                let local = name.rsplit(':').next().unwrap_or(name);
+                if local == "other" {
+                    if let Some(text) = element(&rest[i..], "other") {
+                        let t = xml_unescape(text.trim());
+                        if !t.is_empty() {
+                            r.activities.push(t);
+                        }
+                    }
+                } else if !local.is_empty() {
+                    r.activities.push(local.to_owned());
+                }
+                // Skip this element's content (activity elements are empty but for
+                // <other>).
+                rest = match after.find('>') {
+                    Some(g) if after[..g].ends_with('/') => &after[g + 1..],
+                    Some(_) => match after.find(&format!("</{name}>")) {
+                        Some(c) => &after[c + name.len() + 3..],
+                        None => &after[end..],
+                    },
+                    None => break,
+                };
+            }
+        }
+        if let Some(person) = element(xml, "person") {
+            r.note = element(person, "note").map(|n| xml_unescape(n.trim()));
+        }
+        (r != Rpid::default()).then_some(r)
+    }
+}
+
+/// Every dialog of a dialog-info document (RFC 4235 §4.1): its id, state and
+/// direction (`initiator` or `recipient`, §4.1.2), in document order. A document
+/// with no dialogs means the resource is idle.
+pub fn dialog_states(xml: &[u8]) -> Option<Vec<(String, DialogInfoState, Option<String>)>> {
+    let xml = std::str::from_utf8(xml).ok()?;
+    attribute(xml, "dialog-info", "entity")?;
+    let mut out = Vec::new();
+    let mut rest = xml;
+    // Each <dialog ...> element (not <dialog-info>).
+    while let Some(i) = rest.find('<') {
+        let after = &rest[i + 1..];
+        let Some(end) = after.find(['>', ' ', '/', '\n', '\t', '\r']) else {
+            break;
+        };
+        let name = &after[..end];
+        if name.rsplit(':').next() != Some("dialog") {
+            rest = &after[end..];
+            continue;
+        }
+        let close = format!("</{name}>");
+        let body_end = after.find(&close).unwrap_or(after.len());
+        let one = &rest[i..i + 1 + body_end];
+        let id = attribute(one, "dialog", "id")
+            .map(xml_unescape)
+            .unwrap_or_default();
+        let direction = attribute(one, "dialog", "direction").map(xml_unescape);
+        let state = match element(one, "state").map(str::trim) {
+            Some("trying" | "proceeding") => DialogInfoState::Trying,
+            Some("early") => DialogInfoState::Early,
+            Some("confirmed") => DialogInfoState::Confirmed,
+            Some("terminated") => DialogInfoState::Terminated,
+            _ => {
+                rest = &after[end..];
+                continue;
+            }
+        };
+        out.push((id, state, direction));
+        rest = &after[body_end.min(after.len())..];
+    }
+    Some(out)
+}
+
 /// Dialog states of RFC 4235 §3.7.1.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum DialogInfoState {
@@ -245,7 +423,8 @@ pub enum DialogInfoState {
 }
 
 impl DialogInfoState {
-    fn as_str(self) -> &'static str {
+    /// The state's name in the document (RFC 4235 §4.1.6).
+    pub fn as_str(self) -> &'static str {
         match self {
             DialogInfoState::Trying => "trying",
             DialogInfoState::Early => "early",
@@ -386,5 +565,68 @@ mod tests {
             dialog: None,
         };
         assert_eq!(DialogInfo::parse(idle.to_xml().as_bytes()), Some(idle));
+    }
+
+    #[test]
+    fn rpid_activities_round_trip() {
+        let p = Pidf {
+            entity: "sip:alice@example.com".into(),
+            open: true,
+            note: Some("busy".into()),
+        };
+        let r = Rpid {
+            activities: vec!["busy".into(), "lunch & tea".into()],
+            until: Some("2026-11-22T14:00:00Z".into()),
+            note: Some("In a meeting".into()),
+        };
+        let xml = p.to_xml_with(&r);
+        assert!(
+            xml.contains("<rpid:busy/>")
+                && xml.contains("<rpid:other>lunch &amp; tea</rpid:other>")
+        );
+        assert_eq!(Pidf::parse(xml.as_bytes()), Some(p.clone()));
+        assert_eq!(Rpid::parse(xml.as_bytes()), Some(r));
+        // Another server's spelling: default namespaces, no prefixes.
+        let other = br#"<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:a@b">
+<tuple id="x"><status><basic>open</basic></status></tuple>
+<person xmlns="urn:ietf:params:xml:ns:pidf:data-model"><activities xmlns="urn:ietf:params:xml:ns:pidf:rpid"><meeting></meeting></activities><note>Weekly</note></person></presence>"#;
+        assert_eq!(
+            Rpid::parse(other),
+            Some(Rpid {
+                activities: vec!["meeting".into()],
+                until: None,
+                note: Some("Weekly".into())
+            })
+        );
+        assert_eq!(Rpid::parse(p.to_xml().as_bytes()), None);
+    }
+
+    #[test]
+    fn every_dialog_of_a_document() {
+        let xml = br#"<?xml version="1.0"?>
+<dialog-info xmlns="urn:ietf:params:xml:ns:dialog-info" version="3" state="full" entity="sip:bob@x">
+  <dialog id="a1" call-id="c" direction="recipient">
+    <state>confirmed</state>
+  </dialog>
+  <dialog id="a2" direction="initiator"><state>early</state></dialog>
+</dialog-info>"#;
+        assert_eq!(
+            dialog_states(xml),
+            Some(vec![
+                (
+                    "a1".into(),
+                    DialogInfoState::Confirmed,
+                    Some("recipient".into())
+                ),
+                (
+                    "a2".into(),
+                    DialogInfoState::Early,
+                    Some("initiator".into())
+                ),
+            ])
+        );
+        let idle = b"<dialog-info xmlns=\"urn:ietf:params:xml:ns:dialog-info\" version=\"0\" state=\"full\" entity=\"sip:bob@x\"/>";
+        assert_eq!(dialog_states(idle), Some(vec![]));
+        assert_eq!(dialog_states(b"<nope/>"), None);
     }
 }

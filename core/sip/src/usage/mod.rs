@@ -1,6 +1,7 @@
 //! SIP usages above the transaction layer: registration (RFC 3261 §10), the
 //! INVITE session (§13–§15, RFC 3264, RFC 6026) with REFER (RFC 3515, RFC 3891)
-//! and INFO DTMF, subscriptions (RFC 6665) and pager-mode MESSAGE (RFC 3428).
+//! and INFO DTMF, subscriptions (RFC 6665), event state publication (RFC 3903)
+//! and pager-mode MESSAGE (RFC 3428).
 //!
 //! Each usage is a sans-IO state machine like [`crate::transaction::Transactions`]:
 //! it reads no clock and touches no socket. The driver (the phone, the engine,
@@ -37,6 +38,7 @@
 
 pub mod body;
 pub mod message;
+pub mod publication;
 pub mod registration;
 pub mod session;
 pub mod subscription;

@@ -126,6 +126,11 @@ pub struct Registration {
     /// The expiry we ask for now (raised by 423).
     asked: u32,
     unregistering: bool,
+    /// A Contact of ours to remove with the next REGISTER (the address before a
+    /// network change).
+    retiring: Option<Uri>,
+    /// How many Contacts the last 2xx listed for the AOR (ours and other devices').
+    bindings: usize,
     failures: u32,
     auth_rounds: u32,
     timer: Option<(Instant, Due)>,
@@ -168,6 +173,8 @@ impl Registration {
             pending: None,
             asked,
             unregistering: false,
+            retiring: None,
+            bindings: 0,
             failures: 0,
             auth_rounds: 0,
             timer: None,
@@ -190,8 +197,19 @@ impl Registration {
         self.config.auth = auth;
     }
 
-    /// Replaces Via/Contact (the network changed) — call `refresh_now` next.
+    /// How many Contacts the registrar listed for the AOR in its last 2xx (§10.3 step 8:
+    /// every current binding, ours and the other devices' of the same AOR).
+    pub fn bindings(&self) -> usize {
+        self.bindings
+    }
+
+    /// Replaces Via/Contact (the network changed) — call `refresh_now` next. The old
+    /// Contact, if it differs, is removed in the same REGISTER (`;expires=0` beside the new
+    /// one, §10.2.1, §10.2.2), so calls stop forking to an address that is gone.
     pub fn set_local(&mut self, local: Local) {
+        if local.contact != self.config.local.contact {
+            self.retiring = Some(self.config.local.contact.clone());
+        }
         self.config.local = local;
     }
 
@@ -242,6 +260,10 @@ impl Registration {
             HeaderName::Contact,
             format!("{};expires={expires}", cfg.local.contact_value()),
         );
+        if let Some(old) = &self.retiring {
+            r.headers
+                .push(HeaderName::Contact, format!("<{old}>;expires=0"));
+        }
         r.headers.push(HeaderName::Expires, expires.to_string());
         cfg.local.decorate(&mut r);
         let branch = cfg.local.stamp(&mut r, &mut *self.rng);
@@ -342,6 +364,7 @@ impl Registration {
                     .is_some_and(|a| a.uri.equivalent(&self.config.local.contact))
             })
         });
+        self.bindings = response.headers.contacts().map_or(0, |l| l.len());
         let Some(contact) = ours else {
             // The registrar did not bind us: count as a failure (server policy or lost state).
             self.fail(now, 200, "binding missing from 200".into(), true, None);
@@ -362,6 +385,7 @@ impl Registration {
             return;
         }
         self.failures = 0;
+        self.retiring = None;
         self.state = RegistrationState::Registered {
             expires,
             until: now + Duration::from_secs(u64::from(expires)),
