@@ -133,6 +133,26 @@ port = {smtp_port}
 from = "vaxel@example.test"
 
 [[routing.flows]]
+name = "menu-first"
+numbers = ["7001"]
+active = 1
+[[routing.flows.versions]]
+version = 1
+start = "menu"
+[routing.flows.versions.steps.menu]
+type = "menu"
+prompt = "menu"
+choices = {{ "1" = "sales", "2" = "support" }}
+timeout_secs = 6
+repeats = 2
+[routing.flows.versions.steps.sales]
+type = "hunt_group"
+group = "sales"
+[routing.flows.versions.steps.support]
+type = "hunt_group"
+group = "support"
+
+[[routing.flows]]
 name = "main"
 numbers = ["7000"]
 active = 1
@@ -2009,4 +2029,115 @@ fn no_answer_forwarding_set_through_the_api() {
     std::thread::sleep(Duration::from_millis(300));
     let c = last_call(&engine);
     assert_eq!(c.answered_by.as_deref(), Some("4003"), "{c:?}");
+}
+
+/// The `vaxel` softphone built in the same target directory as this test.
+fn vaxel_bin() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("vaxel");
+    bin.is_file().then_some(bin)
+}
+
+/// The project's own softphone as the caller: its key (`vaxel call --dtmf`, RFC 4733
+/// from its own media stack) takes it to the support group, and what it records
+/// (`--record`) of the main number is the welcome prompt.
+#[test]
+fn the_vaxel_softphone_hears_the_welcome_and_uses_the_menu() {
+    let Some(vaxel) = vaxel_bin() else {
+        assert!(
+            skip_or_fail(
+                "vaxel softphone menu",
+                "the vaxel binary (cargo build -p vaxel-phone --bin vaxel)"
+            ),
+            "vaxel binary missing"
+        );
+        return;
+    };
+    if !need_sipp("vaxel menu") {
+        return;
+    }
+    let dir = temp_dir("flow-vaxel");
+    let engine = start_engine(&dir, free_port(), true);
+    let _dan = member(
+        &dir,
+        &engine,
+        "4004",
+        &answerer_scenario(r#""Support" <sip:4001%232@"#, None),
+    );
+    let profile = dir.join("alice");
+    let status = std::process::Command::new(&vaxel)
+        .arg("--profile")
+        .arg(&profile)
+        .args([
+            "account",
+            "add",
+            "--name",
+            "alice",
+            "--uri",
+            &format!("sip:4001@{DOMAIN}"),
+        ])
+        .args(["--proxy", &format!("sip:{}", engine.sip)])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rec = dir.join("heard.wav");
+    let out = std::process::Command::new(&vaxel)
+        .arg("--profile")
+        .arg(&profile)
+        .args([
+            "--listen",
+            "127.0.0.1",
+            "call",
+            &format!("sip:7001@{DOMAIN}"),
+        ])
+        .args([
+            "--dtmf",
+            "2",
+            "--hangup-after",
+            "7",
+            "--timeout",
+            "20",
+            "--record",
+        ])
+        .arg(&rec)
+        .env("VAXEL_PASSWORD", "alice-pw")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "vaxel call: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4004"), "{c:?}");
+    assert_eq!(db(&engine).ivr_choices(c.id).unwrap()[0].digit, "2");
+    // Without a key: the welcome prompt, heard through the softphone's own stack.
+    let rec2 = dir.join("welcome.wav");
+    let out = std::process::Command::new(&vaxel)
+        .arg("--profile")
+        .arg(&profile)
+        .args([
+            "--listen",
+            "127.0.0.1",
+            "call",
+            &format!("sip:7000@{DOMAIN}"),
+        ])
+        .args(["--hangup-after", "3.5", "--timeout", "20", "--record"])
+        .arg(&rec2)
+        .env("VAXEL_PASSWORD", "alice-pw")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "vaxel call: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let heard =
+        vaxel_media::wav::Prompt::from_wav(std::fs::File::open(&rec2).unwrap(), 8000).unwrap();
+    let (w, c) = (
+        match_score(heard.samples(), &prompt_samples("en", "welcome")),
+        match_score(heard.samples(), &prompt_samples("en", "closed")),
+    );
+    assert!(w > 0.8 && w > c + 0.2, "welcome {w:.2}, closed {c:.2}");
 }
