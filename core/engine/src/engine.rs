@@ -668,8 +668,10 @@ impl Engine {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut flow_notes = self.flows.take_notes();
         loop {
+            let flow_timer = self.flows.next_timer();
             tokio::select! {
                 Some((call, note)) = flow_notes.recv() => self.flow_note(call, note).await,
+                _ = tokio::time::sleep(flow_timer) => self.flow_tick().await,
                 ev = sip_events.recv() => match ev {
                     Some(ev) => self.sip_event(ev).await,
                     None => break,

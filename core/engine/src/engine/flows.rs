@@ -159,6 +159,20 @@ impl Flows {
             .unwrap_or_else(|| mpsc::unbounded_channel().1)
     }
 
+    /// How long until the next router timer is due (an hour when none is set), so
+    /// ring times and menu timeouts fire on time rather than on the next tick.
+    pub(super) fn next_timer(&self) -> Duration {
+        let now = self.now();
+        self.timers
+            .iter()
+            .map(|(at, _, _)| {
+                let d = at.duration_since(now);
+                Duration::try_from(d).unwrap_or(Duration::ZERO)
+            })
+            .min()
+            .unwrap_or(Duration::from_secs(3600))
+    }
+
     fn now(&self) -> Timestamp {
         Timestamp::now()
             .saturating_add(self.offset)
