@@ -125,6 +125,10 @@ pub struct Mailbox {
     /// phone, only through the API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pin: Option<String>,
+    /// The PIN as stored: hex SHA-256 of `name:vaxel-voicemail:pin` (what an import
+    /// turns `pin` into, and what an export writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin_sha256: Option<String>,
     /// Where new messages are e-mailed (with the WAV attached); a personal box
     /// defaults to the user's e-mail address.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -137,13 +141,30 @@ pub struct Mailbox {
     pub number: Option<String>,
 }
 
+fn pin_hash(mailbox: &str, pin: &str) -> String {
+    vaxel_sip::auth::ha1(
+        vaxel_sip::auth::DigestHash::Sha256,
+        mailbox,
+        "vaxel-voicemail",
+        pin,
+    )
+}
+
 impl Mailbox {
+    /// Whether `entered` is this box's PIN.
+    pub fn pin_matches(&self, entered: &str) -> bool {
+        !entered.is_empty()
+            && (self.pin.as_deref() == Some(entered)
+                || self.pin_sha256.as_deref() == Some(pin_hash(&self.name, entered).as_str()))
+    }
+
     /// Settings of a box without an entry.
     pub fn default_for(name: &str) -> Mailbox {
         Mailbox {
             name: name.to_owned(),
             members: Vec::new(),
             pin: None,
+            pin_sha256: None,
             email: Vec::new(),
             max_secs: default_max_secs(),
             number: None,
@@ -219,6 +240,17 @@ impl Routing {
         }
     }
 
+    /// Replaces clear PINs by their hashes (done at import: the database and
+    /// exports never hold a PIN in clear). A 4-digit PIN is easily guessed from its
+    /// hash; this keeps it from being read, not from being searched for.
+    pub fn hash_pins(&mut self) {
+        for m in &mut self.mailboxes {
+            if let Some(p) = m.pin.take() {
+                m.pin_sha256 = Some(pin_hash(&m.name, &p));
+            }
+        }
+    }
+
     /// A mailbox's settings (defaults when it has no entry).
     pub fn mailbox(&self, name: &str) -> Mailbox {
         self.mailboxes
@@ -270,6 +302,15 @@ impl Routing {
             {
                 return Err(format!("mailbox {}: pin must be digits", m.name));
             }
+            if m.pin_sha256
+                .as_ref()
+                .is_some_and(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(format!(
+                    "mailbox {}: pin_sha256 must be 64 hex digits",
+                    m.name
+                ));
+            }
         }
         let cfg = self.to_config(users, &BTreeMap::new());
         for f in &self.flows {
@@ -292,5 +333,47 @@ impl Routing {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_prompt_exists_in_every_language() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/prompts");
+        for lang in LANGUAGES {
+            for p in DEFAULT_PROMPTS {
+                let f = dir.join(lang).join(format!("{p}.wav"));
+                let bytes = std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                let prompt = vaxel_media::wav::Prompt::from_wav(&bytes[..], 8000).unwrap();
+                assert!(
+                    prompt.duration().as_millis() > 400,
+                    "{} is too short",
+                    f.display()
+                );
+            }
+        }
+        assert!(dir.join("music.wav").is_file());
+    }
+
+    #[test]
+    fn pins_are_stored_hashed_and_still_match() {
+        let mut r = Routing {
+            mailboxes: vec![Mailbox {
+                pin: Some("1234".into()),
+                ..Mailbox::default_for("office")
+            }],
+            ..Routing::default()
+        };
+        r.hash_pins();
+        let m = &r.mailboxes[0];
+        assert_eq!(m.pin, None);
+        assert!(m.pin_matches("1234"));
+        assert!(!m.pin_matches("4321"));
+        assert!(!m.pin_matches(""));
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("1234"), "{json}");
     }
 }

@@ -260,11 +260,16 @@ impl Db {
             &serde_json::to_string(&office.protection).unwrap_or_default(),
         )?;
         match &office.routing {
-            Some(r) => set_key(
-                &tx,
-                "routing",
-                &serde_json::to_string(r).unwrap_or_default(),
-            )?,
+            Some(r) => {
+                // PINs are stored hashed, like the users' passwords.
+                let mut r = r.clone();
+                r.hash_pins();
+                set_key(
+                    &tx,
+                    "routing",
+                    &serde_json::to_string(&r).unwrap_or_default(),
+                )?
+            }
             None => {
                 tx.execute("DELETE FROM office WHERE key = 'routing'", [])?;
             }

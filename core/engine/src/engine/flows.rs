@@ -1196,7 +1196,7 @@ impl Engine {
                             .filter(|m| m.members.contains(&me))
                             .cloned(),
                     )
-                    .find(|m| m.pin.as_deref() == Some(entered.as_str()));
+                    .find(|m| m.pin_matches(&entered));
                 let Some(mailbox) = found.map(|m| m.name) else {
                     debug!("voicemail of {me}: wrong PIN");
                     self.flow_play(call_id, &["vm_wrong_pin"], Mode::PromptThenBye);
