@@ -71,7 +71,8 @@ pub(super) struct Flows {
     /// Messages being recorded whose call may end first (keyed by call).
     deposits: HashMap<CallId, Deposit>,
     /// Users whose presence profile (`*24*`) keeps them out of group calls.
-    excluded: std::collections::BTreeSet<String>,
+    /// … and until when (`None`: until `#24#`).
+    excluded: BTreeMap<String, Option<Timestamp>>,
     notes_tx: mpsc::UnboundedSender<(u64, MediaNote)>,
     notes_rx: Option<mpsc::UnboundedReceiver<(u64, MediaNote)>>,
 }
@@ -1411,14 +1412,19 @@ impl Engine {
                 self.flow_set_forwarding(user, fwd);
                 if was { "deactivated" } else { "not_active" }
             }
-            Ok((FeatureCode::ActivateProfile { .. }, _)) => {
-                // The minimal presence flag: out of group calls until #24#.
-                self.flows.excluded.insert(user.to_owned());
+            Ok((FeatureCode::ActivateProfile { until, .. }, _)) => {
+                // The minimal presence flag: out of group calls until the profile's
+                // time (none given: until #24#).
+                let until = match until {
+                    feature::ProfileEnd::At(t) => Some(t),
+                    _ => None,
+                };
+                self.flows.excluded.insert(user.to_owned(), until);
                 self.flow_member(user, false);
                 "activated"
             }
             Ok((FeatureCode::DeactivateProfile, _)) => {
-                let was = self.flows.excluded.remove(user);
+                let was = self.flows.excluded.remove(user).is_some();
                 self.flow_member(user, false);
                 if was { "deactivated" } else { "not_active" }
             }
@@ -1651,9 +1657,21 @@ impl Engine {
         true
     }
 
-    /// One-second tick: fires due router timers.
+    /// One-second tick: fires due router timers and ends presence profiles whose
+    /// time is up.
     pub(super) async fn flow_tick(&mut self) {
         let now = self.flows.now();
+        let ended: Vec<String> = self
+            .flows
+            .excluded
+            .iter()
+            .filter(|(_, until)| until.is_some_and(|t| t <= now))
+            .map(|(u, _)| u.clone())
+            .collect();
+        for u in ended {
+            self.flows.excluded.remove(&u);
+            self.flow_member(&u, false);
+        }
         let due: Vec<(CallId, u64)> = self
             .flows
             .timers
@@ -1821,7 +1839,7 @@ impl Engine {
                 user: user.to_owned(),
                 state: MemberState {
                     busy,
-                    excluded: self.flows.excluded.contains(user),
+                    excluded: self.flows.excluded.contains_key(user),
                     idle_since: (!busy).then_some(now),
                 },
             },
