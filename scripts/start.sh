@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# `npm start`: installs what is missing, builds, and starts Vaxel. Until the desktop
-# app exists this is the routing engine with the demo office (assets/demo-office.toml),
-# headless, plus the lines that register a `vaxel` softphone and place a call.
+# `npm start`: installs what is missing, builds, and starts Vaxel.
+#
+# With a display (DISPLAY or WAYLAND_DISPLAY set, or macOS/Windows) that is the desktop
+# app (vaxel-desktop); on first run it offers to host the office's switchboard on this
+# computer (the engine in-process with the demo office) or to connect to a server.
+# Without a display (or with VAXEL_HEADLESS=1) it is the routing engine with the demo
+# office (assets/demo-office.toml), headless, plus the lines that register a `vaxel`
+# softphone and place a call.
 #
 # Environment: VAXEL_SIP (default 127.0.0.1:5060), VAXEL_API (default 127.0.0.1:8080),
 # VAXEL_DEMO_DATA (default ~/.local/share/vaxel/demo: the engine's database).
@@ -10,6 +15,20 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh build
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/vaxel/target}
+
+display=no
+case "$(uname -s)" in
+    Darwin | MINGW* | MSYS* | CYGWIN*) display=yes ;;
+    *) [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && display=yes ;;
+esac
+if [ "$display" = yes ] && [ -z "${VAXEL_HEADLESS:-}" ]; then
+    npm run build -w ui --silent
+    cargo build --release --locked -p vaxel-desktop
+    # WebKitGTK paints faster and smaller without compositing and DMA-BUF (ARCHITECTURE.md §5a).
+    export WEBKIT_DISABLE_COMPOSITING_MODE=${WEBKIT_DISABLE_COMPOSITING_MODE:-1}
+    export WEBKIT_DISABLE_DMABUF_RENDERER=${WEBKIT_DISABLE_DMABUF_RENDERER:-1}
+    exec "$CARGO_TARGET_DIR/release/vaxel-desktop" "$@"
+fi
 cargo build --release --locked -p vaxel-engine -p vaxel-phone --bins
 
 bin="$CARGO_TARGET_DIR/release"
