@@ -2141,3 +2141,39 @@ fn the_vaxel_softphone_hears_the_welcome_and_uses_the_menu() {
     );
     assert!(w > 0.8 && w > c + 0.2, "welcome {w:.2}, closed {c:.2}");
 }
+
+/// Hanging up is how most callers end a message: it is kept.
+#[test]
+fn a_message_is_kept_when_the_caller_hangs_up_while_recording() {
+    if !need_sipp("voicemail hang-up") {
+        return;
+    }
+    let dir = temp_dir("flow-hangup");
+    let engine = start_engine(&dir, free_port(), true);
+    let rtp = RtpEnd::new();
+    let c = call(
+        &dir,
+        &engine,
+        "vm",
+        "4001",
+        "alice-pw",
+        "*59*4002",
+        rtp.port(),
+        End::HangUp(14_000),
+    );
+    rtp.wait_for_audio(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !has_tone(&rtp.heard(), 1000.0) {
+        assert!(Instant::now() < deadline, "never heard the tone");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    rtp.tone(440.0, 2.0);
+    assert!(c.join().unwrap().ok, "the caller hangs up while recording");
+    std::thread::sleep(Duration::from_millis(500));
+    let msgs = db(&engine).messages("4002").unwrap();
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert_eq!(msgs[0].caller, "4001");
+    assert!(msgs[0].secs >= 1.5, "{msgs:?}");
+    let wav = std::fs::read(engine.data.join("voicemail/4002").join(&msgs[0].file)).unwrap();
+    assert!(has_tone(&wav_samples(&wav), 440.0));
+}
