@@ -133,6 +133,22 @@ port = {smtp_port}
 from = "vaxel@example.test"
 
 [[routing.flows]]
+name = "swedish"
+numbers = ["7002"]
+active = 1
+[[routing.flows.versions]]
+version = 1
+start = "hello"
+[routing.flows.versions.steps.hello]
+type = "play_prompt"
+prompt = "welcome"
+language = "sv"
+next = "vm"
+[routing.flows.versions.steps.vm]
+type = "voicemail"
+mailbox = {{ shared = "office" }}
+
+[[routing.flows]]
 name = "menu-first"
 numbers = ["7001"]
 active = 1
@@ -2176,4 +2192,50 @@ fn a_message_is_kept_when_the_caller_hangs_up_while_recording() {
     assert!(msgs[0].secs >= 1.5, "{msgs:?}");
     let wav = std::fs::read(engine.data.join("voicemail/4002").join(&msgs[0].file)).unwrap();
     assert!(has_tone(&wav_samples(&wav), 440.0));
+}
+
+/// A main number whose flow speaks Swedish (the office's language is English): its
+/// prompt and the voicemail greeting after it are the Swedish ones.
+#[test]
+fn a_main_number_in_its_own_language() {
+    if !need_sipp("flow language") {
+        return;
+    }
+    let dir = temp_dir("flow-lang");
+    let engine = start_engine(&dir, free_port(), true);
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "sv",
+        "4001",
+        "alice-pw",
+        "7002",
+        rtp.port(),
+        End::HangUp(6000),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    let heard = rtp.heard();
+    let (sv, en) = (
+        prompt_samples("sv", "welcome"),
+        prompt_samples("en", "welcome"),
+    );
+    let (s, e) = (match_score(&heard, &sv), match_score(&heard, &en));
+    assert!(
+        s > 0.8 && s > e + 0.2,
+        "Swedish welcome {s:.2}, English {e:.2}"
+    );
+    // What follows the welcome is the Swedish voicemail greeting.
+    let start = envelope(&heard).iter().position(|v| *v > 200.0).unwrap() * 160;
+    let rest = &heard[(start + sv.len()).min(heard.len())..];
+    let (s, e) = (
+        match_score(rest, &prompt_samples("sv", "vm_greeting")),
+        match_score(rest, &prompt_samples("en", "vm_greeting")),
+    );
+    assert!(
+        s > 0.8 && s > e + 0.2,
+        "Swedish greeting {s:.2}, English {e:.2}"
+    );
 }

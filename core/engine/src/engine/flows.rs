@@ -702,6 +702,9 @@ impl Engine {
                     let p = self.flows.prompt(&prompt, &language);
                     if let Some(f) = self.flows.calls.get_mut(&call) {
                         f.mode = Mode::Router;
+                        // The flow's language carries on to voicemail and other
+                        // prompts of this call.
+                        f.language = language;
                         if let Some(m) = &f.media {
                             m.send(MediaCmd::Play {
                                 prompts: vec![p],
