@@ -17,6 +17,15 @@ use common::*;
 use vaxel_media::codec::g711::{alaw_to_linear, linear_to_alaw};
 use vaxel_testkit::peers::skip_or_fail;
 
+/// These tests run one at a time: each starts an engine, several SIPp phones and
+/// a real-time RTP end, and on a loaded 2-core machine running them all at once
+/// starves the RTP timing they check.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Seconds to add to now to be on the next Wednesday at `hour`:00 UTC.
 fn offset_to(hour: i8) -> i64 {
     let now = jiff::Timestamp::now();
@@ -760,6 +769,7 @@ fn need_sipp(what: &str) -> bool {
 
 #[test]
 fn open_plays_the_welcome_prompt_closed_plays_the_closed_prompt() {
+    let _serial = one_at_a_time();
     if !need_sipp("flow prompts") {
         return;
     }
@@ -800,6 +810,7 @@ fn open_plays_the_welcome_prompt_closed_plays_the_closed_prompt() {
 
 #[test]
 fn an_ivr_choice_reaches_the_hunt_group_which_rings_on_after_the_ring_time() {
+    let _serial = one_at_a_time();
     if !need_sipp("flow IVR") {
         return;
     }
@@ -864,6 +875,7 @@ fn an_ivr_choice_reaches_the_hunt_group_which_rings_on_after_the_ring_time() {
 /// Three members (all answering) behind one number per strategy; three calls each.
 #[test]
 fn a_three_member_hunt_group_with_each_strategy() {
+    let _serial = one_at_a_time();
     if !need_sipp("hunt strategies") {
         return;
     }
@@ -1053,6 +1065,7 @@ fn login(api: SocketAddr, user: &str) -> String {
 
 #[test]
 fn voicemail_left_when_closed_is_mailed_fetched_through_the_api_and_by_phone() {
+    let _serial = one_at_a_time();
     if !need_sipp("voicemail") {
         return;
     }
@@ -1187,6 +1200,7 @@ fn voicemail_left_when_closed_is_mailed_fetched_through_the_api_and_by_phone() {
 
 #[test]
 fn feature_codes_switch_forwarding_on_and_off_and_a_call_is_forwarded() {
+    let _serial = one_at_a_time();
     if !need_sipp("feature codes") {
         return;
     }
@@ -1342,6 +1356,7 @@ fn http_bytes(api: SocketAddr, method: &str, path: &str, token: &str, body: &[u8
 /// user's own greeting and `*59*n` straight to voicemail.
 #[test]
 fn flow_versions_prompts_and_greetings_through_the_api() {
+    let _serial = one_at_a_time();
     if !need_sipp("flows API") {
         return;
     }
@@ -1519,6 +1534,7 @@ fn flow_versions_prompts_and_greetings_through_the_api() {
 /// Menu keys arrive by SIP INFO and as in-band tones too (besides RFC 4733).
 #[test]
 fn menu_keys_by_sip_info_and_by_in_band_tones() {
+    let _serial = one_at_a_time();
     if !need_sipp("flow DTMF") {
         return;
     }
@@ -1620,6 +1636,7 @@ fn heard_prompt(heard: &[i16], name: &str) -> bool {
 /// Busy forwarding, the presence profile, hidden number and bypass.
 #[test]
 fn busy_forwarding_presence_hidden_number_and_bypass() {
+    let _serial = one_at_a_time();
     if !need_sipp("feature codes 2") {
         return;
     }
@@ -1759,6 +1776,7 @@ fn busy_forwarding_presence_hidden_number_and_bypass() {
 /// `*80*n`: a colleague takes a group call ringing at n, and the two hear each other.
 #[test]
 fn directed_and_group_pickup_of_a_ringing_group_call() {
+    let _serial = one_at_a_time();
     if !need_sipp("pickup") {
         return;
     }
@@ -1866,6 +1884,7 @@ fn directed_and_group_pickup_of_a_ringing_group_call() {
 /// its no-answer prompt and hangs up.
 #[test]
 fn echo_test_and_a_group_without_anyone_to_answer() {
+    let _serial = one_at_a_time();
     if !need_sipp("echo") {
         return;
     }
@@ -1911,6 +1930,7 @@ fn echo_test_and_a_group_without_anyone_to_answer() {
 /// forwarding user's long number in Diversion; a user without external calls may not.
 #[test]
 fn forwarding_to_an_outside_number_through_the_trunk() {
+    let _serial = one_at_a_time();
     if !need_sipp("external forwarding") {
         return;
     }
@@ -1983,6 +2003,7 @@ fn forwarding_to_an_outside_number_through_the_trunk() {
 /// Forwarding set through the API: on no answer after 2 s.
 #[test]
 fn no_answer_forwarding_set_through_the_api() {
+    let _serial = one_at_a_time();
     if !need_sipp("no-answer forwarding") {
         return;
     }
@@ -2059,6 +2080,7 @@ fn vaxel_bin() -> Option<PathBuf> {
 /// (`--record`) of the main number is the welcome prompt.
 #[test]
 fn the_vaxel_softphone_hears_the_welcome_and_uses_the_menu() {
+    let _serial = one_at_a_time();
     let Some(vaxel) = vaxel_bin() else {
         assert!(
             skip_or_fail(
@@ -2161,6 +2183,7 @@ fn the_vaxel_softphone_hears_the_welcome_and_uses_the_menu() {
 /// Hanging up is how most callers end a message: it is kept.
 #[test]
 fn a_message_is_kept_when_the_caller_hangs_up_while_recording() {
+    let _serial = one_at_a_time();
     if !need_sipp("voicemail hang-up") {
         return;
     }
@@ -2198,6 +2221,7 @@ fn a_message_is_kept_when_the_caller_hangs_up_while_recording() {
 /// prompt and the voicemail greeting after it are the Swedish ones.
 #[test]
 fn a_main_number_in_its_own_language() {
+    let _serial = one_at_a_time();
     if !need_sipp("flow language") {
         return;
     }
