@@ -384,13 +384,30 @@ impl RtpEnd {
         }
     }
 
-    fn wait_for_audio(&self, secs: u64) {
+    fn wait_for_audio(&self, secs: u64) -> bool {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while self.engine.lock().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "no RTP from the engine");
+            if Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        true
     }
+}
+
+/// Waits for the engine's RTP on `rtp` while call `c` runs; when none comes, the
+/// failure shows what SIPp saw.
+fn await_audio(
+    rtp: &RtpEnd,
+    c: std::thread::JoinHandle<SippRun>,
+    secs: u64,
+) -> std::thread::JoinHandle<SippRun> {
+    if !rtp.wait_for_audio(secs) {
+        let run = c.join().unwrap();
+        panic!("no RTP from the engine; the caller's SIPp: {}", run.output);
+    }
+    c
 }
 
 /// Samples of a prompt file (8 kHz mono 16-bit).
@@ -826,17 +843,20 @@ fn an_ivr_choice_reaches_the_hunt_group_which_rings_on_after_the_ring_time() {
         &answerer_scenario(r#""Sales" <sip:4001%231@"#, None),
     );
     let rtp = RtpEnd::new();
-    let c = call(
-        &dir,
-        &engine,
-        "caller",
-        "4001",
-        "alice-pw",
-        "7000",
-        rtp.port(),
-        End::HangUp(12_000),
+    let c = await_audio(
+        &rtp,
+        call(
+            &dir,
+            &engine,
+            "caller",
+            "4001",
+            "alice-pw",
+            "7000",
+            rtp.port(),
+            End::HangUp(12_000),
+        ),
+        10,
     );
-    rtp.wait_for_audio(10);
     // The welcome prompt (about 2 s), then the menu: press 1 while it plays.
     std::thread::sleep(Duration::from_millis(3000));
     rtp.dtmf('1');
@@ -1074,17 +1094,20 @@ fn voicemail_left_when_closed_is_mailed_fetched_through_the_api_and_by_phone() {
     let engine = start_engine(&dir, smtp_port, false);
     // Closed: the closed prompt, the closed greeting, "after the tone", the tone.
     let rtp = RtpEnd::new();
-    let c = call(
-        &dir,
-        &engine,
-        "depositor",
-        "4002",
-        "bob-pw",
-        "7000",
-        rtp.port(),
-        End::Wait,
+    let c = await_audio(
+        &rtp,
+        call(
+            &dir,
+            &engine,
+            "depositor",
+            "4002",
+            "bob-pw",
+            "7000",
+            rtp.port(),
+            End::Wait,
+        ),
+        10,
     );
-    rtp.wait_for_audio(10);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !has_tone(&rtp.heard(), 1000.0) {
         assert!(Instant::now() < deadline, "never heard the tone");
@@ -1167,17 +1190,20 @@ fn voicemail_left_when_closed_is_mailed_fetched_through_the_api_and_by_phone() {
 
     // By phone: the voicemail number, the box's PIN, the message plays, 3 deletes it.
     let rtp = RtpEnd::new();
-    let c = call(
-        &dir,
-        &engine,
-        "listener",
-        "4001",
-        "alice-pw",
-        "8000",
-        rtp.port(),
-        End::Wait,
+    let c = await_audio(
+        &rtp,
+        call(
+            &dir,
+            &engine,
+            "listener",
+            "4001",
+            "alice-pw",
+            "8000",
+            rtp.port(),
+            End::Wait,
+        ),
+        10,
     );
-    rtp.wait_for_audio(10);
     std::thread::sleep(Duration::from_millis(3500));
     rtp.keys("1234#");
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -1498,17 +1524,20 @@ fn flow_versions_prompts_and_greetings_through_the_api() {
         204
     );
     let rtp = RtpEnd::new();
-    let c = call(
-        &dir,
-        &engine,
-        "vm-direct",
-        "4002",
-        "bob-pw",
-        "*59*4001",
-        rtp.port(),
-        End::Wait,
+    let c = await_audio(
+        &rtp,
+        call(
+            &dir,
+            &engine,
+            "vm-direct",
+            "4002",
+            "bob-pw",
+            "*59*4001",
+            rtp.port(),
+            End::Wait,
+        ),
+        10,
     );
-    rtp.wait_for_audio(10);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !has_tone(&rtp.heard(), 1000.0) {
         assert!(Instant::now() < deadline, "never heard the tone");
@@ -1568,17 +1597,20 @@ fn menu_keys_by_sip_info_and_by_in_band_tones() {
     assert_eq!(db(&engine).ivr_choices(c.id).unwrap()[0].digit, "2");
     // In-band "0": the operator (forwarded to 4001).
     let rtp = RtpEnd::new();
-    let h = call(
-        &dir,
-        &engine,
-        "inband",
-        "4002",
-        "bob-pw",
-        "7000",
-        rtp.port(),
-        End::HangUp(8000),
+    let h = await_audio(
+        &rtp,
+        call(
+            &dir,
+            &engine,
+            "inband",
+            "4002",
+            "bob-pw",
+            "7000",
+            rtp.port(),
+            End::HangUp(8000),
+        ),
+        10,
     );
-    rtp.wait_for_audio(10);
     std::thread::sleep(Duration::from_millis(3500));
     rtp.inband('0');
     let run = h.join().unwrap();
@@ -1784,17 +1816,20 @@ fn directed_and_group_pickup_of_a_ringing_group_call() {
     let engine = start_engine(&dir, free_port(), true);
     let _bob = member(&dir, &engine, "4002", &ringer_scenario("4001%231"));
     let alice = RtpEnd::new();
-    let a = call(
-        &dir,
-        &engine,
-        "alice",
-        "4001",
-        "alice-pw",
-        "7000",
-        alice.port(),
-        End::Wait,
+    let a = await_audio(
+        &alice,
+        call(
+            &dir,
+            &engine,
+            "alice",
+            "4001",
+            "alice-pw",
+            "7000",
+            alice.port(),
+            End::Wait,
+        ),
+        10,
     );
-    alice.wait_for_audio(10);
     std::thread::sleep(Duration::from_millis(3000));
     alice.dtmf('1');
     std::thread::sleep(Duration::from_millis(500));
@@ -1811,7 +1846,7 @@ fn directed_and_group_pickup_of_a_ringing_group_call() {
         End::HangUp(3000),
     );
     std::thread::sleep(Duration::from_millis(800));
-    alice.wait_for_audio(5);
+    assert!(alice.wait_for_audio(5), "no RTP from the engine");
     alice.tone(500.0, 1.5);
     let run = d.join().unwrap();
     assert!(run.ok, "picker: {}", run.output);
@@ -1832,17 +1867,20 @@ fn directed_and_group_pickup_of_a_ringing_group_call() {
     // hunt reaches her, so the call rings long enough for both tries.)
     let _carla_desk = member(&dir, &engine, "4003", &ringer_scenario("4001%231"));
     let alice = RtpEnd::new();
-    let a = call(
-        &dir,
-        &engine,
-        "alice2",
-        "4001",
-        "alice-pw",
-        "7000",
-        alice.port(),
-        End::Wait,
+    let a = await_audio(
+        &alice,
+        call(
+            &dir,
+            &engine,
+            "alice2",
+            "4001",
+            "alice-pw",
+            "7000",
+            alice.port(),
+            End::Wait,
+        ),
+        10,
     );
-    alice.wait_for_audio(10);
     std::thread::sleep(Duration::from_millis(3000));
     alice.dtmf('1');
     std::thread::sleep(Duration::from_millis(300));
@@ -1891,17 +1929,20 @@ fn echo_test_and_a_group_without_anyone_to_answer() {
     let dir = temp_dir("flow-echo");
     let engine = start_engine(&dir, free_port(), true);
     let rtp = RtpEnd::new();
-    let c = call(
-        &dir,
-        &engine,
-        "echo",
-        "4001",
-        "alice-pw",
-        "8001",
-        rtp.port(),
-        End::HangUp(9000),
+    let c = await_audio(
+        &rtp,
+        call(
+            &dir,
+            &engine,
+            "echo",
+            "4001",
+            "alice-pw",
+            "8001",
+            rtp.port(),
+            End::HangUp(9000),
+        ),
+        10,
     );
-    rtp.wait_for_audio(10);
     std::thread::sleep(Duration::from_millis(5000));
     let before = rtp.heard().len();
     rtp.tone(700.0, 1.5);
@@ -2190,17 +2231,20 @@ fn a_message_is_kept_when_the_caller_hangs_up_while_recording() {
     let dir = temp_dir("flow-hangup");
     let engine = start_engine(&dir, free_port(), true);
     let rtp = RtpEnd::new();
-    let c = call(
-        &dir,
-        &engine,
-        "vm",
-        "4001",
-        "alice-pw",
-        "*59*4002",
-        rtp.port(),
-        End::HangUp(14_000),
+    let c = await_audio(
+        &rtp,
+        call(
+            &dir,
+            &engine,
+            "vm",
+            "4001",
+            "alice-pw",
+            "*59*4002",
+            rtp.port(),
+            End::HangUp(14_000),
+        ),
+        10,
     );
-    rtp.wait_for_audio(10);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !has_tone(&rtp.heard(), 1000.0) {
         assert!(Instant::now() < deadline, "never heard the tone");
