@@ -67,7 +67,13 @@ pub fn temp_dir(name: &str) -> PathBuf {
         let mine = format!("{prefix}{}-", std::process::id());
         for e in entries.flatten() {
             let n = e.file_name().to_string_lossy().to_string();
-            if n.starts_with(&prefix) && !n.starts_with(&mine) {
+            // Only leftovers of processes that have ended: another test binary (or a
+            // second checkout's run) may be using the same name right now.
+            let owner_alive = n
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.rsplit('-').nth(1))
+                .is_some_and(|pid| Path::new("/proc").join(pid).exists());
+            if n.starts_with(&prefix) && !n.starts_with(&mine) && !owner_alive {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
