@@ -1727,6 +1727,11 @@ impl Engine {
         self.session_timer_answered(leg_id, &resp);
         self.session_timer_answer(a_id, &a_invite, &mut ok);
         self.respond(a_tx, ok).await;
+        let parties: Vec<String> = [a_id, leg_id]
+            .iter()
+            .filter_map(|l| self.legs.get(l).map(|l| l.party.clone()))
+            .collect();
+        self.flow_members(&parties);
         self.emit(EngineEvent::Call {
             call: record,
             caller,
@@ -1846,6 +1851,7 @@ impl Engine {
                 .map(|c| c.to_string())
                 .unwrap_or_default();
             self.dialogs.remove(&(cid, leg.local_tag));
+            self.flow_members(&[leg.party]);
         }
     }
 

@@ -2307,3 +2307,110 @@ fn a_main_number_in_its_own_language() {
         "Swedish greeting {s:.2}, English {e:.2}"
     );
 }
+
+/// R-305 for every call, not only group calls: a member on an ordinary direct call
+/// is skipped by a group that skips busy members, and the longest-idle strategy
+/// counts from the end of that direct call.
+#[test]
+fn a_member_on_a_direct_call_is_skipped_and_idle_counts_from_its_end() {
+    let _serial = one_at_a_time();
+    if !need_sipp("busy members on direct calls") {
+        return;
+    }
+    let dir = temp_dir("flow-direct-busy");
+    let engine = start_engine(&dir, free_port(), true);
+    let _m: Vec<SippBg> = ["4002", "4003", "4004"]
+        .iter()
+        .map(|e| {
+            member(
+                &dir,
+                &engine,
+                e,
+                &answerer_scenario("sip:(4003|4001%231[0-9])@", None),
+            )
+        })
+        .collect();
+    // 4003 calls 4002 directly (no flow involved) and stays on the line for a while.
+    let direct_rtp = RtpEnd::new();
+    let direct = call(
+        &dir,
+        &engine,
+        "direct",
+        "4003",
+        "carla-pw",
+        "4002",
+        direct_rtp.port(),
+        End::HangUp(6000),
+    );
+    let up = Instant::now();
+    while db(&engine)
+        .calls(1)
+        .unwrap()
+        .first()
+        .is_none_or(|c| c.answered_by.is_none())
+        && up.elapsed() < Duration::from_secs(4)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c = db(&engine).calls(1).unwrap();
+    if c.first().and_then(|c| c.answered_by.as_deref()) != Some("4002") {
+        panic!(
+            "the direct call is not up: {c:?}: {}",
+            direct.join().unwrap().output
+        );
+    }
+    // The fixed group 4002, 4003, 4004: both on the direct call, so 4004 alone rings.
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "group-fixed",
+        "4001",
+        "alice-pw",
+        "7100",
+        rtp.port(),
+        End::HangUp(600),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "group call: {}", run.output);
+    std::thread::sleep(Duration::from_millis(400));
+    let g = last_call(&engine);
+    assert_eq!(
+        g.answered_by.as_deref(),
+        Some("4004"),
+        "busy members skipped: {g:?}"
+    );
+    assert_eq!(
+        db(&engine).leg_count(g.id).unwrap() - 1,
+        1,
+        "only 4004 was rung while 4002 and 4003 talked"
+    );
+    let run = direct.join().unwrap();
+    assert!(run.ok, "direct call: {}", run.output);
+    std::thread::sleep(Duration::from_millis(400));
+    // Longest idle: 4004's group call ended before the direct call did, so 4004 has
+    // been idle the longest (without direct calls counted, 4002 and 4003 would look
+    // never used and come first).
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "group-idle",
+        "4001",
+        "alice-pw",
+        "7103",
+        rtp.port(),
+        End::HangUp(600),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "longest-idle call: {}", run.output);
+    std::thread::sleep(Duration::from_millis(400));
+    let g = last_call(&engine);
+    assert_eq!(
+        g.answered_by.as_deref(),
+        Some("4004"),
+        "longest idle counts from the direct call's end: {g:?}"
+    );
+}

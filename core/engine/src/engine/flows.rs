@@ -16,7 +16,7 @@
 //! response paths (`b_answered`, `b_failed`), the caller's BYE and INFO, the
 //! one-second tick, and the media server's notes.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +73,10 @@ pub(super) struct Flows {
     /// Users whose presence profile (`*24*`) keeps them out of group calls.
     /// … and until when (`None`: until `#24#`).
     excluded: BTreeMap<String, Option<Timestamp>>,
+    /// Users the router was last told are on a call (R-305 skip busy).
+    on_call: HashSet<String>,
+    /// When each user's last call ended (R-305 longest idle).
+    idle_since: HashMap<String, Timestamp>,
     notes_tx: mpsc::UnboundedSender<(u64, MediaNote)>,
     notes_rx: Option<mpsc::UnboundedReceiver<(u64, MediaNote)>>,
 }
@@ -121,8 +125,6 @@ struct FlowCall {
     display: CallerDisplay,
     hidden: bool,
     language: String,
-    /// The member (user) who answered, busy until the call ends.
-    member: Option<String>,
     /// Legs were rung for this call, and whether the last one failed busy (why a
     /// forward happened, for Diversion).
     rang: bool,
@@ -146,6 +148,8 @@ impl Flows {
             forwarding: db.forwarding()?,
             deposits: HashMap::new(),
             excluded: Default::default(),
+            on_call: Default::default(),
+            idle_since: Default::default(),
             notes_tx,
             notes_rx: Some(notes_rx),
         };
@@ -510,7 +514,6 @@ impl Engine {
                 display: vaxel_routing::caller_display(caller_party, None),
                 hidden: false,
                 language,
-                member: None,
                 rang: false,
                 busy: false,
             },
@@ -604,6 +607,9 @@ impl Engine {
         if let Some(f) = self.flows.calls.get_mut(&call_id) {
             f.media = Some(session);
             f.answer = Some(answer);
+        }
+        if let Some(p) = self.legs.get(&a_id).map(|a| a.party.clone()) {
+            self.flow_members(&[p]);
         }
         true
     }
@@ -1423,12 +1429,12 @@ impl Engine {
                     _ => None,
                 };
                 self.flows.excluded.insert(user.to_owned(), until);
-                self.flow_member(user, false);
+                self.flow_member(user);
                 "activated"
             }
             Ok((FeatureCode::DeactivateProfile, _)) => {
                 let was = self.flows.excluded.remove(user).is_some();
-                self.flow_member(user, false);
+                self.flow_member(user);
                 if was { "deactivated" } else { "not_active" }
             }
             Ok((FeatureCode::Voicemail { number }, _)) => {
@@ -1645,9 +1651,7 @@ impl Engine {
         }
         self.flows.calls.remove(&picker_call);
         let _ = self.db.get().answer_call(v_record, &picker, unix_now());
-        if let Some(f) = self.flows.calls.get_mut(&victim) {
-            f.member = Some(picker.clone());
-        }
+        self.flow_member(&picker);
         debug!("{picker} picked up the call ringing at {ext}");
         if let Some(c) = self.calls.get(&victim) {
             self.emit(EngineEvent::Call {
@@ -1673,7 +1677,7 @@ impl Engine {
             .collect();
         for u in ended {
             self.flows.excluded.remove(&u);
-            self.flow_member(&u, false);
+            self.flow_member(&u);
         }
         let due: Vec<(CallId, u64)> = self
             .flows
@@ -1722,10 +1726,7 @@ impl Engine {
         self.flows.legs.remove(&leg_id);
         self.flow_bridge(call_id);
         if let Some(user) = self.legs.get(&leg_id).map(|l| l.party.clone()) {
-            self.flow_member(&user, true);
-            if let Some(f) = self.flows.calls.get_mut(&call_id) {
-                f.member = Some(user);
-            }
+            self.flow_member(&user);
         }
         if by_us && let Some(c) = self.calls.get(&call_id) {
             self.emit(EngineEvent::Call {
@@ -1819,10 +1820,7 @@ impl Engine {
     /// Hook from `end_call`: forgets the flow state (a recording in progress is
     /// finished by its media session and still saved).
     pub(super) fn flow_ended(&mut self, call_id: CallId) {
-        if let Some(f) = self.flows.calls.remove(&call_id) {
-            if let Some(user) = f.member {
-                self.flow_member(&user, false);
-            }
+        if self.flows.calls.remove(&call_id).is_some() {
             let now = self.flows.now();
             self.flows
                 .router
@@ -1832,19 +1830,41 @@ impl Engine {
         }
     }
 
-    /// A member's call state for the hunt strategies: busy while on a group call,
-    /// idle since its end (longest idle first).
-    fn flow_member(&mut self, user: &str, busy: bool) {
+    /// Hook from the engine whenever these parties' calls changed (a call answered
+    /// or ended, direct or through a flow): the router learns which users are on a
+    /// call, so a hunt group skips them (R-305 skip busy) and the longest-idle
+    /// strategy counts from the end of their last call, whatever kind it was.
+    pub(super) fn flow_members(&mut self, parties: &[String]) {
+        for p in parties {
+            if self.users.contains_key(p) {
+                self.flow_member(p);
+            }
+        }
+    }
+
+    /// Tells the router one user's state: busy while any device of theirs is
+    /// on an answered call, idle since that call ended, excluded while a presence
+    /// profile (`*24*`) says so.
+    fn flow_member(&mut self, user: &str) {
+        let busy = self.legs.values().any(|l| {
+            l.party == user && l.state == LegState::Confirmed && self.calls.contains_key(&l.call)
+        });
         let now = self.flows.now();
+        if busy {
+            self.flows.on_call.insert(user.to_owned());
+        } else if self.flows.on_call.remove(user) {
+            self.flows.idle_since.insert(user.to_owned(), now);
+        }
+        let state = MemberState {
+            busy,
+            excluded: self.flows.excluded.contains_key(user),
+            idle_since: self.flows.idle_since.get(user).copied(),
+        };
         self.flows.router.handle(
             now,
             Event::MemberStateChanged {
                 user: user.to_owned(),
-                state: MemberState {
-                    busy,
-                    excluded: self.flows.excluded.contains_key(user),
-                    idle_since: (!busy).then_some(now),
-                },
+                state,
             },
         );
     }
