@@ -2472,6 +2472,9 @@ impl Engine {
 
     /// NOTIFY with a sipfrag of the transfer's progress (RFC 3515 §2.4.4).
     async fn notify_referrer(&mut self, leg_id: LegId, frag: &str, last: bool) {
+        if self.keyed_mover(leg_id, last) {
+            return;
+        }
         let Some(leg) = self.legs.get_mut(&leg_id) else {
             return;
         };

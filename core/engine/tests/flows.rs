@@ -2414,3 +2414,223 @@ fn a_member_on_a_direct_call_is_skipped_and_idle_counts_from_its_end() {
         "longest idle counts from the direct call's end: {g:?}"
     );
 }
+
+/// A called phone that answers, then keys `keys` one by one as SIP INFO
+/// (`application/dtmf-relay`) and waits for BYE (from the engine once the call has
+/// moved, or passed on when the caller hangs up).
+fn keying_scenario(keys: &str) -> String {
+    let mut infos = String::new();
+    for (i, k) in keys.chars().enumerate() {
+        infos.push_str(&format!(
+            r#"  <pause milliseconds="300"/>
+  <send retrans="500"><![CDATA[
+INFO [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:4002@{DOMAIN}>;tag=[pid]a[call_number]
+To:[$f]
+Call-ID: [call_id]
+CSeq: {cseq} INFO
+Max-Forwards: 70
+Contact: <sip:[local_ip]:[local_port]>
+Content-Type: application/dtmf-relay
+Content-Length: [len]
+
+Signal={k}
+Duration=160
+]]></send>
+  <recv response="200"/>
+"#,
+            cseq = i + 1
+        ));
+    }
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="keying callee">
+  <recv request="INVITE" rrs="true">
+    <action><ereg regexp=".*" search_in="hdr" header="From:" assign_to="f"/></action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]a[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]a[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=- 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio [media_port] RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+]]></send>
+  <recv request="ACK"/>
+{infos}  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#
+    )
+}
+
+/// Registers `ext` and starts a one-call SIPp phone (finishes after its scenario).
+fn one_call_member(dir: &Path, engine: &EngineProc, ext: &str, scenario: &str) -> SippBg {
+    let port = free_port();
+    register_at(dir, engine, ext, password(ext), port);
+    sipp_bg(
+        dir,
+        &format!("once-{ext}"),
+        scenario,
+        &[
+            "-m",
+            "1",
+            "-p",
+            &port.to_string(),
+            "-mp",
+            &free_port().to_string(),
+        ],
+    )
+}
+
+/// R-309 `#n#` during an incoming call: the called party keys `#4003#`, 4003 rings
+/// for the caller and on answering takes the called party's place (who gets BYE);
+/// keying `*` while n still rings takes the call back.
+#[test]
+fn keyed_hash_n_hash_moves_the_incoming_call_and_star_takes_it_back() {
+    let _serial = one_at_a_time();
+    if !need_sipp("#n# call moving") {
+        return;
+    }
+    let dir = temp_dir("flow-keyed-move");
+    let engine = start_engine(&dir, free_port(), true);
+    // Moved: 4001 → 4002, 4002 keys #4003#, 4003 answers (seeing 4001 as the caller).
+    let mut mover = one_call_member(&dir, &engine, "4002", &keying_scenario("#4003#"));
+    let mut target = one_call_member(&dir, &engine, "4003", &answerer_scenario("sip:4001@", None));
+    let rtp = RtpEnd::new();
+    // The caller stays: the engine re-offers it the new party's media (a re-INVITE),
+    // then the caller hangs up on 4003.
+    let scenario = caller_scenario(
+        engine.sip,
+        "4001",
+        "alice-pw",
+        "4002",
+        rtp.port(),
+        End::HangUp(1000),
+    )
+    .replace(
+        "  <pause milliseconds=\"1000\"/>",
+        &format!(
+            r#"  <recv request="INVITE" timeout="8000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:4001@[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687638 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio {port} RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+]]></send>
+  <recv request="ACK"/>
+  <pause milliseconds="1000"/>"#,
+            port = rtp.port()
+        ),
+    );
+    let caller = {
+        let (dir, target) = (dir.clone(), engine.sip.to_string());
+        std::thread::spawn(move || {
+            sipp(
+                &dir,
+                "moved",
+                &scenario,
+                &target,
+                &[
+                    "-m",
+                    "1",
+                    "-p",
+                    &free_port().to_string(),
+                    "-mp",
+                    &free_port().to_string(),
+                ],
+            )
+        })
+    };
+    assert!(
+        wait_bg(&mut mover, 8),
+        "4002 got BYE once the call moved to 4003"
+    );
+    let run = caller.join().unwrap();
+    assert!(run.ok, "the caller stays in the call: {}", run.output);
+    assert!(wait_bg(&mut target, 5), "4003 got the caller's BYE");
+    std::thread::sleep(Duration::from_millis(400));
+    let c = last_call(&engine);
+    let legs = db(&engine).leg_outcomes(c.id).unwrap();
+    assert!(
+        legs.iter().any(|l| l.contains("transferred")),
+        "4002's leg ended transferred: {legs:?}"
+    );
+    // Taken back: 4002 keys #4004# then *, 4004 rings and is cancelled, and the
+    // caller's BYE still reaches 4002.
+    let mut mover = one_call_member(&dir, &engine, "4002", &keying_scenario("#4004#*"));
+    let mut ringer = one_call_member(&dir, &engine, "4004", &ringer_scenario("4001"));
+    let rtp = RtpEnd::new();
+    let caller = call(
+        &dir,
+        &engine,
+        "taken-back",
+        "4001",
+        "alice-pw",
+        "4002",
+        rtp.port(),
+        End::HangUp(5000),
+    );
+    assert!(wait_bg(&mut ringer, 8), "4004 rang and was cancelled by *");
+    let run = caller.join().unwrap();
+    assert!(run.ok, "taken back: {}", run.output);
+    assert!(
+        wait_bg(&mut mover, 5),
+        "4002 kept the call and got the caller's BYE"
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4002"), "{c:?}");
+    let legs = db(&engine).leg_outcomes(c.id).unwrap();
+    assert!(
+        legs.iter().any(|l| l.contains("taken back")),
+        "4004's leg ended taken back: {legs:?}"
+    );
+}

@@ -35,6 +35,8 @@ use crate::callflow::{OfficeUser, Routing};
 use crate::db::{IvrChoice, Message as VmMessage};
 use crate::media_server::{MediaCmd, MediaFormat, MediaNote, MediaSession, beep};
 
+mod keyed;
+
 /// A router leg id (one user; all the user's devices ring as engine legs).
 type RLeg = u64;
 
@@ -73,6 +75,8 @@ pub(super) struct Flows {
     /// Users whose presence profile (`*24*`) keeps them out of group calls.
     /// … and until when (`None`: until `#24#`).
     excluded: BTreeMap<String, Option<Timestamp>>,
+    /// Codes keyed during calls (`#n#`, `*`).
+    keyed: keyed::Keyed,
     /// Users the router was last told are on a call (R-305 skip busy).
     on_call: HashSet<String>,
     /// When each user's last call ended (R-305 longest idle).
@@ -148,6 +152,7 @@ impl Flows {
             forwarding: db.forwarding()?,
             deposits: HashMap::new(),
             excluded: Default::default(),
+            keyed: Default::default(),
             on_call: Default::default(),
             idle_since: Default::default(),
             notes_tx,
@@ -1872,6 +1877,9 @@ impl Engine {
     /// Hook from in-dialog INFO on a caller the engine answered: DTMF by SIP INFO.
     /// Returns whether it was taken.
     pub(super) async fn flow_info(&mut self, tx: TxKey, req: &Request, call_id: CallId) -> bool {
+        if self.keyed_info(tx, req, call_id).await {
+            return true;
+        }
         if self
             .flows
             .calls
