@@ -2107,6 +2107,9 @@ impl Engine {
         if req.method == Method::Info && self.flow_info(tx, &req, call_id).await {
             return;
         }
+        if self.flow_reinvite(tx, &req, call_id).await {
+            return;
+        }
         let Some(other) = other else {
             return self.reply(tx, &req, 491).await;
         };

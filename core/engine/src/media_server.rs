@@ -64,6 +64,14 @@ pub enum MediaCmd {
     StopRecording,
     /// Play what the caller says back to them (echo test).
     Echo,
+    /// The caller re-offered (RFC 3264 §8.4): whether we may send (not while the
+    /// caller holds: sendonly or inactive), and where to, when the address changed.
+    Direction {
+        /// Send media (else keep time silently: prompts still end on time).
+        send: bool,
+        /// The caller's new RTP address, if any (latched again from its packets).
+        remote: Option<SocketAddr>,
+    },
 }
 
 /// What a session tells the engine.
@@ -222,6 +230,7 @@ async fn run(
         first: true,
     };
     let mut latched = false;
+    let mut sending = true;
     let mut queue: Vec<Arc<Prompt>> = Vec::new();
     let mut player: Option<PromptPlayer> = None;
     let mut looped = false;
@@ -286,6 +295,13 @@ async fn run(
                             tracing::warn!("cannot record to {}: {e}", path.display());
                             note(MediaNote::Recorded { path, secs: 0.0 });
                         }
+                    }
+                }
+                Some(MediaCmd::Direction { send, remote: to }) => {
+                    sending = send;
+                    if to.is_some() && to != remote {
+                        remote = to;
+                        latched = false;
                     }
                 }
                 Some(MediaCmd::StopRecording) => {
@@ -362,7 +378,7 @@ async fn run(
                     .iter()
                     .map(|s| if format.alaw { linear_to_alaw(*s) } else { linear_to_ulaw(*s) })
                     .collect();
-                if let Some(to) = remote {
+                if let Some(to) = remote.filter(|_| sending) {
                     let _ = socket.send_to(&rtp.packet(format.pt, &payload), to).await;
                 }
             }

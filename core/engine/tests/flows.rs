@@ -2634,3 +2634,136 @@ a=rtpmap:101 telephone-event/8000
         "4004's leg ended taken back: {legs:?}"
     );
 }
+
+/// A re-INVITE from the caller with `direction`, CSeq `cseq`, expecting a 200 whose
+/// SDP says `expect` (RFC 3264 §8.4), then ACK.
+fn reinvite_xml(
+    user: &str,
+    to: &str,
+    rtp: u16,
+    cseq: u32,
+    direction: &str,
+    expect: &str,
+) -> String {
+    format!(
+        r#"  <send retrans="500"><![CDATA[
+INVITE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: {cseq} INVITE
+Contact: <sip:{user}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 {version} IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio {rtp} RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a={direction}
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200">
+    <action><ereg regexp="a={expect}" search_in="body" check_it="true" assign_to="d{cseq}"/></action>
+  </recv>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: {cseq} ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <Reference variables="d{cseq}"/>
+"#,
+        version = 2353687637u64 + u64::from(cseq)
+    )
+}
+
+/// A caller who holds (re-INVITE sendonly) while the engine plays the welcome and
+/// menu gets 200 with the media server's answer recvonly and hears nothing while
+/// held; resuming (sendrecv) gets sendrecv and the prompts again (RFC 3264 §8.4;
+/// before, such a re-INVITE got 491).
+#[test]
+fn hold_and_resume_while_the_engine_plays_prompts() {
+    let _serial = one_at_a_time();
+    if !need_sipp("re-INVITE during prompts") {
+        return;
+    }
+    let dir = temp_dir("flow-hold");
+    let engine = start_engine(&dir, free_port(), true);
+    let rtp = RtpEnd::new();
+    let hold = reinvite_xml("4001", "7000", rtp.port(), 3, "sendonly", "recvonly");
+    let resume = reinvite_xml("4001", "7000", rtp.port(), 4, "sendrecv", "sendrecv");
+    let scenario = caller_scenario(
+        engine.sip,
+        "4001",
+        "alice-pw",
+        "7000",
+        rtp.port(),
+        End::HangUp(1500),
+    )
+    .replace(
+        "  <pause milliseconds=\"1500\"/>",
+        &format!(
+            "  <pause milliseconds=\"800\"/>\n{hold}  <pause milliseconds=\"3000\"/>\n{resume}  <pause milliseconds=\"1500\"/>"
+        ),
+    )
+    .replace("CSeq: 3 BYE", "CSeq: 5 BYE");
+    let started = Instant::now();
+    let caller = {
+        let (dir, target) = (dir.clone(), engine.sip.to_string());
+        std::thread::spawn(move || {
+            sipp(
+                &dir,
+                "holder",
+                &scenario,
+                &target,
+                &[
+                    "-m",
+                    "1",
+                    "-p",
+                    &free_port().to_string(),
+                    "-mp",
+                    &free_port().to_string(),
+                ],
+            )
+        })
+    };
+    let at = |ms: u64| {
+        if let Some(d) = Duration::from_millis(ms).checked_sub(started.elapsed()) {
+            std::thread::sleep(d);
+        }
+        rtp.heard().len()
+    };
+    let before_hold = at(700);
+    let held_from = at(2000);
+    let held_to = at(3600);
+    let run = caller.join().unwrap();
+    assert!(run.ok, "hold and resume answered: {}", run.output);
+    let after = rtp.heard().len();
+    assert!(
+        before_hold > 2000,
+        "prompt before hold: {before_hold} samples"
+    );
+    assert!(
+        held_to - held_from < 800,
+        "nothing sent while held: {} samples in 1.6 s",
+        held_to - held_from
+    );
+    assert!(
+        after - held_to > 4000,
+        "sending again after resume: {} samples",
+        after - held_to
+    );
+}

@@ -1874,6 +1874,111 @@ impl Engine {
         );
     }
 
+    /// Hook from an in-dialog INVITE (hold, resume, new address) from a caller the
+    /// engine answered itself and has not bridged (prompts, menu, music while a group
+    /// rings, voicemail): 200 with the media server's SDP, the direction mirrored as
+    /// RFC 3264 §8.4 says (sendonly → recvonly, recvonly → sendonly, inactive →
+    /// inactive, else sendrecv) and `o=` one version up (§8); the media server stops
+    /// sending while the caller holds. Returns whether it was taken.
+    pub(super) async fn flow_reinvite(
+        &mut self,
+        tx: TxKey,
+        req: &Request,
+        call_id: CallId,
+    ) -> bool {
+        if req.method != Method::Invite {
+            return false;
+        }
+        let Some(last) = self
+            .flows
+            .calls
+            .get(&call_id)
+            .and_then(|f| f.answer.clone())
+        else {
+            return false;
+        };
+        let Some(call) = self.calls.get(&call_id) else {
+            return false;
+        };
+        if call.answered.is_some() || self.leg_of_request(req) != Some(call.a) {
+            return false;
+        }
+        let a_id = call.a;
+        let Ok(mut sd) = vaxel_media::sdp::parse(last.as_bytes()) else {
+            return false;
+        };
+        let is_dir = |a: &vaxel_media::sdp::Attribute| {
+            ["sendonly", "recvonly", "inactive", "sendrecv"]
+                .iter()
+                .any(|d| a.name.eq_ignore_ascii_case(d))
+        };
+        let mut remote = None;
+        let (ours, send) = if req.body.is_empty() {
+            // No offer (RFC 3261 §14.2): ours goes in the 200, as it stands.
+            ("sendrecv", true)
+        } else {
+            let offer = match vaxel_media::sdp::parse(&req.body) {
+                Ok(o) => o,
+                Err(e) => {
+                    debug!("re-INVITE with an SDP we cannot read (the caller's): {e}");
+                    self.reply(tx, req, 488).await;
+                    return true;
+                }
+            };
+            let theirs = offer
+                .media
+                .first()
+                .and_then(|m| m.attributes.iter().find(|a| is_dir(a)))
+                .or_else(|| offer.attributes.iter().find(|a| is_dir(a)))
+                .map(|a| a.name.to_ascii_lowercase())
+                .unwrap_or_else(|| "sendrecv".into());
+            remote = rewrite_sdp(&req.body, call.relay.local(Side::A)).and_then(|(_, r)| r);
+            match theirs.as_str() {
+                "sendonly" => ("recvonly", false),
+                "recvonly" => ("sendonly", true),
+                "inactive" => ("inactive", false),
+                _ => ("sendrecv", true),
+            }
+        };
+        sd.origin.session_version += 1;
+        sd.attributes.retain(|a| !is_dir(a));
+        for m in &mut sd.media {
+            m.attributes.retain(|a| !is_dir(a));
+            if m.port != 0 {
+                m.attributes.push(vaxel_media::sdp::Attribute::flag(ours));
+            }
+        }
+        let answer = sd.to_string();
+        if remote.is_some() {
+            call.relay.set_remote(Side::A, remote);
+        }
+        let transport = match self.legs.get_mut(&a_id) {
+            Some(a) => {
+                if !req.body.is_empty() {
+                    a.sdp = Some(req.body.clone());
+                }
+                a.target.peer.transport
+            }
+            None => return false,
+        };
+        if let Some(f) = self.flows.calls.get_mut(&call_id) {
+            if let Some(m) = &f.media {
+                m.send(MediaCmd::Direction { send, remote });
+            }
+            f.answer = Some(answer.clone());
+        }
+        let mut ok = Response::from_request(req, StatusCode::OK);
+        ok.headers.push(
+            HeaderName::Contact,
+            format!("<{}>", self.sip.contact_uri("vaxel", transport)),
+        );
+        ok.headers.push(HeaderName::Allow, ALLOW);
+        set_response_body(&mut ok, &sdp_type(), Bytes::from(answer));
+        self.respond(tx, ok).await;
+        debug!("call {call_id}: caller re-offered, answered {ours}");
+        true
+    }
+
     /// Hook from in-dialog INFO on a caller the engine answered: DTMF by SIP INFO.
     /// Returns whether it was taken.
     pub(super) async fn flow_info(&mut self, tx: TxKey, req: &Request, call_id: CallId) -> bool {
