@@ -670,7 +670,7 @@ fn call(
                 "-p",
                 &free_port().to_string(),
                 "-mp",
-                &free_port().to_string(),
+                &media_port().to_string(),
             ],
         )
     })
@@ -768,7 +768,7 @@ fn member(dir: &Path, engine: &EngineProc, ext: &str, scenario: &str) -> SippBg 
         dir,
         &format!("member-{ext}"),
         scenario,
-        &["-p", &port.to_string(), "-mp", &free_port().to_string()],
+        &["-p", &port.to_string(), "-mp", &media_port().to_string()],
     )
 }
 
@@ -778,6 +778,21 @@ fn db(engine: &EngineProc) -> vaxel_engine::db::Db {
 
 fn last_call(engine: &EngineProc) -> vaxel_engine::db::CallRecord {
     db(engine).calls(1).unwrap().remove(0)
+}
+
+/// A base port for SIPp's media (`-mp`): SIPp binds it and the next three (audio
+/// RTP/RTCP, video RTP/RTCP), so all four must be free — a single free port made
+/// "Unable to bind video RTP socket" a frequent flake on a busy machine.
+fn media_port() -> u16 {
+    loop {
+        let p = free_port();
+        if p > 65530 || p % 2 == 1 {
+            continue;
+        }
+        if (1..4).all(|i| UdpSocket::bind(("127.0.0.1", p + i)).is_ok()) {
+            return p;
+        }
+    }
 }
 
 fn need_sipp(what: &str) -> bool {
@@ -2018,7 +2033,7 @@ fn forwarding_to_an_outside_number_through_the_trunk() {
             "-p",
             &provider.to_string(),
             "-mp",
-            &free_port().to_string(),
+            &media_port().to_string(),
         ],
     );
     std::thread::sleep(Duration::from_millis(300));
@@ -2511,7 +2526,7 @@ fn one_call_member(dir: &Path, engine: &EngineProc, ext: &str, scenario: &str) -
             "-p",
             &port.to_string(),
             "-mp",
-            &free_port().to_string(),
+            &media_port().to_string(),
         ],
     )
 }
@@ -2584,7 +2599,7 @@ a=rtpmap:101 telephone-event/8000
                     "-p",
                     &free_port().to_string(),
                     "-mp",
-                    &free_port().to_string(),
+                    &media_port().to_string(),
                 ],
             )
         })
@@ -2735,7 +2750,7 @@ fn hold_and_resume_while_the_engine_plays_prompts() {
                     "-p",
                     &free_port().to_string(),
                     "-mp",
-                    &free_port().to_string(),
+                    &media_port().to_string(),
                 ],
             )
         })
