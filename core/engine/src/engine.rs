@@ -1732,6 +1732,7 @@ impl Engine {
             .filter_map(|l| self.legs.get(l).map(|l| l.party.clone()))
             .collect();
         self.flow_members(&parties);
+        self.keyed_watch(call_id, &resp.body);
         self.emit(EngineEvent::Call {
             call: record,
             caller,

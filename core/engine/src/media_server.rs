@@ -81,6 +81,9 @@ pub enum MediaNote {
     PromptFinished,
     /// The caller pressed a key.
     Digit(char),
+    /// The called party of an ordinary call pressed a key (RFC 4733, seen by the
+    /// relay): for the codes keyed during a call.
+    CalleeKey(char),
     /// A recording ended (length in seconds); also sent when the session ends while
     /// recording (the caller hung up).
     Recorded {

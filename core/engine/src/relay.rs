@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use vaxel_media::dtmf::{DtmfNotice, DtmfReceiver};
 
 /// Which side of the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +49,7 @@ enum Control {
     /// The prepared socket is not needed (the transfer failed).
     Abandon(Side),
     Tap(Option<mpsc::UnboundedSender<Tapped>>),
+    KeysB(Option<(u8, mpsc::UnboundedSender<char>)>),
 }
 
 /// A packet that arrived on leg A's socket while the relay is tapped: its bytes and
@@ -132,6 +134,13 @@ impl Relay {
         let _ = self.control.send(Control::Tap(tap));
     }
 
+    /// Keys leg B presses as RFC 4733 events (payload type `pt`) are reported to
+    /// `keys` (once per key, at its start); the packets are still relayed. `None`
+    /// stops watching. For the codes keyed during a call (R-309 `#n#`, `*`).
+    pub fn watch_b_keys(&self, watch: Option<(u8, mpsc::UnboundedSender<char>)>) {
+        let _ = self.control.send(Control::KeysB(watch));
+    }
+
     /// Leg A's socket, for the media server to send from (the caller keeps one
     /// media address for the whole call).
     pub fn a_socket(&self) -> Arc<UdpSocket> {
@@ -208,6 +217,7 @@ async fn run(
     let mut buf_b = vec![0u8; 2048];
     let mut pending: [Option<UdpSocket>; 2] = [None, None];
     let mut tap: Option<mpsc::UnboundedSender<Tapped>> = None;
+    let mut keys: Option<(u8, mpsc::UnboundedSender<char>, DtmfReceiver)> = None;
     loop {
         tokio::select! {
             c = control.recv() => match c {
@@ -227,6 +237,9 @@ async fn run(
                 }
                 Some(Control::Abandon(side)) => pending[side as usize] = None,
                 Some(Control::Tap(t)) => tap = t,
+                Some(Control::KeysB(w)) => {
+                    keys = w.map(|(pt, tx)| (pt, tx, DtmfReceiver::new(8000)));
+                }
                 None => return,
             },
             r = a.socket.recv_from(&mut buf_a) => {
@@ -245,6 +258,19 @@ async fn run(
             r = b.socket.recv_from(&mut buf_b) => {
                 if let Ok((n, from)) = r {
                     b.latched.get_or_insert(from);
+                    if let Some((pt, tx, rx)) = keys.as_mut()
+                        && b.latched == Some(from)
+                        && let Some((p, ts, payload)) = crate::media_server::parse_rtp(&buf_b[..n])
+                        && p == *pt
+                    {
+                        let now = std::time::Instant::now();
+                        let _ = rx.handle(now, ts, payload);
+                        while let Some(k) = rx.poll(now) {
+                            if let DtmfNotice::Started(d) = k {
+                                let _ = tx.send(d);
+                            }
+                        }
+                    }
                     if tap.is_none()
                         && b.latched == Some(from)
                         && let Some(to) = a.target()

@@ -282,6 +282,11 @@ impl RtpEnd {
         self.sock.local_addr().unwrap().port()
     }
 
+    /// Sends to `to` from now on (for an end that speaks first).
+    fn aim(&self, to: SocketAddr) {
+        *self.engine.lock().unwrap() = Some(to);
+    }
+
     fn heard(&self) -> Vec<i16> {
         self.heard.lock().unwrap().clone()
     }
@@ -2546,64 +2551,7 @@ fn keyed_hash_n_hash_moves_the_incoming_call_and_star_takes_it_back() {
     let mut mover = one_call_member(&dir, &engine, "4002", &keying_scenario("#4003#"));
     let mut target = one_call_member(&dir, &engine, "4003", &answerer_scenario("sip:4001@", None));
     let rtp = RtpEnd::new();
-    // The caller stays: the engine re-offers it the new party's media (a re-INVITE),
-    // then the caller hangs up on 4003.
-    let scenario = caller_scenario(
-        engine.sip,
-        "4001",
-        "alice-pw",
-        "4002",
-        rtp.port(),
-        End::HangUp(1000),
-    )
-    .replace(
-        "  <pause milliseconds=\"1000\"/>",
-        &format!(
-            r#"  <recv request="INVITE" timeout="8000"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:4001@[local_ip]:[local_port]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=user1 53655765 2353687638 IN IP4 127.0.0.1
-s=-
-c=IN IP4 127.0.0.1
-t=0 0
-m=audio {port} RTP/AVP 8 101
-a=rtpmap:8 PCMA/8000
-a=rtpmap:101 telephone-event/8000
-]]></send>
-  <recv request="ACK"/>
-  <pause milliseconds="1000"/>"#,
-            port = rtp.port()
-        ),
-    );
-    let caller = {
-        let (dir, target) = (dir.clone(), engine.sip.to_string());
-        std::thread::spawn(move || {
-            sipp(
-                &dir,
-                "moved",
-                &scenario,
-                &target,
-                &[
-                    "-m",
-                    "1",
-                    "-p",
-                    &free_port().to_string(),
-                    "-mp",
-                    &media_port().to_string(),
-                ],
-            )
-        })
-    };
+    let caller = staying_caller(&dir, &engine, "moved", rtp.port());
     assert!(
         wait_bg(&mut mover, 8),
         "4002 got BYE once the call moved to 4003"
@@ -2781,4 +2729,129 @@ fn hold_and_resume_while_the_engine_plays_prompts() {
         "sending again after resume: {} samples",
         after - held_to
     );
+}
+
+/// 4001 calls 4002 and stays while the call moves: it accepts the engine's re-INVITE
+/// with the new party's media, then hangs up a second later.
+fn staying_caller(
+    dir: &Path,
+    engine: &EngineProc,
+    name: &str,
+    rtp: u16,
+) -> std::thread::JoinHandle<SippRun> {
+    // The caller stays: the engine re-offers it the new party's media (a re-INVITE),
+    // then the caller hangs up on 4003.
+    let scenario = caller_scenario(
+        engine.sip,
+        "4001",
+        "alice-pw",
+        "4002",
+        rtp,
+        End::HangUp(1000),
+    )
+    .replace(
+        "  <pause milliseconds=\"1000\"/>",
+        &format!(
+            r#"  <recv request="INVITE" timeout="8000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:4001@[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687638 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio {port} RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+]]></send>
+  <recv request="ACK"/>
+  <pause milliseconds="1000"/>"#,
+            port = rtp
+        ),
+    );
+    {
+        let (dir, target, name) = (dir.to_owned(), engine.sip.to_string(), name.to_owned());
+        std::thread::spawn(move || {
+            sipp(
+                &dir,
+                &name,
+                &scenario,
+                &target,
+                &[
+                    "-m",
+                    "1",
+                    "-p",
+                    &free_port().to_string(),
+                    "-mp",
+                    &media_port().to_string(),
+                ],
+            )
+        })
+    }
+}
+
+/// `#n#` keyed as RFC 4733 events in the called party's RTP (as mobile and desk
+/// phones send keys): the relay sees them and the call moves to 4003.
+#[test]
+fn keyed_hash_n_hash_as_rfc4733_moves_the_call() {
+    let _serial = one_at_a_time();
+    if !need_sipp("#n# by RFC 4733") {
+        return;
+    }
+    let dir = temp_dir("flow-keyed-rtp");
+    let engine = start_engine(&dir, free_port(), true);
+    let callee_rtp = RtpEnd::new();
+    let media_file = dir.join("callee-media-port");
+    let scenario = keying_scenario("")
+        .replace(
+            r#"<action><ereg regexp=".*" search_in="hdr" header="From:" assign_to="f"/></action>"#,
+            &format!(
+                r#"<action><ereg regexp=".*" search_in="hdr" header="From:" assign_to="f"/><ereg regexp="m=audio ([0-9]+)" search_in="body" assign_to="mall,mport"/><exec command="echo [$mport] > {}"/></action>"#,
+                media_file.display()
+            ),
+        )
+        .replace(
+            "m=audio [media_port]",
+            &format!("m=audio {}", callee_rtp.port()),
+        )
+        .replace(
+            "</scenario>",
+            "  <Reference variables=\"f,mall\"/>\n</scenario>",
+        );
+    let mut mover = one_call_member(&dir, &engine, "4002", &scenario);
+    let mut target = one_call_member(&dir, &engine, "4003", &answerer_scenario("sip:4001@", None));
+    let rtp = RtpEnd::new();
+    let caller = staying_caller(&dir, &engine, "moved-rtp", rtp.port());
+    let t0 = Instant::now();
+    let port = loop {
+        if let Some(p) = std::fs::read_to_string(&media_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+        {
+            break p;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "4002 got no INVITE");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    callee_rtp.aim(SocketAddr::from(([127, 0, 0, 1], port)));
+    std::thread::sleep(Duration::from_millis(600));
+    for k in "#4003#".chars() {
+        callee_rtp.dtmf(k);
+    }
+    assert!(
+        wait_bg(&mut mover, 8),
+        "4002 got BYE once the call moved to 4003"
+    );
+    let run = caller.join().unwrap();
+    assert!(run.ok, "the caller stays in the call: {}", run.output);
+    assert!(wait_bg(&mut target, 5), "4003 got the caller's BYE");
 }

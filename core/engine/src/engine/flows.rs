@@ -1148,6 +1148,9 @@ impl Engine {
         if let MediaNote::Recorded { path, secs } = note {
             return self.flow_recorded(call_id, path, secs).await;
         }
+        if let MediaNote::CalleeKey(k) = note {
+            return self.keyed_rtp(call_id, k).await;
+        }
         let Some(f) = self.flows.calls.get_mut(&call_id) else {
             return;
         };

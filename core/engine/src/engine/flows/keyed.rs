@@ -8,8 +8,8 @@
 //! keyed the code until n answers; then n takes that party's place on the relay and
 //! the mover gets BYE. If n does not answer, the call simply stays where it was.
 //!
-//! The keys come as SIP INFO (`application/dtmf-relay`, `application/dtmf`), as
-//! softphones and desk phones send them in call.
+//! The keys come as SIP INFO (`application/dtmf-relay`, `application/dtmf`) or as
+//! RFC 4733 events in the called party's RTP (seen by the relay, still passed on).
 
 use super::*;
 
@@ -52,25 +52,85 @@ impl Engine {
         let Some(key) = crate::media_server::parse_info_dtmf(&ct, &req.body) else {
             return false;
         };
-        let moving = call.transfer.is_some() && self.flows.keyed.movers.contains(&leg_id);
+        if !self.keyed_wants(leg_id, key) {
+            return false;
+        }
+        self.reply(tx, req, 200).await;
+        self.keyed_key(call_id, leg_id, key).await;
+        true
+    }
+
+    /// Hook from `b_answered` for an ordinary call: the relay reports the keys the
+    /// called party presses as RFC 4733 events (its SDP's telephone-event type).
+    pub(in crate::engine) fn keyed_watch(&mut self, call_id: CallId, callee_sdp: &[u8]) {
+        if self.flows.calls.contains_key(&call_id) {
+            return;
+        }
+        let Ok(sd) = vaxel_media::sdp::parse(callee_sdp) else {
+            return;
+        };
+        let pt = sd.media.iter().filter(|m| m.kind == "audio").find_map(|m| {
+            m.attributes.iter().find_map(|a| {
+                let v = a.value.as_deref()?;
+                let (pt, enc) = v.split_once(' ')?;
+                (a.name.eq_ignore_ascii_case("rtpmap")
+                    && enc.to_ascii_lowercase().starts_with("telephone-event/"))
+                .then(|| pt.parse::<u8>().ok())
+                .flatten()
+            })
+        });
+        let (Some(pt), Some(call)) = (pt, self.calls.get(&call_id)) else {
+            return;
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        call.relay.watch_b_keys(Some((pt, tx)));
+        let notes = self.flows.notes_tx.clone();
+        tokio::spawn(async move {
+            while let Some(k) = rx.recv().await {
+                if notes.send((call_id, MediaNote::CalleeKey(k))).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// A key from the relay (RFC 4733) of the party now answering `call_id`.
+    pub(in crate::engine) async fn keyed_rtp(&mut self, call_id: CallId, key: char) {
+        let Some(leg_id) = self.calls.get(&call_id).and_then(|c| c.answered) else {
+            return;
+        };
+        if self.keyed_wants(leg_id, key) {
+            self.keyed_key(call_id, leg_id, key).await;
+        }
+    }
+
+    /// Whether `key` from `leg_id` belongs to a code (starts or continues one, or is
+    /// `*` while the leg's move rings); other keys are the far party's.
+    fn keyed_wants(&self, leg_id: LegId, key: char) -> bool {
+        let buf = self.flows.keyed.digits.get(&leg_id);
+        let moving = self.flows.keyed.movers.contains(&leg_id);
+        key == '#' || buf.is_some_and(|b| !b.is_empty()) || (key == '*' && moving)
+    }
+
+    /// One key of a code from the called party.
+    async fn keyed_key(&mut self, call_id: CallId, leg_id: LegId, key: char) {
+        let moving = self
+            .calls
+            .get(&call_id)
+            .is_some_and(|c| c.transfer.is_some())
+            && self.flows.keyed.movers.contains(&leg_id);
         let buf = self.flows.keyed.digits.entry(leg_id).or_default();
         if key == '*' && moving && buf.is_empty() {
-            self.reply(tx, req, 200).await;
             self.take_back(call_id, leg_id).await;
-            return true;
-        }
-        if buf.is_empty() && key != '#' {
-            // Not the start of a code: an ordinary key for the caller.
-            return false;
+            return;
         }
         buf.push(key);
         let code = buf.clone();
-        self.reply(tx, req, 200).await;
         if code.len() < 2 || !code.ends_with('#') {
             if code.len() > 24 {
                 self.flows.keyed.digits.remove(&leg_id);
             }
-            return true;
+            return;
         }
         self.flows.keyed.digits.remove(&leg_id);
         let now = self.flows.now();
@@ -80,7 +140,6 @@ impl Engine {
             }
             other => debug!("in-call code {code:?} from leg {leg_id}: {other:?}"),
         }
-        true
     }
 
     /// `#n#`: ring n's devices for the caller; the first to answer takes the mover's
