@@ -198,7 +198,8 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
         /// When it ends: an RFC 3339 time (`2026-11-22T14:00:00Z`), or `HH:MM` (the next
-        /// such local time).
+        /// such local time). Watchers see it (RPID `until`); when it comes the phone
+        /// publishes `available` by itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         until: Option<String>,
         /// The account; `None` for the default.

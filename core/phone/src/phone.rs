@@ -405,6 +405,8 @@ struct AccountRt {
     /// Our presence publication, once set.
     presence: Option<Publisher>,
     presence_set: Option<PresenceSet>,
+    /// When the activity set ends (its `until`): the phone goes back to available.
+    presence_until: Option<Instant>,
 }
 
 impl AccountRt {
@@ -531,6 +533,7 @@ impl Core {
                 local,
                 presence: None,
                 presence_set: None,
+                presence_until: None,
                 sent: HashMap::new(),
             };
             a.pager = Pager::new(a.local.clone(), a.aor.clone(), a.auth(), new_rng());
@@ -696,6 +699,7 @@ impl Core {
                 a.registration.as_ref().and_then(|r| r.poll_timeout()),
                 a.pager.poll_timeout(),
                 a.presence.as_ref().and_then(|p| p.poll_timeout()),
+                a.presence_until,
             ]
             .into_iter()
             .flatten()
@@ -732,6 +736,13 @@ impl Core {
             {
                 p.handle_timeout(now);
             }
+        }
+        // An activity whose end time has come: back to available.
+        let ended: Vec<usize> = (0..self.accounts.len())
+            .filter(|&i| self.accounts[i].presence_until.is_some_and(|t| t <= now))
+            .collect();
+        for i in ended {
+            self.set_presence(i, "available".into(), None, None, now);
         }
         let due: Vec<u64> = self
             .watches
@@ -1286,6 +1297,13 @@ impl Core {
                 new_rng(),
             ));
         }
+        a.presence_until = until
+            .as_deref()
+            .and_then(|u| u.parse::<jiff::Timestamp>().ok())
+            .map(|ts| {
+                let left = ts.duration_since(jiff::Timestamp::now());
+                now + Duration::try_from(left).unwrap_or(Duration::ZERO)
+            });
         a.presence_set = Some(PresenceSet {
             activity,
             note,

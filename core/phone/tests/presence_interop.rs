@@ -175,6 +175,19 @@ fn presence_and_busy_lamps_through_kamailio() {
             && v["activity"].is_null()
     });
 
+    // An activity with an end time ends by itself: alice is back to available then.
+    let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    alice.send(&format!("presence lunch --until {soon}"));
+    carol.expect_new("alice at lunch", 10, |v| {
+        v["event"] == "presence_changed" && v["uri"] == "alice" && v["activity"] == "lunch"
+    });
+    alice.expect_new("back from lunch", 10, |v| {
+        v["event"] == "presence_published" && v["activity"] == "available"
+    });
+    carol.expect_new("alice available again", 10, |v| {
+        v["event"] == "presence_changed" && v["uri"] == "alice" && v["activity"].is_null()
+    });
+
     // 4. unwatch.
     carol.send("unwatch bob");
     carol.expect("unwatched bob", 10, |v| {
