@@ -320,6 +320,10 @@ pub enum EndReason {
     Cancelled,
     /// The caller gave up before we answered (a missed call).
     RemoteCancelled,
+    /// Another device of this account answered the call (a CANCEL with RFC 3326
+    /// `Reason: SIP;cause=200`): not a missed call; history outcome
+    /// `answered_elsewhere`.
+    AnsweredElsewhere,
     /// The far end (or the network) refused or did not answer: see `status`.
     Rejected,
     /// We refused it: see `status`.

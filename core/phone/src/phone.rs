@@ -161,6 +161,25 @@ pub enum PhoneError {
     Tls(String),
 }
 
+/// Whether a CANCEL says the call was answered elsewhere: a `Reason: SIP;cause=200`
+/// (RFC 3326 §2; forking proxies cancel the other branches so, "Call completed
+/// elsewhere").
+fn completed_elsewhere(cancel: &Request) -> bool {
+    cancel
+        .headers
+        .get_all(&HeaderName::Reason)
+        .flat_map(|v| v.split(','))
+        .any(|r| {
+            let mut parts = r.split(';').map(str::trim);
+            parts.next().is_some_and(|p| p.eq_ignore_ascii_case("SIP"))
+                && parts.any(|p| {
+                    p.split_once('=').is_some_and(|(k, v)| {
+                        k.trim().eq_ignore_ascii_case("cause") && v.trim() == "200"
+                    })
+                })
+        })
+}
+
 /// SIP on UDP and TCP at `addr`, TLS as a client with `tls`.
 fn endpoint_config(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> EndpointConfig {
     EndpointConfig {
@@ -447,6 +466,9 @@ struct Call {
     progress_reported: u16,
     /// Local ringback playing into the call's sink until its media starts.
     ringback: Option<crate::media::Ringback>,
+    /// The caller cancelled because another device of this account answered (RFC 3326
+    /// `Reason: SIP;cause=200`): not a missed call.
+    answered_elsewhere: bool,
 }
 
 struct Core {
@@ -1456,6 +1478,7 @@ impl Core {
                 resume_on_transfer_failure: false,
                 progress_reported: 0,
                 ringback: None,
+                answered_elsewhere: false,
             },
         );
         let account_id = self.accounts[account].config.id;
@@ -1702,12 +1725,13 @@ impl Core {
                 }
                 None => {}
             },
-            TxEvent::Cancelled { invite, .. } => {
+            TxEvent::Cancelled { invite, request } => {
                 if let Some(c) = self
                     .calls
                     .values_mut()
                     .find(|c| c.session.server_tx() == Some(invite))
                 {
+                    c.answered_elsewhere = completed_elsewhere(&request);
                     c.session.handle_cancelled(now);
                 }
             }
@@ -1920,6 +1944,7 @@ impl Core {
                 resume_on_transfer_failure: false,
                 progress_reported: 0,
                 ringback: None,
+                answered_elsewhere: false,
             },
         );
     }
@@ -2645,6 +2670,9 @@ impl Core {
             EndCause::LocalHangup => (EndReason::LocalHangup, None),
             EndCause::RemoteHangup => (EndReason::RemoteHangup, None),
             EndCause::Cancelled => (EndReason::Cancelled, None),
+            EndCause::RemoteCancelled if c.answered_elsewhere => {
+                (EndReason::AnsweredElsewhere, None)
+            }
             EndCause::RemoteCancelled => (EndReason::RemoteCancelled, None),
             EndCause::Rejected(s) => (EndReason::Rejected, Some(s)),
             EndCause::LocalRejected(s) => (EndReason::LocalRejected, Some(s)),
@@ -2659,6 +2687,7 @@ impl Core {
                 cause,
                 EndCause::Cancelled | EndCause::LocalRejected(_) | EndCause::LocalHangup
             ),
+            elsewhere: c.answered_elsewhere,
         };
         let mut why = serde_json::to_value(reason)
             .ok()
