@@ -2760,6 +2760,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cancel_for_a_call_completed_elsewhere_is_recognised() {
+        let cancel = |reason: Option<&str>| {
+            let mut r = Request::new(Method::Cancel, "sip:a@x".parse::<Uri>().unwrap());
+            if let Some(v) = reason {
+                r.headers.push(HeaderName::Reason, v.to_owned());
+            }
+            r
+        };
+        assert!(completed_elsewhere(&cancel(Some(
+            "SIP;cause=200;text=\"Call completed elsewhere\""
+        ))));
+        assert!(completed_elsewhere(&cancel(Some(
+            "Q.850;cause=16, SIP ; cause = 200"
+        ))));
+        assert!(!completed_elsewhere(&cancel(Some("SIP;cause=487"))));
+        assert!(!completed_elsewhere(&cancel(Some("Q.850;cause=200"))));
+        assert!(!completed_elsewhere(&cancel(None)));
+    }
+
+    #[test]
     fn an_unknown_default_account_is_the_callers_error() {
         let (mut config, _) = config_with(&[("work", "alice@example.com", true)]);
         config.default_account = Some("nope".into());
