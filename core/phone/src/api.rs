@@ -564,6 +564,10 @@ pub enum Event {
         call: CallId,
         /// The codec (`PCMU`, `opus`...).
         codec: String,
+        /// The audio is encrypted (SRTP with SDES keys, RFC 4568; the keys travel in the
+        /// SDP, so they are only private over TLS).
+        #[serde(default)]
+        srtp: bool,
     },
     /// The far end pressed a key.
     Dtmf {

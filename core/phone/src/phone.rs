@@ -2358,8 +2358,13 @@ impl Core {
                     c.oa.current()
                         .map(|a| a.codec.encoding_name().to_owned())
                         .unwrap_or_default();
+                let srtp = c.oa.current().is_some_and(|a| a.srtp.is_some());
                 self.records.run(move |r| r.call_answered(id));
-                self.emit(Event::Established { call: id, codec });
+                self.emit(Event::Established {
+                    call: id,
+                    codec,
+                    srtp,
+                });
                 self.report_transfer(id, 200);
                 // RFC 3891: the call this one replaces ends now.
                 if let Some(old) = self.calls.get(&id).and_then(|c| c.replaces)
