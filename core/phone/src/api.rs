@@ -272,7 +272,7 @@ pub enum Command {
     /// is another): SIP moves to `ip` (default: the local address that now routes to the
     /// first account's server), every account registers again from there — the old
     /// contact removed in the same REGISTER — and publications and watches are made again.
-    /// Calls in progress keep their media as it was. Reported by [`Event::AddressChanged`].
+    /// Calls in progress are not moved. Reported by [`Event::AddressChanged`].
     NetworkChanged {
         /// The new local address.
         #[serde(default, skip_serializing_if = "Option::is_none")]
