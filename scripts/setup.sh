@@ -18,6 +18,11 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 # Service client (the OS keychain on Linux).
 build_pkgs=(build-essential cmake pkg-config curl ca-certificates git libssl-dev libdbus-1-dev
     libasound2-dev libwebrtc-audio-processing-dev libclang-dev)
+# The desktop app (vaxel-desktop, Tauri 2 on WebKitGTK 4.1): its libraries, plus Node.js
+# for the Svelte UI when no node is installed (ARCHITECTURE.md §5a).
+build_pkgs+=(libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev
+    libxdo-dev file wget)
+command -v npm >/dev/null || build_pkgs+=(nodejs npm)
 # Real programs the tests start on loopback ports (ARCHITECTURE.md §5); PulseAudio with a
 # null sink is the clocked virtual sound card, espeak-ng speaks the echo tests' far end;
 # gnome-keyring under dbus-run-session is the real Linux keychain, secret-tool checks it.
@@ -26,6 +31,9 @@ build_pkgs=(build-essential cmake pkg-config curl ca-certificates git libssl-dev
 # sndfile, ctrl_tcp) and SIPVicious (svwar, svcrack) as the attacker.
 test_pkgs=(sip-tester pulseaudio pulseaudio-utils espeak-ng dbus gnome-keyring libsecret-tools
     kamailio kamailio-presence-modules kamailio-tls-modules baresip-core sipvicious)
+# The desktop app's end-to-end test: a virtual display, WebKitGTK's WebDriver, and
+# ImageMagick's `import` for screenshots of the window.
+test_pkgs+=(xvfb xauth webkit2gtk-driver imagemagick)
 
 apt_install() {
     local missing=()
@@ -73,7 +81,17 @@ for c in rustfmt clippy; do
     fi
 done
 
-if [ -f package-lock.json ] && [ ! -d node_modules ]; then
+# npm packages of the UI (workspace `ui`); again when package-lock.json is newer than
+# what was installed.
+if [ -f package-lock.json ] && { [ ! -f node_modules/.package-lock.json ] ||
+        [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
     say "installing npm packages"
     npm ci --no-audit --no-fund
+fi
+
+# tauri-driver: the WebDriver server the desktop end-to-end test talks to (crates.io).
+if [ "$what" = test ] && [ "$(uname -s)" = Linux ] && ! command -v tauri-driver >/dev/null &&
+        [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
+    say "installing tauri-driver"
+    cargo install --locked tauri-driver
 fi

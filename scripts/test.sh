@@ -15,6 +15,11 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+step "UI: build (the desktop app embeds it), type check, component tests (Vitest)"
+npm run build -w ui --silent
+npm run check -w ui --silent
+npm test -w ui --silent
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
@@ -26,3 +31,11 @@ cargo clippy --workspace --all-targets --locked "${features[@]}" -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked "${features[@]}"
+
+# The desktop app end to end: the real app under Xvfb, driven through tauri-driver and
+# WebKitWebDriver, calling a `vaxel` CLI phone through the embedded engine.
+if [ "$(uname -s)" = Linux ]; then
+    step "desktop end to end (WebdriverIO + tauri-driver under Xvfb)"
+    cargo build --locked "${features[@]}" -p vaxel-desktop -p vaxel-phone --bins
+    xvfb-run -a -s "-screen 0 1280x800x24" node ui/e2e/call.e2e.mjs
+fi

@@ -456,7 +456,7 @@ async fn office(State(api): State<Api>, headers: HeaderMap) -> Result<Response, 
 }
 
 async fn openapi() -> Json<Value> {
-    Json(openapi_document())
+    Json(flows::with_paths(openapi_document()))
 }
 
 /// The OpenAPI 3.1 description of this API.

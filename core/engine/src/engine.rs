@@ -46,6 +46,7 @@ use crate::protect::{Guard, Verdict};
 use crate::relay::{Relay, Side, rewrite_sdp};
 
 mod flows;
+mod timers;
 mod xfer;
 pub use flows::{FlowOptions, default_prompts_dir};
 
@@ -72,6 +73,9 @@ pub struct EngineConfig {
     pub session_check: Duration,
     /// Call flows: prompt directory and the test clock offset.
     pub flows: FlowOptions,
+    /// Our Min-SE (RFC 4028 §5): callers asking for a shorter session interval get
+    /// 422. The RFC's floor is 90 s; tests use less to stay short.
+    pub session_min_se: u32,
 }
 
 /// Something the control API or a test can watch.
@@ -436,6 +440,11 @@ struct Engine {
     joins: HashMap<TxKey, xfer::Join>,
     /// Re-INVITEs telling a party who stayed about its new peer's media.
     reoffers: HashMap<TxKey, xfer::Reoffer>,
+    /// Session timers (RFC 4028) of the legs that negotiated one.
+    session_timers: HashMap<LegId, timers::SessionTimer>,
+    /// Our refreshing UPDATEs waiting for an answer.
+    refreshing: HashMap<TxKey, LegId>,
+    min_se: u32,
     session_check: Duration,
     last_session_check: Instant,
     trunk_registrations: Vec<TrunkRegistration>,
@@ -562,6 +571,9 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         probes: HashMap::new(),
         joins: HashMap::new(),
         reoffers: HashMap::new(),
+        session_timers: HashMap::new(),
+        refreshing: HashMap::new(),
+        min_se: config.session_min_se.max(1),
         session_check: config.session_check,
         last_session_check: Instant::now(),
         trunk_registrations: Vec::new(),
@@ -851,6 +863,7 @@ impl Engine {
             self.last_session_check = Instant::now();
             self.probe_calls().await;
         }
+        self.session_timers_tick().await;
         if self.last_keep_alive.elapsed() >= KEEP_ALIVE {
             self.last_keep_alive = Instant::now();
             self.keep_alive().await;
@@ -1271,6 +1284,9 @@ impl Engine {
         if max_forwards == 0 {
             return self.reply(tx, &req, 483).await;
         }
+        if self.session_too_small(tx, &req).await {
+            return;
+        }
         let offer = has_sdp(&req.headers, &req.body);
         let b_targets: Vec<(Uri, Target, String)> = match &targets {
             Targets::User(ext) => {
@@ -1509,7 +1525,11 @@ impl Engine {
         {
             return self.trunk_register_response(i, resp).await;
         }
+        if self.probes.contains_key(&tx) && resp.status.is_provisional() {
+            return;
+        }
         if let Some(call) = self.probes.remove(&tx) {
+            self.refresh_answered(tx, resp.status.as_u16());
             // Only "no such dialog" and timeouts mean dead; 405/501 are alive phones.
             if matches!(resp.status.as_u16(), 481 | 408) {
                 self.drop_dead_call(call).await;
@@ -1701,6 +1721,9 @@ impl Engine {
             Err(e) => debug!("A dialog: {e}"),
         }
         a.state = LegState::Confirmed;
+        let a_invite = a.invite.clone();
+        self.session_timer_answered(leg_id, &resp);
+        self.session_timer_answer(a_id, &a_invite, &mut ok);
         self.respond(a_tx, ok).await;
         self.emit(EngineEvent::Call {
             call: record,
@@ -1812,6 +1835,7 @@ impl Engine {
     }
 
     fn forget_leg(&mut self, leg_id: LegId) {
+        self.session_timers.remove(&leg_id);
         if let Some(leg) = self.legs.remove(&leg_id) {
             let cid = leg
                 .invite
@@ -1943,6 +1967,7 @@ impl Engine {
 
     async fn tx_failed(&mut self, tx: TxKey) {
         if let Some(call) = self.probes.remove(&tx) {
+            self.refreshing.remove(&tx);
             return self.drop_dead_call(call).await;
         }
         if let Some(r) = self
@@ -2039,6 +2064,10 @@ impl Engine {
         }
         let call_id = leg.call;
         let side = leg.side;
+        self.session_refreshed(leg_id, &req);
+        if self.answer_refresh(tx, leg_id, &req).await {
+            return;
+        }
         let Some(call) = self.calls.get(&call_id) else {
             return self.reply(tx, &req, 481).await;
         };

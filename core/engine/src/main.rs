@@ -34,6 +34,10 @@ struct Args {
     /// tests and demos: make the office open or closed now).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     clock_offset_secs: i64,
+    /// Our Min-SE for session timers (RFC 4028): a caller asking for a shorter
+    /// session interval gets 422. The RFC floor is 90.
+    #[arg(long, default_value_t = 90)]
+    session_min_se: u32,
     /// Print the stored office as TOML and exit.
     #[arg(long)]
     export: bool,
@@ -68,6 +72,7 @@ async fn main() {
             prompts: args.prompts,
             clock_offset_secs: args.clock_offset_secs,
         },
+        session_min_se: args.session_min_se,
     };
     let engine = match vaxel_engine::engine::start(config).await {
         Ok(e) => e,

@@ -557,6 +557,56 @@ present_numbers = ["+4570104001"]
     }
 
     #[test]
+    fn the_demo_office_with_its_call_flows_is_valid() {
+        let text = include_str!("../../../assets/demo-office.toml");
+        let o = Office::parse("demo-office.toml", text).unwrap();
+        let r = o.routing.unwrap();
+        assert_eq!(r.flows[0].numbers, ["7000", "+4570100000"]);
+        assert_eq!(r.groups.len(), 2);
+    }
+
+    #[test]
+    fn routing_errors_name_the_line_of_the_culprit() {
+        let text = include_str!("../../../assets/demo-office.toml");
+        let line_of_text = |needle: &str| text[..text.find(needle).unwrap()].lines().count() + 1;
+        // A step leading nowhere: the error names the flow, version and step, at the
+        // step's table.
+        let bad = text.replace("next = \"menu\"", "next = \"menuu\"");
+        let e = Office::parse("x.toml", &bad).unwrap_err();
+        assert!(e.reason.contains("flow main version 1"), "{e}");
+        assert!(e.reason.contains("\"welcome\""), "{e}");
+        assert_eq!(
+            e.line,
+            line_of_text("[routing.flows.versions.steps.welcome]"),
+            "{e}"
+        );
+        // A member who is not a user: the group's line.
+        let bad = text.replace("{ user = \"4005\" }", "{ user = \"4999\" }");
+        let e = Office::parse("x.toml", &bad).unwrap_err();
+        assert!(e.reason.contains("group support"), "{e}");
+        assert_eq!(e.line, line_of_text("[routing.groups.support]"), "{e}");
+        // A prompt that does not exist.
+        let bad = text.replace("prompt = \"invalid\"", "prompt = \"nope\"");
+        let bad = bad.replace("invalid_prompt = \"invalid\"", "invalid_prompt = \"nope\"");
+        let e = Office::parse("x.toml", &bad).unwrap_err();
+        assert!(e.reason.contains("nope"), "{e}");
+        assert_eq!(
+            e.line,
+            line_of_text("[routing.flows.versions.steps.menu]"),
+            "{e}"
+        );
+        // A language without prompts.
+        let bad = text.replace("language = \"da\"", "language = \"xx\"");
+        let e = Office::parse("x.toml", &bad).unwrap_err();
+        assert!(e.reason.contains("routing.language"), "{e}");
+        assert_eq!(e.line, line_of_text("language = \"da\""), "{e}");
+        // An unknown key inside [routing] is refused by the TOML reader with its line.
+        let bad = text.replace("echo_number = \"8001\"", "echo_numbr = \"8001\"");
+        let e = Office::parse("x.toml", &bad).unwrap_err();
+        assert_eq!(e.line, line_of_text("echo_number"), "{e}");
+    }
+
+    #[test]
     fn a_user_needs_a_secret() {
         let e =
             Office::parse("x.toml", &GOOD.replace("password = \"bob-secret\"\n", "")).unwrap_err();

@@ -125,6 +125,7 @@ max_secs = 30
 [[routing.mailboxes]]
 name = "4001"
 pin = "4321"
+max_secs = 3
 
 [routing.smtp]
 host = "127.0.0.1"
@@ -279,6 +280,38 @@ impl RtpEnd {
         std::thread::sleep(Duration::from_millis(150));
     }
 
+    /// One key as tones in the audio (ITU-T Q.23 pairs), 120 ms, then 120 ms silence.
+    fn inband(&self, key: char) {
+        let (row, col) = match key {
+            '1' => (697.0, 1209.0),
+            '2' => (697.0, 1336.0),
+            '5' => (770.0, 1336.0),
+            '0' => (941.0, 1336.0),
+            _ => panic!("key {key}"),
+        };
+        for p in 0..12u32 {
+            let ts = {
+                let mut s = self.seq.lock().unwrap();
+                s.1 = s.1.wrapping_add(160);
+                s.1
+            };
+            let payload: Vec<u8> = (0..160)
+                .map(|i| {
+                    if p >= 6 {
+                        return linear_to_alaw(0);
+                    }
+                    let t = f64::from(p * 160 + i) / 8000.0;
+                    let v = ((t * row * std::f64::consts::TAU).sin()
+                        + (t * col * std::f64::consts::TAU).sin())
+                        * 6000.0;
+                    linear_to_alaw(v as i16)
+                })
+                .collect();
+            self.send(8, false, ts, &payload);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn keys(&self, keys: &str) {
         for k in keys.chars() {
             self.dtmf(k);
@@ -402,6 +435,9 @@ enum End {
     HangUp(u32),
     /// Wait for the engine's BYE.
     Wait,
+    /// After `.0` ms send the key `.1` by SIP INFO (`application/dtmf-relay`), then
+    /// hang up after `.2` ms more.
+    Info(u32, char, u32),
 }
 
 fn caller_scenario(
@@ -428,6 +464,39 @@ From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
 To: <sip:{to_user}@{DOMAIN}>[peer_tag_param]
 Call-ID: [call_id]
 CSeq: 3 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+"#,
+            to_user = to.replace('#', "%23")
+        ),
+        End::Info(before, key, after) => format!(
+            r#"  <pause milliseconds="{before}"/>
+  <send retrans="500"><![CDATA[
+INFO [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to_user}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 3 INFO
+Max-Forwards: 70
+Content-Type: application/dtmf-relay
+Content-Length: [len]
+
+Signal={key}
+Duration=160
+]]></send>
+  <recv response="200"/>
+  <pause milliseconds="{after}"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to_user}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 4 BYE
 Max-Forwards: 70
 Content-Length: 0
 
@@ -724,6 +793,16 @@ fn an_ivr_choice_reaches_the_hunt_group_which_rings_on_after_the_ring_time() {
     // The welcome prompt (about 2 s), then the menu: press 1 while it plays.
     std::thread::sleep(Duration::from_millis(3000));
     rtp.dtmf('1');
+    let before = rtp.heard().len();
+    std::thread::sleep(Duration::from_millis(2500));
+    // While the group rings the caller hears music on hold (its notes are sines).
+    let music = rtp.heard()[before..].to_vec();
+    assert!(
+        [261.6, 329.6, 392.0, 523.3]
+            .iter()
+            .any(|f| has_tone(&music, *f)),
+        "music on hold while the group rings"
+    );
     let run = c.join().unwrap();
     assert!(run.ok, "caller: {}", run.output);
     std::thread::sleep(Duration::from_millis(300));
@@ -795,7 +874,7 @@ fn a_three_member_hunt_group_with_each_strategy() {
     let rotating = answered("7101");
     assert_eq!(
         who(&rotating),
-        ["4003", "4004", "4002"],
+        ["4002", "4003", "4004"],
         "rotating starts after the last answerer"
     );
     let simultaneous = answered("7102");
@@ -1005,9 +1084,29 @@ fn voicemail_left_when_closed_is_mailed_fetched_through_the_api_and_by_phone() {
         has_tone(&wav_samples(&wav), 440.0),
         "the message holds what was said"
     );
+    assert_eq!(msgs[0]["heard"], false);
+    let (code, _) = http(
+        engine.api,
+        "POST",
+        &format!("/api/voicemail/office/{id}/heard"),
+        Some(&alice),
+        "",
+    );
+    assert_eq!(code, 204);
+    let (_, body) = http(engine.api, "GET", "/api/voicemail/office", Some(&alice), "");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["messages"][0]["heard"], true, "{v}");
     let bob = login(engine.api, "4002");
     let (code, _) = http(engine.api, "GET", "/api/voicemail/office", Some(&bob), "");
     assert_eq!(code, 403, "not a member of the shared box");
+    let (code, _) = http(
+        engine.api,
+        "DELETE",
+        &format!("/api/voicemail/office/{id}"),
+        Some(&bob),
+        "",
+    );
+    assert_eq!(code, 403, "nor may he delete");
     let (code, _) = http(
         engine.api,
         "GET",
@@ -1160,4 +1259,702 @@ fn feature_codes_switch_forwarding_on_and_off_and_a_call_is_forwarded() {
     let n = match_score(&rtp.heard(), &prompt_samples("en", "not_active"));
     assert!(n > 0.8, "heard 'not active' ({n:.2})");
     drop((carla, alice));
+}
+
+/// A 16-bit mono 8 kHz WAV of a sine.
+fn tone_wav(freq: f64, secs: f64) -> Vec<u8> {
+    let n = (8000.0 * secs) as u32;
+    let mut data = Vec::new();
+    for i in 0..n {
+        let s = (f64::from(i) / 8000.0 * freq * std::f64::consts::TAU).sin() * 8000.0;
+        data.extend_from_slice(&(s as i16).to_le_bytes());
+    }
+    let mut f = Vec::new();
+    f.extend_from_slice(b"RIFF");
+    f.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    f.extend_from_slice(b"WAVEfmt ");
+    f.extend_from_slice(&16u32.to_le_bytes());
+    for v in [1u16, 1] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(&8000u32.to_le_bytes());
+    f.extend_from_slice(&16000u32.to_le_bytes());
+    for v in [2u16, 16] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(b"data");
+    f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    f.extend_from_slice(&data);
+    f
+}
+
+fn http_bytes(api: SocketAddr, method: &str, path: &str, token: &str, body: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(api).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: audio/wav\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    String::from_utf8_lossy(&out[9..12]).parse().unwrap()
+}
+
+/// Flow versions through the API (validated, then activated), a replaced prompt, a
+/// user's own greeting and `*59*n` straight to voicemail.
+#[test]
+fn flow_versions_prompts_and_greetings_through_the_api() {
+    if !need_sipp("flows API") {
+        return;
+    }
+    let dir = temp_dir("flow-api");
+    let engine = start_engine(&dir, free_port(), true);
+    let admin = login(engine.api, "4001");
+    let bob = login(engine.api, "4002");
+    let (code, body) = http(engine.api, "GET", "/openapi.json", None, "");
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(doc["paths"]["/api/flows/{name}/versions/{version}"]["put"].is_object());
+    assert!(doc["paths"]["/api/voicemail/{mailbox}"]["get"].is_object());
+    let flow = r#"{"numbers":["7500"],"start":"hello","steps":{"hello":{"type":"play_prompt","prompt":"goodbye","next":"bye"},"bye":{"type":"hangup"}}}"#;
+    let (code, _) = http(
+        engine.api,
+        "PUT",
+        "/api/flows/api/versions/1",
+        Some(&bob),
+        flow,
+    );
+    assert_eq!(code, 403, "only administrators change flows");
+    let bad = flow.replace(r#""next":"bye""#, r#""next":"nowhere""#);
+    let (code, body) = http(
+        engine.api,
+        "PUT",
+        "/api/flows/api/versions/1",
+        Some(&admin),
+        &bad,
+    );
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("hello") && body.contains("nowhere"),
+        "names the step: {body}"
+    );
+    let (code, body) = http(
+        engine.api,
+        "PUT",
+        "/api/flows/api/versions/1",
+        Some(&admin),
+        flow,
+    );
+    assert_eq!(code, 204, "{}", String::from_utf8_lossy(&body));
+    let (code, _) = http(
+        engine.api,
+        "POST",
+        "/api/flows/api/active",
+        Some(&admin),
+        r#"{"version":2}"#,
+    );
+    assert_eq!(code, 422, "no such version");
+    let (code, _) = http(
+        engine.api,
+        "POST",
+        "/api/flows/api/active",
+        Some(&admin),
+        r#"{"version":1}"#,
+    );
+    assert_eq!(code, 204);
+    let (code, body) = http(engine.api, "GET", "/api/routing", Some(&admin), "");
+    assert_eq!(code, 200);
+    let routing: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        routing["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "api" && f["active"] == 1)
+    );
+    // The administrator replaces "goodbye" (English) with a 600 Hz tone.
+    assert_eq!(
+        http_bytes(
+            engine.api,
+            "PUT",
+            "/api/prompts/en/goodbye",
+            &bob,
+            &tone_wav(600.0, 1.5)
+        ),
+        403
+    );
+    assert_eq!(
+        http_bytes(
+            engine.api,
+            "PUT",
+            "/api/prompts/en/goodbye",
+            &admin,
+            b"not a wav"
+        ),
+        422
+    );
+    assert_eq!(
+        http_bytes(
+            engine.api,
+            "PUT",
+            "/api/prompts/en/goodbye",
+            &admin,
+            &tone_wav(600.0, 1.5)
+        ),
+        204
+    );
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "api-flow",
+        "4002",
+        "bob-pw",
+        "7500",
+        rtp.port(),
+        End::Wait,
+    )
+    .join()
+    .unwrap();
+    assert!(
+        run.ok,
+        "the new flow answers, plays and hangs up: {}",
+        run.output
+    );
+    assert!(has_tone(&rtp.heard(), 600.0), "the uploaded prompt played");
+    // Alice's own greeting (a 700 Hz tone); Bob reaches her box with *59*4001.
+    assert_eq!(
+        http_bytes(
+            engine.api,
+            "PUT",
+            "/api/voicemail/4001/greeting/standard",
+            &bob,
+            &tone_wav(700.0, 1.0)
+        ),
+        403
+    );
+    assert_eq!(
+        http_bytes(
+            engine.api,
+            "PUT",
+            "/api/voicemail/4001/greeting/standard",
+            &admin,
+            &tone_wav(700.0, 1.0)
+        ),
+        204
+    );
+    let rtp = RtpEnd::new();
+    let c = call(
+        &dir,
+        &engine,
+        "vm-direct",
+        "4002",
+        "bob-pw",
+        "*59*4001",
+        rtp.port(),
+        End::Wait,
+    );
+    rtp.wait_for_audio(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !has_tone(&rtp.heard(), 1000.0) {
+        assert!(Instant::now() < deadline, "never heard the tone");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(has_tone(&rtp.heard(), 700.0), "Alice's own greeting played");
+    // Alice's box takes at most 3 s: speaking on for 5 s is cut there.
+    rtp.tone(440.0, 5.0);
+    assert!(c.join().unwrap().ok);
+    let (code, body) = http(engine.api, "GET", "/api/voicemail/4001", Some(&admin), "");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["messages"].as_array().unwrap().len(), 1, "{v}");
+    let secs = v["messages"][0]["secs"].as_f64().unwrap();
+    assert!(
+        (2.5..=3.2).contains(&secs),
+        "cut at the box's maximum: {secs}"
+    );
+    let (code, _) = http(engine.api, "GET", "/api/voicemail/4001", Some(&bob), "");
+    assert_eq!(code, 403, "only the owner");
+}
+
+/// Menu keys arrive by SIP INFO and as in-band tones too (besides RFC 4733).
+#[test]
+fn menu_keys_by_sip_info_and_by_in_band_tones() {
+    if !need_sipp("flow DTMF") {
+        return;
+    }
+    let dir = temp_dir("flow-dtmf");
+    let engine = start_engine(&dir, free_port(), true);
+    let _dan = member(
+        &dir,
+        &engine,
+        "4004",
+        &answerer_scenario(r#""Support" <sip:4001%232@"#, None),
+    );
+    let _alice = member(&dir, &engine, "4001", &answerer_scenario("sip:4002@", None));
+    // SIP INFO "2" during the menu: the support group.
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "info",
+        "4001",
+        "alice-pw",
+        "7000",
+        rtp.port(),
+        End::Info(3500, '2', 3000),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "caller with INFO: {}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4004"), "{c:?}");
+    assert_eq!(db(&engine).ivr_choices(c.id).unwrap()[0].digit, "2");
+    // In-band "0": the operator (forwarded to 4001).
+    let rtp = RtpEnd::new();
+    let h = call(
+        &dir,
+        &engine,
+        "inband",
+        "4002",
+        "bob-pw",
+        "7000",
+        rtp.port(),
+        End::HangUp(8000),
+    );
+    rtp.wait_for_audio(10);
+    std::thread::sleep(Duration::from_millis(3500));
+    rtp.inband('0');
+    let run = h.join().unwrap();
+    assert!(run.ok, "caller with tones: {}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4001"), "{c:?}");
+    assert_eq!(db(&engine).ivr_choices(c.id).unwrap()[0].digit, "0");
+}
+
+/// A phone that is busy: 486 to every INVITE.
+fn busy_scenario() -> String {
+    r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="busy">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+SIP/2.0 486 Busy Here
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]b[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+</scenario>
+"#
+    .to_owned()
+}
+
+fn feature(dir: &Path, engine: &EngineProc, user: &str, code: &str) -> Vec<i16> {
+    let rtp = RtpEnd::new();
+    let run = call(
+        dir,
+        engine,
+        &format!("fc-{user}"),
+        user,
+        password(user),
+        code,
+        rtp.port(),
+        End::Wait,
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{code}: {}", run.output);
+    rtp.heard()
+}
+
+fn heard_prompt(heard: &[i16], name: &str) -> bool {
+    let s = match_score(heard, &prompt_samples("en", name));
+    s > 0.8
+}
+
+/// Busy forwarding, the presence profile, hidden number and bypass.
+#[test]
+fn busy_forwarding_presence_hidden_number_and_bypass() {
+    if !need_sipp("feature codes 2") {
+        return;
+    }
+    // *67*: Alice's phone is busy, the call goes to Carla marked user-busy.
+    let dir = temp_dir("flow-busy");
+    let engine = start_engine(&dir, free_port(), true);
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "*67*4003#"),
+        "activated"
+    ));
+    let _a = member(&dir, &engine, "4001", &busy_scenario());
+    let _c = member(
+        &dir,
+        &engine,
+        "4003",
+        &answerer_scenario(
+            "sip:4004@",
+            Some(("Diversion:", "sip:4001@.*reason=user-busy")),
+        ),
+    );
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "busy",
+        "4004",
+        "dan-pw",
+        "4001",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(last_call(&engine).answered_by.as_deref(), Some("4003"));
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "#67#"),
+        "deactivated"
+    ));
+    drop(engine);
+
+    // *24*: Bob is out of group calls until #24#.
+    let dir = temp_dir("flow-presence");
+    let engine = start_engine(&dir, free_port(), true);
+    let _m: Vec<SippBg> = ["4002", "4003"]
+        .iter()
+        .map(|e| member(&dir, &engine, e, &answerer_scenario("sip:4001%2310@", None)))
+        .collect();
+    let group_call = |name: &str| {
+        let rtp = RtpEnd::new();
+        let run = call(
+            &dir,
+            &engine,
+            name,
+            "4001",
+            "alice-pw",
+            "7100",
+            rtp.port(),
+            End::HangUp(600),
+        )
+        .join()
+        .unwrap();
+        assert!(run.ok, "{}", run.output);
+        std::thread::sleep(Duration::from_millis(300));
+        last_call(&engine).answered_by.unwrap_or_default()
+    };
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4002", "*24*1*2#"),
+        "activated"
+    ));
+    assert_eq!(group_call("g1"), "4003", "Bob's profile keeps him out");
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4002", "#24#"),
+        "deactivated"
+    ));
+    assert_eq!(
+        group_call("g2"),
+        "4002",
+        "back in the fixed group's first place"
+    );
+    drop(engine);
+
+    // *31*n: hidden number; *60*n: past Alice's forwarding.
+    let dir = temp_dir("flow-hidden");
+    let engine = start_engine(&dir, free_port(), true);
+    let _c = member(
+        &dir,
+        &engine,
+        "4003",
+        &answerer_scenario("sip:anonymous@anonymous.invalid", Some(("Privacy:", "id"))),
+    );
+    let _a = member(&dir, &engine, "4001", &answerer_scenario("sip:4004@", None));
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "hidden",
+        "4004",
+        "dan-pw",
+        "*31*4003",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4003"), "{c:?}");
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "*21*4003#"),
+        "activated"
+    ));
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "bypass",
+        "4004",
+        "dan-pw",
+        "*60*4001",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        last_call(&engine).answered_by.as_deref(),
+        Some("4001"),
+        "bypassed the forwarding"
+    );
+}
+
+/// `*80*n`: a colleague takes a group call ringing at n, and the two hear each other.
+#[test]
+fn directed_pickup_of_a_ringing_group_call() {
+    if !need_sipp("pickup") {
+        return;
+    }
+    let dir = temp_dir("flow-pickup");
+    let engine = start_engine(&dir, free_port(), true);
+    let _bob = member(&dir, &engine, "4002", &ringer_scenario("4001%231"));
+    let alice = RtpEnd::new();
+    let a = call(
+        &dir,
+        &engine,
+        "alice",
+        "4001",
+        "alice-pw",
+        "7000",
+        alice.port(),
+        End::Wait,
+    );
+    alice.wait_for_audio(10);
+    std::thread::sleep(Duration::from_millis(3000));
+    alice.dtmf('1');
+    std::thread::sleep(Duration::from_millis(500));
+    // Bob's phone rings; Dan picks the call up.
+    let dan = RtpEnd::new();
+    let d = call(
+        &dir,
+        &engine,
+        "dan",
+        "4004",
+        "dan-pw",
+        "*80*4002",
+        dan.port(),
+        End::HangUp(3000),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    alice.wait_for_audio(5);
+    alice.tone(500.0, 1.5);
+    let run = d.join().unwrap();
+    assert!(run.ok, "picker: {}", run.output);
+    let run = a.join().unwrap();
+    assert!(
+        run.ok,
+        "caller (hung up by the engine when Dan left): {}",
+        run.output
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let calls = db(&engine).calls(5).unwrap();
+    let picked = calls.iter().find(|c| c.callee == "7000").unwrap();
+    assert_eq!(picked.answered_by.as_deref(), Some("4004"), "{calls:?}");
+    assert!(has_tone(&dan.heard(), 500.0), "Dan hears Alice");
+}
+
+/// The echo-test number plays back what one says; a group nobody can answer plays
+/// its no-answer prompt and hangs up.
+#[test]
+fn echo_test_and_a_group_without_anyone_to_answer() {
+    if !need_sipp("echo") {
+        return;
+    }
+    let dir = temp_dir("flow-echo");
+    let engine = start_engine(&dir, free_port(), true);
+    let rtp = RtpEnd::new();
+    let c = call(
+        &dir,
+        &engine,
+        "echo",
+        "4001",
+        "alice-pw",
+        "8001",
+        rtp.port(),
+        End::HangUp(9000),
+    );
+    rtp.wait_for_audio(10);
+    std::thread::sleep(Duration::from_millis(5000));
+    let before = rtp.heard().len();
+    rtp.tone(700.0, 1.5);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(has_tone(&rtp.heard()[before..], 700.0), "heard myself");
+    assert!(c.join().unwrap().ok);
+    // Nobody registered in the fixed group: its no-answer prompt, then the engine hangs up.
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "nobody",
+        "4001",
+        "alice-pw",
+        "7100",
+        rtp.port(),
+        End::Wait,
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    assert!(heard_prompt(&rtp.heard(), "no_answer"));
+}
+
+/// `*21*` to a number outside: the forwarded call leaves through the trunk with the
+/// forwarding user's long number in Diversion; a user without external calls may not.
+#[test]
+fn forwarding_to_an_outside_number_through_the_trunk() {
+    if !need_sipp("external forwarding") {
+        return;
+    }
+    let dir = temp_dir("flow-external");
+    let provider = free_port();
+    let text = format!(
+        "{}\n[[trunks]]\nname = \"provider\"\nhost = \"127.0.0.3\"\nport = {provider}\noutbound_prefixes = [\"00\"]\ncaller_id = \"+4570100000\"\n",
+        flow_office(free_port())
+    );
+    let offset = offset_to(10).to_string();
+    let prompts = prompts_dir();
+    let engine = EngineProc::start_with(
+        &dir,
+        Some(&text),
+        free_port(),
+        &[
+            "--clock-offset-secs",
+            &offset,
+            "--prompts",
+            prompts.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        heard_prompt(
+            &feature(&dir, &engine, "4002", "*21*004612345678#"),
+            "not_active"
+        ),
+        "Bob may not call out"
+    );
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "*21*004612345678#"),
+        "activated"
+    ));
+    let _provider = sipp_bg(
+        &dir,
+        "provider",
+        &answerer_scenario(
+            "sip:\\+4570100000@",
+            Some(("Diversion:", "sip:\\+4570104001@.*reason=unconditional")),
+        ),
+        &[
+            "-i",
+            "127.0.0.3",
+            "-p",
+            &provider.to_string(),
+            "-mp",
+            &free_port().to_string(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "out",
+        "4004",
+        "dan-pw",
+        "4001",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("004612345678"), "{c:?}");
+}
+
+/// Forwarding set through the API: on no answer after 2 s.
+#[test]
+fn no_answer_forwarding_set_through_the_api() {
+    if !need_sipp("no-answer forwarding") {
+        return;
+    }
+    let dir = temp_dir("flow-noanswer");
+    let engine = start_engine(&dir, free_port(), true);
+    let alice = login(engine.api, "4001");
+    let bob = login(engine.api, "4002");
+    let body = r#"{"no_answer":{"target":{"internal":"4003"},"after_secs":2}}"#;
+    let (code, _) = http(engine.api, "PUT", "/api/forwarding/4001", Some(&bob), body);
+    assert_eq!(code, 403, "not Bob's to set");
+    let (code, _) = http(
+        engine.api,
+        "PUT",
+        "/api/forwarding/4001",
+        Some(&alice),
+        r#"{"busy":{"internal":"9999"}}"#,
+    );
+    assert_eq!(code, 422, "no such user");
+    let (code, b) = http(
+        engine.api,
+        "PUT",
+        "/api/forwarding/4001",
+        Some(&alice),
+        body,
+    );
+    assert_eq!(code, 204, "{}", String::from_utf8_lossy(&b));
+    let (code, b) = http(engine.api, "GET", "/api/forwarding/4001", Some(&alice), "");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["no_answer"]["after_secs"], 2, "{v}");
+    let _a = member(&dir, &engine, "4001", &ringer_scenario("4004"));
+    let _c = member(
+        &dir,
+        &engine,
+        "4003",
+        &answerer_scenario(
+            "sip:4004@",
+            Some(("Diversion:", "sip:4001@.*reason=no-answer")),
+        ),
+    );
+    let rtp = RtpEnd::new();
+    let started = Instant::now();
+    let run = call(
+        &dir,
+        &engine,
+        "na",
+        "4004",
+        "dan-pw",
+        "4001",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "Alice's phone rang first"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4003"), "{c:?}");
 }

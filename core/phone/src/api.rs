@@ -578,6 +578,31 @@ pub enum Event {
         /// How it came.
         via: DtmfVia,
     },
+    /// Audio levels for meters, about ten times a second while the call has media: RMS
+    /// in dBFS over the last 100 ms (−100 for digital silence). High rate: transports
+    /// may thin it out.
+    Levels {
+        /// The call.
+        call: CallId,
+        /// What the microphone (or played file) gave, before mute.
+        input_dbfs: f32,
+        /// What went to the speaker (or recorded file).
+        output_dbfs: f32,
+    },
+    /// Call quality, once a second while the call has media (RFC 3550 §6.4 figures).
+    Quality {
+        /// The call.
+        call: CallId,
+        /// The codec.
+        codec: String,
+        /// Received packets lost, percent of expected (RFC 3550 A.3).
+        loss_percent: f32,
+        /// Interarrival jitter, ms (RFC 3550 A.8).
+        jitter_ms: f32,
+        /// Round-trip time, ms, once RTCP reports carried it (RFC 3550 §6.4.1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rtt_ms: Option<f32>,
+    },
     /// A call went on hold.
     Held {
         /// The call.

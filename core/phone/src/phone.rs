@@ -1659,8 +1659,13 @@ impl Core {
                 let tx = self.media_tx.clone();
                 tokio::spawn(async move {
                     while let Some(e) = events.recv().await {
-                        if matches!(e, CallMediaEvent::Dtmf { .. } | CallMediaEvent::Error(_))
-                            && tx.send((id, e)).is_err()
+                        if matches!(
+                            e,
+                            CallMediaEvent::Dtmf { .. }
+                                | CallMediaEvent::Error(_)
+                                | CallMediaEvent::Levels { .. }
+                                | CallMediaEvent::Stats(_)
+                        ) && tx.send((id, e)).is_err()
                         {
                             break;
                         }
@@ -1690,6 +1695,21 @@ impl Core {
                 },
             }),
             CallMediaEvent::Error(e) => self.fail(ErrorCode::Environment, e.to_string(), Some(id)),
+            CallMediaEvent::Levels {
+                input_dbfs,
+                output_dbfs,
+            } => self.emit(Event::Levels {
+                call: id,
+                input_dbfs,
+                output_dbfs,
+            }),
+            CallMediaEvent::Stats(s) => self.emit(Event::Quality {
+                call: id,
+                codec: s.call.codec.clone(),
+                loss_percent: s.call.loss_percent,
+                jitter_ms: s.call.jitter_ms,
+                rtt_ms: s.call.rtt_ms,
+            }),
             _ => {}
         }
     }

@@ -277,6 +277,14 @@ impl<R: RngCore> Router<R> {
         &self.cfg
     }
 
+    /// Replaces the configuration (a changed flow, group or forwarding) keeping
+    /// member states, group rotation and calls in progress. A call continues on the
+    /// flow version it started with while that version exists; if it was removed,
+    /// the call is hung up at its next step.
+    pub fn set_config(&mut self, cfg: Config) {
+        self.cfg = cfg;
+    }
+
     /// A group's memory (rotation).
     pub fn group_state(&self, group: &str) -> GroupState {
         self.groups.get(group).cloned().unwrap_or_default()

@@ -609,3 +609,33 @@ fn direct_calls_plain_display_and_forwarding() {
         }]
     );
 }
+
+#[test]
+fn a_call_in_progress_survives_a_configuration_change() {
+    let cfg = common::demo();
+    let mut r = Router::new(cfg.clone(), ChaCha8Rng::seed_from_u64(1));
+    let now = cph(2027, 3, 10, 10, 0); // a Wednesday, open
+    r.handle(
+        now,
+        Event::CallArrived {
+            call: 1,
+            dialed: "72100100".into(),
+            caller: "4512345678".into(),
+        },
+    );
+    r.handle(now, Event::PromptFinished { call: 1 }); // welcome → menu
+    let mut changed = cfg;
+    changed.users[0].forwarding.unconditional = Some(Target::Internal("bo".into()));
+    r.set_config(changed);
+    let actions = r.handle(
+        now,
+        Event::DigitsReceived {
+            call: 1,
+            digits: "1".into(),
+        },
+    );
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Ring { .. })),
+        "the menu still takes the key: {actions:?}"
+    );
+}

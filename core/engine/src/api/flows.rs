@@ -4,13 +4,19 @@
 //! - `GET /api/voicemail/{mailbox}/{id}/audio`: the message as `audio/wav`.
 //! - `POST /api/voicemail/{mailbox}/{id}/heard`: mark heard.
 //! - `DELETE /api/voicemail/{mailbox}/{id}`: delete.
+//! - `PUT /api/voicemail/{mailbox}/greeting/{standard|closed}`: the box's own
+//!   greeting (a WAV body; owner or member).
+//! - `PUT /api/prompts/{language}/{name}`: replace or add a prompt (WAV body;
+//!   administrator).
 //! - `GET /api/routing`: the `[routing]` section in force (administrator).
 //! - `PUT /api/flows/{name}/versions/{version}`: add or replace a flow version,
 //!   validated (`{"numbers": [...]?, "start": "...", "steps": {...}}`; administrator).
 //! - `POST /api/flows/{name}/active`: `{"version": n}` activates it (administrator).
 //! - `GET /api/calls/{id}/choices`: the IVR keys pressed in a call (administrator).
-//! - `GET /api/forwarding/{extension}`: a user's forwarding (the user or an
-//!   administrator).
+//! - `GET`/`PUT /api/forwarding/{extension}`: a user's forwarding (the user or an
+//!   administrator): `{unconditional?, busy?, no_answer?: {target, after_secs},
+//!   timed?: {week, target}}`, targets `{"internal": "4003"}` or
+//!   `{"external": "0046…"}`.
 
 use axum::Json;
 use axum::Router;
@@ -33,11 +39,19 @@ pub(super) fn routes() -> Router<Api> {
             "/api/voicemail/{mailbox}/{id}",
             axum::routing::delete(delete),
         )
+        .route(
+            "/api/voicemail/{mailbox}/greeting/{kind}",
+            put(put_greeting),
+        )
+        .route("/api/prompts/{language}/{name}", put(put_prompt))
         .route("/api/routing", get(routing))
         .route("/api/flows/{name}/versions/{version}", put(put_version))
         .route("/api/flows/{name}/active", post(activate))
         .route("/api/calls/{id}/choices", get(choices))
-        .route("/api/forwarding/{extension}", get(forwarding))
+        .route(
+            "/api/forwarding/{extension}",
+            get(forwarding).put(put_forwarding),
+        )
 }
 
 fn not_found(what: &str) -> ApiError {
@@ -189,4 +203,112 @@ async fn forwarding(
     Ok(Json(
         serde_json::to_value(api.engine.forwarding(&extension).await?).unwrap_or_default(),
     ))
+}
+
+async fn put_greeting(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path((mailbox, kind)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    open_box(&api, &headers, &mailbox).await?;
+    let closed = match kind.as_str() {
+        "standard" => false,
+        "closed" => true,
+        _ => return Err(not_found("greeting kind (standard or closed)")),
+    };
+    api.engine
+        .put_greeting(&mailbox, closed, body.to_vec())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn put_prompt(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path((language, name)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, ApiError> {
+    api.admin(&headers).await?;
+    api.engine
+        .put_prompt(&language, &name, body.to_vec())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The call-flow and voicemail paths added to the OpenAPI document.
+pub(super) fn with_paths(mut doc: Value) -> Value {
+    let op = |summary: &str, ok: &str| {
+        json!({ "summary": summary, "security": [{ "bearer": [] }],
+            "responses": { ok: { "description": "done" },
+                "403": { "description": "not the box's owner or member / not an administrator" },
+                "404": { "description": "not found" },
+                "422": { "description": "invalid; nothing changed" } } })
+    };
+    let paths = [
+        (
+            "/api/voicemail/{mailbox}",
+            json!({ "get": op("A mailbox's messages", "200") }),
+        ),
+        (
+            "/api/voicemail/{mailbox}/{id}/audio",
+            json!({ "get": op("A message as audio/wav", "200") }),
+        ),
+        (
+            "/api/voicemail/{mailbox}/{id}/heard",
+            json!({ "post": op("Mark a message heard", "204") }),
+        ),
+        (
+            "/api/voicemail/{mailbox}/{id}",
+            json!({ "delete": op("Delete a message", "204") }),
+        ),
+        (
+            "/api/voicemail/{mailbox}/greeting/{kind}",
+            json!({ "put": op("Upload the box's standard or closed greeting (WAV body)", "204") }),
+        ),
+        (
+            "/api/prompts/{language}/{name}",
+            json!({ "put": op("Replace or add a prompt (WAV body)", "204") }),
+        ),
+        (
+            "/api/routing",
+            json!({ "get": op("The [routing] section in force", "200") }),
+        ),
+        (
+            "/api/flows/{name}/versions/{version}",
+            json!({ "put": op("Add or replace a call-flow version {numbers?, start, steps} (validated)", "204") }),
+        ),
+        (
+            "/api/flows/{name}/active",
+            json!({ "post": op("Activate a version {version} (validated)", "204") }),
+        ),
+        (
+            "/api/calls/{id}/choices",
+            json!({ "get": op("The menu keys pressed in a call", "200") }),
+        ),
+        (
+            "/api/forwarding/{extension}",
+            json!({ "get": op("A user's forwarding", "200") }),
+        ),
+    ];
+    if let Some(p) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths {
+            p.insert(path.to_owned(), item);
+        }
+    }
+    doc
+}
+
+async fn put_forwarding(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(extension): Path<String>,
+    Json(f): Json<vaxel_routing::forwarding::Forwarding>,
+) -> Result<StatusCode, ApiError> {
+    let u = api.authed(&headers).await?;
+    if u.extension != extension && u.role < Role::Administrator {
+        return Err(forbidden());
+    }
+    api.engine.set_forwarding(&extension, f).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -120,6 +120,12 @@ struct FlowCall {
     display: CallerDisplay,
     hidden: bool,
     language: String,
+    /// The member (user) who answered, busy until the call ends.
+    member: Option<String>,
+    /// Legs were rung for this call, and whether the last one failed busy (why a
+    /// forward happened, for Diversion).
+    rang: bool,
+    busy: bool,
 }
 
 impl Flows {
@@ -160,7 +166,7 @@ impl Flows {
     }
 
     /// Rebuilds the router's configuration (users, routing section, forwarding);
-    /// calls in progress keep their state.
+    /// calls in progress, member states and group rotation keep their state.
     pub(super) fn reconfigure(&mut self, users: &HashMap<String, UserRow>, routing: Routing) {
         let list: Vec<OfficeUser> = users
             .values()
@@ -171,10 +177,8 @@ impl Flows {
             .collect();
         let cfg = routing.to_config(&list, &self.forwarding);
         self.routing = routing;
-        let old = std::mem::replace(&mut self.router, Router::new(cfg, StdRng::from_os_rng()));
-        if old.active_calls() > 0 {
-            debug!("routing reconfigured with calls in progress; they end on the new rules");
-        }
+        // Calls in progress, member states and rotation carry over.
+        self.router.set_config(cfg);
         self.prompt_cache.clear();
     }
 
@@ -233,6 +237,28 @@ fn is_empty_forwarding(f: &Forwarding) -> bool {
     f.unconditional.is_none() && f.busy.is_none() && f.no_answer.is_none() && f.timed.is_none()
 }
 
+/// A SIP URI user part with its `%XX` escapes decoded (RFC 3261 §19.1.2): feature
+/// codes arrive as `*21*4003%23`.
+fn unescape_user(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// `#` and other characters outside the SIP URI user grammar, escaped (RFC 3261 §25.1).
 fn escape_user(s: &str) -> String {
     s.chars()
@@ -268,13 +294,13 @@ impl Engine {
         from: Peer,
         caller: Option<&UserRow>,
     ) -> bool {
-        let dialed = dialled(&uri_user(&req.uri).unwrap_or_default());
+        let dialed = dialled(&unescape_user(&uri_user(&req.uri).unwrap_or_default()));
         let to_user = req
             .headers
             .to()
             .ok()
             .and_then(|t| uri_user(&t.uri))
-            .map(|u| dialled(&u))
+            .map(|u| dialled(&unescape_user(&u)))
             .unwrap_or_default();
         let routing = &self.flows.routing;
         let cfg = self.flows.router.config();
@@ -469,6 +495,9 @@ impl Engine {
                 display: vaxel_routing::caller_display(caller_party, None),
                 hidden: false,
                 language,
+                member: None,
+                rang: false,
+                busy: false,
             },
         );
         self.emit(EngineEvent::Call {
@@ -744,19 +773,64 @@ impl Engine {
             .map(|u| u.name.clone())
             .unwrap_or_default();
         let shown_name = display.group_name.clone().unwrap_or(caller_name);
-        let targets: Vec<(Uri, Target)> = self
-            .bindings
-            .get(ext)
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|b| {
+        // `ext` is a user, or `trunk:NAME:NUMBER` for a number outside.
+        let outside = ext
+            .strip_prefix("trunk:")
+            .and_then(|r| r.split_once(':'))
+            .and_then(|(t, n)| {
                 Some((
-                    Uri::parse(&b.contact.clone().into()).ok()?,
-                    binding_target(b)?,
+                    self.trunks.iter().find(|x| x.name == t)?.clone(),
+                    n.to_owned(),
                 ))
-            })
-            .collect();
+            });
+        let targets: Vec<(Uri, Target)> = match &outside {
+            Some((t, number)) => {
+                let Some(target) = self.trunk_target(t).await else {
+                    return 0;
+                };
+                let mut uri = SipUri::new(vaxel_sip::msg::Host::from(target.peer.addr.ip()))
+                    .with_port(target.peer.addr.port())
+                    .with_user(number);
+                if t.transport == "tcp" {
+                    uri = uri.with_param("transport", Some("tcp"));
+                }
+                vec![(Uri::Sip(uri), target)]
+            }
+            None => self
+                .bindings
+                .get(ext)
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|b| {
+                    Some((
+                        Uri::parse(&b.contact.clone().into()).ok()?,
+                        binding_target(b)?,
+                    ))
+                })
+                .collect(),
+        };
+        // Outward the caller shows as a long number (theirs, else the trunk's).
+        let (display, shown_name) = match &outside {
+            Some((t, _)) => {
+                let long = self
+                    .users
+                    .get(&display.number)
+                    .and_then(|u| u.number.clone())
+                    .or_else(|| {
+                        display
+                            .number
+                            .starts_with('+')
+                            .then(|| display.number.clone())
+                    })
+                    .unwrap_or_else(|| t.caller_id.clone());
+                (vaxel_routing::caller_display(&long, None), String::new())
+            }
+            None => (display, shown_name),
+        };
+        let party = outside
+            .as_ref()
+            .map_or_else(|| ext.to_owned(), |(_, n)| n.clone());
         let now = unix_now();
         let mut sent = 0;
         for (uri, target) in targets {
@@ -780,9 +854,17 @@ impl Engine {
                 }
             };
             invite.headers.push(HeaderName::From, from_hdr);
-            invite
-                .headers
-                .push(HeaderName::To, format!("<sip:{ext}@{}>", self.realm));
+            let to_hdr = match &outside {
+                Some(_) => format!("<{uri}>"),
+                None => format!("<sip:{ext}@{}>", self.realm),
+            };
+            invite.headers.push(HeaderName::To, to_hdr);
+            if outside.is_some() && !hidden {
+                invite.headers.push(
+                    HeaderName::PAssertedIdentity,
+                    format!("<sip:{}@{}>", display.number, self.realm),
+                );
+            }
             invite.headers.push(HeaderName::CallId, cid.clone());
             invite.headers.push(HeaderName::CSeq, "1 INVITE");
             invite.headers.push(
@@ -806,7 +888,7 @@ impl Engine {
             let b_record = self
                 .db
                 .get()
-                .add_leg(record, "b", ext, &uri.to_string(), now)
+                .add_leg(record, "b", &party, &uri.to_string(), now)
                 .unwrap_or(0);
             match self.sip.send_request(invite.clone(), target.clone()).await {
                 Ok(key) => {
@@ -824,7 +906,7 @@ impl Engine {
                             target,
                             state: LegState::Calling,
                             record: b_record,
-                            party: ext.to_owned(),
+                            party: party.clone(),
                             sdp: None,
                         },
                     );
@@ -832,6 +914,9 @@ impl Engine {
                         c.forks.push(leg);
                     }
                     self.flows.legs.insert(leg, (call_id, rleg));
+                    if let Some(f) = self.flows.calls.get_mut(&call_id) {
+                        f.rang = true;
+                    }
                     if let Some(r) = rleg {
                         self.flows.rlegs.entry(r).or_default().push(leg);
                     }
@@ -889,26 +974,29 @@ impl Engine {
         }
     }
 
+    /// Why a call is forwarded (RFC 5806 §4 reasons): before any phone rang it was
+    /// unconditional (or the time of day); after, busy or no answer.
+    fn flow_forward_reason(&self, call_id: CallId, orig: &str) -> &'static str {
+        let f = self.flows.calls.get(&call_id);
+        let fwd = self.flows.forwarding.get(orig);
+        match f {
+            Some(f) if f.rang && f.busy => "user-busy",
+            Some(f) if f.rang => "no-answer",
+            _ if fwd.is_some_and(|x| x.unconditional.is_none() && x.timed.is_some()) => {
+                "time-of-day"
+            }
+            _ if fwd.is_some_and(|x| x.unconditional.is_none() && x.busy.is_some()) => "user-busy",
+            _ => "unconditional",
+        }
+    }
+
     async fn flow_forward(&mut self, call_id: CallId, target: FlowTarget) {
         let Some(orig) = self.calls.get(&call_id).map(|c| c.callee.clone()) else {
             return;
         };
         match target {
             FlowTarget::Internal(user) => {
-                let reason = self
-                    .flows
-                    .forwarding
-                    .get(&orig)
-                    .map(|f| {
-                        if f.unconditional.is_some() {
-                            "unconditional"
-                        } else if f.busy.is_some() {
-                            "user-busy"
-                        } else {
-                            "no-answer"
-                        }
-                    })
-                    .unwrap_or("unconditional");
+                let reason = self.flow_forward_reason(call_id, &orig);
                 let caller = self
                     .flows
                     .calls
@@ -920,7 +1008,7 @@ impl Engine {
                     f.display = vaxel_routing::caller_display(&caller, None);
                 }
                 let ext = self.user_for(&user).unwrap_or(user);
-                info!("call {call_id}: {orig} forwarded to {ext} ({reason})");
+                debug!("call {call_id}: {orig} forwarded to {ext} ({reason})");
                 if self
                     .flow_ring(call_id, &ext, None, Some((&orig, reason)))
                     .await
@@ -930,11 +1018,46 @@ impl Engine {
                 }
             }
             FlowTarget::External(n) => {
-                // External forwarding needs a trunk route from a flow call; not carried
-                // out yet: the caller is told and let go.
-                info!("call {call_id}: forward to external {n} is not supported yet");
-                if self.flow_answer(call_id).await {
-                    self.flow_play(call_id, &["not_active"], Mode::PromptThenBye);
+                // Out through the trunk whose prefix matches, marked with the long
+                // number of whoever forwarded.
+                let trunk = self
+                    .trunks
+                    .iter()
+                    .find(|t| {
+                        t.outbound_prefixes
+                            .iter()
+                            .any(|p| !p.is_empty() && n.starts_with(p.as_str()))
+                    })
+                    .map(|t| t.name.clone());
+                let Some(trunk) = trunk else {
+                    debug!("call {call_id}: no trunk route to {n}");
+                    if self.flow_answer(call_id).await {
+                        self.flow_play(call_id, &["not_active"], Mode::PromptThenBye);
+                    }
+                    return;
+                };
+                let reason = self.flow_forward_reason(call_id, &orig);
+                let orig_long = self
+                    .users
+                    .get(&orig)
+                    .and_then(|u| u.number.clone())
+                    .unwrap_or(orig);
+                if let Some(f) = self.flows.calls.get_mut(&call_id) {
+                    f.mode = Mode::Direct;
+                    f.display = vaxel_routing::caller_display(&f.caller.clone(), None);
+                }
+                debug!("call {call_id}: forwarded out to {n} through {trunk}");
+                if self
+                    .flow_ring(
+                        call_id,
+                        &format!("trunk:{trunk}:{n}"),
+                        None,
+                        Some((&orig_long, reason)),
+                    )
+                    .await
+                    == 0
+                {
+                    self.flow_hangup(call_id).await;
                 }
             }
         }
@@ -1061,7 +1184,7 @@ impl Engine {
                     )
                     .find(|m| m.pin.as_deref() == Some(entered.as_str()));
                 let Some(mailbox) = found.map(|m| m.name) else {
-                    info!("voicemail of {me}: wrong PIN");
+                    debug!("voicemail of {me}: wrong PIN");
                     self.flow_play(call_id, &["vm_wrong_pin"], Mode::PromptThenBye);
                     return;
                 };
@@ -1191,10 +1314,10 @@ impl Engine {
                 secs,
                 unix_now(),
             ) {
-                Ok(id) => info!(
-                    "voicemail {}: message {id} from {} ({secs:.1} s)",
-                    d.mailbox, d.caller
-                ),
+                Ok(id) => {
+                    info!("voicemail message {id} stored ({secs:.1} s)");
+                    debug!("voicemail {}: message {id} from {}", d.mailbox, d.caller);
+                }
                 Err(e) => warn!("cannot index a voicemail message: {e}"),
             }
             self.flow_mail(&d, &path, secs);
@@ -1222,8 +1345,8 @@ impl Engine {
         let (mailbox, caller, path) = (d.mailbox.clone(), d.caller.clone(), path.to_owned());
         tokio::spawn(async move {
             match crate::mail::send_voicemail(&smtp, &to, &mailbox, &caller, secs, &path).await {
-                Ok(()) => info!("voicemail {mailbox}: e-mailed to {}", to.join(", ")),
-                Err(e) => warn!("voicemail {mailbox}: e-mail failed: {e}"),
+                Ok(()) => debug!("voicemail {mailbox}: e-mailed to {}", to.join(", ")),
+                Err(e) => warn!("voicemail e-mail failed: {e}"),
             }
         });
     }
@@ -1243,6 +1366,13 @@ impl Engine {
             }
         };
         let confirm: &str = match parsed {
+            Ok((FeatureCode::SetForward { kind, number }, _))
+                if matches!(target(&number), FlowTarget::External(_))
+                    && !self.users.get(user).is_some_and(|u| u.external_calls) =>
+            {
+                debug!("{user} may not forward {kind:?} outside");
+                "not_active"
+            }
             Ok((FeatureCode::SetForward { kind, number }, _)) => {
                 let t = target(&number);
                 match kind {
@@ -1332,13 +1462,151 @@ impl Engine {
         self.flows.reconfigure(&self.users, routing);
     }
 
-    /// `*80*n`: takes the call ringing at `n` (any call with a ringing leg to n):
-    /// the ringing legs are cancelled and the picker's call takes the caller's place
-    /// as the answering leg. Not carried out yet: false (the picker hears "service
-    /// not active").
-    async fn flow_pickup(&mut self, _call_id: CallId, number: &str) -> bool {
-        debug!("pickup of {number}: not supported yet");
-        false
+    /// `*80*n` (directed pickup): the picker takes a call ringing at `n`. The call's
+    /// ringing legs are cancelled (a flow call's hunt stops), the picker's own INVITE
+    /// is answered with media anchored on that call's relay (its B side), and the
+    /// caller, if not answered yet, is answered with the picker's media. The
+    /// picker's call then ends as "picked up" and its leg continues in the picked call.
+    /// False when nothing rings at `n`.
+    async fn flow_pickup(&mut self, picker_call: CallId, number: &str) -> bool {
+        let Some(ext) = self.user_for(number) else {
+            return false;
+        };
+        let ringing =
+            |l: &Leg| l.party == ext && matches!(l.state, LegState::Calling | LegState::Early);
+        let Some(victim) = self
+            .calls
+            .iter()
+            .filter(|(id, c)| **id != picker_call && c.answered.is_none() && c.transfer.is_none())
+            .find(|(_, c)| {
+                c.forks
+                    .iter()
+                    .any(|f| self.legs.get(f).is_some_and(ringing))
+            })
+            .map(|(id, _)| *id)
+        else {
+            return false;
+        };
+        let Some(p) = self.calls.get(&picker_call) else {
+            return false;
+        };
+        let picker_leg = p.a;
+        let Some(pl) = self.legs.get(&picker_leg) else {
+            return false;
+        };
+        let (Some(p_tx), p_offer, picker) =
+            (pl.invite_tx, pl.invite.body.clone(), pl.party.clone())
+        else {
+            return false;
+        };
+        // The hunt (if any) stops; every ringing leg of the picked call is cancelled.
+        if self.flows.calls.contains_key(&victim) {
+            let now = self.flows.now();
+            self.flows
+                .router
+                .handle(now, Event::CallerHungUp { call: victim });
+            self.flows.timers.retain(|(_, c, _)| *c != victim);
+            self.flows.legs.retain(|_, (c, _)| *c != victim);
+            self.flow_bridge(victim);
+        }
+        let forks = self
+            .calls
+            .get(&victim)
+            .map(|c| c.forks.clone())
+            .unwrap_or_default();
+        for f in forks {
+            if self
+                .legs
+                .get(&f)
+                .is_some_and(|l| l.state != LegState::Ended)
+            {
+                self.cancel_leg(f, "picked up").await;
+            }
+        }
+        let answered_by_us = self.flows.calls.get(&victim).and_then(|f| f.answer.clone());
+        let Some(v) = self.calls.get_mut(&victim) else {
+            return false;
+        };
+        v.forks.clear();
+        v.answered = Some(picker_leg);
+        let (v_a, v_record) = (v.a, v.record);
+        // The picker's media goes to the picked call's B side.
+        let Some((p_to_a, p_remote)) = rewrite_sdp(&p_offer, v.relay.local(Side::A)) else {
+            return false;
+        };
+        v.relay.set_remote(Side::B, p_remote);
+        let caller_sdp = match &answered_by_us {
+            Some(a) => Some(Bytes::from(a.clone())),
+            None => self.legs.get(&v_a).map(|a| a.invite.body.clone()),
+        };
+        let Some(v) = self.calls.get(&victim) else {
+            return false;
+        };
+        let Some((to_picker, _)) = caller_sdp.and_then(|b| rewrite_sdp(&b, v.relay.local(Side::B)))
+        else {
+            return false;
+        };
+        // Answer the picker.
+        let Some(pl) = self.legs.get_mut(&picker_leg) else {
+            return false;
+        };
+        let mut ok = Response::from_request(&pl.invite, StatusCode::OK);
+        let _ = ok.set_to_tag(&pl.local_tag);
+        ok.headers.push(
+            HeaderName::Contact,
+            format!(
+                "<{}>",
+                self.sip.contact_uri("vaxel", pl.target.peer.transport)
+            ),
+        );
+        ok.headers.push(HeaderName::Allow, ALLOW);
+        set_response_body(&mut ok, &sdp_type(), Bytes::from(to_picker));
+        pl.dialog = Dialog::from_uas(&pl.invite, &ok).ok();
+        pl.state = LegState::Confirmed;
+        pl.invite_tx = None;
+        pl.call = victim;
+        pl.side = Side::B;
+        self.respond(p_tx, ok).await;
+        // Answer the caller if the engine had not.
+        if answered_by_us.is_none()
+            && let Some(a) = self.legs.get_mut(&v_a)
+            && let Some(a_tx) = a.invite_tx
+        {
+            let mut ok = Response::from_request(&a.invite, StatusCode::OK);
+            let _ = ok.set_to_tag(&a.local_tag);
+            ok.headers.push(
+                HeaderName::Contact,
+                format!(
+                    "<{}>",
+                    self.sip.contact_uri("vaxel", a.target.peer.transport)
+                ),
+            );
+            ok.headers.push(HeaderName::Allow, ALLOW);
+            set_response_body(&mut ok, &sdp_type(), Bytes::from(p_to_a));
+            a.dialog = Dialog::from_uas(&a.invite, &ok).ok();
+            a.state = LegState::Confirmed;
+            a.invite_tx = None;
+            self.respond(a_tx, ok).await;
+        }
+        // The picker's own call is over; its leg lives on in the picked call.
+        if let Some(p) = self.calls.remove(&picker_call) {
+            let _ = self.db.get().end_call(p.record, "picked up", unix_now());
+        }
+        self.flows.calls.remove(&picker_call);
+        let _ = self.db.get().answer_call(v_record, &picker, unix_now());
+        if let Some(f) = self.flows.calls.get_mut(&victim) {
+            f.member = Some(picker.clone());
+        }
+        debug!("{picker} picked up the call ringing at {ext}");
+        if let Some(c) = self.calls.get(&victim) {
+            self.emit(EngineEvent::Call {
+                call: v_record,
+                caller: c.caller.clone(),
+                callee: c.callee.clone(),
+                state: "answered".into(),
+            });
+        }
+        true
     }
 
     /// One-second tick: fires due router timers.
@@ -1392,6 +1660,9 @@ impl Engine {
         self.flow_bridge(call_id);
         if let Some(user) = self.legs.get(&leg_id).map(|l| l.party.clone()) {
             self.flow_member(&user, true);
+            if let Some(f) = self.flows.calls.get_mut(&call_id) {
+                f.member = Some(user);
+            }
         }
         if by_us && let Some(c) = self.calls.get(&call_id) {
             self.emit(EngineEvent::Call {
@@ -1420,6 +1691,9 @@ impl Engine {
         let Some((_, rleg)) = self.flows.legs.remove(&leg_id) else {
             return true; // cancelled by the flow already
         };
+        if let Some(f) = self.flows.calls.get_mut(&call_id) {
+            f.busy = matches!(code, 486 | 600);
+        }
         let reason = match code {
             486 | 600 => LegFailure::Busy,
             404 | 480 | 503 => LegFailure::Unreachable,
@@ -1482,14 +1756,8 @@ impl Engine {
     /// Hook from `end_call`: forgets the flow state (a recording in progress is
     /// finished by its media session and still saved).
     pub(super) fn flow_ended(&mut self, call_id: CallId) {
-        if self.flows.calls.remove(&call_id).is_some() {
-            if let Some(user) = self
-                .calls
-                .get(&call_id)
-                .and_then(|c| c.answered)
-                .and_then(|l| self.legs.get(&l))
-                .map(|l| l.party.clone())
-            {
+        if let Some(f) = self.flows.calls.remove(&call_id) {
+            if let Some(user) = f.member {
                 self.flow_member(&user, false);
             }
             let now = self.flows.now();
@@ -1701,6 +1969,41 @@ impl EngineHandle {
         self.flow(move |e| Ok(e.db.get().ivr_choices(call)?)).await
     }
 
+    /// Sets a user's forwarding (unconditional, busy, no answer after T seconds,
+    /// time-controlled by a standard week); targets must exist, outside numbers need
+    /// the user's external calls permission.
+    pub async fn set_forwarding(&self, extension: &str, f: Forwarding) -> Result<(), CommandError> {
+        let x = extension.to_owned();
+        self.flow(move |e| {
+            let Some(user) = e.users.get(&x) else {
+                return Err(CommandError::Invalid(format!("no user {x}")));
+            };
+            let external_ok = user.external_calls;
+            let targets = [
+                f.unconditional.as_ref(),
+                f.busy.as_ref(),
+                f.no_answer.as_ref().map(|n| &n.target),
+                f.timed.as_ref().map(|t| &t.target),
+            ];
+            for t in targets.into_iter().flatten() {
+                match t {
+                    FlowTarget::Internal(u) if e.user_for(u).is_none() => {
+                        return Err(CommandError::Invalid(format!("no user {u}")));
+                    }
+                    FlowTarget::External(_) if !external_ok => {
+                        return Err(CommandError::Invalid(format!(
+                            "{x} may not forward outside (external_calls)"
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+            e.flow_set_forwarding(&x, f);
+            Ok(())
+        })
+        .await
+    }
+
     /// A user's forwarding settings.
     pub async fn forwarding(&self, extension: &str) -> Result<Forwarding, CommandError> {
         let x = extension.to_owned();
@@ -1726,4 +2029,72 @@ impl Engine {
         self.flows.reconfigure(&self.users, r);
         Ok(())
     }
+}
+
+/// Uploads (R-311, R-312): WAV files checked by decoding them first.
+impl EngineHandle {
+    /// Stores a mailbox's own greeting (`closed`: the one played when closed).
+    pub async fn put_greeting(
+        &self,
+        mailbox: &str,
+        closed: bool,
+        wav: Vec<u8>,
+    ) -> Result<(), CommandError> {
+        check_wav(&wav)?;
+        let m = mailbox.to_owned();
+        self.flow(move |e| {
+            let dir = e.flows.voicemail_dir().join(&m);
+            let name = if closed {
+                "greeting-closed.wav"
+            } else {
+                "greeting.wav"
+            };
+            std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(dir.join(name), &wav))
+                .map_err(|err| CommandError::Invalid(format!("cannot store the greeting: {err}")))
+        })
+        .await
+    }
+
+    /// Replaces (or adds) prompt `name` in `language` with an uploaded WAV; a new
+    /// name becomes usable in flows.
+    pub async fn put_prompt(
+        &self,
+        language: &str,
+        name: &str,
+        wav: Vec<u8>,
+    ) -> Result<(), CommandError> {
+        let ok_name = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 40
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        if !ok_name(name) || !crate::callflow::LANGUAGES.contains(&language) {
+            return Err(CommandError::Invalid(format!(
+                "prompt names are a-z, 0-9 and _; languages {}",
+                crate::callflow::LANGUAGES.join(", ")
+            )));
+        }
+        check_wav(&wav)?;
+        let (lang, name) = (language.to_owned(), name.to_owned());
+        self.flow(move |e| {
+            let dir = e.flows.data.join("prompts").join(&lang);
+            std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(dir.join(format!("{name}.wav")), &wav))
+                .map_err(|err| CommandError::Invalid(format!("cannot store the prompt: {err}")))?;
+            let mut r = e.flows.routing.clone();
+            if !crate::callflow::DEFAULT_PROMPTS.contains(&name.as_str()) {
+                r.prompts.insert(name);
+            }
+            e.flow_store(r)
+        })
+        .await
+    }
+}
+
+fn check_wav(wav: &[u8]) -> Result<(), CommandError> {
+    Prompt::from_wav(std::io::Cursor::new(wav), crate::media_server::RATE)
+        .map(|_| ())
+        .map_err(|e| CommandError::Invalid(format!("not a usable WAV file: {e}")))
 }

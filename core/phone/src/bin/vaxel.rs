@@ -210,6 +210,13 @@ fn die(msg: &str) -> ! {
 }
 
 fn print(e: &Event) {
+    // Meters and quality come ten times and once a second: a terminal would scroll away
+    // everything else, so the command line prints them only when asked to.
+    if matches!(e, Event::Levels { .. } | Event::Quality { .. })
+        && std::env::var_os("VAXEL_PRINT_LEVELS").is_none()
+    {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer(&mut out, e);
     let _ = out.write_all(b"\n");

@@ -1,0 +1,184 @@
+//! The Tauri commands: one thin function per request the UI makes, each a call into
+//! [`AppCore`]. Errors reach the UI as `{ code, message }` ([`UiError`]).
+
+use std::sync::{Arc, Mutex};
+
+use tauri::State;
+use tauri::ipc::Channel;
+
+use crate::core::AppCore;
+use crate::dto::*;
+
+/// The core, as Tauri manages it.
+pub type Core<'a> = State<'a, Arc<AppCore>>;
+
+/// Where levels and quality go: the channel the UI opened last.
+#[derive(Default)]
+pub struct MediaChannel(pub Mutex<Option<Channel<MediaUpdate>>>);
+
+type R<T> = Result<T, UiError>;
+
+/// The state to draw from; events keep it current.
+#[tauri::command]
+pub fn snapshot(core: Core<'_>) -> Snapshot {
+    core.snapshot()
+}
+
+/// First run: host the office's switchboard on this computer.
+#[tauri::command]
+pub async fn setup_host(core: Core<'_>) -> R<Snapshot> {
+    core.inner().clone().setup_host().await
+}
+
+/// First run: connect to a server with a SIP account.
+#[tauri::command]
+pub async fn setup_server(core: Core<'_>, account: AccountForm) -> R<Snapshot> {
+    core.inner().clone().setup_server(account).await
+}
+
+/// Places a call.
+#[tauri::command]
+pub fn call(core: Core<'_>, target: String) -> R<()> {
+    core.call(&target)
+}
+
+/// Answers.
+#[tauri::command]
+pub fn answer(core: Core<'_>, call: u64) -> R<()> {
+    core.answer(call)
+}
+
+/// Declines.
+#[tauri::command]
+pub fn decline(core: Core<'_>, call: u64) -> R<()> {
+    core.decline(call)
+}
+
+/// Hangs up.
+#[tauri::command]
+pub fn hangup(core: Core<'_>, call: u64) -> R<()> {
+    core.hangup(call)
+}
+
+/// Holds or resumes.
+#[tauri::command]
+pub fn hold(core: Core<'_>, call: u64, hold: bool) -> R<()> {
+    core.hold(call, hold)
+}
+
+/// Mutes or unmutes.
+#[tauri::command]
+pub fn mute(core: Core<'_>, call: u64, muted: bool) -> R<()> {
+    core.mute(call, muted)
+}
+
+/// Sends DTMF.
+#[tauri::command]
+pub fn dtmf(core: Core<'_>, call: u64, digits: String) -> R<()> {
+    core.dtmf(call, &digits)
+}
+
+/// Blind transfer.
+#[tauri::command]
+pub fn transfer(core: Core<'_>, call: u64, target: String) -> R<()> {
+    core.transfer(call, &target)
+}
+
+/// Search as you type.
+#[tauri::command]
+pub async fn search(core: Core<'_>, query: String) -> R<Vec<SearchHit>> {
+    core.search(&query).await
+}
+
+/// The history.
+#[tauri::command]
+pub async fn history(core: Core<'_>, limit: Option<u32>) -> R<HistoryPage> {
+    core.history(limit.unwrap_or(100)).await
+}
+
+/// Clears the missed-call badge.
+#[tauri::command]
+pub async fn mark_missed_seen(core: Core<'_>) -> R<()> {
+    core.mark_missed_seen().await
+}
+
+/// The office directory.
+#[tauri::command]
+pub async fn directory(core: Core<'_>) -> R<Vec<Person>> {
+    core.directory().await
+}
+
+/// Personal contacts.
+#[tauri::command]
+pub async fn contacts(core: Core<'_>) -> R<Vec<ContactView>> {
+    core.contacts().await
+}
+
+/// Adds or changes a contact.
+#[tauri::command]
+pub async fn save_contact(core: Core<'_>, contact: ContactView) -> R<ContactView> {
+    core.save_contact(contact).await
+}
+
+/// Imports a vCard file.
+#[tauri::command]
+pub async fn vcard_import(core: Core<'_>, path: String) -> R<VcardReport> {
+    core.vcard_import(&path).await
+}
+
+/// Exports the contacts to a vCard file.
+#[tauri::command]
+pub async fn vcard_export(core: Core<'_>, path: String) -> R<VcardReport> {
+    core.vcard_export(&path).await
+}
+
+/// Sets the user's presence (the tray shows it too).
+#[tauri::command]
+pub fn set_presence(core: Core<'_>, presence: Presence) -> R<()> {
+    core.set_presence(presence)
+}
+
+/// Changes the settings.
+#[tauri::command]
+pub fn set_settings(core: Core<'_>, settings: Settings) -> R<Settings> {
+    core.set_settings(settings)
+}
+
+/// The accounts.
+#[tauri::command]
+pub fn accounts(core: Core<'_>) -> Vec<AccountView> {
+    core.accounts()
+}
+
+/// Adds or changes an account (password to the OS keychain).
+#[tauri::command]
+pub async fn save_account(core: Core<'_>, account: AccountForm) -> R<AccountView> {
+    core.inner().clone().save_account(account).await
+}
+
+/// The sound devices.
+#[tauri::command]
+pub async fn audio_devices() -> R<Vec<AudioDevice>> {
+    tauri::async_runtime::spawn_blocking(crate::core::audio_devices)
+        .await
+        .map_err(|e| UiError::new(ErrorCode::Environment, e.to_string()))?
+}
+
+/// Where levels and quality of calls go from now on.
+#[tauri::command]
+pub fn media_channel(media: State<'_, MediaChannel>, channel: Channel<MediaUpdate>) {
+    *media.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(channel);
+}
+
+/// Registers Vaxel as the handler of `tel:` and `sip:` links (Linux: a desktop entry
+/// and `xdg-mime`; the bundlers do it on macOS and Windows).
+#[tauri::command]
+pub fn register_links() -> R<String> {
+    crate::links::register().map_err(|e| UiError::new(ErrorCode::Environment, e))
+}
+
+/// The UI has drawn itself from the first snapshot: the start-up figure's end point.
+#[tauri::command]
+pub fn ui_ready() {
+    eprintln!("vaxel-desktop ui ready ms={:.0}", crate::since_start_ms());
+}

@@ -1,0 +1,1276 @@
+//! The app without Tauri: the phone, the embedded engine, settings and the state the UI
+//! mirrors. Tauri commands ([`crate::commands`]) are a thin transport over
+//! [`AppCore`]; events leave through a [`Sink`], which is Tauri's event bus in the app
+//! and a recorder in tests.
+//!
+//! Requests that the phone answers with an event (history, search, contacts) are sent as
+//! [`vaxel_phone::Command`]s; the reply is picked out of the phone's one event stream by
+//! a waiter (ARCHITECTURE.md §3.4: the Tauri commands are only a transport over the
+//! phone's vocabulary).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use vaxel_engine::engine::{EngineConfig, EngineHandle};
+use vaxel_phone::api::{ContactEntry, HistoryEntry, NewContact};
+use vaxel_phone::{Command, EndReason, Event, Phone, PhoneConfig, PhoneHandle, Profile};
+use vaxel_store::{MemoryStore, NewAccount, Secret, SecretError, SecretStore, Transport};
+
+use crate::dto::*;
+
+/// The demo office every "host" install starts from (assets/demo-office.toml).
+pub const DEMO_OFFICE: &str = include_str!("../../assets/demo-office.toml");
+
+/// How long a request waits for the phone's reply event.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where events for the UI go.
+pub trait Sink: Send + Sync + 'static {
+    /// A state change (the `vaxel://event` Tauri event).
+    fn event(&self, e: UiEvent);
+    /// Levels and quality (a Tauri channel: ten a second).
+    fn media(&self, m: MediaUpdate);
+    /// An OS notification (incoming call).
+    fn notify(&self, title: &str, body: &str);
+}
+
+/// How the core starts.
+pub struct CoreOptions {
+    /// Settings and the phone's profile (store) live here.
+    pub config_dir: PathBuf,
+    /// The embedded engine's data live here.
+    pub data_dir: PathBuf,
+    /// Where the embedded engine listens for SIP (`VAXEL_ENGINE_SIP`, default
+    /// `0.0.0.0:5060` so the office's other phones can register; a free loopback port
+    /// when 5060 is taken).
+    pub engine_sip: Option<SocketAddr>,
+    /// The demo user the host signs in as (`VAXEL_DEMO_USER`, default 4001).
+    pub demo_user: String,
+    /// The OS keychain (a memory store in tests).
+    pub keychain: Arc<dyn SecretStore>,
+}
+
+impl CoreOptions {
+    /// Options from the environment, with the given folders and the OS keychain.
+    pub fn from_env(config_dir: PathBuf, data_dir: PathBuf) -> CoreOptions {
+        CoreOptions {
+            config_dir,
+            data_dir,
+            engine_sip: std::env::var("VAXEL_ENGINE_SIP")
+                .ok()
+                .and_then(|s| s.parse().ok()),
+            demo_user: std::env::var("VAXEL_DEMO_USER").unwrap_or_else(|_| "4001".into()),
+            keychain: Arc::new(vaxel_store::KeyringStore::new()),
+        }
+    }
+}
+
+/// Passwords: this session's (the demo user's, from the public demo office file) first,
+/// then the OS keychain. A missing keychain reads as "no password" so the demo still
+/// works on a machine without one; storing into it reports the error.
+struct Secrets {
+    session: MemoryStore,
+    keychain: Arc<dyn SecretStore>,
+}
+
+impl SecretStore for Secrets {
+    fn get(&self, account: &str) -> Result<Option<Secret>, SecretError> {
+        if let Some(s) = self.session.get(account)? {
+            return Ok(Some(s));
+        }
+        match self.keychain.get(account) {
+            Err(SecretError::Unavailable(why)) => {
+                tracing::warn!("keychain unavailable: {why}");
+                Ok(None)
+            }
+            r => r,
+        }
+    }
+    fn set(&self, account: &str, secret: &Secret) -> Result<(), SecretError> {
+        self.keychain.set(account, secret)
+    }
+    fn delete(&self, account: &str) -> Result<bool, SecretError> {
+        let a = self.session.delete(account)?;
+        Ok(self.keychain.delete(account)? || a)
+    }
+}
+
+/// What `settings.json` holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct SettingsFile {
+    mode: Mode,
+    settings: Settings,
+    presence: Presence,
+    /// Colleagues' presence as this host's switchboard knows it (extension → presence).
+    office_presence: HashMap<String, Presence>,
+}
+
+type Predicate = Box<dyn Fn(&Event) -> bool + Send>;
+
+struct Waiter {
+    wants: Predicate,
+    reply: oneshot::Sender<Event>,
+}
+
+#[derive(Default)]
+struct State {
+    file: SettingsFile,
+    phone: Option<PhoneHandle>,
+    /// Bumped at every phone start, so a stopped phone's late events are ignored.
+    generation: u64,
+    engine: Option<(EngineHandle, EngineInfo)>,
+    /// Extension → name, from the office directory, for caller names.
+    names: HashMap<String, String>,
+    me: Option<Me>,
+    accounts: BTreeMap<String, AccountView>,
+    calls: BTreeMap<u64, CallView>,
+    unseen_missed: u64,
+    waiters: Vec<Waiter>,
+}
+
+/// The app's core (see the module documentation).
+pub struct AppCore {
+    opts: CoreOptions,
+    secrets: Arc<Secrets>,
+    state: Mutex<State>,
+    sink: Arc<dyn Sink>,
+}
+
+fn env_err(e: impl std::fmt::Display) -> UiError {
+    UiError::new(ErrorCode::Environment, e.to_string())
+}
+
+fn bad(e: impl std::fmt::Display) -> UiError {
+    UiError::new(ErrorCode::BadCommand, e.to_string())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The user part of a SIP URI (`sip:4002@x;tag` → `4002`).
+pub fn uri_user(uri: &str) -> String {
+    let s = uri.trim().trim_start_matches('<');
+    let s = s
+        .strip_prefix("sips:")
+        .or_else(|| s.strip_prefix("sip:"))
+        .or_else(|| s.strip_prefix("tel:"))
+        .unwrap_or(s);
+    let end = s.find(['@', ';', '>', '?']).unwrap_or(s.len());
+    s[..end].to_string()
+}
+
+/// What to dial for a `tel:` or `sip:` link: `tel:+45 7010-4002` → `+4570104002`.
+pub fn dial_target(link: &str) -> Option<String> {
+    let link = link.trim();
+    if let Some(rest) = link.strip_prefix("tel:") {
+        let n: String = rest
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| c.is_ascii_digit() || matches!(c, '+' | '*' | '#'))
+            .collect();
+        return (!n.is_empty()).then_some(n);
+    }
+    if link.starts_with("sip:") || link.starts_with("sips:") {
+        return Some(link.split('?').next().unwrap_or(link).to_string());
+    }
+    None
+}
+
+impl AppCore {
+    /// A core that has not started anything yet; [`AppCore::start`] starts what the
+    /// saved settings ask for.
+    pub fn new(opts: CoreOptions, sink: Arc<dyn Sink>) -> Arc<AppCore> {
+        let file = std::fs::read_to_string(opts.config_dir.join("settings.json"))
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default();
+        let secrets = Arc::new(Secrets {
+            session: MemoryStore::new(),
+            keychain: opts.keychain.clone(),
+        });
+        Arc::new(AppCore {
+            opts,
+            secrets,
+            state: Mutex::new(State {
+                file,
+                ..State::default()
+            }),
+            sink,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn save(&self, file: &SettingsFile) -> Result<(), UiError> {
+        std::fs::create_dir_all(&self.opts.config_dir).map_err(env_err)?;
+        let text = serde_json::to_string_pretty(file).map_err(env_err)?;
+        let path = self.opts.config_dir.join("settings.json");
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text).map_err(env_err)?;
+        std::fs::rename(&tmp, &path).map_err(env_err)
+    }
+
+    fn profile(&self) -> Profile {
+        Profile::new(self.opts.config_dir.join("profile"))
+    }
+
+    /// Starts what the saved first-run choice asks for (nothing before the choice).
+    pub async fn start(self: &Arc<Self>) -> Result<(), UiError> {
+        let mode = self.lock().file.mode;
+        match mode {
+            Mode::Unset => Ok(()),
+            Mode::Host => self.start_host().await,
+            Mode::Server => self.start_phone(None).await,
+        }
+    }
+
+    /// First run, "host this office's switchboard": the engine in-process with the
+    /// demo office, signed in as the demo user.
+    pub async fn setup_host(self: &Arc<Self>) -> Result<Snapshot, UiError> {
+        let mut file = self.lock().file.clone();
+        file.mode = Mode::Host;
+        self.save(&file)?;
+        self.lock().file.mode = Mode::Host;
+        self.start_host().await?;
+        Ok(self.snapshot())
+    }
+
+    /// First run, "connect to a server": any SIP account. The password goes to the
+    /// keychain.
+    pub async fn setup_server(self: &Arc<Self>, form: AccountForm) -> Result<Snapshot, UiError> {
+        self.save_account(form).await?;
+        let mut file = self.lock().file.clone();
+        file.mode = Mode::Server;
+        self.save(&file)?;
+        self.lock().file.mode = Mode::Server;
+        self.start_phone(None).await?;
+        Ok(self.snapshot())
+    }
+
+    async fn start_host(self: &Arc<Self>) -> Result<(), UiError> {
+        let office_path = self.opts.data_dir.join("demo-office.toml");
+        std::fs::create_dir_all(&self.opts.data_dir).map_err(env_err)?;
+        if !office_path.exists() {
+            std::fs::write(&office_path, DEMO_OFFICE).map_err(env_err)?;
+        }
+        let office = vaxel_engine::office::Office::load(&office_path).map_err(env_err)?;
+        if self.lock().engine.is_none() {
+            let engine = self.start_engine(&office_path).await?;
+            let info = EngineInfo {
+                sip: engine.sip_addr().to_string(),
+                domain: office.office.domain.clone(),
+                name: office.office.name.clone(),
+            };
+            self.lock().engine = Some((engine.clone(), info));
+            self.watch_engine(engine);
+        }
+        // The demo user: its password comes from the public demo file and stays in this
+        // session's memory; the account row (no secret) goes into the profile's store.
+        let user = office
+            .users
+            .iter()
+            .find(|u| *u.extension.get_ref() == self.opts.demo_user)
+            .or(office.users.first())
+            .ok_or_else(|| bad("the demo office has no users"))?;
+        let ext = user.extension.get_ref().clone();
+        let domain = office.office.domain.clone();
+        let sip = self.lock().engine.as_ref().map(|e| e.0.sip_addr());
+        let sip = sip.ok_or_else(|| env_err("engine not running"))?;
+        let proxy_ip = if sip.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            sip.ip()
+        };
+        let account = NewAccount {
+            name: "office".into(),
+            sip_uri: format!("{ext}@{domain}"),
+            display_name: user.name.clone(),
+            outbound_proxy: format!("sip:{}", SocketAddr::new(proxy_ip, sip.port())),
+            transport: Transport::Udp,
+            register: true,
+        };
+        let mut store = self.profile().open_store().map_err(env_err)?;
+        let existing = store.accounts().map_err(env_err)?;
+        for a in existing.iter().filter(|a| a.name == account.name) {
+            store.delete_account(a.id).map_err(env_err)?;
+        }
+        let created = store.create_account(&account).map_err(env_err)?;
+        if let Some(pw) = &user.password {
+            self.secrets
+                .session
+                .set(&created.secret_key(), &Secret::new(pw.get_ref().clone()))
+                .map_err(env_err)?;
+        }
+        drop(store);
+        self.lock().me = Some(Me {
+            extension: ext,
+            name: user.name.clone(),
+            uri: format!("sip:{}", account.sip_uri),
+        });
+        self.start_phone(Some(proxy_ip)).await
+    }
+
+    async fn start_engine(&self, office: &Path) -> Result<EngineHandle, UiError> {
+        let data = self.opts.data_dir.join("engine");
+        let start = |sip: SocketAddr| EngineConfig {
+            data: data.clone(),
+            sip,
+            office: Some(office.to_path_buf()),
+            session_check: Duration::from_secs(90),
+            flows: Default::default(),
+            session_min_se: 90,
+        };
+        match self.opts.engine_sip {
+            Some(sip) => vaxel_engine::engine::start(start(sip))
+                .await
+                .map_err(env_err),
+            None => {
+                let default = SocketAddr::from(([0, 0, 0, 0], 5060));
+                match vaxel_engine::engine::start(start(default)).await {
+                    Ok(e) => Ok(e),
+                    Err(e) => {
+                        tracing::warn!("engine cannot use {default} ({e}); using a free port");
+                        vaxel_engine::engine::start(start(SocketAddr::from(([127, 0, 0, 1], 0))))
+                            .await
+                            .map_err(env_err)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Registrations and calls in the engine change the directory's phone state.
+    fn watch_engine(self: &Arc<Self>, engine: EngineHandle) {
+        let mut rx = engine.subscribe();
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => break,
+                }
+                let Some(core) = weak.upgrade() else { break };
+                core.sink.event(UiEvent::Directory);
+            }
+        });
+    }
+
+    /// (Re)starts the phone over the profile's accounts.
+    async fn start_phone(self: &Arc<Self>, ip: Option<IpAddr>) -> Result<(), UiError> {
+        let old = self.lock().phone.take();
+        if let Some(old) = old {
+            old.send(Command::Quit);
+        }
+        let mut store = self.profile().open_store().map_err(env_err)?;
+        let accounts = store.accounts().map_err(env_err)?;
+        // The office directory goes into the phone's store for search-as-you-type.
+        let engine = self.lock().engine.clone();
+        if let Some((engine, _)) = &engine {
+            let dir = engine.directory().await.map_err(env_err)?;
+            let entries: Vec<vaxel_store::DirectoryEntry> = dir
+                .iter()
+                .map(|d| vaxel_store::DirectoryEntry {
+                    engine_id: d.user.extension.clone(),
+                    name: d.user.name.clone(),
+                    extension: d.user.extension.clone(),
+                    number: d.user.number.clone().unwrap_or_default(),
+                    mobile: d.user.mobile.clone(),
+                    email: d.user.email.clone(),
+                    department: d.user.department.clone(),
+                    title: d.user.title.clone(),
+                    location: String::new(),
+                })
+                .collect();
+            store.replace_directory(&entries).map_err(env_err)?;
+            self.lock().names = dir
+                .iter()
+                .map(|d| (d.user.extension.clone(), d.user.name.clone()))
+                .collect();
+        }
+        let ip = ip.unwrap_or_else(|| {
+            let proxy = accounts.first().map(|a| {
+                let p = if a.outbound_proxy.trim().is_empty() {
+                    a.sip_uri.clone()
+                } else {
+                    a.outbound_proxy.clone()
+                };
+                uri_host(&p)
+            });
+            route_source(proxy)
+        });
+        let has_me = self.lock().me.is_some();
+        if !has_me && let Some(a) = accounts.first() {
+            self.lock().me = Some(Me {
+                extension: uri_user(&a.sip_uri),
+                name: a.display_name.clone(),
+                uri: format!("sip:{}", a.sip_uri.trim_start_matches("sip:")),
+            });
+        }
+        let mut config = PhoneConfig::new(ip);
+        config.store = store;
+        config.secrets = self.secrets.clone();
+        let (phone, mut events) = Phone::start(config).await.map_err(env_err)?;
+        phone.send(Command::Register { account: None });
+        phone.send(Command::Snapshot);
+        let generation = {
+            let mut st = self.lock();
+            st.generation += 1;
+            st.phone = Some(phone);
+            st.calls.clear();
+            st.accounts = accounts
+                .iter()
+                .map(|a| {
+                    (
+                        a.name.clone(),
+                        AccountView {
+                            name: a.name.clone(),
+                            uri: format!("sip:{}", a.sip_uri.trim_start_matches("sip:")),
+                            proxy: a.outbound_proxy.clone(),
+                            registration: "registering".into(),
+                            reason: String::new(),
+                        },
+                    )
+                })
+                .collect();
+            st.generation
+        };
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                let Some(core) = weak.upgrade() else { break };
+                if core.lock().generation != generation {
+                    continue;
+                }
+                core.phone_event(e);
+            }
+        });
+        self.sink.event(UiEvent::Reset);
+        Ok(())
+    }
+
+    fn name_of(&self, st: &State, remote: &str) -> String {
+        st.names.get(&uri_user(remote)).cloned().unwrap_or_default()
+    }
+
+    /// Applies one phone event to the state and tells the UI.
+    fn phone_event(&self, e: Event) {
+        let mut st = self.lock();
+        // Replies to requests first.
+        if let Some(i) = st.waiters.iter().position(|w| (w.wants)(&e)) {
+            let w = st.waiters.remove(i);
+            let _ = w.reply.send(e.clone());
+        }
+        let mut out = Vec::new();
+        match e {
+            Event::Snapshot {
+                accounts,
+                unseen_missed,
+                ..
+            } => {
+                for a in accounts {
+                    let v = st.accounts.entry(a.name.clone()).or_insert(AccountView {
+                        name: a.name.clone(),
+                        uri: a.uri.clone(),
+                        proxy: String::new(),
+                        registration: String::new(),
+                        reason: String::new(),
+                    });
+                    v.registration = a.registration;
+                    out.push(UiEvent::Account { account: v.clone() });
+                }
+                st.unseen_missed = unseen_missed;
+                out.push(UiEvent::History { unseen_missed });
+            }
+            Event::Registered { account, .. } => {
+                if let Some(v) = st.accounts.get_mut(&account) {
+                    v.registration = "registered".into();
+                    v.reason.clear();
+                    out.push(UiEvent::Account { account: v.clone() });
+                }
+            }
+            Event::RegistrationFailed {
+                account,
+                status,
+                reason,
+                ..
+            } => {
+                if let Some(v) = st.accounts.get_mut(&account) {
+                    v.registration = "failed".into();
+                    v.reason = format!("{status} {reason}");
+                    out.push(UiEvent::Account { account: v.clone() });
+                }
+            }
+            Event::Unregistered { account } => {
+                if let Some(v) = st.accounts.get_mut(&account) {
+                    v.registration = "idle".into();
+                    out.push(UiEvent::Account { account: v.clone() });
+                }
+            }
+            Event::Outgoing { call, uri, .. } => {
+                let v = CallView {
+                    call,
+                    remote_name: self.name_of(&st, &uri),
+                    remote: uri,
+                    direction: "outgoing".into(),
+                    state: "calling".into(),
+                    held: false,
+                    remote_held: false,
+                    muted: false,
+                    codec: String::new(),
+                    answered_at: None,
+                };
+                st.calls.insert(call, v.clone());
+                out.push(UiEvent::Call { call: v });
+            }
+            Event::Incoming {
+                call,
+                from,
+                replaces,
+                ..
+            } => {
+                let v = CallView {
+                    call,
+                    remote_name: self.name_of(&st, &from),
+                    remote: from,
+                    direction: "incoming".into(),
+                    state: "ringing".into(),
+                    held: false,
+                    remote_held: false,
+                    muted: false,
+                    codec: String::new(),
+                    answered_at: None,
+                };
+                st.calls.insert(call, v.clone());
+                if replaces.is_none() {
+                    if st.file.settings.notifications {
+                        let who = if v.remote_name.is_empty() {
+                            uri_user(&v.remote)
+                        } else {
+                            format!("{} ({})", v.remote_name, uri_user(&v.remote))
+                        };
+                        self.sink.notify("Incoming call", &who);
+                    }
+                    out.push(UiEvent::Incoming {
+                        call: v,
+                        via: String::new(),
+                    });
+                } else {
+                    out.push(UiEvent::Call { call: v });
+                }
+            }
+            Event::Ringing { call } | Event::EarlyMedia { call } => {
+                if let Some(v) = st.calls.get_mut(&call) {
+                    v.state = "ringing".into();
+                    out.push(UiEvent::Call { call: v.clone() });
+                }
+            }
+            Event::Established { call, codec } => {
+                if let Some(v) = st.calls.get_mut(&call) {
+                    v.state = "established".into();
+                    v.codec = codec;
+                    v.answered_at = Some(now_ms());
+                    out.push(UiEvent::Call { call: v.clone() });
+                }
+            }
+            Event::Held { call, by } | Event::Resumed { call, by } => {
+                let held = matches!(e, Event::Held { .. });
+                if let Some(v) = st.calls.get_mut(&call) {
+                    match by {
+                        vaxel_phone::Side::Local => v.held = held,
+                        vaxel_phone::Side::Remote => v.remote_held = held,
+                    }
+                    out.push(UiEvent::Call { call: v.clone() });
+                }
+            }
+            Event::Muted { call, muted } => {
+                if let Some(v) = st.calls.get_mut(&call) {
+                    v.muted = muted;
+                    out.push(UiEvent::Call { call: v.clone() });
+                }
+            }
+            Event::Ended {
+                call,
+                cause,
+                status,
+            } => {
+                st.calls.remove(&call);
+                let mut c = serde_json::to_value(cause)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                if let Some(s) = status {
+                    c = format!("{c} {s}");
+                }
+                if cause == EndReason::RemoteCancelled {
+                    st.unseen_missed += 1;
+                }
+                out.push(UiEvent::Ended { call, cause: c });
+                out.push(UiEvent::History {
+                    unseen_missed: st.unseen_missed,
+                });
+            }
+            Event::Dtmf { call, digit, .. } => out.push(UiEvent::Dtmf {
+                call,
+                digit: digit.to_string(),
+            }),
+            Event::MessageReceived { from, text, .. } => {
+                out.push(UiEvent::Message { from, text });
+            }
+            Event::Levels {
+                call,
+                input_dbfs,
+                output_dbfs,
+            } => self.sink.media(MediaUpdate::Levels {
+                call,
+                input: input_dbfs,
+                output: output_dbfs,
+            }),
+            Event::Quality {
+                call,
+                codec,
+                loss_percent,
+                jitter_ms,
+                rtt_ms,
+            } => self.sink.media(MediaUpdate::Quality {
+                call,
+                codec,
+                loss_percent,
+                jitter_ms,
+                rtt_ms,
+            }),
+            Event::TransferFailed { call, status } => out.push(UiEvent::Error {
+                error: UiError::new(
+                    ErrorCode::Network,
+                    format!(
+                        "transfer of call {call} failed{}",
+                        status.map(|s| format!(" ({s})")).unwrap_or_default()
+                    ),
+                ),
+            }),
+            Event::Error { code, message, .. } => {
+                // Errors that answer a request are the request's; the rest go to the UI.
+                out.push(UiEvent::Error {
+                    error: UiError::new(
+                        match code {
+                            vaxel_phone::ErrorCode::BadCommand => ErrorCode::BadCommand,
+                            vaxel_phone::ErrorCode::Network => ErrorCode::Network,
+                            vaxel_phone::ErrorCode::Environment => ErrorCode::Environment,
+                        },
+                        message,
+                    ),
+                })
+            }
+            Event::MissedSeen { .. } => {
+                st.unseen_missed = 0;
+                out.push(UiEvent::History { unseen_missed: 0 });
+            }
+            _ => {}
+        }
+        drop(st);
+        for e in out {
+            self.sink.event(e);
+        }
+    }
+
+    fn phone(&self) -> Result<PhoneHandle, UiError> {
+        self.lock()
+            .phone
+            .clone()
+            .ok_or_else(|| UiError::new(ErrorCode::NotReady, "the phone is not running"))
+    }
+
+    /// Sends a command and waits for the event `wants` picks.
+    async fn ask(&self, command: Command, wants: Predicate) -> Result<Event, UiError> {
+        let phone = self.phone()?;
+        let (tx, rx) = oneshot::channel();
+        self.lock().waiters.push(Waiter { wants, reply: tx });
+        phone.send(command);
+        match tokio::time::timeout(REPLY_TIMEOUT, rx).await {
+            Ok(Ok(e)) => Ok(e),
+            _ => Err(UiError::new(ErrorCode::Timeout, "the phone did not answer")),
+        }
+    }
+
+    fn send(&self, command: Command) -> Result<(), UiError> {
+        if self.phone()?.send(command) {
+            Ok(())
+        } else {
+            Err(UiError::new(ErrorCode::NotReady, "the phone has stopped"))
+        }
+    }
+
+    /// Everything the UI draws from.
+    pub fn snapshot(&self) -> Snapshot {
+        let st = self.lock();
+        Snapshot {
+            mode: st.file.mode,
+            me: st.me.clone(),
+            accounts: st.accounts.values().cloned().collect(),
+            calls: st.calls.values().cloned().collect(),
+            unseen_missed: st.unseen_missed,
+            presence: st.file.presence.clone(),
+            settings: st.file.settings.clone(),
+            engine: st.engine.as_ref().map(|e| e.1.clone()),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    /// Places a call to a number, extension, name hit or URI.
+    pub fn call(&self, target: &str) -> Result<(), UiError> {
+        let target = dial_target(target).unwrap_or_else(|| target.trim().to_string());
+        if target.is_empty() {
+            return Err(bad("nothing to call"));
+        }
+        self.send(Command::Call {
+            uri: target,
+            account: None,
+            media: Default::default(),
+        })
+    }
+
+    /// Opens a `tel:`/`sip:` link: tells the UI and places the call.
+    pub fn open_link(&self, link: &str) -> Result<(), UiError> {
+        let target = dial_target(link).ok_or_else(|| bad(format!("not a call link: {link}")))?;
+        self.sink.event(UiEvent::Dial {
+            uri: target.clone(),
+        });
+        self.call(&target)
+    }
+
+    fn known_call(&self, call: u64) -> Result<(), UiError> {
+        if self.lock().calls.contains_key(&call) {
+            Ok(())
+        } else {
+            Err(bad(format!("no call {call}")))
+        }
+    }
+
+    /// Answers a ringing call.
+    pub fn answer(&self, call: u64) -> Result<(), UiError> {
+        self.known_call(call)?;
+        self.send(Command::Answer {
+            call: Some(call),
+            media: Default::default(),
+        })
+    }
+
+    /// Declines a ringing call (603 Decline, RFC 3261 §21.6.2).
+    pub fn decline(&self, call: u64) -> Result<(), UiError> {
+        self.known_call(call)?;
+        self.send(Command::Reject {
+            call: Some(call),
+            code: Some(603),
+        })
+    }
+
+    /// Hangs up.
+    pub fn hangup(&self, call: u64) -> Result<(), UiError> {
+        self.known_call(call)?;
+        self.send(Command::Hangup { call: Some(call) })
+    }
+
+    /// Holds or resumes.
+    pub fn hold(&self, call: u64, hold: bool) -> Result<(), UiError> {
+        self.known_call(call)?;
+        self.send(if hold {
+            Command::Hold { call: Some(call) }
+        } else {
+            Command::Resume { call: Some(call) }
+        })
+    }
+
+    /// Mutes or unmutes.
+    pub fn mute(&self, call: u64, muted: bool) -> Result<(), UiError> {
+        self.known_call(call)?;
+        self.send(Command::Mute {
+            call: Some(call),
+            muted,
+        })
+    }
+
+    /// Sends DTMF digits.
+    pub fn dtmf(&self, call: u64, digits: &str) -> Result<(), UiError> {
+        self.known_call(call)?;
+        if digits.is_empty()
+            || !digits
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '*' | '#' | 'A'..='D'))
+        {
+            return Err(bad(format!("not DTMF digits: {digits:?}")));
+        }
+        self.send(Command::Dtmf {
+            call: Some(call),
+            digits: digits.into(),
+            method: None,
+        })
+    }
+
+    /// Blind transfer (REFER, RFC 3515).
+    pub fn transfer(&self, call: u64, target: &str) -> Result<(), UiError> {
+        self.known_call(call)?;
+        let target = dial_target(target).unwrap_or_else(|| target.trim().to_string());
+        if target.is_empty() {
+            return Err(bad("transfer to whom?"));
+        }
+        self.send(Command::Transfer {
+            call: Some(call),
+            target,
+        })
+    }
+
+    /// The history, newest first.
+    pub async fn history(&self, limit: u32) -> Result<HistoryPage, UiError> {
+        let e = self
+            .ask(
+                Command::History {
+                    limit: Some(limit),
+                    missed_only: false,
+                },
+                Box::new(|e| matches!(e, Event::History { .. })),
+            )
+            .await?;
+        let Event::History {
+            calls,
+            unseen_missed,
+        } = e
+        else {
+            unreachable!("the waiter only takes history")
+        };
+        let st = self.lock();
+        Ok(HistoryPage {
+            calls: calls.into_iter().map(|h| history_item(&st, h)).collect(),
+            unseen_missed,
+        })
+    }
+
+    /// Clears the missed-call badge.
+    pub async fn mark_missed_seen(&self) -> Result<(), UiError> {
+        self.ask(
+            Command::MarkMissedSeen,
+            Box::new(|e| matches!(e, Event::MissedSeen { .. })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Search as you type over directory, contacts and history: every word must match.
+    pub async fn search(&self, query: &str) -> Result<Vec<SearchHit>, UiError> {
+        if query.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let q = query.to_string();
+        let e = self
+            .ask(
+                Command::Search {
+                    query: q.clone(),
+                    limit: Some(20),
+                },
+                Box::new(move |e| matches!(e, Event::SearchResults { query, .. } if *query == q)),
+            )
+            .await?;
+        let Event::SearchResults { hits, .. } = e else {
+            unreachable!("the waiter only takes search results")
+        };
+        Ok(hits
+            .into_iter()
+            .map(|h| SearchHit {
+                kind: h.kind,
+                id: h.id,
+                display: h.display,
+                detail: h.detail,
+                number: h.number,
+                favourite: h.favourite,
+            })
+            .collect())
+    }
+
+    /// Personal contacts.
+    pub async fn contacts(&self) -> Result<Vec<ContactView>, UiError> {
+        let e = self
+            .ask(
+                Command::Contacts,
+                Box::new(|e| matches!(e, Event::Contacts { .. })),
+            )
+            .await?;
+        let Event::Contacts { contacts } = e else {
+            unreachable!("the waiter only takes contacts")
+        };
+        Ok(contacts.into_iter().map(contact_view).collect())
+    }
+
+    /// Adds a contact, or changes one (`id` set). The phone's vocabulary has no
+    /// "update contact" yet, so a change goes to the profile's store directly (SQLite,
+    /// WAL: the phone's connection sees it at once).
+    pub async fn save_contact(&self, c: ContactView) -> Result<ContactView, UiError> {
+        if c.name.trim().is_empty() {
+            return Err(bad("a contact needs a name"));
+        }
+        match c.id {
+            None => {
+                let new = NewContact {
+                    name: c.name.trim().into(),
+                    numbers: c.numbers.clone(),
+                    sip_uris: c.sip_uris.clone(),
+                    emails: c.emails.clone(),
+                    organisation: c.organisation.clone(),
+                    favourite: c.favourite,
+                };
+                let e = self
+                    .ask(
+                        Command::ContactAdd { contact: new },
+                        Box::new(|e| matches!(e, Event::ContactAdded { .. })),
+                    )
+                    .await?;
+                let Event::ContactAdded { id, .. } = e else {
+                    unreachable!("the waiter only takes ContactAdded")
+                };
+                Ok(ContactView { id: Some(id), ..c })
+            }
+            Some(id) => {
+                let mut store = self.profile().open_store().map_err(env_err)?;
+                let cid = vaxel_store::ContactId(id);
+                let mut data = store
+                    .contact(cid)
+                    .map_err(env_err)?
+                    .ok_or_else(|| bad(format!("no contact {id}")))?
+                    .data;
+                data.display_name = c.name.trim().into();
+                data.given_name.clear();
+                data.family_name.clear();
+                data.organisation = c.organisation.clone();
+                data.phones = c
+                    .numbers
+                    .iter()
+                    .map(|n| vaxel_store::Phone::new(vaxel_store::PhoneKind::Other, n.clone()))
+                    .collect();
+                data.sip_uris = c.sip_uris.clone();
+                data.emails = c.emails.clone();
+                data.favourite = c.favourite;
+                store.update_contact(cid, &data).map_err(env_err)?;
+                Ok(c)
+            }
+        }
+    }
+
+    /// Imports a vCard file.
+    pub async fn vcard_import(&self, path: &str) -> Result<VcardReport, UiError> {
+        let e = self
+            .ask(
+                Command::VcardImport { path: path.into() },
+                Box::new(|e| {
+                    matches!(
+                        e,
+                        Event::VcardImported { .. } | Event::Error { call: None, .. }
+                    )
+                }),
+            )
+            .await?;
+        match e {
+            Event::VcardImported {
+                path,
+                imported,
+                errors,
+            } => Ok(VcardReport {
+                path: path.display().to_string(),
+                contacts: imported as u32,
+                errors,
+            }),
+            Event::Error { message, .. } => Err(env_err(message)),
+            _ => unreachable!("the waiter only takes these"),
+        }
+    }
+
+    /// Exports every contact to a vCard 4.0 file.
+    pub async fn vcard_export(&self, path: &str) -> Result<VcardReport, UiError> {
+        let e = self
+            .ask(
+                Command::VcardExport { path: path.into() },
+                Box::new(|e| {
+                    matches!(
+                        e,
+                        Event::VcardExported { .. } | Event::Error { call: None, .. }
+                    )
+                }),
+            )
+            .await?;
+        match e {
+            Event::VcardExported { path, contacts } => Ok(VcardReport {
+                path: path.display().to_string(),
+                contacts: contacts as u32,
+                errors: Vec::new(),
+            }),
+            Event::Error { message, .. } => Err(env_err(message)),
+            _ => unreachable!("the waiter only takes these"),
+        }
+    }
+
+    /// The office directory with phone state and presence (empty when not hosting).
+    pub async fn directory(&self) -> Result<Vec<Person>, UiError> {
+        let engine = self.lock().engine.clone();
+        let Some((engine, _)) = engine else {
+            return Ok(Vec::new());
+        };
+        let dir = engine.directory().await.map_err(env_err)?;
+        let st = self.lock();
+        let me = st.me.as_ref().map(|m| m.extension.clone());
+        Ok(dir
+            .into_iter()
+            .map(|d| {
+                let ext = d.user.extension.clone();
+                let presence = if Some(&ext) == me.as_ref() {
+                    st.file.presence.clone()
+                } else {
+                    st.file
+                        .office_presence
+                        .get(&ext)
+                        .cloned()
+                        .unwrap_or(Presence {
+                            activity: if d.devices > 0 {
+                                Activity::Available
+                            } else {
+                                Activity::Unknown
+                            },
+                            ..Presence::default()
+                        })
+                };
+                Person {
+                    extension: ext,
+                    name: d.user.name,
+                    number: d.user.number.unwrap_or_default(),
+                    mobile: d.user.mobile,
+                    email: d.user.email,
+                    department: d.user.department,
+                    title: d.user.title,
+                    phone: if d.devices == 0 {
+                        "offline".into()
+                    } else {
+                        d.phone.into()
+                    },
+                    presence,
+                }
+            })
+            .collect())
+    }
+
+    /// Sets the user's presence.
+    pub fn set_presence(&self, presence: Presence) -> Result<(), UiError> {
+        let file = {
+            let mut st = self.lock();
+            st.file.presence = presence.clone();
+            st.file.clone()
+        };
+        self.save(&file)?;
+        self.sink.event(UiEvent::Presence { presence });
+        self.sink.event(UiEvent::Directory);
+        Ok(())
+    }
+
+    /// Changes the settings.
+    pub fn set_settings(&self, settings: Settings) -> Result<Settings, UiError> {
+        if !["en", "da", "sv", "nb", "fi"].contains(&settings.language.as_str()) {
+            return Err(bad(format!("no language {:?}", settings.language)));
+        }
+        let file = {
+            let mut st = self.lock();
+            st.file.settings = settings.clone();
+            st.file.clone()
+        };
+        self.save(&file)?;
+        Ok(settings)
+    }
+
+    /// The profile's accounts.
+    pub fn accounts(&self) -> Vec<AccountView> {
+        self.lock().accounts.values().cloned().collect()
+    }
+
+    /// Adds or changes a SIP account: the row in the store, the password in the OS
+    /// keychain. The phone restarts over the new accounts when it runs.
+    pub async fn save_account(self: &Arc<Self>, form: AccountForm) -> Result<AccountView, UiError> {
+        let name = form.name.trim();
+        if name.is_empty() {
+            return Err(bad("an account needs a name"));
+        }
+        let uri = vaxel_phone::account::parse_sip_uri(&form.uri).map_err(bad)?;
+        if !form.proxy.trim().is_empty() {
+            vaxel_phone::account::parse_sip_uri(&form.proxy).map_err(bad)?;
+        }
+        let transport = if form.transport.is_empty() {
+            Transport::Udp
+        } else {
+            vaxel_phone::account::parse_transport(&form.transport).map_err(bad)?
+        };
+        let new = NewAccount {
+            name: name.into(),
+            sip_uri: uri.to_string().trim_start_matches("sip:").into(),
+            display_name: String::new(),
+            outbound_proxy: form.proxy.trim().into(),
+            transport,
+            register: true,
+        };
+        let mut store = self.profile().open_store().map_err(env_err)?;
+        for a in store.accounts().map_err(env_err)? {
+            if a.name == new.name {
+                store.delete_account(a.id).map_err(env_err)?;
+            }
+        }
+        let a = store.create_account(&new).map_err(env_err)?;
+        if !form.password.is_empty() {
+            self.secrets
+                .set(&a.secret_key(), &Secret::new(form.password.clone()))
+                .map_err(|e| {
+                    UiError::new(
+                        ErrorCode::Environment,
+                        format!("the password could not be stored in the OS keychain: {e}"),
+                    )
+                })?;
+        }
+        drop(store);
+        let view = AccountView {
+            name: a.name.clone(),
+            uri: format!("sip:{}", a.sip_uri),
+            proxy: a.outbound_proxy.clone(),
+            registration: "idle".into(),
+            reason: String::new(),
+        };
+        if self.lock().phone.is_some() {
+            let mode = self.lock().file.mode;
+            if mode == Mode::Host {
+                self.start_host().await?;
+            } else {
+                self.start_phone(None).await?;
+            }
+        }
+        Ok(view)
+    }
+
+    /// Stops the phone (unregisters, hangs up) and lets the engine go.
+    pub fn shutdown(&self) {
+        let mut st = self.lock();
+        if let Some(p) = st.phone.take() {
+            p.send(Command::Quit);
+        }
+        st.engine = None;
+    }
+}
+
+fn history_item(st: &State, h: HistoryEntry) -> HistoryItem {
+    let name = if h.name.is_empty() {
+        st.names.get(&h.number).cloned().unwrap_or_default()
+    } else {
+        h.name
+    };
+    HistoryItem {
+        id: h.id,
+        direction: h.direction,
+        outcome: h.outcome,
+        number: if h.number.is_empty() {
+            uri_user(&h.remote)
+        } else {
+            h.number
+        },
+        remote: h.remote,
+        name,
+        started_at: h.started_at,
+        duration_s: match (h.answered_at, h.ended_at) {
+            (Some(a), Some(e)) => Some((e - a).max(0) / 1000),
+            _ => None,
+        },
+        seen: h.seen,
+    }
+}
+
+fn contact_view(c: ContactEntry) -> ContactView {
+    ContactView {
+        id: Some(c.id),
+        name: c.name,
+        organisation: c.organisation,
+        numbers: c.numbers,
+        sip_uris: c.sip_uris,
+        emails: c.emails,
+        favourite: c.favourite,
+    }
+}
+
+/// The host of a SIP URI or `host:port`.
+fn uri_host(s: &str) -> String {
+    let s = s
+        .trim()
+        .trim_start_matches("sips:")
+        .trim_start_matches("sip:");
+    let s = s.rsplit('@').next().unwrap_or(s);
+    let s = s.split([';', '?', '>']).next().unwrap_or(s);
+    if let Some(rest) = s.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_string();
+    }
+    s.split(':').next().unwrap_or(s).to_string()
+}
+
+/// The local address that routes to `host` (no packet is sent), else 127.0.0.1.
+fn route_source(host: Option<String>) -> IpAddr {
+    let fallback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let Some(host) = host else { return fallback };
+    let target = format!("{host}:5060");
+    let Ok(sock) = UdpSocket::bind("0.0.0.0:0") else {
+        return fallback;
+    };
+    if sock.connect(&target).is_err() {
+        return fallback;
+    }
+    sock.local_addr().map(|a| a.ip()).unwrap_or(fallback)
+}
+
+/// The sound devices for the settings screen.
+pub fn audio_devices() -> Result<Vec<AudioDevice>, UiError> {
+    let host = vaxel_audio::AudioHost::open(vaxel_audio::HostChoice::Auto).map_err(env_err)?;
+    Ok(host
+        .devices()
+        .map_err(env_err)?
+        .into_iter()
+        .map(|d| AudioDevice {
+            id: d.id,
+            name: d.name,
+            direction: match d.direction {
+                vaxel_audio::Direction::Input => "input".into(),
+                vaxel_audio::Direction::Output => "output".into(),
+            },
+            is_default: d.is_default,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_become_dial_targets() {
+        assert_eq!(
+            dial_target("tel:+45 7010-4002").as_deref(),
+            Some("+4570104002")
+        );
+        assert_eq!(
+            dial_target("sip:4002@demo.vaxel.test?subject=x").as_deref(),
+            Some("sip:4002@demo.vaxel.test")
+        );
+        assert_eq!(dial_target("tel:;x"), None);
+        assert_eq!(dial_target("http://x"), None);
+        assert_eq!(uri_user("<sip:4002@demo.vaxel.test>;tag=1"), "4002");
+        assert_eq!(uri_host("sip:127.0.0.1:5060"), "127.0.0.1");
+        assert_eq!(uri_host("4001@demo.vaxel.test"), "demo.vaxel.test");
+    }
+}

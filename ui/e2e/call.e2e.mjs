@@ -1,0 +1,240 @@
+// End to end in the real app (issue 7): the desktop app built from this tree, driven by
+// WebdriverIO through tauri-driver and WebKitWebDriver, under Xvfb (run it with
+// `xvfb-run -a -s "-screen 0 1280x800x24" node ui/e2e/call.e2e.mjs`).
+//
+// It hosts the office (embedded engine + demo office on a loopback port it picked),
+// registers a `vaxel` CLI phone as 4002 that auto-answers playing a tone, calls it from
+// the dial field, waits for the call to be up and the speaker meter to move, hangs up,
+// finds the call in the history, takes an incoming call from a second CLI phone (4003)
+// and declines it, switches presence and sees it in the directory. Screenshots of the
+// main screens go to docs/screenshots/. Every process it starts is stopped by its pid.
+//
+// Environment: VAXEL_DESKTOP_BIN (the app), VAXEL_BIN (the `vaxel` CLI), both default to
+// $CARGO_TARGET_DIR/debug/…; TAURI_DRIVER (default: tauri-driver on PATH or in ~/.cargo/bin).
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, rmSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { tmpdir, homedir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { remote } from 'webdriverio';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const target = process.env.CARGO_TARGET_DIR ?? join(homedir(), '.cache/vaxel/target');
+const appBin = process.env.VAXEL_DESKTOP_BIN ?? join(target, 'debug/vaxel-desktop');
+const vaxelBin = process.env.VAXEL_BIN ?? join(target, 'debug/vaxel');
+const driverBin = process.env.TAURI_DRIVER ??
+  (existsSync(join(homedir(), '.cargo/bin/tauri-driver')) ? join(homedir(), '.cargo/bin/tauri-driver') : 'tauri-driver');
+const shots = join(root, 'docs/screenshots');
+const work = mkdtempSync(join(tmpdir(), 'vaxel-e2e-'));
+const children = [];
+const log = (...a) => console.log('[e2e]', ...a);
+
+function start(name, cmd, args, env = {}) {
+  const out = [];
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.on('data', (d) => out.push(d.toString()));
+  child.stderr.on('data', (d) => out.push(d.toString()));
+  child.on('error', (e) => out.push(`spawn error: ${e}`));
+  children.push({ name, child, out });
+  return { child, text: () => out.join('') };
+}
+
+function stopAll() {
+  for (const { child } of children.reverse()) {
+    if (child.exitCode === null && child.pid) {
+      try { process.kill(child.pid, 'SIGTERM'); } catch { /* gone */ }
+    }
+  }
+}
+
+async function freeTcpPort() {
+  return new Promise((res) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
+  });
+}
+async function freeUdpPort() {
+  return new Promise((res) => {
+    const s = createSocket('udp4');
+    s.bind(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); });
+  });
+}
+
+async function until(what, f, ms = 20000) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try { const v = await f(); if (v) return v; } catch (e) { last = e; }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ''}`);
+}
+
+// A 440 Hz tone at −12 dBFS, 1 s, 48 kHz mono 16-bit.
+function toneWav(path) {
+  const rate = 48000, n = rate;
+  const buf = Buffer.alloc(44 + n * 2);
+  buf.write('RIFF', 0); buf.writeUInt32LE(36 + n * 2, 4); buf.write('WAVE', 8);
+  buf.write('fmt ', 12); buf.writeUInt32LE(16, 16); buf.writeUInt16LE(1, 20); buf.writeUInt16LE(1, 22);
+  buf.writeUInt32LE(rate, 24); buf.writeUInt32LE(rate * 2, 28); buf.writeUInt16LE(2, 32); buf.writeUInt16LE(16, 34);
+  buf.write('data', 36); buf.writeUInt32LE(n * 2, 40);
+  for (let i = 0; i < n; i++) buf.writeInt16LE(Math.round(Math.sin((2 * Math.PI * 440 * i) / rate) * 0.25 * 32767), 44 + i * 2);
+  writeFileSync(path, buf);
+}
+
+// A private PulseAudio with a null sink: the app's clocked sound card (as vaxel-testkit does).
+async function pulse() {
+  const dir = join(work, 'pulse');
+  mkdirSync(join(dir, 'state'), { recursive: true });
+  const script = join(dir, 'test.pa');
+  writeFileSync(script, `load-module module-native-protocol-unix auth-anonymous=1 socket=${dir}/native\n` +
+    'load-module module-null-sink sink_name=speaker\nset-default-sink speaker\nset-default-source speaker.monitor\n');
+  start('pulseaudio', 'pulseaudio', ['-n', '--daemonize=no', '--exit-idle-time=-1', '--use-pid-file=no',
+    '--log-target=stderr', '--log-level=warn', '-F', script],
+  { HOME: dir, XDG_RUNTIME_DIR: dir, PULSE_RUNTIME_PATH: dir, PULSE_STATE_PATH: join(dir, 'state'), PULSE_SERVER: '' });
+  await until('pulseaudio', () => existsSync(join(dir, 'native')), 10000);
+  return { PULSE_SERVER: `unix:${dir}/native`, PULSE_RUNTIME_PATH: dir };
+}
+
+async function cliPhone(name, ext, password, enginePort, args, wantLine) {
+  const profile = join(work, name);
+  execFileSync(vaxelBin, ['--profile', profile, 'account', 'add', '--name', name,
+    '--uri', `sip:${ext}@demo.vaxel.test`, '--proxy', `sip:127.0.0.1:${enginePort}`], { stdio: 'pipe' });
+  const p = start(name, vaxelBin, ['--profile', profile, ...args], { VAXEL_PASSWORD: password, VAXEL_PRINT_LEVELS: '' });
+  if (wantLine) await until(`${name}: ${wantLine}`, () => p.text().includes(wantLine), 15000);
+  return p;
+}
+
+let browser;
+let ok = false;
+try {
+  for (const [what, path] of [['app', appBin], ['vaxel CLI', vaxelBin]]) {
+    if (!existsSync(path)) throw new Error(`${what} not built: ${path}`);
+  }
+  mkdirSync(shots, { recursive: true });
+  const tone = join(work, 'tone.wav');
+  toneWav(tone);
+  const enginePort = await freeUdpPort();
+  const driverPort = await freeTcpPort();
+  const nativePort = await freeTcpPort();
+  const pulseEnv = await pulse();
+  const appEnv = {
+    ...pulseEnv,
+    VAXEL_DESKTOP_DIR: join(work, 'app'),
+    VAXEL_ENGINE_SIP: `127.0.0.1:${enginePort}`,
+    WEBKIT_DISABLE_COMPOSITING_MODE: '1',
+    WEBKIT_DISABLE_DMABUF_RENDERER: '1',
+    VAXEL_LOG: process.env.VAXEL_LOG ?? 'info',
+  };
+  // tauri-driver starts WebKitWebDriver, which starts the app with this environment.
+  const driver = start('tauri-driver', driverBin, ['--port', String(driverPort), '--native-port', String(nativePort)], appEnv);
+  await until('tauri-driver', async () => {
+    const r = await fetch(`http://127.0.0.1:${driverPort}/status`).catch(() => null);
+    return r && r.ok;
+  }, 15000).catch((e) => { throw new Error(`${e.message}\n${driver.text()}`); });
+
+  browser = await remote({
+    hostname: '127.0.0.1', port: driverPort, logLevel: 'warn', connectionRetryCount: 0,
+    capabilities: { 'tauri:options': { application: appBin }, 'wdio:enforceWebDriverClassic': true, browserName: 'wry' },
+  });
+  const $ = (sel) => browser.$(sel);
+  // Screenshots come from the X server (ImageMagick's `import`): WebKitWebDriver's own
+  // screenshot command hangs when compositing is off (WEBKIT_DISABLE_COMPOSITING_MODE=1).
+  const shot = async (name) => {
+    await new Promise((r) => setTimeout(r, 400));
+    execFileSync('import', ['-window', 'Vaxel', join(shots, `${name}.png`)]);
+    log('screenshot', name);
+  };
+  const text = async (sel) => (await $(sel)).getText();
+
+  // First run.
+  await (await $('#choose-host')).waitForDisplayed({ timeout: 20000 });
+  await shot('first-run');
+  await (await $('#choose-host')).click();
+  await until('the demo user to register', async () => (await text('[data-testid="registration"]')) === 'Registered', 30000);
+  log('registered as', await text('[data-testid="me"]'));
+
+  // Bo (4002) on the command line: registered to the embedded engine, answers with a tone.
+  const bo = await cliPhone('bo', '4002', 'bo-4002', enginePort,
+    ['listen', '--auto-answer', '--play', tone, '--record', join(work, 'bo-heard.wav')], '"event":"registered"');
+
+  // Dial by name: type, see the hit, Enter calls the first hit.
+  const dial = await $('#dial-input');
+  await dial.click();
+  await dial.setValue('bo berg');
+  await until('a search hit', async () => (await browser.$$('#dial-hits li')).length > 0);
+  await shot('dial-search');
+  await browser.keys('Enter');
+  const panel = await $('[data-testid="in-call"]');
+  await panel.waitForExist({ timeout: 15000 });
+  await until('the call to be established', async () => (await panel.getAttribute('data-state')) === 'established', 20000);
+  const level = await until('the speaker meter to move', async () => {
+    const l = Number(await (await $('#meter-out')).getAttribute('data-level'));
+    return l > -40 ? l : false;
+  }, 20000);
+  log('speaker level', level, 'dBFS');
+  await until('call quality', async () => (await text('#call-quality')).includes('jitter'), 10000);
+  await shot('in-call');
+  await (await $('#hangup')).click();
+  await panel.waitForExist({ timeout: 15000, reverse: true });
+  await until('bo to see the call end', () => bo.text().includes('"event":"ended"'), 10000);
+
+  // History.
+  await (await $('#tab-history')).click();
+  await until('the call in the history', async () =>
+    (await browser.$$('#history-list li[data-number="4002"][data-outcome="answered"]')).length > 0, 15000);
+  await shot('history');
+
+  // An incoming call from Carla (4003): banner, decline; it shows in history.
+  await cliPhone('carla', '4003', 'carla-4003', enginePort,
+    ['call', 'sip:4001@demo.vaxel.test', '--play', tone, '--record', join(work, 'carla-heard.wav'), '--timeout', '30']);
+  const banner = await $('[data-testid="incoming"]');
+  await banner.waitForDisplayed({ timeout: 20000 });
+  if (!(await banner.getText()).includes('Carla Christensen')) throw new Error(`banner: ${await banner.getText()}`);
+  await shot('incoming');
+  await (await $('#decline')).click();
+  await banner.waitForExist({ timeout: 10000, reverse: true });
+
+  // Presence: Meeting until 14:00, seen in the directory.
+  await (await $('#presence-button')).click();
+  await (await $('#presence-select')).selectByAttribute('value', 'meeting');
+  await (await $('#presence-note')).setValue('Board meeting');
+  await (await $('#presence-save')).click();
+  await (await $('#tab-directory')).click();
+  await until('my presence in the directory', async () =>
+    (await browser.$$('#directory-list li[data-extension="4001"][data-presence="meeting"]')).length > 0, 10000);
+  await until('Bo registered in the directory', async () =>
+    (await (await $('#directory-list li[data-extension="4002"]')).getAttribute('data-colour')) === 'green', 10000);
+  await shot('directory');
+
+  // Contacts and settings, for the README.
+  await (await $('#tab-contacts')).click();
+  await (await $('#contact-add')).click();
+  await (await $('#contact-name')).setValue('Anne Sällström');
+  await (await $('#contact-numbers')).setValue('+46701234567');
+  await (await $('#contact-save')).click();
+  await until('the new contact', async () => (await text('#contact-list')).includes('Anne Sällström'), 10000);
+  await shot('contacts');
+  await (await $('#tab-settings')).click();
+  await (await $('#theme-select')).waitForDisplayed();
+  await shot('settings');
+  await (await $('#theme-select')).selectByAttribute('value', 'dark');
+  await (await $('#tab-dial')).click();
+  await shot('dial-dark');
+  ok = true;
+  log('passed');
+} catch (e) {
+  console.error('[e2e] FAILED:', e?.stack ?? e);
+  for (const { name, out } of children) {
+    console.error(`----- ${name} -----\n${out.join('').split('\n').slice(-40).join('\n')}`);
+  }
+} finally {
+  if (browser) await browser.deleteSession().catch(() => {});
+  stopAll();
+  await new Promise((r) => setTimeout(r, 300));
+  if (ok) rmSync(work, { recursive: true, force: true });
+  else console.error(`[e2e] work folder kept: ${work}`);
+  process.exit(ok ? 0 : 1);
+}

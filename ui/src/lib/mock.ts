@@ -1,0 +1,199 @@
+// An in-memory backend that behaves like the app's: the demo office, search where every
+// word must match, calls that get answered, history. Component tests drive it; `vite dev`
+// in a browser uses it too.
+import type { Backend } from './backend';
+import type {
+  AccountForm, AccountView, AudioDevice, CallView, ContactView, HistoryItem, HistoryPage,
+  MediaUpdate, Person, Presence, SearchHit, Settings, Snapshot, UiError, UiEvent, VcardReport,
+} from './bindings';
+
+const people: Person[] = [
+  ['4001', 'Alice Andersen', 'Management', 'Managing director'],
+  ['4002', 'Bo Berg', 'Sales', 'Account manager'],
+  ['4003', 'Carla Christensen', 'Reception', 'Receptionist'],
+  ['4004', 'Dan Dahl', 'Support', 'Support engineer'],
+  ['4005', 'Eva Eriksen', 'Support', 'Trainee'],
+].map(([extension, name, department, title]) => ({
+  extension, name, department, title, number: `+457010${extension}`, mobile: '', email: '',
+  phone: 'idle', presence: { activity: 'available', until: '', note: '' },
+}));
+
+function err(code: UiError['code'], message: string): UiError {
+  return { code, message };
+}
+
+export class MockBackend implements Backend {
+  snap: Snapshot = {
+    mode: 'unset', me: null, accounts: [], calls: [], unseenMissed: 0,
+    presence: { activity: 'available', until: '', note: '' },
+    settings: {
+      theme: 'system', language: 'en', echoCancellation: true, inputDevice: '', outputDevice: '',
+      ringDevice: '', startMinimised: false, notifications: true,
+    },
+    engine: null, version: '0.1.0',
+  };
+  contactList: ContactView[] = [];
+  historyList: HistoryItem[] = [];
+  nextCall = 1;
+  nextId = 1;
+  sent: { cmd: string; args: unknown }[] = [];
+  /** Calls to these numbers are answered. */
+  answering = true;
+  private handlers: ((e: UiEvent) => void)[] = [];
+  private media: ((m: MediaUpdate) => void)[] = [];
+
+  emit(e: UiEvent) { for (const h of this.handlers) h(e); }
+  emitMedia(m: MediaUpdate) { for (const h of this.media) h(m); }
+  private log(cmd: string, args: unknown = null) { this.sent.push({ cmd, args }); }
+  private find(call: number): CallView {
+    const c = this.snap.calls.find((c) => c.call === call);
+    if (!c) throw err('bad_command', `no call ${call}`);
+    return c;
+  }
+  private update(c: CallView) {
+    this.snap.calls = this.snap.calls.map((x) => (x.call === c.call ? c : x));
+    this.emit({ type: 'call', call: { ...c } });
+  }
+  private end(c: CallView, outcome: string, cause: string) {
+    this.snap.calls = this.snap.calls.filter((x) => x.call !== c.call);
+    const number = c.remote.replace(/^sip:/, '').split('@')[0];
+    this.historyList.unshift({
+      id: this.nextId++, direction: c.direction, outcome, remote: c.remote, name: c.remoteName,
+      number, startedAt: Date.now(), durationS: c.answeredAt ? 1 : null, seen: outcome !== 'missed',
+    });
+    if (outcome === 'missed') this.snap.unseenMissed += 1;
+    this.emit({ type: 'ended', call: c.call, cause });
+    this.emit({ type: 'history', unseenMissed: this.snap.unseenMissed });
+  }
+
+  /** A call comes in (tests). */
+  ring(from: string, name = ''): number {
+    const c: CallView = {
+      call: this.nextCall++, remote: from, remoteName: name, direction: 'incoming', state: 'ringing',
+      held: false, remoteHeld: false, muted: false, codec: '', answeredAt: null,
+    };
+    this.snap.calls.push(c);
+    this.emit({ type: 'incoming', call: { ...c }, via: '' });
+    return c.call;
+  }
+  /** The caller gives up (tests). */
+  callerGivesUp(call: number) { this.end(this.find(call), 'missed', 'remote_cancelled'); }
+
+  async snapshot() { return structuredClone(this.snap); }
+  async setupHost() {
+    this.log('setup_host');
+    this.snap.mode = 'host';
+    this.snap.me = { extension: '4001', name: 'Alice Andersen', uri: 'sip:4001@demo.vaxel.test' };
+    this.snap.engine = { sip: '127.0.0.1:5060', domain: 'demo.vaxel.test', name: 'Vaxel Demo A/S' };
+    this.snap.accounts = [{ name: 'office', uri: 'sip:4001@demo.vaxel.test', proxy: 'sip:127.0.0.1:5060', registration: 'registered', reason: '' }];
+    return this.snapshot();
+  }
+  async setupServer(account: AccountForm) {
+    this.log('setup_server', account);
+    if (!account.uri.includes('@')) throw err('bad_command', `not a SIP URI: ${account.uri}`);
+    this.snap.mode = 'server';
+    this.snap.accounts = [{ name: account.name, uri: account.uri, proxy: account.proxy, registration: 'registering', reason: '' }];
+    return this.snapshot();
+  }
+  async call(target: string) {
+    this.log('call', target);
+    if (!target.trim()) throw err('bad_command', 'nothing to call');
+    const p = people.find((p) => p.extension === target || p.number === target);
+    const c: CallView = {
+      call: this.nextCall++, remote: `sip:${target}@demo.vaxel.test`, remoteName: p?.name ?? '',
+      direction: 'outgoing', state: 'calling', held: false, remoteHeld: false, muted: false,
+      codec: '', answeredAt: null,
+    };
+    this.snap.calls.push(c);
+    this.emit({ type: 'call', call: { ...c } });
+    if (this.answering) {
+      queueMicrotask(() => this.update({ ...c, state: 'established', codec: 'opus', answeredAt: Date.now() }));
+    }
+  }
+  async answer(call: number) {
+    this.log('answer', call);
+    const c = this.find(call);
+    this.update({ ...c, state: 'established', codec: 'opus', answeredAt: Date.now() });
+  }
+  async decline(call: number) {
+    this.log('decline', call);
+    this.end(this.find(call), 'declined', 'local_rejected 603');
+  }
+  async hangup(call: number) {
+    this.log('hangup', call);
+    const c = this.find(call);
+    this.end(c, c.answeredAt ? 'answered' : 'cancelled', 'local_hangup');
+  }
+  async hold(call: number, hold: boolean) { this.log('hold', { call, hold }); this.update({ ...this.find(call), held: hold }); }
+  async mute(call: number, muted: boolean) { this.log('mute', { call, muted }); this.update({ ...this.find(call), muted }); }
+  async dtmf(call: number, digits: string) { this.find(call); this.log('dtmf', { call, digits }); }
+  async transfer(call: number, target: string) {
+    this.log('transfer', { call, target });
+    this.end(this.find(call), 'answered', 'transferred');
+  }
+  async search(query: string): Promise<SearchHit[]> {
+    this.log('search', query);
+    const words = query.toLowerCase().split(/\s+/).filter(Boolean);
+    if (!words.length) return [];
+    const matches = (fields: string[]) =>
+      words.every((w) => fields.some((f) => f.toLowerCase().split(/[\s,.-]+/).some((t) => t.startsWith(w)) || f.startsWith(w)));
+    const hits: SearchHit[] = [];
+    for (const c of this.contactList) {
+      if (matches([c.name, c.organisation, ...c.numbers]))
+        hits.push({ kind: 'contact', id: c.id ?? 0, display: c.name, detail: c.organisation, number: c.numbers[0] ?? c.sipUris[0] ?? '', favourite: c.favourite });
+    }
+    for (const p of people) {
+      if (matches([p.name, p.extension, p.number, p.department, p.title]))
+        hits.push({ kind: 'directory', id: Number(p.extension), display: p.name, detail: `${p.department} · ${p.title}`, number: p.extension, favourite: false });
+    }
+    return hits;
+  }
+  async history(): Promise<HistoryPage> { return { calls: structuredClone(this.historyList), unseenMissed: this.snap.unseenMissed }; }
+  async markMissedSeen() {
+    this.historyList = this.historyList.map((h) => ({ ...h, seen: true }));
+    this.snap.unseenMissed = 0;
+    this.emit({ type: 'history', unseenMissed: 0 });
+  }
+  async directory() {
+    return people.map((p) => (p.extension === this.snap.me?.extension ? { ...p, presence: { ...this.snap.presence } } : { ...p }));
+  }
+  async contacts() { return structuredClone(this.contactList); }
+  async saveContact(c: ContactView) {
+    if (!c.name.trim()) throw err('bad_command', 'a contact needs a name');
+    if (c.id == null) {
+      const saved = { ...c, id: this.nextId++ };
+      this.contactList.push(saved);
+      return saved;
+    }
+    this.contactList = this.contactList.map((x) => (x.id === c.id ? c : x));
+    return c;
+  }
+  async vcardImport(path: string): Promise<VcardReport> { return { path, contacts: 0, errors: [] }; }
+  async vcardExport(path: string): Promise<VcardReport> { return { path, contacts: this.contactList.length, errors: [] }; }
+  async setPresence(presence: Presence) {
+    this.log('set_presence', presence);
+    this.snap.presence = presence;
+    this.emit({ type: 'presence', presence });
+    this.emit({ type: 'directory' });
+  }
+  async setSettings(settings: Settings) { this.snap.settings = settings; return settings; }
+  async accounts(): Promise<AccountView[]> { return structuredClone(this.snap.accounts); }
+  async saveAccount(a: AccountForm): Promise<AccountView> {
+    const v = { name: a.name, uri: a.uri, proxy: a.proxy, registration: 'registering', reason: '' };
+    this.snap.accounts = [...this.snap.accounts.filter((x) => x.name !== a.name), v];
+    return v;
+  }
+  async audioDevices(): Promise<AudioDevice[]> {
+    return [
+      { id: 'mock:mic', name: 'Built-in microphone', direction: 'input', isDefault: true },
+      { id: 'mock:speaker', name: 'Built-in speaker', direction: 'output', isDefault: true },
+    ];
+  }
+  async registerLinks() { return 'registered'; }
+  async uiReady() { this.log('ui_ready'); }
+  async onEvent(h: (e: UiEvent) => void) {
+    this.handlers.push(h);
+    return () => { this.handlers = this.handlers.filter((x) => x !== h); };
+  }
+  async onMedia(h: (m: MediaUpdate) => void) { this.media.push(h); }
+}

@@ -1,0 +1,190 @@
+import { render, screen, fireEvent, waitFor, within } from '@testing-library/svelte';
+import { tick } from 'svelte';
+import App from '../src/App.svelte';
+import { MockBackend } from '../src/lib/mock';
+import { languages, missingKeys, translate, type Lang } from '../src/lib/i18n';
+
+async function hosted() {
+  const backend = new MockBackend();
+  await backend.setupHost();
+  backend.sent = [];
+  render(App, { props: { backend } });
+  await screen.findByTestId('me');
+  return backend;
+}
+
+describe('first run', () => {
+  it('offers both choices and hosting signs in as the demo user', async () => {
+    const backend = new MockBackend();
+    render(App, { props: { backend } });
+    const host = await screen.findByRole('button', { name: /Host this office/ });
+    expect(screen.getByRole('button', { name: /Connect to a server/ })).toBeInTheDocument();
+    await fireEvent.click(host);
+    expect(await screen.findByTestId('me')).toHaveTextContent('Alice Andersen · 4001');
+    expect(backend.sent.map((s) => s.cmd)).toContain('setup_host');
+  });
+
+  it('connect to a server shows the backend error as code and message', async () => {
+    const backend = new MockBackend();
+    render(App, { props: { backend } });
+    await fireEvent.click(await screen.findByRole('button', { name: /Connect to a server/ }));
+    await fireEvent.input(screen.getByLabelText('SIP address'), { target: { value: 'nonsense' } });
+    await fireEvent.submit(screen.getByRole('form', { name: 'Connect to a server' }));
+    const alert = await screen.findByRole('alert');
+    expect(alert).toHaveTextContent('not a SIP URI: nonsense');
+    expect(alert.querySelector('[data-code="bad_command"]')).not.toBeNull();
+  });
+});
+
+describe('dial and search', () => {
+  it('every word must match, and Enter calls the first hit', async () => {
+    const backend = await hosted();
+    const input = screen.getByLabelText('Name, number or address');
+    await fireEvent.input(input, { target: { value: 'sup da' } });
+    await waitFor(() => expect(screen.getAllByRole('option')).toHaveLength(1));
+    expect(screen.getByRole('option')).toHaveTextContent('Dan Dahl');
+    await fireEvent.input(input, { target: { value: 'sup' } });
+    await waitFor(() => expect(screen.getAllByRole('option')).toHaveLength(2));
+    await fireEvent.keyDown(input, { key: 'Enter' });
+    expect(backend.sent.find((s) => s.cmd === 'call')?.args).toBe('4004');
+    const call = await screen.findByTestId('in-call');
+    await waitFor(() => expect(call).toHaveAttribute('data-state', 'established'));
+    expect(call).toHaveTextContent('Dan Dahl');
+  });
+
+  it('arrow keys choose another hit', async () => {
+    const backend = await hosted();
+    const input = screen.getByLabelText('Name, number or address');
+    await fireEvent.input(input, { target: { value: 'support' } });
+    await waitFor(() => expect(screen.getAllByRole('option')).toHaveLength(2));
+    await fireEvent.keyDown(input, { key: 'ArrowDown' });
+    expect(screen.getAllByRole('option')[1]).toHaveAttribute('aria-selected', 'true');
+    await fireEvent.keyDown(input, { key: 'Enter' });
+    expect(backend.sent.find((s) => s.cmd === 'call')?.args).toBe('4005');
+  });
+});
+
+describe('calls', () => {
+  it('an incoming call shows a banner; answer, mute, hold, DTMF, levels, hang up', async () => {
+    const backend = await hosted();
+    const id = backend.ring('sip:4002@demo.vaxel.test', 'Bo Berg');
+    const banner = await screen.findByRole('alertdialog', { name: 'Incoming call' });
+    expect(banner).toHaveTextContent('Bo Berg');
+    const answer = within(banner).getByRole('button', { name: 'Answer' });
+    expect(answer).toHaveFocus();
+    await fireEvent.click(answer);
+    await waitFor(() => expect(screen.queryByRole('alertdialog')).toBeNull());
+    const panel = screen.getByTestId('in-call');
+    expect(panel).toHaveAttribute('data-state', 'established');
+    await fireEvent.click(screen.getByRole('button', { name: 'Mute' }));
+    expect(await screen.findByRole('button', { name: 'Unmute' })).toHaveAttribute('aria-pressed', 'true');
+    await fireEvent.click(screen.getByRole('button', { name: 'Hold' }));
+    expect(await screen.findByRole('button', { name: 'Resume' })).toBeInTheDocument();
+    await fireEvent.click(screen.getByRole('button', { name: 'Keypad' }));
+    await fireEvent.click(screen.getByRole('button', { name: 'DTMF 5' }));
+    expect(backend.sent).toContainEqual({ cmd: 'dtmf', args: { call: id, digits: '5' } });
+    backend.emitMedia({ type: 'levels', call: id, input: -100, output: -12 });
+    backend.emitMedia({ type: 'quality', call: id, codec: 'opus', lossPercent: 0.5, jitterMs: 3.2, rttMs: null });
+    await tick();
+    expect(screen.getByRole('meter', { name: 'Speaker' })).toHaveAttribute('aria-valuenow', '-12');
+    expect(screen.getByText(/loss 0.5 %/)).toBeInTheDocument();
+    await fireEvent.click(screen.getByRole('button', { name: 'Hang up' }));
+    await waitFor(() => expect(screen.queryByTestId('in-call')).toBeNull());
+  });
+
+  it('blind transfer goes to the first hit of the typed name', async () => {
+    const backend = await hosted();
+    backend.ring('sip:4002@demo.vaxel.test', 'Bo Berg');
+    await fireEvent.click(await screen.findByRole('button', { name: 'Answer' }));
+    await fireEvent.click(await screen.findByRole('button', { name: 'Transfer' }));
+    await fireEvent.input(screen.getByLabelText('Transfer to (name or number)'), { target: { value: 'carla' } });
+    await fireEvent.submit(screen.getByLabelText('Transfer to (name or number)').closest('form')!);
+    await waitFor(() => expect(backend.sent.find((s) => s.cmd === 'transfer')?.args).toEqual({ call: 1, target: '4003' }));
+  });
+
+  it('decline ends a ringing call', async () => {
+    const backend = await hosted();
+    backend.ring('sip:4003@demo.vaxel.test');
+    await fireEvent.click(await screen.findByRole('button', { name: 'Decline' }));
+    await waitFor(() => expect(screen.queryByRole('alertdialog')).toBeNull());
+    expect(backend.sent.map((s) => s.cmd)).toContain('decline');
+  });
+});
+
+describe('history', () => {
+  it('missed calls are highlighted with a badge, and call back dials the number', async () => {
+    const backend = await hosted();
+    const id = backend.ring('sip:4005@demo.vaxel.test', 'Eva Eriksen');
+    await screen.findByRole('alertdialog');
+    backend.callerGivesUp(id);
+    expect(await screen.findByTestId('missed-badge')).toHaveTextContent('1');
+    await fireEvent.click(screen.getByRole('button', { name: /^History/ }));
+    const row = await waitFor(() => {
+      const li = document.querySelector('#history-list li');
+      expect(li).not.toBeNull();
+      return li as HTMLElement;
+    });
+    expect(row).toHaveClass('missed');
+    await fireEvent.click(within(row).getByRole('button', { name: 'Call back Eva Eriksen' }));
+    expect(backend.sent.find((s) => s.cmd === 'call')?.args).toBe('4005');
+    await fireEvent.click(screen.getByRole('button', { name: 'Mark all as seen' }));
+    await waitFor(() => expect(screen.queryByTestId('missed-badge')).toBeNull());
+  });
+});
+
+describe('directory and presence', () => {
+  it('shows colleagues with presence colours and my own presence after I change it', async () => {
+    const backend = await hosted();
+    await fireEvent.click(screen.getByRole('button', { name: 'Directory' }));
+    await waitFor(() => expect(document.querySelectorAll('#directory-list li')).toHaveLength(5));
+    const me = () => document.querySelector('#directory-list li[data-extension="4001"]') as HTMLElement;
+    expect(me()).toHaveAttribute('data-colour', 'green');
+    await fireEvent.click(screen.getByRole('button', { name: /Presence:/ }));
+    await fireEvent.change(screen.getByLabelText('Presence', { selector: 'select' }), { target: { value: 'meeting' } });
+    await fireEvent.input(screen.getByLabelText('Note'), { target: { value: 'board' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Save' }));
+    await waitFor(() => expect(me()).toHaveAttribute('data-colour', 'yellow'));
+    expect(me()).toHaveTextContent(/Meeting.*board/);
+    expect(backend.sent.find((s) => s.cmd === 'set_presence')?.args).toEqual({ activity: 'meeting', until: '', note: 'board' });
+  });
+});
+
+describe('contacts', () => {
+  it('adds and edits a contact, which search then finds', async () => {
+    const backend = await hosted();
+    await fireEvent.click(screen.getByRole('button', { name: 'Contacts' }));
+    await fireEvent.click(screen.getByRole('button', { name: 'Add contact' }));
+    await fireEvent.input(screen.getByLabelText('Name'), { target: { value: 'Anne Sällström' } });
+    await fireEvent.input(screen.getByLabelText('Numbers (comma separated)'), { target: { value: '+46701234567' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Save' }));
+    expect(await screen.findByText('Anne Sällström')).toBeInTheDocument();
+    await fireEvent.click(screen.getByRole('button', { name: 'Edit Anne Sällström' }));
+    await fireEvent.input(screen.getByLabelText('Name'), { target: { value: 'Anne Sällström-Berg' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Save' }));
+    expect(await screen.findByText('Anne Sällström-Berg')).toBeInTheDocument();
+    expect((await backend.search('anne berg'))[0].number).toBe('+46701234567');
+  });
+});
+
+describe('settings and languages', () => {
+  it('switches language and theme', async () => {
+    await hosted();
+    await fireEvent.click(screen.getByRole('button', { name: 'Settings' }));
+    await fireEvent.change(await screen.findByLabelText('Language'), { target: { value: 'da' } });
+    expect(await screen.findByRole('button', { name: 'Indstillinger' })).toBeInTheDocument();
+    await fireEvent.change(screen.getByLabelText('Tema'), { target: { value: 'dark' } });
+    await waitFor(() => expect(document.documentElement.dataset.theme).toBe('dark'));
+  });
+
+  it('every language has every text', () => {
+    for (const lang of Object.keys(languages) as Lang[]) expect(missingKeys(lang)).toEqual([]);
+    expect(translate('fi', 'answer')).toBe('Vastaa');
+    expect(translate('xx', 'answer')).toBe('Answer');
+  });
+
+  it('screens switch with Alt+number', async () => {
+    await hosted();
+    await fireEvent.keyDown(window, { key: '3', altKey: true });
+    expect(screen.getByRole('button', { name: 'Directory' })).toHaveAttribute('aria-current', 'page');
+  });
+});
