@@ -398,6 +398,10 @@ pub struct CallState {
     pub held: bool,
     /// We muted it.
     pub muted: bool,
+    /// The audio is encrypted (SRTP with SDES keys, RFC 4568; the keys travel in the SDP,
+    /// so they are only private over TLS).
+    #[serde(default)]
+    pub srtp: bool,
 }
 
 /// One call of the history.
@@ -564,10 +568,6 @@ pub enum Event {
         call: CallId,
         /// The codec (`PCMU`, `opus`...).
         codec: String,
-        /// The audio is encrypted (SRTP with SDES keys, RFC 4568; the keys travel in the
-        /// SDP, so they are only private over TLS).
-        #[serde(default)]
-        srtp: bool,
     },
     /// The far end pressed a key.
     Dtmf {

@@ -1177,6 +1177,7 @@ impl Core {
                     .into(),
                     held: c.held,
                     muted: c.muted,
+                    srtp: c.oa.current().is_some_and(|a| a.srtp.is_some()),
                 })
                 .collect(),
             // Filled in by the store's thread.
@@ -2378,13 +2379,8 @@ impl Core {
                     c.oa.current()
                         .map(|a| a.codec.encoding_name().to_owned())
                         .unwrap_or_default();
-                let srtp = c.oa.current().is_some_and(|a| a.srtp.is_some());
                 self.records.run(move |r| r.call_answered(id));
-                self.emit(Event::Established {
-                    call: id,
-                    codec,
-                    srtp,
-                });
+                self.emit(Event::Established { call: id, codec });
                 self.report_transfer(id, 200);
                 // RFC 3891: the call this one replaces ends now.
                 if let Some(old) = self.calls.get(&id).and_then(|c| c.replaces)

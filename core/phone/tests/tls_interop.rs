@@ -143,11 +143,13 @@ fn tls_account_registers_and_calls_through_kamailio() {
 
     // alice (TLS) calls bob (UDP); alice hangs up.
     alice.send("call bob");
-    let up = alice.expect("established", 10, |v| {
+    alice.expect("established", 10, |v| {
         v["event"] == "established" && v["call"] == 1
     });
     // SDES keys (RFC 4568) went in the SDP over alice's TLS: the audio is SRTP.
-    assert_eq!(up["srtp"], true, "{up}");
+    alice.send("snapshot");
+    let snap = alice.event("snapshot", 5);
+    assert_eq!(snap["calls"][0]["srtp"], true, "{snap}");
     bob.event("established", 10);
     std::thread::sleep(Duration::from_secs(2));
     alice.send("hangup 1");
