@@ -82,6 +82,9 @@ pub struct PhoneConfig {
     pub secrets: Arc<dyn SecretStore>,
     /// Audio files for every call that does not name its own; empty: sound devices.
     pub media: MediaFiles,
+    /// The sound devices (host API, microphone, speaker, ringing device) when no files
+    /// are given.
+    pub audio: vaxel_audio::AudioConfig,
     /// Answer incoming calls by ourselves.
     pub auto_answer: bool,
     /// RTP port range (pairs).
@@ -124,6 +127,7 @@ impl PhoneConfig {
             default_account: None,
             secrets: Arc::new(MemoryStore::new()),
             media: MediaFiles::default(),
+            audio: vaxel_audio::AudioConfig::default(),
             auto_answer: false,
             rtp_ports: 16384..=32767,
             codecs: None,
@@ -1601,7 +1605,7 @@ impl Core {
         if files.is_empty() {
             if self.audio.is_none() {
                 self.audio = Some(
-                    vaxel_audio::Audio::start(vaxel_audio::AudioConfig::default())
+                    vaxel_audio::Audio::start(self.config.audio.clone())
                         .map_err(|e| format!("sound devices: {e}"))?,
                 );
             }
