@@ -188,9 +188,9 @@ try {
   await (await $('#hold')).click();
   await until('hold', async () => (await (await $('#hold')).getAttribute('aria-pressed')) === 'true', 10000);
   await until('Bo to see the hold', () => bo.text().includes('"event":"held"'), 10000);
-  // Resume is not checked here: through vaxel-engine the resume re-INVITE gets no answer
-  // (two `vaxel` CLI phones show the same through the engine, and resume fine when they
-  // call each other directly), so the call is hung up while held.
+  await (await $('#hold')).click();
+  await until('resume', async () => (await (await $('#hold')).getAttribute('aria-pressed')) === 'false', 10000);
+  await until('Bo to see the resume', () => bo.text().includes('"event":"resumed"'), 10000);
   await (await $('#hangup')).click();
   await panel.waitForExist({ timeout: 15000, reverse: true });
   await until('bo to see the call end', () => bo.text().includes('"event":"ended"'), 10000);
