@@ -140,8 +140,8 @@ pub fn set_presence(core: Core<'_>, presence: Presence) -> R<()> {
 
 /// Changes the settings.
 #[tauri::command]
-pub fn set_settings(core: Core<'_>, settings: Settings) -> R<Settings> {
-    core.set_settings(settings)
+pub async fn set_settings(core: Core<'_>, settings: Settings) -> R<Settings> {
+    core.inner().clone().set_settings(settings).await
 }
 
 /// The accounts.

@@ -132,10 +132,13 @@ struct State {
     calls: BTreeMap<u64, CallView>,
     unseen_missed: u64,
     waiters: Vec<Waiter>,
+    /// The sound devices changed during a call: restart the phone when the calls end.
+    restart_when_idle: bool,
 }
 
 /// The app's core (see the module documentation).
 pub struct AppCore {
+    this: std::sync::Weak<AppCore>,
     opts: CoreOptions,
     secrets: Arc<Secrets>,
     state: Mutex<State>,
@@ -200,7 +203,8 @@ impl AppCore {
             session: MemoryStore::new(),
             keychain: opts.keychain.clone(),
         });
-        Arc::new(AppCore {
+        Arc::new_cyclic(|this| AppCore {
+            this: this.clone(),
             opts,
             secrets,
             state: Mutex::new(State {
@@ -304,11 +308,7 @@ impl AppCore {
             register: true,
         };
         let mut store = self.profile().open_store().map_err(env_err)?;
-        let existing = store.accounts().map_err(env_err)?;
-        for a in existing.iter().filter(|a| a.name == account.name) {
-            store.delete_account(a.id).map_err(env_err)?;
-        }
-        let created = store.create_account(&account).map_err(env_err)?;
+        let created = upsert_account(&mut store, &account)?;
         if let Some(pw) = &user.password {
             self.secrets
                 .session
@@ -423,6 +423,7 @@ impl AppCore {
         let mut config = PhoneConfig::new(ip);
         config.store = store;
         config.secrets = self.secrets.clone();
+        config.audio = audio_config(&self.lock().file.settings);
         let (phone, mut events) = Phone::start(config).await.map_err(env_err)?;
         phone.send(Command::Register { account: None });
         phone.send(Command::Snapshot);
@@ -475,6 +476,7 @@ impl AppCore {
             let _ = w.reply.send(e.clone());
         }
         let mut out = Vec::new();
+        let mut restart = false;
         match e {
             Event::Snapshot {
                 accounts,
@@ -619,6 +621,10 @@ impl AppCore {
                     st.unseen_missed += 1;
                 }
                 out.push(UiEvent::Ended { call, cause: c });
+                if st.calls.is_empty() && st.restart_when_idle {
+                    st.restart_when_idle = false;
+                    restart = true;
+                }
                 out.push(UiEvent::History {
                     unseen_missed: st.unseen_missed,
                 });
@@ -684,6 +690,17 @@ impl AppCore {
         for e in out {
             self.sink.event(e);
         }
+        if restart && let Some(core) = self.me_arc() {
+            tokio::spawn(async move {
+                if let Err(e) = core.restart_phone().await {
+                    core.sink.event(UiEvent::Error { error: e });
+                }
+            });
+        }
+    }
+
+    fn me_arc(&self) -> Option<Arc<AppCore>> {
+        self.this.upgrade()
     }
 
     fn phone(&self) -> Result<PhoneHandle, UiError> {
@@ -1079,18 +1096,40 @@ impl AppCore {
         Ok(())
     }
 
-    /// Changes the settings.
-    pub fn set_settings(&self, settings: Settings) -> Result<Settings, UiError> {
+    /// Changes the settings. A new choice of sound devices applies from the next call:
+    /// the phone restarts at once when no call is in progress, else when the last ends.
+    pub async fn set_settings(self: &Arc<Self>, settings: Settings) -> Result<Settings, UiError> {
         if !["en", "da", "sv", "nb", "fi"].contains(&settings.language.as_str()) {
             return Err(bad(format!("no language {:?}", settings.language)));
         }
-        let file = {
+        let (file, devices_changed, idle) = {
             let mut st = self.lock();
+            let changed = audio_config(&st.file.settings) != audio_config(&settings);
             st.file.settings = settings.clone();
-            st.file.clone()
+            (
+                st.file.clone(),
+                changed,
+                st.calls.is_empty() && st.phone.is_some(),
+            )
         };
         self.save(&file)?;
+        if devices_changed {
+            if idle {
+                self.restart_phone().await?;
+            } else {
+                self.lock().restart_when_idle = true;
+            }
+        }
         Ok(settings)
+    }
+
+    async fn restart_phone(self: &Arc<Self>) -> Result<(), UiError> {
+        let mode = self.lock().file.mode;
+        match mode {
+            Mode::Host => self.start_host().await,
+            Mode::Server => self.start_phone(None).await,
+            Mode::Unset => Ok(()),
+        }
     }
 
     /// The profile's accounts.
@@ -1123,12 +1162,7 @@ impl AppCore {
             register: true,
         };
         let mut store = self.profile().open_store().map_err(env_err)?;
-        for a in store.accounts().map_err(env_err)? {
-            if a.name == new.name {
-                store.delete_account(a.id).map_err(env_err)?;
-            }
-        }
-        let a = store.create_account(&new).map_err(env_err)?;
+        let a = upsert_account(&mut store, &new)?;
         if !form.password.is_empty() {
             self.secrets
                 .set(&a.secret_key(), &Secret::new(form.password.clone()))
@@ -1148,12 +1182,7 @@ impl AppCore {
             reason: String::new(),
         };
         if self.lock().phone.is_some() {
-            let mode = self.lock().file.mode;
-            if mode == Mode::Host {
-                self.start_host().await?;
-            } else {
-                self.start_phone(None).await?;
-            }
+            self.restart_phone().await?;
         }
         Ok(view)
     }
@@ -1232,6 +1261,39 @@ fn route_source(host: Option<String>) -> IpAddr {
         return fallback;
     }
     sock.local_addr().map(|a| a.ip()).unwrap_or(fallback)
+}
+
+/// Changes the account of that name, or adds it (its call history stays with it).
+fn upsert_account(
+    store: &mut vaxel_store::Store,
+    account: &NewAccount,
+) -> Result<vaxel_store::Account, UiError> {
+    match store.account_by_name(&account.name).map_err(env_err)? {
+        Some(a) => store.update_account(a.id, account).map_err(env_err),
+        None => store.create_account(account).map_err(env_err),
+    }
+}
+
+/// The phone's sound devices from the settings (empty: follow the OS default).
+fn audio_config(s: &Settings) -> vaxel_audio::AudioConfig {
+    let choice = |id: &str| {
+        if id.is_empty() {
+            vaxel_audio::DeviceChoice::SystemDefault
+        } else {
+            vaxel_audio::DeviceChoice::Id(id.to_string())
+        }
+    };
+    let output = choice(&s.output_device);
+    vaxel_audio::AudioConfig {
+        input: choice(&s.input_device),
+        ringing: if s.ring_device.is_empty() {
+            output.clone()
+        } else {
+            choice(&s.ring_device)
+        },
+        output,
+        ..vaxel_audio::AudioConfig::default()
+    }
 }
 
 /// The sound devices for the settings screen.

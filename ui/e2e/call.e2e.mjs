@@ -4,7 +4,8 @@
 //
 // It hosts the office (embedded engine + demo office on a loopback port it picked),
 // registers a `vaxel` CLI phone as 4002 that auto-answers playing a tone, calls it from
-// the dial field, waits for the call to be up and the speaker meter to move, hangs up,
+// the dial field, waits for the call to be up and the speaker meter to move, sends a DTMF
+// digit that Bo receives, mutes, holds, hangs up,
 // finds the call in the history, takes an incoming call from a second CLI phone (4003)
 // and declines it, switches presence and sees it in the directory. Screenshots of the
 // main screens go to docs/screenshots/. Every process it starts is stopped by its pid.
@@ -102,7 +103,7 @@ async function cliPhone(name, ext, password, enginePort, args, wantLine) {
   const profile = join(work, name);
   execFileSync(vaxelBin, ['--profile', profile, 'account', 'add', '--name', name,
     '--uri', `sip:${ext}@demo.vaxel.test`, '--proxy', `sip:127.0.0.1:${enginePort}`], { stdio: 'pipe' });
-  const p = start(name, vaxelBin, ['--profile', profile, ...args], { VAXEL_PASSWORD: password, VAXEL_PRINT_LEVELS: '' });
+  const p = start(name, vaxelBin, ['--profile', profile, ...args], { VAXEL_PASSWORD: password });
   if (wantLine) await until(`${name}: ${wantLine}`, () => p.text().includes(wantLine), 15000);
   return p;
 }
@@ -177,6 +178,19 @@ try {
   log('speaker level', level, 'dBFS');
   await until('call quality', async () => (await text('#call-quality')).includes('jitter'), 10000);
   await shot('in-call');
+  // In-call controls against the real far end: DTMF reaches Bo, mute, hold and resume.
+  await (await $('#keypad-toggle')).click();
+  await (await $('button[aria-label="DTMF 5"]')).click();
+  await until('Bo to receive the digit', () => /"event":"dtmf"[^\n]*"digit":"5"/.test(bo.text()), 10000);
+  await (await $('#mute')).click();
+  await until('mute', async () => (await (await $('#mute')).getAttribute('aria-pressed')) === 'true', 10000);
+  await (await $('#mute')).click();
+  await (await $('#hold')).click();
+  await until('hold', async () => (await (await $('#hold')).getAttribute('aria-pressed')) === 'true', 10000);
+  await until('Bo to see the hold', () => bo.text().includes('"event":"held"'), 10000);
+  await (await $('#hold')).click();
+  await until('resume', async () => (await (await $('#hold')).getAttribute('aria-pressed')) === 'false', 10000);
+  await until('Bo to see the resume', () => bo.text().includes('"event":"resumed"'), 10000);
   await (await $('#hangup')).click();
   await panel.waitForExist({ timeout: 15000, reverse: true });
   await until('bo to see the call end', () => bo.text().includes('"event":"ended"'), 10000);
@@ -227,8 +241,14 @@ try {
   log('passed');
 } catch (e) {
   console.error('[e2e] FAILED:', e?.stack ?? e);
+  if (browser) {
+    const errors = await browser.$('.errors').getText().catch(() => '');
+    if (errors) console.error('[e2e] errors shown in the app:', errors);
+  }
   for (const { name, out } of children) {
-    console.error(`----- ${name} -----\n${out.join('').split('\n').slice(-40).join('\n')}`);
+    writeFileSync(join(work, `${name}.log`), out.join(''));
+    const lines = out.join('').split('\n').filter((l) => !l.includes('"event":"levels"'));
+    console.error(`----- ${name} (all of it in ${work}/${name}.log) -----\n${lines.slice(-40).join('\n')}`);
   }
 } finally {
   if (browser) await browser.deleteSession().catch(() => {});

@@ -203,6 +203,17 @@ fn vaxel_phones_call_through_the_engine_with_audio_both_ways_and_dtmf() {
     alice.send("dtmf 1 42#");
     bob.expect("dtmf #", 10, |v| v["event"] == "dtmf" && v["digit"] == "#");
     assert_eq!(bob.digits(), "42#");
+    // Hold and resume: both re-INVITEs pass through the engine to Bob.
+    alice.send("hold 1");
+    alice.expect("held", 10, |v| v["event"] == "held" && v["call"] == 1);
+    bob.expect("held by Alice", 10, |v| {
+        v["event"] == "held" && v["by"] == "remote"
+    });
+    alice.send("resume 1");
+    alice.expect("resumed", 10, |v| v["event"] == "resumed" && v["call"] == 1);
+    bob.expect("resumed by Alice", 10, |v| {
+        v["event"] == "resumed" && v["by"] == "remote"
+    });
     std::thread::sleep(Duration::from_secs(2));
     alice.send("hangup 1");
     alice.expect("ended", 10, |v| v["event"] == "ended");

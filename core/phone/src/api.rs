@@ -198,7 +198,8 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
         /// When it ends: an RFC 3339 time (`2026-11-22T14:00:00Z`), or `HH:MM` (the next
-        /// such local time).
+        /// such local time). Watchers see it (RPID `until`); when it comes the phone
+        /// publishes `available` by itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         until: Option<String>,
         /// The account; `None` for the default.
@@ -271,7 +272,7 @@ pub enum Command {
     /// is another): SIP moves to `ip` (default: the local address that now routes to the
     /// first account's server), every account registers again from there — the old
     /// contact removed in the same REGISTER — and publications and watches are made again.
-    /// Calls in progress keep their media as it was. Reported by [`Event::AddressChanged`].
+    /// Calls in progress are not moved. Reported by [`Event::AddressChanged`].
     NetworkChanged {
         /// The new local address.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -319,6 +320,10 @@ pub enum EndReason {
     Cancelled,
     /// The caller gave up before we answered (a missed call).
     RemoteCancelled,
+    /// Another device of this account answered the call (a CANCEL with RFC 3326
+    /// `Reason: SIP;cause=200`): not a missed call; history outcome
+    /// `answered_elsewhere`.
+    AnsweredElsewhere,
     /// The far end (or the network) refused or did not answer: see `status`.
     Rejected,
     /// We refused it: see `status`.
@@ -393,6 +398,10 @@ pub struct CallState {
     pub held: bool,
     /// We muted it.
     pub muted: bool,
+    /// The audio is encrypted (SRTP with SDES keys, RFC 4568; the keys travel in the SDP,
+    /// so they are only private over TLS).
+    #[serde(default)]
+    pub srtp: bool,
 }
 
 /// One call of the history.

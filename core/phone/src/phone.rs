@@ -82,6 +82,9 @@ pub struct PhoneConfig {
     pub secrets: Arc<dyn SecretStore>,
     /// Audio files for every call that does not name its own; empty: sound devices.
     pub media: MediaFiles,
+    /// The sound devices (host API, microphone, speaker, ringing device) when no files
+    /// are given.
+    pub audio: vaxel_audio::AudioConfig,
     /// Answer incoming calls by ourselves.
     pub auto_answer: bool,
     /// RTP port range (pairs).
@@ -124,6 +127,7 @@ impl PhoneConfig {
             default_account: None,
             secrets: Arc::new(MemoryStore::new()),
             media: MediaFiles::default(),
+            audio: vaxel_audio::AudioConfig::default(),
             auto_answer: false,
             rtp_ports: 16384..=32767,
             codecs: None,
@@ -159,6 +163,25 @@ pub enum PhoneError {
     /// A TLS certificate authority file could not be used.
     #[error("TLS: {0}")]
     Tls(String),
+}
+
+/// Whether a CANCEL says the call was answered elsewhere: a `Reason: SIP;cause=200`
+/// (RFC 3326 §2; forking proxies cancel the other branches so, "Call completed
+/// elsewhere").
+fn completed_elsewhere(cancel: &Request) -> bool {
+    cancel
+        .headers
+        .get_all(&HeaderName::Reason)
+        .flat_map(|v| v.split(','))
+        .any(|r| {
+            let mut parts = r.split(';').map(str::trim);
+            parts.next().is_some_and(|p| p.eq_ignore_ascii_case("SIP"))
+                && parts.any(|p| {
+                    p.split_once('=').is_some_and(|(k, v)| {
+                        k.trim().eq_ignore_ascii_case("cause") && v.trim() == "200"
+                    })
+                })
+        })
 }
 
 /// SIP on UDP and TCP at `addr`, TLS as a client with `tls`.
@@ -405,6 +428,8 @@ struct AccountRt {
     /// Our presence publication, once set.
     presence: Option<Publisher>,
     presence_set: Option<PresenceSet>,
+    /// When the activity set ends (its `until`): the phone goes back to available.
+    presence_until: Option<Instant>,
 }
 
 impl AccountRt {
@@ -445,6 +470,9 @@ struct Call {
     progress_reported: u16,
     /// Local ringback playing into the call's sink until its media starts.
     ringback: Option<crate::media::Ringback>,
+    /// The caller cancelled because another device of this account answered (RFC 3326
+    /// `Reason: SIP;cause=200`): not a missed call.
+    answered_elsewhere: bool,
 }
 
 struct Core {
@@ -531,6 +559,7 @@ impl Core {
                 local,
                 presence: None,
                 presence_set: None,
+                presence_until: None,
                 sent: HashMap::new(),
             };
             a.pager = Pager::new(a.local.clone(), a.aor.clone(), a.auth(), new_rng());
@@ -696,6 +725,7 @@ impl Core {
                 a.registration.as_ref().and_then(|r| r.poll_timeout()),
                 a.pager.poll_timeout(),
                 a.presence.as_ref().and_then(|p| p.poll_timeout()),
+                a.presence_until,
             ]
             .into_iter()
             .flatten()
@@ -732,6 +762,13 @@ impl Core {
             {
                 p.handle_timeout(now);
             }
+        }
+        // An activity whose end time has come (R-110): back to available.
+        let ended: Vec<usize> = (0..self.accounts.len())
+            .filter(|&i| self.accounts[i].presence_until.is_some_and(|t| t <= now))
+            .collect();
+        for i in ended {
+            self.set_presence(i, "available".into(), None, None, now);
         }
         let due: Vec<u64> = self
             .watches
@@ -1144,6 +1181,7 @@ impl Core {
                     .into(),
                     held: c.held,
                     muted: c.muted,
+                    srtp: c.oa.current().is_some_and(|a| a.srtp.is_some()),
                 })
                 .collect(),
             // Filled in by the store's thread.
@@ -1286,6 +1324,13 @@ impl Core {
                 new_rng(),
             ));
         }
+        a.presence_until = until
+            .as_deref()
+            .and_then(|u| u.parse::<jiff::Timestamp>().ok())
+            .map(|ts| {
+                let left = ts.duration_since(jiff::Timestamp::now());
+                now + Duration::try_from(left).unwrap_or(Duration::ZERO)
+            });
         a.presence_set = Some(PresenceSet {
             activity,
             note,
@@ -1438,6 +1483,7 @@ impl Core {
                 resume_on_transfer_failure: false,
                 progress_reported: 0,
                 ringback: None,
+                answered_elsewhere: false,
             },
         );
         let account_id = self.accounts[account].config.id;
@@ -1559,7 +1605,7 @@ impl Core {
         if files.is_empty() {
             if self.audio.is_none() {
                 self.audio = Some(
-                    vaxel_audio::Audio::start(vaxel_audio::AudioConfig::default())
+                    vaxel_audio::Audio::start(self.config.audio.clone())
                         .map_err(|e| format!("sound devices: {e}"))?,
                 );
             }
@@ -1704,12 +1750,13 @@ impl Core {
                 }
                 None => {}
             },
-            TxEvent::Cancelled { invite, .. } => {
+            TxEvent::Cancelled { invite, request } => {
                 if let Some(c) = self
                     .calls
                     .values_mut()
                     .find(|c| c.session.server_tx() == Some(invite))
                 {
+                    c.answered_elsewhere = completed_elsewhere(&request);
                     c.session.handle_cancelled(now);
                 }
             }
@@ -1922,6 +1969,7 @@ impl Core {
                 resume_on_transfer_failure: false,
                 progress_reported: 0,
                 ringback: None,
+                answered_elsewhere: false,
             },
         );
     }
@@ -2647,6 +2695,9 @@ impl Core {
             EndCause::LocalHangup => (EndReason::LocalHangup, None),
             EndCause::RemoteHangup => (EndReason::RemoteHangup, None),
             EndCause::Cancelled => (EndReason::Cancelled, None),
+            EndCause::RemoteCancelled if c.answered_elsewhere => {
+                (EndReason::AnsweredElsewhere, None)
+            }
             EndCause::RemoteCancelled => (EndReason::RemoteCancelled, None),
             EndCause::Rejected(s) => (EndReason::Rejected, Some(s)),
             EndCause::LocalRejected(s) => (EndReason::LocalRejected, Some(s)),
@@ -2661,6 +2712,7 @@ impl Core {
                 cause,
                 EndCause::Cancelled | EndCause::LocalRejected(_) | EndCause::LocalHangup
             ),
+            elsewhere: c.answered_elsewhere,
         };
         let mut why = serde_json::to_value(reason)
             .ok()
@@ -2730,6 +2782,26 @@ mod tests {
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("home") && warnings[0].contains("VAXEL_PASSWORD"));
         assert!(!warnings[0].contains("pw"));
+    }
+
+    #[test]
+    fn a_cancel_for_a_call_completed_elsewhere_is_recognised() {
+        let cancel = |reason: Option<&str>| {
+            let mut r = Request::new(Method::Cancel, "sip:a@x".parse::<Uri>().unwrap());
+            if let Some(v) = reason {
+                r.headers.push(HeaderName::Reason, v.to_owned());
+            }
+            r
+        };
+        assert!(completed_elsewhere(&cancel(Some(
+            "SIP;cause=200;text=\"Call completed elsewhere\""
+        ))));
+        assert!(completed_elsewhere(&cancel(Some(
+            "Q.850;cause=16, SIP ; cause = 200"
+        ))));
+        assert!(!completed_elsewhere(&cancel(Some("SIP;cause=487"))));
+        assert!(!completed_elsewhere(&cancel(Some("Q.850;cause=200"))));
+        assert!(!completed_elsewhere(&cancel(None)));
     }
 
     #[test]

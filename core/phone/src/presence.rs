@@ -103,6 +103,9 @@ pub(crate) fn document(
 pub(crate) fn normalize_until(text: &str, now: &jiff::Zoned) -> Result<String, String> {
     let t = text.trim();
     if let Ok(ts) = t.parse::<jiff::Timestamp>() {
+        if ts <= now.timestamp() {
+            return Err(format!("until: {t} has passed"));
+        }
         return Ok(ts.to_string());
     }
     let bad = || format!("until: give an RFC 3339 time (2026-11-22T14:00:00Z) or HH:MM, not {t:?}");
@@ -251,6 +254,10 @@ mod tests {
             "2026-11-22T13:00:00Z"
         );
         assert!(normalize_until("tomorrow", &now).is_err());
+        assert!(
+            normalize_until("2026-11-22T09:00:00Z", &now).is_err(),
+            "past"
+        );
         assert!(normalize_until("25:00", &now).is_err());
     }
 

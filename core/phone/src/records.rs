@@ -95,12 +95,16 @@ pub(crate) struct Finished {
     pub answered: bool,
     /// We hung up before it was answered (outgoing) or refused it (incoming).
     pub by_us: bool,
+    /// Incoming, cancelled because another device of ours answered it (RFC 3326
+    /// `Reason: SIP;cause=200`).
+    pub elsewhere: bool,
 }
 
 impl Finished {
     pub(crate) fn outcome(self) -> CallOutcome {
         match (self.outgoing, self.answered, self.by_us) {
             (_, true, _) => CallOutcome::Answered,
+            (false, false, false) if self.elsewhere => CallOutcome::AnsweredElsewhere,
             (true, false, true) => CallOutcome::Cancelled,
             (true, false, false) => CallOutcome::Failed,
             (false, false, true) => CallOutcome::Declined,
@@ -386,6 +390,7 @@ mod tests {
                 outgoing,
                 answered,
                 by_us,
+                elsewhere: false,
             }
             .outcome()
         };
@@ -395,6 +400,13 @@ mod tests {
         assert_eq!(f(true, false, false), CallOutcome::Failed);
         assert_eq!(f(false, false, true), CallOutcome::Declined);
         assert_eq!(f(false, false, false), CallOutcome::Missed);
+        let elsewhere = Finished {
+            outgoing: false,
+            answered: false,
+            by_us: false,
+            elsewhere: true,
+        };
+        assert_eq!(elsewhere.outcome(), CallOutcome::AnsweredElsewhere);
     }
 
     #[test]

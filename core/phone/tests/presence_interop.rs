@@ -175,6 +175,48 @@ fn presence_and_busy_lamps_through_kamailio() {
             && v["activity"].is_null()
     });
 
+    // An activity with an end time ends by itself: alice is back to available then.
+    let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3);
+    alice.send(&format!("presence lunch --until {soon}"));
+    carol.expect_new("alice at lunch", 10, |v| {
+        v["event"] == "presence_changed" && v["uri"] == "alice" && v["activity"] == "lunch"
+    });
+    alice.expect_new("back from lunch", 10, |v| {
+        v["event"] == "presence_published" && v["activity"] == "available"
+    });
+    carol.expect_new("alice available again", 10, |v| {
+        v["event"] == "presence_changed" && v["uri"] == "alice" && v["activity"].is_null()
+    });
+
+    // `vaxel presence set` from the command line (bob's profile): published while it runs,
+    // removed when it is stopped with Ctrl-C (exit 0: it was published).
+    let mut setter = Vaxel::spawn(
+        "presence-set",
+        &[
+            "--profile",
+            dir.join("bob").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1",
+            "presence",
+            "set",
+            "meeting",
+            "--note",
+            "weekly review",
+        ],
+        &[("VAXEL_PASSWORD", "bob-secret")],
+    );
+    setter.event("presence_published", 10);
+    carol.send("watch bob --presence-only");
+    let m = carol.expect_new("bob in a meeting", 10, |v| {
+        v["event"] == "presence_changed" && v["uri"] == "bob" && v["activity"] == "meeting"
+    });
+    assert_eq!(m["note"], "weekly review");
+    setter.interrupt();
+    assert_eq!(setter.wait(10), 0);
+    carol.expect_new("bob's presence removed", 10, |v| {
+        v["event"] == "presence_changed" && v["uri"] == "bob" && v["status"] != "open"
+    });
+
     // 4. unwatch.
     carol.send("unwatch bob");
     carol.expect("unwatched bob", 10, |v| {

@@ -4,8 +4,8 @@
 //! - alice's account has `--transport tls` and her AOR names Kamailio's TLS port (Kamailio
 //!   has no UDP or TCP there): she registers with digest auth over TLS, trusting the test
 //!   CA given with `--ca`;
-//! - alice (TLS) calls bob (UDP) and bob calls alice, audio both ways (a tone each way,
-//!   found in the other's recording), each side hangs up once — requests to alice reuse
+//! - alice (TLS) calls bob (UDP) and bob calls alice, audio both ways over SRTP (SDES keys
+//!   in the SDP; a tone each way, found in the other's recording), each side hangs up once — requests to alice reuse
 //!   her TLS connection;
 //! - without `--ca` the same account does not register: the server's certificate is not
 //!   trusted (the OS's roots do not know the test CA), reported as 503 and exit status 1.
@@ -146,6 +146,10 @@ fn tls_account_registers_and_calls_through_kamailio() {
     alice.expect("established", 10, |v| {
         v["event"] == "established" && v["call"] == 1
     });
+    // SDES keys (RFC 4568) went in the SDP over alice's TLS: the audio is SRTP.
+    alice.send("snapshot");
+    let snap = alice.event("snapshot", 5);
+    assert_eq!(snap["calls"][0]["srtp"], true, "{snap}");
     bob.event("established", 10);
     std::thread::sleep(Duration::from_secs(2));
     alice.send("hangup 1");

@@ -6,10 +6,12 @@
 //! must not block for long. File endpoints do their file IO here, in the driver
 //! (vaxel-media only sees readers and writers).
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use vaxel_audio::{CaptureReader, FRAME_SAMPLES, Frame, PIPELINE_RATE, PlaybackWriter};
 use vaxel_media::tones::Tone;
@@ -177,7 +179,7 @@ impl AudioSource for WavFileSource {
 /// (`vaxel --record FILE.wav`).
 pub struct WavFileSink {
     path: PathBuf,
-    recorder: Option<WavRecorder<BufWriter<File>>>,
+    recorder: Option<WavRecorder<OwnedFile>>,
     pcm: Vec<i16>,
     error: Option<String>,
 }
@@ -191,18 +193,19 @@ impl std::fmt::Debug for WavFileSink {
 }
 
 impl WavFileSink {
-    /// Creates (or truncates) the file and writes its header.
+    /// Creates (or truncates) the file and writes its header. A call already recording
+    /// to the same file (call waiting, being transferred: `vaxel run --record F` gives
+    /// every call F) stops writing to it: the file is the newest call's.
     pub fn create(path: impl AsRef<Path>) -> Result<Self, MediaError> {
         let path = path.as_ref().to_path_buf();
         let file = File::create(&path).map_err(|e| MediaError::File {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        let recorder = WavRecorder::new(BufWriter::new(file), PIPELINE_RATE).map_err(|e| {
-            MediaError::File {
-                path: path.clone(),
-                reason: e.to_string(),
-            }
+        let owned = OwnedFile::take_over(&path, file);
+        let recorder = WavRecorder::new(owned, PIPELINE_RATE).map_err(|e| MediaError::File {
+            path: path.clone(),
+            reason: e.to_string(),
         })?;
         Ok(WavFileSink {
             path,
@@ -210,6 +213,86 @@ impl WavFileSink {
             pcm: vec![0; FRAME_SAMPLES],
             error: None,
         })
+    }
+}
+
+/// Which sink owns each file being recorded now (by absolute path): the newest.
+static RECORDING_OWNERS: Mutex<Option<HashMap<PathBuf, u64>>> = Mutex::new(None);
+static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
+
+/// A recording's file while its sink owns it; once a newer sink took the same path over,
+/// writes and seeks go nowhere (the buffered bytes are dropped, not flushed), so the
+/// older call's samples and its closing header cannot land in the newer call's file.
+struct OwnedFile {
+    key: PathBuf,
+    token: u64,
+    file: Option<BufWriter<File>>,
+}
+
+impl OwnedFile {
+    fn take_over(path: &Path, file: File) -> OwnedFile {
+        let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let token = NEXT_OWNER.fetch_add(1, Ordering::Relaxed);
+        let mut owners = RECORDING_OWNERS.lock().unwrap_or_else(|p| p.into_inner());
+        owners
+            .get_or_insert_with(HashMap::new)
+            .insert(key.clone(), token);
+        OwnedFile {
+            key,
+            token,
+            file: Some(BufWriter::new(file)),
+        }
+    }
+
+    /// The file, while this sink still owns it.
+    fn file(&mut self) -> Option<&mut BufWriter<File>> {
+        if self.file.is_some() {
+            let owners = RECORDING_OWNERS.lock().unwrap_or_else(|p| p.into_inner());
+            let ours = owners.as_ref().and_then(|o| o.get(&self.key)) == Some(&self.token);
+            drop(owners);
+            if !ours {
+                tracing::info!(path = %self.key.display(), "recording taken over by a newer call");
+                // Drop the buffer unwritten.
+                let _ = self.file.take().map(BufWriter::into_parts);
+            }
+        }
+        self.file.as_mut()
+    }
+}
+
+impl Write for OwnedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.file() {
+            Some(f) => f.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.file() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Seek for OwnedFile {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        match self.file() {
+            Some(f) => f.seek(pos),
+            None => Ok(0),
+        }
+    }
+}
+
+impl Drop for OwnedFile {
+    fn drop(&mut self) {
+        let mut owners = RECORDING_OWNERS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(o) = owners.as_mut()
+            && o.get(&self.key) == Some(&self.token)
+        {
+            o.remove(&self.key);
+        }
     }
 }
 
@@ -384,6 +467,56 @@ mod tests {
         assert!((g[100] - f[100]).abs() < 1e-3);
         src.read_frame(&mut g);
         assert!(g.iter().all(|&x| x == 0.0), "silence after the end");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Two calls recording to one file at once (call waiting, being transferred):
+    /// the newer call takes the file over and the older stops writing to it, so the
+    /// file holds the newer call only, with a header that matches, whichever ends first.
+    #[test]
+    fn a_second_call_recording_to_the_same_file_takes_it_over() {
+        let dir = std::env::temp_dir().join(format!("vaxel-ep3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("shared.wav");
+        let frames = |sink: &mut WavFileSink, hz: u32, n: usize| {
+            let mut tone = ToneSource::sine(hz, -10.0);
+            let mut f = [0.0; FRAME_SAMPLES];
+            for _ in 0..n {
+                tone.read_frame(&mut f);
+                sink.write_frame(&f);
+            }
+        };
+        for older_ends_first in [true, false] {
+            let mut older = WavFileSink::create(&path).unwrap();
+            frames(&mut older, 700, 100);
+            let mut newer = WavFileSink::create(&path).unwrap();
+            frames(&mut newer, 1500, 30);
+            frames(&mut older, 700, 100);
+            if older_ends_first {
+                older.finish().unwrap();
+                frames(&mut newer, 1500, 30);
+                newer.finish().unwrap();
+            } else {
+                frames(&mut newer, 1500, 30);
+                newer.finish().unwrap();
+                older.finish().unwrap();
+            }
+            drop(older);
+            let p = Prompt::from_wav(File::open(&path).unwrap(), PIPELINE_RATE).unwrap();
+            let s = p.samples();
+            assert_eq!(
+                s.len(),
+                60 * FRAME_SAMPLES,
+                "older_ends_first={older_ends_first}"
+            );
+            let len = std::fs::metadata(&path).unwrap().len() as usize;
+            assert_eq!(len, 44 + 2 * s.len(), "no bytes past the data");
+            assert!(
+                goertzel_power(s, PIPELINE_RATE, 1500.0)
+                    > 100.0 * goertzel_power(s, PIPELINE_RATE, 700.0),
+                "only the newer call's tone"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
