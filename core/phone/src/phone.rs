@@ -2664,20 +2664,29 @@ impl Core {
             to
         };
         let account_id = self.accounts[c.account].config.id;
-        let (remote, name) = (
+        let display = from
+            .display_name()
+            .map(|n| n.into_owned())
+            .unwrap_or_default();
+        let caller = crate::api::caller_of(&display, &from.uri.to_string());
+        let (remote, name, number, group) = (
             from.uri.to_string(),
-            from.display_name()
-                .map(|n| n.into_owned())
-                .unwrap_or_default(),
+            caller.name.clone(),
+            caller.number.clone(),
+            caller.group.clone(),
         );
+        let via = group.map(|g| (number, g));
         self.records
-            .run(move |r| r.call_started(id, false, account_id, remote, name));
+            .run(move |r| r.call_started_via(id, false, account_id, remote, name, via));
         self.emit(Event::Incoming {
             call: id,
             account,
             from: from.uri.to_string(),
             to,
             replaces: replaced,
+            name: caller.name,
+            number: caller.number,
+            group: caller.group,
         });
         if (self.config.auto_answer || replaced.is_some())
             && let Err((code, m, call)) = self.answer(id, MediaFiles::default(), now).await
