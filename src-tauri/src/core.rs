@@ -579,18 +579,19 @@ impl AppCore {
                 };
                 st.calls.insert(call, v.clone());
                 if replaces.is_none() {
+                    let via = group.map(|g| g.name).unwrap_or_default();
                     if st.file.settings.notifications {
-                        let who = if v.remote_name.is_empty() {
+                        let mut who = if v.remote_name.is_empty() {
                             uri_user(&v.remote)
                         } else {
                             format!("{} ({})", v.remote_name, uri_user(&v.remote))
                         };
+                        if !via.is_empty() {
+                            who = format!("{who} via {via}");
+                        }
                         self.sink.notify("Incoming call", &who);
                     }
-                    out.push(UiEvent::Incoming {
-                        call: v,
-                        via: group.map(|g| g.name).unwrap_or_default(),
-                    });
+                    out.push(UiEvent::Incoming { call: v, via });
                 } else {
                     out.push(UiEvent::Call { call: v });
                 }
@@ -1409,6 +1410,6 @@ mod tests {
         // Calling back dials the caller, not the group.
         assert_eq!(call.remote, "sip:4005@demo.vaxel.test");
         assert_eq!(notes.len(), 1);
-        assert!(notes[0].contains("4005"), "{notes:?}");
+        assert_eq!(notes[0], "Eva Eriksen (4005) via Sales");
     }
 }
