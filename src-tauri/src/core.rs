@@ -542,12 +542,33 @@ impl AppCore {
                 call,
                 from,
                 replaces,
+                name,
+                number,
+                group,
                 ..
             } => {
+                // Through a group the From display name is the group's: the caller's
+                // own name comes from the directory by the plain number.
+                let known = if number.is_empty() {
+                    self.name_of(&st, &from)
+                } else {
+                    st.names.get(&number).cloned().unwrap_or_default()
+                };
                 let v = CallView {
                     call,
-                    remote_name: self.name_of(&st, &from),
-                    remote: from,
+                    remote_name: if known.is_empty() { name } else { known },
+                    // Call back the caller, not the group: drop `#groupId`.
+                    remote: match (&group, from.split_once('@')) {
+                        (Some(_), Some((_, host))) if !number.is_empty() => {
+                            let scheme = if from.starts_with("sips:") {
+                                "sips"
+                            } else {
+                                "sip"
+                            };
+                            format!("{scheme}:{number}@{host}")
+                        }
+                        _ => from,
+                    },
                     direction: "incoming".into(),
                     state: "ringing".into(),
                     held: false,
@@ -558,18 +579,19 @@ impl AppCore {
                 };
                 st.calls.insert(call, v.clone());
                 if replaces.is_none() {
+                    let via = group.map(|g| g.name).unwrap_or_default();
                     if st.file.settings.notifications {
-                        let who = if v.remote_name.is_empty() {
+                        let mut who = if v.remote_name.is_empty() {
                             uri_user(&v.remote)
                         } else {
                             format!("{} ({})", v.remote_name, uri_user(&v.remote))
                         };
+                        if !via.is_empty() {
+                            who = format!("{who} via {via}");
+                        }
                         self.sink.notify("Incoming call", &who);
                     }
-                    out.push(UiEvent::Incoming {
-                        call: v,
-                        via: String::new(),
-                    });
+                    out.push(UiEvent::Incoming { call: v, via });
                 } else {
                     out.push(UiEvent::Call { call: v });
                 }
@@ -1220,6 +1242,7 @@ fn history_item(st: &State, h: HistoryEntry) -> HistoryItem {
             _ => None,
         },
         seen: h.seen,
+        via: h.group,
     }
 }
 
@@ -1334,5 +1357,59 @@ mod tests {
         assert_eq!(uri_user("<sip:4002@demo.vaxel.test>;tag=1"), "4002");
         assert_eq!(uri_host("sip:127.0.0.1:5060"), "127.0.0.1");
         assert_eq!(uri_host("4001@demo.vaxel.test"), "demo.vaxel.test");
+    }
+
+    #[derive(Default)]
+    struct Seen(Mutex<(Vec<UiEvent>, Vec<String>)>);
+    impl Sink for Seen {
+        fn event(&self, e: UiEvent) {
+            self.0.lock().unwrap().0.push(e);
+        }
+        fn media(&self, _: MediaUpdate) {}
+        fn notify(&self, _: &str, body: &str) {
+            self.0.lock().unwrap().1.push(body.to_string());
+        }
+    }
+
+    #[test]
+    fn a_call_through_a_group_shows_via_and_the_callers_own_name() {
+        let seen = Arc::new(Seen::default());
+        let dir = std::env::temp_dir().join(format!("vaxel-desktop-via-{}", std::process::id()));
+        let core = AppCore::new(
+            CoreOptions {
+                config_dir: dir.join("config"),
+                data_dir: dir.join("data"),
+                engine_sip: None,
+                demo_user: "4001".into(),
+                keychain: Arc::new(MemoryStore::new()),
+            },
+            seen.clone(),
+        );
+        core.lock()
+            .names
+            .insert("4005".into(), "Eva Eriksen".into());
+        core.phone_event(Event::Incoming {
+            call: 7,
+            account: "demo".into(),
+            from: "sip:4005%231@demo.vaxel.test".into(),
+            to: "sip:4001@demo.vaxel.test".into(),
+            replaces: None,
+            name: String::new(),
+            number: "4005".into(),
+            group: Some(vaxel_phone::api::ViaGroup {
+                id: "1".into(),
+                name: "Sales".into(),
+            }),
+        });
+        let (events, notes) = &*seen.0.lock().unwrap();
+        let Some(UiEvent::Incoming { call, via }) = events.last() else {
+            panic!("no incoming event: {events:?}");
+        };
+        assert_eq!(via, "Sales");
+        assert_eq!(call.remote_name, "Eva Eriksen");
+        // Calling back dials the caller, not the group.
+        assert_eq!(call.remote, "sip:4005@demo.vaxel.test");
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0], "Eva Eriksen (4005) via Sales");
     }
 }

@@ -197,6 +197,8 @@ pub struct HistoryItem {
     pub duration_s: Option<i64>,
     /// A missed call the user has seen.
     pub seen: bool,
+    /// The group it came in through ("Sales"), else empty: shown as "via Sales".
+    pub via: String,
 }
 
 /// The history and the badge.

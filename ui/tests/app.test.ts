@@ -132,6 +132,31 @@ describe('history', () => {
   });
 });
 
+describe('calls through a group', () => {
+  it('the banner and the history say "via Sales"', async () => {
+    const backend = await hosted();
+    const id = backend.ring('sip:4005@demo.vaxel.test', 'Eva Eriksen', 'Sales');
+    const banner = await screen.findByRole('alertdialog', { name: 'Incoming call' });
+    expect(banner).toHaveTextContent('Eva Eriksen');
+    expect(banner).toHaveTextContent('via Sales');
+    backend.callerGivesUp(id);
+    await fireEvent.click(await screen.findByRole('button', { name: /^History/ }));
+    const row = await waitFor(() => {
+      const li = document.querySelector('#history-list li');
+      expect(li).not.toBeNull();
+      return li as HTMLElement;
+    });
+    expect(row).toHaveTextContent('via Sales');
+  });
+
+  it('a direct call shows no group', async () => {
+    const backend = await hosted();
+    backend.ring('sip:4005@demo.vaxel.test', 'Eva Eriksen');
+    const banner = await screen.findByRole('alertdialog', { name: 'Incoming call' });
+    expect(banner).not.toHaveTextContent('via');
+  });
+});
+
 describe('directory and presence', () => {
   it('shows colleagues with presence colours and my own presence after I change it', async () => {
     const backend = await hosted();

@@ -404,6 +404,90 @@ pub struct CallState {
     pub srtp: bool,
 }
 
+/// The group (hunt group, queue, main number) a call came in through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViaGroup {
+    /// The engine's id of the group (after `#` in the From user part).
+    pub id: String,
+    /// Its name as shown ("Sales"): the From display name.
+    pub name: String,
+}
+
+/// Who is calling, read from an incoming INVITE's From header (RFC 3261 §20.20).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Caller {
+    /// The caller's own display name (empty when unknown or when it was the group's).
+    pub name: String,
+    /// The caller's plain number (the user part, percent-decoded, without `#groupId`).
+    pub number: String,
+    /// The group it came through, if any.
+    pub group: Option<ViaGroup>,
+}
+
+/// Reads the caller from the From header's display name and URI. The Vaxel engine
+/// presents a call through a group as `"Sales" <sip:4001%231@domain>`: display name =
+/// group name, user part = `A-number#groupId` (`#` escaped as `%23`, RFC 3261 §25.1).
+/// A user part with `#` but an empty number or group id, or no display name, is taken
+/// as a plain number (feature codes like `*21*4003#` end in `#` too).
+pub fn caller_of(display: &str, uri: &str) -> Caller {
+    let s = uri.trim().trim_start_matches('<');
+    let s = s
+        .strip_prefix("sips:")
+        .or_else(|| s.strip_prefix("sip:"))
+        .or_else(|| s.strip_prefix("tel:"))
+        .unwrap_or(s);
+    // The user part ends at `@`; a URI without `@` has no user part, except tel:.
+    let user = match s.find('@') {
+        Some(at) => &s[..at],
+        None if uri.trim().trim_start_matches('<').starts_with("tel:") => s,
+        None => "",
+    };
+    let user = user.split([';', '?', '>']).next().unwrap_or("");
+    let user = percent_decode(user);
+    let display = display.trim().to_string();
+    if let Some((number, id)) = user.rsplit_once('#')
+        && !number.is_empty()
+        && !id.is_empty()
+        && !display.is_empty()
+    {
+        return Caller {
+            name: String::new(),
+            number: number.to_string(),
+            group: Some(ViaGroup {
+                id: id.to_string(),
+                name: display,
+            }),
+        };
+    }
+    Caller {
+        name: display,
+        number: user,
+        group: None,
+    }
+}
+
+/// `%XX` escapes decoded (RFC 3986 §2.1); a bad escape is kept as it is.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// One call of the history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
@@ -434,6 +518,10 @@ pub struct HistoryEntry {
     pub cause: String,
     /// A missed call the user has seen.
     pub seen: bool,
+    /// The group it came in through ("Sales"), when it did. Added later: absent when
+    /// empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
 }
 
 /// One search hit.
@@ -550,6 +638,20 @@ pub enum Event {
         /// It replaces this call of ours (RFC 3891): we answer it by ourselves.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replaces: Option<CallId>,
+        /// The caller's display name from the From header (RFC 3261 §20.20), when
+        /// given and the call did not come through a group (then the display name is
+        /// the group's, see `group`). Added later: absent when empty.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        name: String,
+        /// The caller's plain number: the From URI's user part, percent-decoded, without
+        /// the `#groupId` suffix. Absent when the From URI has no user part.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        number: String,
+        /// The group the call came through, when the engine presented it that way: it
+        /// sends From `"Sales" <sip:4001%231@domain>`, i.e. the display name is the
+        /// group's name and the user part is `A-number#groupId`. See [`caller_of`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group: Option<ViaGroup>,
     },
     /// The far end is ringing (180). Until it sends audio (early media) or answers, the
     /// phone plays its own ringback tone to the call's speaker or recording.
@@ -1067,6 +1169,49 @@ pub fn parse_line(line: &str) -> Result<Command, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn caller_through_a_group_gives_number_and_group() {
+        let c = caller_of("Sales", "sip:4001%231@office.example");
+        assert_eq!(c.number, "4001");
+        assert_eq!(c.name, "");
+        assert_eq!(
+            c.group,
+            Some(ViaGroup {
+                id: "1".into(),
+                name: "Sales".into()
+            })
+        );
+        // Unescaped `#` and parameters after the user part.
+        let c = caller_of(" Support ", "<sip:+4570104001#g7@h;transport=tcp>");
+        assert_eq!(c.number, "+4570104001");
+        assert_eq!(c.group.unwrap().name, "Support");
+    }
+
+    #[test]
+    fn plain_caller_keeps_name_and_number() {
+        let c = caller_of("Alice", "sip:4001@office.example");
+        assert_eq!((c.name.as_str(), c.number.as_str()), ("Alice", "4001"));
+        assert_eq!(c.group, None);
+        // A `#` with nothing after it, or no display name, is no group.
+        assert_eq!(caller_of("X", "sip:*21*4003%23@h").group, None);
+        assert_eq!(caller_of("X", "sip:*21*4003%23@h").number, "*21*4003#");
+        assert_eq!(caller_of("", "sip:4001%231@h").group, None);
+        assert_eq!(caller_of("", "sip:h.example").number, "");
+        assert_eq!(caller_of("", "tel:+4512345678").number, "+4512345678");
+        // Bad escapes and non-ASCII do not panic.
+        assert_eq!(caller_of("", "sip:a%2@h").number, "a%2");
+        assert_eq!(caller_of("", "sip:æ%é@h").number, "æ%é");
+    }
+
+    #[test]
+    fn incoming_without_the_new_fields_still_parses() {
+        let e: Event = serde_json::from_str(
+            r#"{"event":"incoming","call":1,"account":"a","from":"sip:x@h","to":"sip:y@h"}"#,
+        )
+        .unwrap();
+        assert!(matches!(e, Event::Incoming { group: None, .. }));
+    }
 
     #[test]
     fn json_round_trips_in_snake_case() {

@@ -470,6 +470,8 @@ struct Call {
     progress_reported: u16,
     /// Local ringback playing into the call's sink until its media starts.
     ringback: Option<crate::media::Ringback>,
+    /// The ring tone on the ringing device while the call comes in.
+    ringtone: Option<crate::media::Ringtone>,
     /// The caller cancelled because another device of this account answered (RFC 3326
     /// `Reason: SIP;cause=200`): not a missed call.
     answered_elsewhere: bool,
@@ -945,6 +947,7 @@ impl Core {
                 Command::Reject { call, code } => {
                     let id = self.pick_call(call, true).map_err(bad)?;
                     let c = self.calls.get_mut(&id).ok_or_else(|| bad("gone".into()))?;
+                    c.ringtone = None;
                     c.session
                         .reject(now, code.unwrap_or(486))
                         .map_err(|e| (ErrorCode::BadCommand, e.to_string(), Some(id)))
@@ -1483,6 +1486,7 @@ impl Core {
                 resume_on_transfer_failure: false,
                 progress_reported: 0,
                 ringback: None,
+                ringtone: None,
                 answered_elsewhere: false,
             },
         );
@@ -1510,6 +1514,7 @@ impl Core {
         if !media.is_empty() {
             c.files = media;
         }
+        c.ringtone = None;
         if let Some((answer, audio)) = c.pending_answer.take() {
             c.session
                 .answer(now, Bytes::from(answer))
@@ -1969,6 +1974,7 @@ impl Core {
                 resume_on_transfer_failure: false,
                 progress_reported: 0,
                 ringback: None,
+                ringtone: None,
                 answered_elsewhere: false,
             },
         );
@@ -2535,6 +2541,46 @@ impl Core {
         }
     }
 
+    /// The ring tone on the ringing device for an incoming call, when the phone uses
+    /// sound devices (not files). A device that cannot open is no reason to refuse the
+    /// call: the tone is left out and the UI still shows the call.
+    fn start_ringtone(&mut self, id: CallId) {
+        let Some(c) = self.calls.get(&id) else { return };
+        if !self.config.media.is_empty() || !c.files.is_empty() || c.ringtone.is_some() {
+            return;
+        }
+        if self.audio.is_none() {
+            match vaxel_audio::Audio::start(self.config.audio.clone()) {
+                Ok(a) => self.audio = Some(a),
+                Err(e) => {
+                    tracing::debug!("no ring tone: sound devices: {e}");
+                    return;
+                }
+            }
+        }
+        let Some(audio) = self.audio.as_ref() else {
+            return;
+        };
+        let started = audio
+            .open_playback(
+                vaxel_audio::DeviceRole::Ringing,
+                crate::media::call_stream_options(),
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|p| {
+                crate::media::Ringtone::start(p, crate::media::Ringtone::tone())
+                    .map_err(|e| e.to_string())
+            });
+        match started {
+            Ok(r) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.ringtone = Some(r);
+                }
+            }
+            Err(e) => tracing::debug!("no ring tone: {e}"),
+        }
+    }
+
     /// Local ringback for an outgoing call that rings without media of its own yet.
     fn start_ringback(&mut self, id: CallId) {
         let Some(c) = self.calls.get(&id) else { return };
@@ -2664,29 +2710,43 @@ impl Core {
             to
         };
         let account_id = self.accounts[c.account].config.id;
-        let (remote, name) = (
+        let display = from
+            .display_name()
+            .map(|n| n.into_owned())
+            .unwrap_or_default();
+        let caller = crate::api::caller_of(&display, &from.uri.to_string());
+        let (remote, name, number, group) = (
             from.uri.to_string(),
-            from.display_name()
-                .map(|n| n.into_owned())
-                .unwrap_or_default(),
+            caller.name.clone(),
+            caller.number.clone(),
+            caller.group.clone(),
         );
+        let via = group.map(|g| (number, g));
         self.records
-            .run(move |r| r.call_started(id, false, account_id, remote, name));
+            .run(move |r| r.call_started_via(id, false, account_id, remote, name, via));
         self.emit(Event::Incoming {
             call: id,
             account,
             from: from.uri.to_string(),
             to,
             replaces: replaced,
+            name: caller.name,
+            number: caller.number,
+            group: caller.group,
         });
-        if (self.config.auto_answer || replaced.is_some())
-            && let Err((code, m, call)) = self.answer(id, MediaFiles::default(), now).await
-        {
-            self.fail(code, m, call);
+        if self.config.auto_answer || replaced.is_some() {
+            if let Err((code, m, call)) = self.answer(id, MediaFiles::default(), now).await {
+                self.fail(code, m, call);
+            }
+        } else {
+            self.start_ringtone(id);
         }
     }
 
     fn on_ended(&mut self, id: CallId, cause: EndCause) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.ringtone = None;
+        }
         let Some(c) = self.calls.get(&id) else { return };
         let transferred = c.transferred;
         let established = c.established;

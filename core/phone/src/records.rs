@@ -13,8 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 use vaxel_store::{
-    AccountId, CallDirection, CallOutcome, CallQuery, CallRecord, CallUpdate, Contact, ContactData,
-    HitKind, NewCall, Phone as StorePhone, PhoneKind, SearchHit, Store, StoreError,
+    AccountId, CallDirection, CallGroup, CallOutcome, CallQuery, CallRecord, CallUpdate, Contact,
+    ContactData, HitKind, NewCall, Phone as StorePhone, PhoneKind, SearchHit, Store, StoreError,
 };
 
 use crate::api::{CallId, ContactEntry, ErrorCode, Event, HistoryEntry, NewContact, SearchResult};
@@ -137,6 +137,20 @@ impl Records {
         remote_uri: String,
         remote_name: String,
     ) {
+        self.call_started_via(call, outgoing, account, remote_uri, remote_name, None);
+    }
+
+    /// A call started that came through a group: the number is the caller's plain
+    /// number (without the `#groupId` of the From URI), kept with the group.
+    pub(crate) fn call_started_via(
+        &mut self,
+        call: CallId,
+        outgoing: bool,
+        account: AccountId,
+        remote_uri: String,
+        remote_name: String,
+        via: Option<(String, crate::api::ViaGroup)>,
+    ) {
         let mut row = NewCall::new(
             if outgoing {
                 CallDirection::Outgoing
@@ -149,6 +163,13 @@ impl Records {
         row.number = number_of(&remote_uri);
         row.remote_uri = remote_uri;
         row.remote_name = remote_name;
+        if let Some((number, g)) = via {
+            row.number = number;
+            row.group = Some(CallGroup {
+                id: g.id,
+                name: g.name,
+            });
+        }
         match self.store.insert_call(&row) {
             Ok(id) => {
                 self.rows.insert(call, id);
@@ -348,6 +369,7 @@ fn history_entry(c: &CallRecord) -> HistoryEntry {
         ended_at: c.ended_at,
         cause: c.cause.clone(),
         seen: c.seen,
+        group: c.group.as_ref().map(|g| g.name.clone()).unwrap_or_default(),
     }
 }
 

@@ -17,6 +17,9 @@
 //! - `replaces_refused_486.xml`: a failed attended transfer — vaxel a holds vaxel b,
 //!   consults SIPp, and REFERs b to SIPp with Replaces; SIPp refuses b's INVITE with 486,
 //!   so a gets `transfer_failed` (486) and takes b back (`resumed`), both calls still up.
+//! - `via_group.xml`: a call presented through a hunt group as the engine does it
+//!   (From `"Sales" <sip:4005%231@…>`): vaxel's `incoming` carries number 4005 and group
+//!   Sales (id 1), and the history row keeps both.
 //!
 //! Each fails unless SIPp reports its call successful (exit status 0). Skips (or fails
 //! with `VAXEL_REQUIRE_PEERS=1`) when sipp is not installed.
@@ -471,5 +474,38 @@ fn sipp_ringing_without_sdp_gets_local_ringback() {
     let last = &s[s.len() - 4_800..];
     let rms = (last.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / last.len() as f64).sqrt();
     assert!(rms < 300.0, "no ringback once answered (rms {rms:.0})");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sipp_call_via_group_gives_number_and_group() {
+    if !have_peer("sipp") {
+        return;
+    }
+    let dir = temp_dir("sipp-via-group");
+    let vport = free_port();
+    let mut v = vaxel(&dir, vport);
+    let s = sipp(
+        &dir,
+        "via_group.xml",
+        free_port(),
+        Some(&format!("127.0.0.1:{vport}")),
+    );
+    sipp_ok(&dir, "via_group.xml", s, 30);
+    let inc = v.event("incoming", 5);
+    assert_eq!(inc["number"], "4005", "{inc}");
+    assert_eq!(inc["group"]["name"], "Sales", "{inc}");
+    assert_eq!(inc["group"]["id"], "1", "{inc}");
+    assert!(
+        inc.get("name").is_none(),
+        "the group's name is no caller name: {inc}"
+    );
+    v.event("ended", 5);
+    v.send("history");
+    let h = v.event("history", 5);
+    let row = &h["calls"][0];
+    assert_eq!(row["number"], "4005", "{h}");
+    assert_eq!(row["group"], "Sales", "{h}");
+    quit(v);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -203,7 +203,11 @@ durationS: number | null,
 /**
  * A missed call the user has seen.
  */
-seen: boolean, };
+seen: boolean, 
+/**
+ * The group it came in through ("Sales"), else empty: shown as "via Sales".
+ */
+via: string, };
 
 export type HistoryPage = { 
 /**

@@ -60,20 +60,24 @@ export class MockBackend implements Backend {
     this.historyList.unshift({
       id: this.nextId++, direction: c.direction, outcome, remote: c.remote, name: c.remoteName,
       number, startedAt: Date.now(), durationS: c.answeredAt ? 1 : null, seen: outcome !== 'missed',
+      via: this.viaOf.get(c.call) ?? '',
     });
     if (outcome === 'missed') this.snap.unseenMissed += 1;
     this.emit({ type: 'ended', call: c.call, cause });
     this.emit({ type: 'history', unseenMissed: this.snap.unseenMissed });
   }
 
-  /** A call comes in (tests). */
-  ring(from: string, name = ''): number {
+  /** The group each incoming call came through ("via Sales"). */
+  private viaOf = new Map<number, string>();
+  /** A call comes in (tests), through group `via` when given. */
+  ring(from: string, name = '', via = ''): number {
     const c: CallView = {
       call: this.nextCall++, remote: from, remoteName: name, direction: 'incoming', state: 'ringing',
       held: false, remoteHeld: false, muted: false, codec: '', answeredAt: null,
     };
     this.snap.calls.push(c);
-    this.emit({ type: 'incoming', call: { ...c }, via: '' });
+    if (via) this.viaOf.set(c.call, via);
+    this.emit({ type: 'incoming', call: { ...c }, via });
     return c.call;
   }
   /** The caller gives up (tests). */

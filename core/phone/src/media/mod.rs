@@ -72,7 +72,7 @@ pub use endpoint::{
     SilentSource, ToneSource, WavFileSink, WavFileSource,
 };
 pub use net::MediaPorts;
-pub use ringback::Ringback;
+pub use ringback::{Ringback, Ringtone};
 
 /// How a call opens its sound devices: 5 ms device periods (PulseAudio then
 /// holds about 10 ms instead of 20) and one period of prefill, which the

@@ -69,3 +69,72 @@ fn play(mut io: AudioIo, tone: Tone, stop: &AtomicBool) -> AudioIo {
     }
     io
 }
+
+/// The ring tone: played on the ringing device ([`vaxel_audio::DeviceRole::Ringing`],
+/// often the loudspeaker while calls go to a headset) while a call comes in, on a thread
+/// of its own paced by a 10 ms timer. Stops when dropped (answer, reject, caller gave up).
+#[derive(Debug)]
+pub struct Ringtone {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<vaxel_audio::PlaybackWriter>>,
+}
+
+impl Ringtone {
+    /// The ring tone's sound: 440 + 480 Hz, a double ring (0.4 s on, 0.2 s off, 0.4 s
+    /// on, 2 s off), unlike any country's ringback so it is not taken for a call's audio.
+    pub fn tone() -> Tone {
+        Tone::new(&[440, 480], &[(400, 200), (400, 2000)])
+    }
+
+    /// Plays `tone` into `playback` until [`Ringtone::stop`] or drop.
+    pub fn start(playback: vaxel_audio::PlaybackWriter, tone: Tone) -> std::io::Result<Ringtone> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("vaxel-ringtone".into())
+            .spawn(move || ring(playback, tone, &flag))?;
+        Ok(Ringtone {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the tone (within one frame) and gives the stream back.
+    pub fn stop(mut self) -> Option<vaxel_audio::PlaybackWriter> {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> Option<vaxel_audio::PlaybackWriter> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().and_then(|t| t.join().ok())
+    }
+}
+
+impl Drop for Ringtone {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+fn ring(
+    mut playback: vaxel_audio::PlaybackWriter,
+    tone: Tone,
+    stop: &AtomicBool,
+) -> vaxel_audio::PlaybackWriter {
+    const FRAME: Duration = Duration::from_millis(10);
+    let mut source = ToneSource::new(tone);
+    let mut frame = [0.0f32; FRAME_SAMPLES];
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        source.read_frame(&mut frame);
+        playback.write_frame(&frame);
+        next += FRAME;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else if now > next + 10 * FRAME {
+            next = now;
+        }
+    }
+    playback
+}
