@@ -5,6 +5,7 @@
 #
 #   scripts/setup.sh build   toolchain and libraries needed to build
 #   scripts/setup.sh test    the above plus the real peers the tests run against
+#   scripts/setup.sh bench   the above plus what scripts/bench-engine.sh needs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,8 @@ build_pkgs=(build-essential cmake pkg-config curl ca-certificates git libssl-dev
 # sndfile, ctrl_tcp) and SIPVicious (svwar, svcrack) as the attacker.
 test_pkgs=(sip-tester pulseaudio pulseaudio-utils espeak-ng dbus gnome-keyring libsecret-tools
     kamailio baresip-core sipvicious)
+# scripts/bench-engine.sh: Kamailio's registrar and auth_db on SQLite, like the engine's.
+bench_pkgs=(kamailio-sqlite-modules sqlite3)
 
 apt_install() {
     local missing=()
@@ -48,7 +51,8 @@ case "$(uname -s)" in
     Linux)
         if command -v dpkg-query >/dev/null; then
             pkgs=("${build_pkgs[@]}")
-            [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
+            [ "$what" = test ] || [ "$what" = bench ] && pkgs+=("${test_pkgs[@]}")
+            [ "$what" = bench ] && pkgs+=("${bench_pkgs[@]}")
             apt_install "${pkgs[@]}"
         fi
         ;;

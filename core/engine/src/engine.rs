@@ -48,7 +48,7 @@ use crate::relay::{Relay, Side, rewrite_sdp};
 mod timers;
 mod xfer;
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER";
 /// Registration lifetimes (RFC 3261 §10.3 step 7): default, floor and ceiling.
 const DEFAULT_EXPIRES: u32 = 3600;
 const MIN_EXPIRES: u32 = 60;
