@@ -6,8 +6,10 @@
 //! with a single thread, that is one core. A load generator on another thread plays
 //! both phones of every call: 172-byte packets (RTP + 20 ms of G.711) every 20 ms per
 //! stream, the streams spread evenly over the 20 ms like unsynchronised phones, each
-//! packet stamped with its send time. The added jitter of a packet is its transit
-//! time minus the smallest transit time of its stream; a step passes when the 99th
+//! packet stamped with its send time (wall clock). The arrival time is the kernel's
+//! receive timestamp (`SO_TIMESTAMPNS`), so the generator's own scheduling does not
+//! count. The added jitter of a packet is its transit time minus the smallest
+//! transit time of its stream; a step passes when the 99th
 //! percentile is under the bound and no packet is lost. The number of calls doubles
 //! until a step fails, then is bisected. The generator shares the machine, so the
 //! figure is a lower bound for the relay alone.
@@ -15,15 +17,55 @@
 //! The last line printed (stdout) is the result; progress goes to stderr.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use vaxel_engine::relay::{Relay, Side};
 
 const PACKET: usize = 172;
 const PTIME_MS: u64 = 20;
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Asks the kernel to stamp every datagram's arrival (`SO_TIMESTAMPNS`).
+fn enable_rx_timestamps(sock: &UdpSocket) -> std::io::Result<()> {
+    setsockopt(sock, sockopt::ReceiveTimestampns, &true).map_err(std::io::Error::from)
+}
+
+/// One datagram and the kernel's arrival time of it (wall clock, ns).
+fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, Option<u64>)> {
+    sock.try_io(Interest::READABLE, || {
+        let mut iov = [std::io::IoSliceMut::new(buf)];
+        let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+        let msg = recvmsg::<SockaddrStorage>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(std::io::Error::from)?;
+        let mut stamp = None;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmTimestampns(t) = c {
+                    stamp = Some(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64);
+                }
+            }
+        }
+        Ok((msg.bytes, stamp))
+    })
+}
 
 struct Step {
     p99_us: u64,
@@ -93,6 +135,8 @@ async fn load(
     let base = Instant::now();
     let warm_up = Duration::from_millis(500);
     let end = base + warm_up + Duration::from_secs(secs);
+    // Packets sent before this (wall clock) are the warm-up.
+    let counted_from = wall_ns() + warm_up.as_nanos() as u64;
     // Every socket sends to its relay side and receives what the other phone sent.
     let mut streams: Vec<(Arc<UdpSocket>, SocketAddr)> = Vec::new();
     for ((a, b), (ra, rb)) in endpoints.iter().zip(&relays) {
@@ -102,6 +146,7 @@ async fn load(
     let mut receivers = Vec::new();
     for (sock, _) in &streams {
         let sock = sock.clone();
+        let _ = enable_rx_timestamps(&sock);
         receivers.push(tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             let mut transits: Vec<u64> = Vec::new();
@@ -110,14 +155,15 @@ async fn load(
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(deadline) => break,
-                    r = sock.recv_from(&mut buf) => {
-                        let Ok((n, _)) = r else { continue };
+                    r = sock.readable() => {
+                        if r.is_err() { break; }
+                        let Ok((n, stamp)) = recv_stamped(&sock, &mut buf) else { continue };
                         if n < 20 { continue; }
                         let sent_ns = u64::from_be_bytes(buf[12..20].try_into().unwrap_or_default());
-                        let now_ns = base.elapsed().as_nanos() as u64;
-                        if Duration::from_nanos(sent_ns) >= warm_up {
+                        let arrived = stamp.unwrap_or_else(wall_ns);
+                        if sent_ns >= counted_from {
                             count += 1;
-                            transits.push(now_ns.saturating_sub(sent_ns) / 1000);
+                            transits.push(arrived.saturating_sub(sent_ns) / 1000);
                         }
                     }
                 }
@@ -139,10 +185,10 @@ async fn load(
             if i as u64 % PTIME_MS != slot % PTIME_MS {
                 continue;
             }
-            let now_ns = base.elapsed().as_nanos() as u64;
+            let now_ns = wall_ns();
             pkt[2..4].copy_from_slice(&seq.to_be_bytes());
             pkt[12..20].copy_from_slice(&now_ns.to_be_bytes());
-            if sock.try_send_to(&pkt, *to).is_ok() && Duration::from_nanos(now_ns) >= warm_up {
+            if sock.try_send_to(&pkt, *to).is_ok() && now_ns >= counted_from {
                 sent += 1;
             }
         }
