@@ -25,7 +25,7 @@ build_pkgs=(build-essential cmake pkg-config curl ca-certificates git libssl-dev
 # Interop: Kamailio as registrar/proxy, baresip phones (core modules: g711, aufile,
 # sndfile, ctrl_tcp) and SIPVicious (svwar, svcrack) as the attacker.
 test_pkgs=(sip-tester pulseaudio pulseaudio-utils espeak-ng dbus gnome-keyring libsecret-tools
-    kamailio baresip-core sipvicious)
+    kamailio baresip-core sipvicious openssl)
 # scripts/bench-engine.sh: Kamailio's registrar and auth_db on SQLite, like the engine's.
 bench_pkgs=(kamailio-sqlite-modules sqlite3)
 

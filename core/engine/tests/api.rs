@@ -94,6 +94,7 @@ async fn login_directory_history_admin_events_and_openapi() {
         office: Some(dir.join("office.toml")),
         session_check: Duration::from_secs(90),
         session_min_se: 90,
+        tls: None,
     })
     .await
     .unwrap();
