@@ -32,7 +32,14 @@ ENGINE="$CARGO_TARGET_DIR/release/vaxel-engine"
 RELAY_BENCH="$CARGO_TARGET_DIR/release/examples/relay_bench"
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+# Stops our own background processes (by pid) and waits until they are gone, so
+# the next server can bind the same ports.
+stop_all() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    PIDS=()
+}
+cleanup() { stop_all; rm -rf "$WORK"; }
 trap cleanup EXIT
 say() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
 
@@ -313,8 +320,9 @@ search() {
 }
 
 register_uas() {
-    sipp -sf "$WORK/register-uas.xml" -i 127.0.0.1 -p "$UAS_PORT" \
-        "127.0.0.1:$SERVER_PORT" -m 1 -nostdin >/dev/null 2>&1
+    timeout 20 sipp -sf "$WORK/register-uas.xml" -i 127.0.0.1 -p "$UAS_PORT" \
+        "127.0.0.1:$SERVER_PORT" -m 1 -nostdin -timeout 10s -timeout_error >/dev/null 2>&1 ||
+        { say "the callee could not register (is the server up? see $1)"; cat "$1" >&2; exit 1; }
 }
 
 say "vaxel-engine: calls"
@@ -323,23 +331,25 @@ mkdir -p "$WORK/data"
     --api 127.0.0.1:0 >/dev/null 2>"$WORK/engine.log" &
 PIDS+=($!)
 sleep 1
-register_uas
+register_uas "$WORK/engine.log"
 uas
 ENGINE_CALLS=$(search calls_ok)
-say "vaxel-engine: REGISTER/s"
+say "vaxel-engine: $ENGINE_CALLS calls/s; REGISTER/s"
 ENGINE_REGS=$(search registers_ok)
-kill "${PIDS[@]}" 2>/dev/null || true; PIDS=(); sleep 0.5
+say "vaxel-engine: $ENGINE_REGS REGISTER/s"
+stop_all
 
 say "Kamailio: calls"
 kamailio -f "$WORK/kamailio.cfg" -m 512 -M 32 -DD -E -Y "$WORK" -P "$WORK/kam.pid" >/dev/null 2>"$WORK/kamailio.log" &
 PIDS+=($!)
 sleep 1
-register_uas
+register_uas "$WORK/kamailio.log"
 uas
 KAM_CALLS=$(search calls_ok)
-say "Kamailio: REGISTER/s"
+say "Kamailio: $KAM_CALLS calls/s; REGISTER/s"
 KAM_REGS=$(search registers_ok)
-kill "${PIDS[@]}" 2>/dev/null || true; PIDS=(); sleep 0.5
+say "Kamailio: $KAM_REGS REGISTER/s"
+stop_all
 
 say "RTP relay: streams on one core with added jitter under 1 ms"
 RTP_STREAMS=$("$RELAY_BENCH" --max-jitter-ms 1 | tail -1)
