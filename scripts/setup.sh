@@ -5,6 +5,7 @@
 #
 #   scripts/setup.sh build   toolchain and libraries needed to build
 #   scripts/setup.sh test    the above plus the real peers the tests run against
+#   scripts/setup.sh bench   the above plus what scripts/bench-engine.sh needs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,10 +31,12 @@ command -v npm >/dev/null || build_pkgs+=(nodejs npm)
 # phone's presence and TLS tests), baresip phones (core modules: g711, aufile,
 # sndfile, ctrl_tcp) and SIPVicious (svwar, svcrack) as the attacker.
 test_pkgs=(sip-tester pulseaudio pulseaudio-utils espeak-ng dbus gnome-keyring libsecret-tools
-    kamailio kamailio-presence-modules kamailio-tls-modules baresip-core sipvicious)
+    kamailio kamailio-presence-modules kamailio-tls-modules baresip-core sipvicious openssl)
 # The desktop app's end-to-end test: a virtual display, WebKitGTK's WebDriver, and
 # ImageMagick's `import` for screenshots of the window.
 test_pkgs+=(xvfb xauth webkit2gtk-driver imagemagick)
+# scripts/bench-engine.sh: Kamailio's registrar and auth_db on SQLite, like the engine's.
+bench_pkgs=(kamailio-sqlite-modules sqlite3)
 
 apt_install() {
     local missing=()
@@ -57,7 +60,8 @@ case "$(uname -s)" in
     Linux)
         if command -v dpkg-query >/dev/null; then
             pkgs=("${build_pkgs[@]}")
-            [ "$what" = test ] && pkgs+=("${test_pkgs[@]}")
+            [ "$what" = test ] || [ "$what" = bench ] && pkgs+=("${test_pkgs[@]}")
+            [ "$what" = bench ] && pkgs+=("${bench_pkgs[@]}")
             apt_install "${pkgs[@]}"
         fi
         ;;

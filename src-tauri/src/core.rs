@@ -333,6 +333,7 @@ impl AppCore {
             session_check: Duration::from_secs(90),
             flows: Default::default(),
             session_min_se: 90,
+            tls: None,
         };
         match self.opts.engine_sip {
             Some(sip) => vaxel_engine::engine::start(start(sip))

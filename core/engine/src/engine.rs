@@ -50,7 +50,7 @@ mod timers;
 mod xfer;
 pub use flows::{FlowOptions, default_prompts_dir};
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER";
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER";
 /// Registration lifetimes (RFC 3261 §10.3 step 7): default, floor and ceiling.
 const DEFAULT_EXPIRES: u32 = 3600;
 const MIN_EXPIRES: u32 = 60;
@@ -76,6 +76,19 @@ pub struct EngineConfig {
     /// Our Min-SE (RFC 4028 §5): callers asking for a shorter session interval get
     /// 422. The RFC's floor is 90 s; tests use less to stay short.
     pub session_min_se: u32,
+    /// SIP over TLS (RFC 3261 §26.2): where to listen and the certificate to show.
+    pub tls: Option<TlsListener>,
+}
+
+/// A TLS listener of the engine.
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    /// Address (phones use `;transport=tls`, usually port 5061).
+    pub addr: SocketAddr,
+    /// Certificate chain, PEM, leaf first.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
 }
 
 /// Something the control API or a test can watch.
@@ -309,6 +322,9 @@ pub enum StartError {
     /// Sockets.
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS certificate or key.
+    #[error("TLS: {0}")]
+    Tls(#[from] vaxel_transport::tls::TlsError),
 }
 
 type LegId = u64;
@@ -510,10 +526,23 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
     if closed > 0 {
         info!("{closed} calls from before the restart closed as interrupted");
     }
+    let (tls, tls_server) = match &config.tls {
+        Some(t) => {
+            let chain = vaxel_transport::tls::load_certs(&t.cert)?;
+            let key = vaxel_transport::tls::load_key(&t.key)?;
+            (
+                vec![t.addr],
+                Some(vaxel_transport::tls::server_config(chain, key)?),
+            )
+        }
+        None => (Vec::new(), None),
+    };
     let (sip, events_rx) = Endpoint::start(EndpointConfig {
         sockets: SocketsConfig {
             udp: vec![config.sip],
             tcp: vec![config.sip],
+            tls,
+            tls_server,
             ..Default::default()
         },
         ..Default::default()

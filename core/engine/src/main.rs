@@ -38,6 +38,15 @@ struct Args {
     /// session interval gets 422. The RFC floor is 90.
     #[arg(long, default_value_t = 90)]
     session_min_se: u32,
+    /// SIP over TLS on this address too (needs --cert and --key).
+    #[arg(long, requires_all = ["cert", "key"])]
+    tls: Option<SocketAddr>,
+    /// TLS certificate chain (PEM, leaf first).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long)]
+    key: Option<PathBuf>,
     /// Print the stored office as TOML and exit.
     #[arg(long)]
     export: bool,
@@ -73,6 +82,12 @@ async fn main() {
             clock_offset_secs: args.clock_offset_secs,
         },
         session_min_se: args.session_min_se,
+        tls: match (args.tls, args.cert, args.key) {
+            (Some(addr), Some(cert), Some(key)) => {
+                Some(vaxel_engine::engine::TlsListener { addr, cert, key })
+            }
+            _ => None,
+        },
     };
     let engine = match vaxel_engine::engine::start(config).await {
         Ok(e) => e,

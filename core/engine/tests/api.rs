@@ -95,6 +95,7 @@ async fn login_directory_history_admin_events_and_openapi() {
         session_check: Duration::from_secs(90),
         flows: Default::default(),
         session_min_se: 90,
+        tls: None,
     })
     .await
     .unwrap();

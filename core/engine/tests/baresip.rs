@@ -93,6 +93,11 @@ impl Drop for Baresip {
 
 impl Baresip {
     fn start(dir: &Path, user: &str, password: &str, engine: &EngineProc, tone: f64) -> Baresip {
+        Self::start_via(dir, user, password, &format!("sip:{}", engine.sip), tone)
+    }
+
+    /// [`Baresip::start`] with `outbound` as the outbound proxy URI.
+    fn start_via(dir: &Path, user: &str, password: &str, outbound: &str, tone: f64) -> Baresip {
         std::fs::create_dir_all(dir).unwrap();
         let (sip, ctrl) = (free_port(), free_port());
         write_tone(&dir.join("tx.wav"), tone, 20, 8000);
@@ -124,8 +129,7 @@ impl Baresip {
         std::fs::write(
             dir.join("accounts"),
             format!(
-                "<sip:{user}@{DOMAIN}>;auth_pass={password};outbound=\"sip:{}\";regint=600;answermode=auto;audio_codecs=PCMU\n",
-                engine.sip
+                "<sip:{user}@{DOMAIN}>;auth_pass={password};outbound=\"{outbound}\";regint=600;answermode=auto;audio_codecs=PCMU\n",
             ),
         )
         .unwrap();
@@ -359,4 +363,97 @@ fn baresip_hold_and_resume_through_the_engine() {
         "{call:?}"
     );
     assert_eq!(db.calls(10).unwrap().len(), 1);
+}
+
+/// SIP over TLS: the engine listens with a certificate; one phone registers and
+/// calls over TLS, the other over UDP; the engine's INVITE to the TLS phone goes back
+/// through its TLS connection; audio both ways through the relay.
+#[test]
+fn baresip_over_tls_calls_a_udp_phone_through_the_engine() {
+    let _serial = one_at_a_time();
+    if !have("baresip") && skip_or_fail("baresip TLS", "baresip") {
+        return;
+    }
+    if !have("openssl") && skip_or_fail("baresip TLS", "openssl") {
+        return;
+    }
+    let dir = temp_dir("tls");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "openssl made a certificate");
+    let tls_port = free_port();
+    let tls = format!("127.0.0.1:{tls_port}");
+    let engine = EngineProc::start_with(
+        &dir,
+        Some(&office("")),
+        free_port(),
+        &[
+            "--tls",
+            &tls,
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let alice = Baresip::start_via(
+        &dir.join("alice"),
+        "4001",
+        "alice-pw",
+        &format!("sip:{tls};transport=tls"),
+        440.0,
+    );
+    let bob = Baresip::start(&dir.join("bob"), "4002", "bob-pw", &engine, 1000.0);
+    let db = vaxel_engine::db::Db::open(&dir).unwrap();
+    wait_until("both phones registered", 15, || {
+        db.bindings(0).map(|b| b.len() == 2).unwrap_or(false)
+    });
+    let bindings = db.bindings(0).unwrap();
+    let a = bindings.iter().find(|b| b.extension == "4001").unwrap();
+    assert!(a.transport.eq_ignore_ascii_case("tls"), "{a:?}");
+    // Bob calls Alice: the engine's INVITE goes over Alice's TLS connection.
+    bob.command("dial", "4001");
+    wait_until("the call answered", 15, || {
+        db.calls(1)
+            .ok()
+            .and_then(|c| c.first().cloned())
+            .is_some_and(|c| c.answered_at.is_some())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    bob.command("hangup", "");
+    wait_until("the call ended", 10, || {
+        db.calls(1)
+            .ok()
+            .and_then(|c| c.first().cloned())
+            .is_some_and(|c| c.ended_at.is_some())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (s, rate) = read_wav(&dec_wav(&alice.dir).unwrap_or_else(|| panic!("{}", alice.log())));
+    let f = tone_of(&s, rate).expect("Alice heard a tone");
+    assert!(
+        (f - 1000.0).abs() < 60.0,
+        "Alice heard {f} Hz, Bob sent 1000 Hz"
+    );
+    let (s, rate) = read_wav(&dec_wav(&bob.dir).unwrap_or_else(|| panic!("{}", bob.log())));
+    let f = tone_of(&s, rate).expect("Bob heard a tone");
+    assert!(
+        (f - 440.0).abs() < 40.0,
+        "Bob heard {f} Hz, Alice sent 440 Hz"
+    );
 }
