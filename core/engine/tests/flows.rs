@@ -2855,3 +2855,186 @@ fn keyed_hash_n_hash_as_rfc4733_moves_the_call() {
     assert!(run.ok, "the caller stays in the call: {}", run.output);
     assert!(wait_bg(&mut target, 5), "4003 got the caller's BYE");
 }
+
+/// A baresip 1.0 phone for the flows: registered as `user`, auto-answers, records
+/// what it hears to `<dir>/*-dec.wav` (sndfile), driven through ctrl_tcp.
+struct BaresipPhone {
+    child: std::process::Child,
+    ctrl: u16,
+    dir: PathBuf,
+}
+
+impl Drop for BaresipPhone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl BaresipPhone {
+    fn start(dir: &Path, user: &str, engine: &EngineProc) -> BaresipPhone {
+        std::fs::create_dir_all(dir).unwrap();
+        let (sip, ctrl) = (free_port(), free_port());
+        std::fs::write(dir.join("tx.wav"), tone_wav(300.0, 30.0)).unwrap();
+        std::fs::write(
+            dir.join("config"),
+            format!(
+                "poll_method epoll\nnet_interface 127.0.0.1\n\
+                 sip_listen 127.0.0.1:{sip}\n\
+                 audio_player aubridge,nil\n\
+                 audio_source aufile,{tx}\n\
+                 audio_alert aubridge,nil\n\
+                 audio_srate 8000\naudio_channels 1\n\
+                 snd_path {dir}\n\
+                 module_path /usr/lib/baresip/modules\n\
+                 module g711.so\nmodule aufile.so\nmodule aubridge.so\nmodule sndfile.so\n\
+                 module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n\
+                 ctrl_tcp_listen 127.0.0.1:{ctrl}\n",
+                tx = dir.join("tx.wav").display(),
+                dir = dir.display(),
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("accounts"),
+            format!(
+                "<sip:{user}@{DOMAIN}>;auth_pass={pw};outbound=\"sip:{sip}\";regint=600;answermode=auto;audio_codecs=PCMA\n",
+                pw = password(user),
+                sip = engine.sip,
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
+        let child = std::process::Command::new("baresip")
+            .arg("-v")
+            .arg("-f")
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("baresip starts");
+        BaresipPhone {
+            child,
+            ctrl,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// One ctrl_tcp command (a netstring of JSON); returns baresip's reply.
+    fn command(&self, command: &str, params: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut s = loop {
+            match TcpStream::connect(("127.0.0.1", self.ctrl)) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => panic!("baresip ctrl_tcp: {e}"),
+            }
+        };
+        let json = format!(r#"{{"command":"{command}","params":"{params}","token":"t"}}"#);
+        s.write_all(format!("{}:{json},", json.len()).as_bytes())
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
+    }
+
+    /// What it heard so far (the sndfile decoder dump).
+    fn heard(&self) -> Option<Vec<i16>> {
+        let p = std::fs::read_dir(&self.dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))?;
+        let mut b = std::fs::read(p).ok()?;
+        // libsndfile writes the chunk sizes when the file is closed: while the call
+        // runs, the data chunk is everything after the header.
+        let at = b.windows(4).position(|w| w == b"data")?;
+        let len = (b.len() - at - 8) as u32;
+        b[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
+        Some(wav_samples(&b))
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// baresip as the caller: it calls the main number while the office is open, hears
+/// the welcome prompt (its own decoder's recording), keys 2 with `sndcode` (RFC 4733
+/// from baresip's stack) and the support group's SIPp member answers, seeing the
+/// caller as "Support" <sip:4001#2@…>.
+#[test]
+fn a_baresip_caller_hears_the_welcome_and_keys_the_menu() {
+    let _serial = one_at_a_time();
+    if !have("baresip") && skip_or_fail("baresip menu", "baresip") {
+        return;
+    }
+    if !need_sipp("baresip menu") {
+        return;
+    }
+    let dir = temp_dir("flow-baresip");
+    let engine = start_engine(&dir, free_port(), true);
+    let mut dan = one_call_member(
+        &dir,
+        &engine,
+        "4004",
+        &answerer_scenario(r#""Support" <sip:4001%232@"#, None),
+    );
+    let alice = BaresipPhone::start(&dir.join("alice"), "4001", &engine);
+    wait_for("baresip registered", 15, || {
+        db(&engine)
+            .bindings(0)
+            .map(|b| b.iter().any(|b| b.extension == "4001"))
+            .unwrap_or(false)
+    });
+    alice.command("dial", "7000");
+    wait_for("the welcome prompt heard", 15, || {
+        alice
+            .heard()
+            .is_some_and(|h| envelope(&h).iter().any(|v| *v > 200.0))
+    });
+    // The welcome's length and a little more: the menu is playing.
+    let welcome = prompt_samples("en", "welcome");
+    std::thread::sleep(Duration::from_millis(welcome.len() as u64 / 8 + 1000));
+    let heard = alice.heard().unwrap();
+    let (w, c) = (
+        match_score(&heard, &welcome),
+        match_score(&heard, &prompt_samples("en", "closed")),
+    );
+    assert!(w > 0.8 && w > c + 0.2, "welcome {w:.2}, closed {c:.2}");
+    let reply = alice.command("sndcode", "2");
+    wait_for("the support member answered", 15, || {
+        db(&engine)
+            .calls(1)
+            .ok()
+            .and_then(|c| c.first().cloned())
+            .is_some_and(|c| c.answered_by.as_deref() == Some("4004"))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    alice.command("hangup", "");
+    let mut status = None;
+    wait_for("the member's SIPp to end", 10, || {
+        status = dan.0.try_wait().ok().flatten();
+        status.is_some()
+    });
+    assert!(
+        status.unwrap().success(),
+        "the member's SIPp: {}; sndcode: {reply}; baresip: {}",
+        std::fs::read_to_string(dir.join("once-4004.log")).unwrap_or_default(),
+        alice.log()
+    );
+    let c = last_call(&engine);
+    assert_eq!(c.caller, "4001");
+    assert_eq!(db(&engine).ivr_choices(c.id).unwrap()[0].digit, "2");
+}
