@@ -3038,3 +3038,94 @@ fn a_baresip_caller_hears_the_welcome_and_keys_the_menu() {
     assert_eq!(c.caller, "4001");
     assert_eq!(db(&engine).ivr_choices(c.id).unwrap()[0].digit, "2");
 }
+
+/// Time-controlled forwarding by a standard week set through the API: Alice takes
+/// calls on Wednesdays 08:00–17:00; at 10:00 her own phone answers, at 20:00 the call
+/// goes to 4003 with Diversion reason=time-of-day (RFC 5806) and her phone never rings.
+#[test]
+fn time_controlled_forwarding_by_a_week_set_through_the_api() {
+    let _serial = one_at_a_time();
+    if !need_sipp("time-controlled forwarding") {
+        return;
+    }
+    let body = r#"{"timed":{"week":{"wed":["08:00-17:00"]},"target":{"internal":"4003"}}}"#;
+    for inside in [true, false] {
+        let dir = temp_dir(if inside {
+            "flow-timed-in"
+        } else {
+            "flow-timed-out"
+        });
+        let engine = start_engine(&dir, free_port(), inside);
+        let alice = login(engine.api, "4001");
+        let (code, b) = http(
+            engine.api,
+            "PUT",
+            "/api/forwarding/4001",
+            Some(&alice),
+            body,
+        );
+        assert_eq!(code, 204, "{}", String::from_utf8_lossy(&b));
+        let (code, b) = http(engine.api, "GET", "/api/forwarding/4001", Some(&alice), "");
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["timed"]["week"]["wed"][0], "08:00-17:00", "{v}");
+        // Inside the week Alice answers; outside, 4003 answers what Alice forwarded.
+        let mut a = one_call_member(&dir, &engine, "4001", &answerer_scenario("sip:4004@", None));
+        let mut c = one_call_member(
+            &dir,
+            &engine,
+            "4003",
+            &answerer_scenario(
+                "sip:4004@",
+                Some(("Diversion:", "sip:4001@.*reason=time-of-day")),
+            ),
+        );
+        let rtp = RtpEnd::new();
+        let run = call(
+            &dir,
+            &engine,
+            "timed",
+            "4004",
+            "dan-pw",
+            "4001",
+            rtp.port(),
+            End::HangUp(800),
+        )
+        .join()
+        .unwrap();
+        assert!(run.ok, "inside {inside}: {}", run.output);
+        std::thread::sleep(Duration::from_millis(300));
+        let call = last_call(&engine);
+        let (answerer, idle_log) = if inside {
+            ("4001", "once-4003.log")
+        } else {
+            ("4003", "once-4001.log")
+        };
+        assert_eq!(
+            call.answered_by.as_deref(),
+            Some(answerer),
+            "inside {inside}: {call:?}"
+        );
+        let (busy, idle) = if inside {
+            (&mut a, &mut c)
+        } else {
+            (&mut c, &mut a)
+        };
+        let mut status = None;
+        wait_for("the answering SIPp to end", 10, || {
+            status = busy.0.try_wait().ok().flatten();
+            status.is_some()
+        });
+        assert!(
+            status.unwrap().success(),
+            "inside {inside}: the answerer's SIPp failed its checks"
+        );
+        assert!(
+            idle.0.try_wait().unwrap().is_none()
+                && !std::fs::read_to_string(dir.join(idle_log))
+                    .unwrap_or_default()
+                    .contains("INVITE"),
+            "inside {inside}: the other phone was not called"
+        );
+    }
+}
