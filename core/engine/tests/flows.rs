@@ -1,7 +1,8 @@
 //! Call flows carried out by the engine, with real clients: SIPp places and answers
 //! the calls (digest, hunt-group members registered as SIPp UASes), and the test
 //! itself is the caller's RTP end (it records what the engine plays, decodes it, and
-//! sends RFC 4733 DTMF and audio). The engine's clock is moved with
+//! sends RFC 4733 DTMF and audio); the `vaxel` softphone and a baresip phone (driven
+//! over ctrl_tcp, recording with sndfile) call the menu too. The engine's clock is moved with
 //! `--clock-offset-secs` so the office is open or closed. A small SMTP server in the
 //! test receives the voicemail e-mail.
 
