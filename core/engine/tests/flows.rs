@@ -1,7 +1,8 @@
 //! Call flows carried out by the engine, with real clients: SIPp places and answers
 //! the calls (digest, hunt-group members registered as SIPp UASes), and the test
 //! itself is the caller's RTP end (it records what the engine plays, decodes it, and
-//! sends RFC 4733 DTMF and audio). The engine's clock is moved with
+//! sends RFC 4733 DTMF and audio); the `vaxel` softphone and a baresip phone (driven
+//! over ctrl_tcp, recording with sndfile) call the menu too. The engine's clock is moved with
 //! `--clock-offset-secs` so the office is open or closed. A small SMTP server in the
 //! test receives the voicemail e-mail.
 
@@ -2854,4 +2855,278 @@ fn keyed_hash_n_hash_as_rfc4733_moves_the_call() {
     let run = caller.join().unwrap();
     assert!(run.ok, "the caller stays in the call: {}", run.output);
     assert!(wait_bg(&mut target, 5), "4003 got the caller's BYE");
+}
+
+/// A baresip 1.0 phone for the flows: registered as `user`, auto-answers, records
+/// what it hears to `<dir>/*-dec.wav` (sndfile), driven through ctrl_tcp.
+struct BaresipPhone {
+    child: std::process::Child,
+    ctrl: u16,
+    dir: PathBuf,
+}
+
+impl Drop for BaresipPhone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl BaresipPhone {
+    fn start(dir: &Path, user: &str, engine: &EngineProc) -> BaresipPhone {
+        std::fs::create_dir_all(dir).unwrap();
+        let (sip, ctrl) = (free_port(), free_port());
+        std::fs::write(dir.join("tx.wav"), tone_wav(300.0, 30.0)).unwrap();
+        std::fs::write(
+            dir.join("config"),
+            format!(
+                "poll_method epoll\nnet_interface 127.0.0.1\n\
+                 sip_listen 127.0.0.1:{sip}\n\
+                 audio_player aubridge,nil\n\
+                 audio_source aufile,{tx}\n\
+                 audio_alert aubridge,nil\n\
+                 audio_srate 8000\naudio_channels 1\n\
+                 snd_path {dir}\n\
+                 module_path /usr/lib/baresip/modules\n\
+                 module g711.so\nmodule aufile.so\nmodule aubridge.so\nmodule sndfile.so\n\
+                 module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n\
+                 ctrl_tcp_listen 127.0.0.1:{ctrl}\n",
+                tx = dir.join("tx.wav").display(),
+                dir = dir.display(),
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("accounts"),
+            format!(
+                "<sip:{user}@{DOMAIN}>;auth_pass={pw};outbound=\"sip:{sip}\";regint=600;answermode=auto;audio_codecs=PCMA\n",
+                pw = password(user),
+                sip = engine.sip,
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
+        let child = std::process::Command::new("baresip")
+            .arg("-v")
+            .arg("-f")
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("baresip starts");
+        BaresipPhone {
+            child,
+            ctrl,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// One ctrl_tcp command (a netstring of JSON); returns baresip's reply.
+    fn command(&self, command: &str, params: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut s = loop {
+            match TcpStream::connect(("127.0.0.1", self.ctrl)) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => panic!("baresip ctrl_tcp: {e}"),
+            }
+        };
+        let json = format!(r#"{{"command":"{command}","params":"{params}","token":"t"}}"#);
+        s.write_all(format!("{}:{json},", json.len()).as_bytes())
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("baresip.log")).unwrap_or_default()
+    }
+
+    /// What it heard so far (the sndfile decoder dump).
+    fn heard(&self) -> Option<Vec<i16>> {
+        let p = std::fs::read_dir(&self.dir)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().ends_with("-dec.wav"))?;
+        let mut b = std::fs::read(p).ok()?;
+        // libsndfile writes the chunk sizes when the file is closed: while the call
+        // runs, the data chunk is everything after the header.
+        let at = b.windows(4).position(|w| w == b"data")?;
+        let len = (b.len() - at - 8) as u32;
+        b[at + 4..at + 8].copy_from_slice(&len.to_le_bytes());
+        Some(wav_samples(&b))
+    }
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// baresip as the caller: it calls the main number while the office is open, hears
+/// the welcome prompt (its own decoder's recording), keys 2 with `sndcode` (RFC 4733
+/// from baresip's stack) and the support group's SIPp member answers, seeing the
+/// caller as "Support" <sip:4001#2@…>.
+#[test]
+fn a_baresip_caller_hears_the_welcome_and_keys_the_menu() {
+    let _serial = one_at_a_time();
+    if !have("baresip") && skip_or_fail("baresip menu", "baresip") {
+        return;
+    }
+    if !need_sipp("baresip menu") {
+        return;
+    }
+    let dir = temp_dir("flow-baresip");
+    let engine = start_engine(&dir, free_port(), true);
+    let mut dan = one_call_member(
+        &dir,
+        &engine,
+        "4004",
+        &answerer_scenario(r#""Support" <sip:4001%232@"#, None),
+    );
+    let alice = BaresipPhone::start(&dir.join("alice"), "4001", &engine);
+    wait_for("baresip registered", 15, || {
+        db(&engine)
+            .bindings(0)
+            .map(|b| b.iter().any(|b| b.extension == "4001"))
+            .unwrap_or(false)
+    });
+    alice.command("dial", "7000");
+    wait_for("the welcome prompt heard", 15, || {
+        alice
+            .heard()
+            .is_some_and(|h| envelope(&h).iter().any(|v| *v > 200.0))
+    });
+    // The welcome's length and a little more: the menu is playing.
+    let welcome = prompt_samples("en", "welcome");
+    std::thread::sleep(Duration::from_millis(welcome.len() as u64 / 8 + 1000));
+    let heard = alice.heard().unwrap();
+    let (w, c) = (
+        match_score(&heard, &welcome),
+        match_score(&heard, &prompt_samples("en", "closed")),
+    );
+    assert!(w > 0.8 && w > c + 0.2, "welcome {w:.2}, closed {c:.2}");
+    let reply = alice.command("sndcode", "2");
+    wait_for("the support member answered", 15, || {
+        db(&engine)
+            .calls(1)
+            .ok()
+            .and_then(|c| c.first().cloned())
+            .is_some_and(|c| c.answered_by.as_deref() == Some("4004"))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    alice.command("hangup", "");
+    let mut status = None;
+    wait_for("the member's SIPp to end", 10, || {
+        status = dan.0.try_wait().ok().flatten();
+        status.is_some()
+    });
+    assert!(
+        status.unwrap().success(),
+        "the member's SIPp: {}; sndcode: {reply}; baresip: {}",
+        std::fs::read_to_string(dir.join("once-4004.log")).unwrap_or_default(),
+        alice.log()
+    );
+    let c = last_call(&engine);
+    assert_eq!(c.caller, "4001");
+    assert_eq!(db(&engine).ivr_choices(c.id).unwrap()[0].digit, "2");
+}
+
+/// Time-controlled forwarding by a standard week set through the API: Alice takes
+/// calls on Wednesdays 08:00–17:00; at 10:00 her own phone answers, at 20:00 the call
+/// goes to 4003 with Diversion reason=time-of-day (RFC 5806) and her phone never rings.
+#[test]
+fn time_controlled_forwarding_by_a_week_set_through_the_api() {
+    let _serial = one_at_a_time();
+    if !need_sipp("time-controlled forwarding") {
+        return;
+    }
+    let body = r#"{"timed":{"week":{"wed":["08:00-17:00"]},"target":{"internal":"4003"}}}"#;
+    for inside in [true, false] {
+        let dir = temp_dir(if inside {
+            "flow-timed-in"
+        } else {
+            "flow-timed-out"
+        });
+        let engine = start_engine(&dir, free_port(), inside);
+        let alice = login(engine.api, "4001");
+        let (code, b) = http(
+            engine.api,
+            "PUT",
+            "/api/forwarding/4001",
+            Some(&alice),
+            body,
+        );
+        assert_eq!(code, 204, "{}", String::from_utf8_lossy(&b));
+        let (code, b) = http(engine.api, "GET", "/api/forwarding/4001", Some(&alice), "");
+        assert_eq!(code, 200);
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["timed"]["week"]["wed"][0], "08:00-17:00", "{v}");
+        // Inside the week Alice answers; outside, 4003 answers what Alice forwarded.
+        let mut a = one_call_member(&dir, &engine, "4001", &answerer_scenario("sip:4004@", None));
+        let mut c = one_call_member(
+            &dir,
+            &engine,
+            "4003",
+            &answerer_scenario(
+                "sip:4004@",
+                Some(("Diversion:", "sip:4001@.*reason=time-of-day")),
+            ),
+        );
+        let rtp = RtpEnd::new();
+        let run = call(
+            &dir,
+            &engine,
+            "timed",
+            "4004",
+            "dan-pw",
+            "4001",
+            rtp.port(),
+            End::HangUp(800),
+        )
+        .join()
+        .unwrap();
+        assert!(run.ok, "inside {inside}: {}", run.output);
+        std::thread::sleep(Duration::from_millis(300));
+        let call = last_call(&engine);
+        let (answerer, idle_log) = if inside {
+            ("4001", "once-4003.log")
+        } else {
+            ("4003", "once-4001.log")
+        };
+        assert_eq!(
+            call.answered_by.as_deref(),
+            Some(answerer),
+            "inside {inside}: {call:?}"
+        );
+        let (busy, idle) = if inside {
+            (&mut a, &mut c)
+        } else {
+            (&mut c, &mut a)
+        };
+        let mut status = None;
+        wait_for("the answering SIPp to end", 10, || {
+            status = busy.0.try_wait().ok().flatten();
+            status.is_some()
+        });
+        assert!(
+            status.unwrap().success(),
+            "inside {inside}: the answerer's SIPp failed its checks"
+        );
+        assert!(
+            idle.0.try_wait().unwrap().is_none()
+                && !std::fs::read_to_string(dir.join(idle_log))
+                    .unwrap_or_default()
+                    .contains("INVITE"),
+            "inside {inside}: the other phone was not called"
+        );
+    }
 }
