@@ -2425,7 +2425,41 @@ impl Engine {
         self.notify_referrer(leg_id, "SIP/2.0 100 Trying", false)
             .await;
         let body = sdp.and_then(|b| rewrite_sdp(&b, local)).map(|(b, _)| b);
-        let devices = self.bindings.get(&ext).cloned().unwrap_or_default();
+        let legs = self
+            .ring_transfer_target(call_id, side, record, &party, &ext, body)
+            .await;
+        if legs.is_empty() {
+            if let Some(c) = self.calls.get_mut(&call_id) {
+                c.relay.abandon(side);
+            }
+            self.notify_referrer(leg_id, "SIP/2.0 480 Temporarily Unavailable", true)
+                .await;
+            return;
+        }
+        if let Some(call) = self.calls.get_mut(&call_id) {
+            call.transfer = Some(Transfer {
+                referrer: leg_id,
+                side,
+                legs,
+            });
+        }
+    }
+
+    /// Rings every registered device of `ext` for a transfer (REFER, RFC 3515, or a
+    /// keyed `#n#` move): one new B2BUA leg per binding on `side` of `call_id`, shown
+    /// as coming from `party`, offering `body` (the staying party's SDP rewritten to
+    /// the prepared relay socket). Returns the legs that were sent; none means the
+    /// target cannot be reached now.
+    pub(in crate::engine) async fn ring_transfer_target(
+        &mut self,
+        call_id: CallId,
+        side: Side,
+        record: i64,
+        party: &str,
+        ext: &str,
+        body: Option<String>,
+    ) -> Vec<LegId> {
+        let devices = self.bindings.get(ext).cloned().unwrap_or_default();
         let mut legs = Vec::new();
         let now = unix_now();
         for b in devices {
@@ -2462,7 +2496,7 @@ impl Engine {
             let leg_record = self
                 .db
                 .get()
-                .add_leg(record, "transfer", &ext, &uri.to_string(), now)
+                .add_leg(record, "transfer", ext, &uri.to_string(), now)
                 .unwrap_or(0);
             if let Ok(key) = self.sip.send_request(invite.clone(), target.clone()).await {
                 self.invite_txs.insert(key, leg);
@@ -2479,28 +2513,14 @@ impl Engine {
                         target,
                         state: LegState::Calling,
                         record: leg_record,
-                        party: ext.clone(),
+                        party: ext.to_owned(),
                         sdp: None,
                     },
                 );
                 legs.push(leg);
             }
         }
-        if legs.is_empty() {
-            if let Some(c) = self.calls.get_mut(&call_id) {
-                c.relay.abandon(side);
-            }
-            self.notify_referrer(leg_id, "SIP/2.0 480 Temporarily Unavailable", true)
-                .await;
-            return;
-        }
-        if let Some(call) = self.calls.get_mut(&call_id) {
-            call.transfer = Some(Transfer {
-                referrer: leg_id,
-                side,
-                legs,
-            });
-        }
+        legs
     }
 
     /// NOTIFY with a sipfrag of the transfer's progress (RFC 3515 §2.4.4).

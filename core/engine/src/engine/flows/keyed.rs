@@ -168,67 +168,9 @@ impl Engine {
             return;
         };
         let body = sdp.and_then(|b| rewrite_sdp(&b, local)).map(|(b, _)| b);
-        let devices = self.bindings.get(&ext).cloned().unwrap_or_default();
-        let mut legs = Vec::new();
-        let now = unix_now();
-        for b in devices {
-            let (Ok(uri), Some(target)) =
-                (Uri::parse(&b.contact.clone().into()), binding_target(&b))
-            else {
-                continue;
-            };
-            let leg = self.new_id();
-            let tag = token();
-            let cid = new_call_id(&mut rand::rng(), &self.realm);
-            let mut invite = Request::new(Method::Invite, uri.clone());
-            invite
-                .headers
-                .push_value(HeaderName::Via, &self.sip.via(target.peer.transport));
-            invite.headers.push(HeaderName::MaxForwards, "70");
-            invite.headers.push(
-                HeaderName::From,
-                format!("<sip:{party}@{}>;tag={tag}", self.realm),
-            );
-            invite
-                .headers
-                .push(HeaderName::To, format!("<sip:{ext}@{}>", self.realm));
-            invite.headers.push(HeaderName::CallId, cid.clone());
-            invite.headers.push(HeaderName::CSeq, "1 INVITE");
-            invite.headers.push(
-                HeaderName::Contact,
-                format!("<{}>", self.sip.contact_uri("vaxel", target.peer.transport)),
-            );
-            invite.headers.push(HeaderName::Allow, ALLOW);
-            if let Some(body) = &body {
-                invite.set_body(&sdp_type(), Bytes::from(body.clone()));
-            }
-            let leg_record = self
-                .db
-                .get()
-                .add_leg(record, "transfer", &ext, &uri.to_string(), now)
-                .unwrap_or(0);
-            if let Ok(key) = self.sip.send_request(invite.clone(), target.clone()).await {
-                self.invite_txs.insert(key, leg);
-                self.dialogs.insert((cid, tag.clone()), leg);
-                self.legs.insert(
-                    leg,
-                    Leg {
-                        call: call_id,
-                        side: Side::B,
-                        invite,
-                        invite_tx: Some(key),
-                        local_tag: tag,
-                        dialog: None,
-                        target,
-                        state: LegState::Calling,
-                        record: leg_record,
-                        party: ext.clone(),
-                        sdp: None,
-                    },
-                );
-                legs.push(leg);
-            }
-        }
+        let legs = self
+            .ring_transfer_target(call_id, Side::B, record, &party, &ext, body)
+            .await;
         let Some(c) = self.calls.get_mut(&call_id) else {
             return;
         };
