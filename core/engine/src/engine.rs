@@ -457,6 +457,8 @@ struct Engine {
     joins: HashMap<TxKey, xfer::Join>,
     /// Re-INVITEs telling a party who stayed about its new peer's media.
     reoffers: HashMap<TxKey, xfer::Reoffer>,
+    /// Re-INVITEs that met glare (491), with when to send them again.
+    glare: Vec<(Instant, xfer::Glare)>,
     /// Session timers (RFC 4028) of the legs that negotiated one.
     session_timers: HashMap<LegId, timers::SessionTimer>,
     /// Our refreshing UPDATEs waiting for an answer.
@@ -601,6 +603,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         probes: HashMap::new(),
         joins: HashMap::new(),
         reoffers: HashMap::new(),
+        glare: Vec::new(),
         session_timers: HashMap::new(),
         refreshing: HashMap::new(),
         min_se: config.session_min_se.max(1),
@@ -896,6 +899,7 @@ impl Engine {
             self.probe_calls().await;
         }
         self.session_timers_tick().await;
+        self.glare_tick().await;
         if self.last_keep_alive.elapsed() >= KEEP_ALIVE {
             self.last_keep_alive = Instant::now();
             self.keep_alive().await;
@@ -1447,6 +1451,7 @@ impl Engine {
                 format!("<{}>", self.sip.contact_uri("vaxel", target.peer.transport)),
             );
             invite.headers.push(HeaderName::Allow, ALLOW);
+            self.session_timer_request(&mut invite);
             if matches!(targets, Targets::Trunk(..)) {
                 invite.headers.push(
                     HeaderName::PAssertedIdentity,
@@ -1560,7 +1565,7 @@ impl Engine {
             return;
         }
         if let Some(call) = self.probes.remove(&tx) {
-            self.refresh_answered(tx, resp.status.as_u16());
+            self.refresh_answered(tx, &resp).await;
             // Only "no such dialog" and timeouts mean dead; 405/501 are alive phones.
             if matches!(resp.status.as_u16(), 481 | 408) {
                 self.drop_dead_call(call).await;
