@@ -82,6 +82,34 @@ pub struct Routing {
     /// SMTP server for voicemail notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<Smtp>,
+    /// How a call moved with `#n`/`#n#` during the call goes ("Samtalsflytt"):
+    /// `direct`, `announced` (the mover talks with n first and hangs up to complete
+    /// the move) or `none`; the office default.
+    #[serde(default, skip_serializing_if = "is_default_move")]
+    pub call_move: CallMove,
+    /// Per-user exceptions to `call_move` (extension → mode).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub call_move_users: BTreeMap<String, CallMove>,
+}
+
+/// How a call moved during the call (R-309 `#n#`) is carried out, as the operators'
+/// pages describe the user setting "Samtalsflytt".
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CallMove {
+    /// "Direkt överföring": n rings for the caller; whoever answers takes the
+    /// mover's place.
+    #[default]
+    Direct,
+    /// "Aviserad överföring": the mover talks with n first (the caller hears music)
+    /// and hangs up to complete the move; `*` takes the call back.
+    Announced,
+    /// "Inga": calls are not moved.
+    None,
+}
+
+fn is_default_move(m: &CallMove) -> bool {
+    *m == CallMove::Direct
 }
 
 impl Default for Routing {
@@ -98,6 +126,8 @@ impl Default for Routing {
             flows: Vec::new(),
             mailboxes: Vec::new(),
             smtp: None,
+            call_move: CallMove::Direct,
+            call_move_users: BTreeMap::new(),
         }
     }
 }
@@ -249,6 +279,15 @@ impl Routing {
                 m.pin_sha256 = Some(pin_hash(&m.name, &p));
             }
         }
+    }
+
+    /// How `user`'s calls are moved with `#n#` ("Samtalsflytt"): their own setting,
+    /// else the office's.
+    pub fn call_move_of(&self, user: &str) -> CallMove {
+        self.call_move_users
+            .get(user)
+            .copied()
+            .unwrap_or(self.call_move)
     }
 
     /// A mailbox's settings (defaults when it has no entry).

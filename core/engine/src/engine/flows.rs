@@ -1675,6 +1675,7 @@ impl Engine {
     /// One-second tick: fires due router timers and ends presence profiles whose
     /// time is up.
     pub(super) async fn flow_tick(&mut self) {
+        self.keyed_tick().await;
         let now = self.flows.now();
         let ended: Vec<String> = self
             .flows
