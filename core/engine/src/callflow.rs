@@ -40,6 +40,10 @@ pub const DEFAULT_PROMPTS: &[&str] = &[
     "not_active",
     "goodbye",
     "echo",
+    "vm_lunch",
+    "vm_meeting",
+    "vm_away",
+    "vm_vacation",
 ];
 
 /// The languages with shipped prompts (ISO 639-1; Norwegian is `nb`).
@@ -90,6 +94,12 @@ pub struct Routing {
     /// Per-user exceptions to `call_move` (extension → mode).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub call_move_users: BTreeMap<String, CallMove>,
+    /// The voicemail greeting prompt for each presence profile number (`*24*p`,
+    /// R-312 presence-aware greeting); unlisted numbers use the defaults 1 →
+    /// `vm_lunch`, 2 → `vm_meeting`, 3 → `vm_away`, 4 → `vm_vacation`, others the
+    /// standard greeting.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profile_greetings: BTreeMap<String, String>,
 }
 
 /// How a call moved during the call (R-309 `#n#`) is carried out, as the operators'
@@ -128,6 +138,7 @@ impl Default for Routing {
             smtp: None,
             call_move: CallMove::Direct,
             call_move_users: BTreeMap::new(),
+            profile_greetings: BTreeMap::new(),
         }
     }
 }
@@ -288,6 +299,22 @@ impl Routing {
             .get(user)
             .copied()
             .unwrap_or(self.call_move)
+    }
+
+    /// The greeting prompt for presence profile `profile` (see `profile_greetings`),
+    /// if it names a prompt that exists.
+    pub fn profile_greeting(&self, profile: u32) -> Option<String> {
+        let name = match self.profile_greetings.get(&profile.to_string()) {
+            Some(n) => n.clone(),
+            None => match profile {
+                1 => "vm_lunch".into(),
+                2 => "vm_meeting".into(),
+                3 => "vm_away".into(),
+                4 => "vm_vacation".into(),
+                _ => return None,
+            },
+        };
+        (DEFAULT_PROMPTS.contains(&name.as_str()) || self.prompts.contains(&name)).then_some(name)
     }
 
     /// A mailbox's settings (defaults when it has no entry).

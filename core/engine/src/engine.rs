@@ -48,7 +48,7 @@ use crate::relay::{Relay, Side, rewrite_sdp};
 mod flows;
 mod timers;
 mod xfer;
-pub use flows::{FlowOptions, default_prompts_dir};
+pub use flows::{FlowOptions, GreetingKind, default_prompts_dir};
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER";
 /// Registration lifetimes (RFC 3261 §10.3 step 7): default, floor and ceiling.

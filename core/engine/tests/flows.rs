@@ -3418,3 +3418,140 @@ fn announced_move_the_mover_talks_with_n_hangs_up_to_complete_and_star_takes_bac
         "4004's leg ended taken back: {legs:?}"
     );
 }
+
+/// A `*24*` presence profile that ends by itself at its time (the engine's clock is
+/// put 40 s before 10:00 and the profile set to `*1000`): while it runs the member
+/// is out of group calls and callers to its voicemail hear the profile's greeting
+/// the office's prompt for profile 2, "in a meeting"; for another user the
+/// own upload for profile 1); after 10:00 the member is back first in the fixed
+/// group and the standard greeting plays. Also `*61*n*T#` sets the no-answer time
+/// and `*61*n#` keeps it.
+#[test]
+fn a_presence_profile_ends_at_its_time_and_chooses_the_voicemail_greeting() {
+    let _serial = one_at_a_time();
+    if !need_sipp("presence profile end") {
+        return;
+    }
+    let dir = temp_dir("flow-presence-end");
+    let t0 = Instant::now();
+    let offset = (offset_to(10) - 40).to_string();
+    let prompts = prompts_dir();
+    let engine = EngineProc::start_with(
+        &dir,
+        Some(&flow_office(free_port())),
+        free_port(),
+        &[
+            "--clock-offset-secs",
+            &offset,
+            "--prompts",
+            prompts.to_str().unwrap(),
+        ],
+    );
+    let ends = t0 + Duration::from_secs(40);
+    let _m: Vec<SippBg> = ["4002", "4003", "4004"]
+        .iter()
+        .map(|e| member(&dir, &engine, e, &answerer_scenario("sip:4001%2310@", None)))
+        .collect();
+    let carla = login(engine.api, "4003");
+    assert_eq!(
+        http_bytes(
+            engine.api,
+            "PUT",
+            "/api/voicemail/4003/greeting/profile-1",
+            &carla,
+            &tone_wav(900.0, 1.5),
+        ),
+        204
+    );
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4002", "*24*2*1000#"),
+        "activated"
+    ));
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4003", "*24*1*02#"),
+        "activated"
+    ));
+    let group_call = |name: &str| {
+        let rtp = RtpEnd::new();
+        let run = call(
+            &dir,
+            &engine,
+            name,
+            "4001",
+            "alice-pw",
+            "7100",
+            rtp.port(),
+            End::HangUp(600),
+        )
+        .join()
+        .unwrap();
+        assert!(run.ok, "{}", run.output);
+        std::thread::sleep(Duration::from_millis(300));
+        last_call(&engine).answered_by.unwrap_or_default()
+    };
+    let greeting = |name: &str, to: &str| {
+        let rtp = RtpEnd::new();
+        let run = call(
+            &dir,
+            &engine,
+            name,
+            "4001",
+            "alice-pw",
+            to,
+            rtp.port(),
+            End::HangUp(3500),
+        )
+        .join()
+        .unwrap();
+        assert!(run.ok, "{}", run.output);
+        rtp.heard()
+    };
+    assert_eq!(
+        group_call("during"),
+        "4004",
+        "4002 (meeting) and 4003 (lunch) are out of group calls"
+    );
+    assert!(
+        heard_prompt(&greeting("vm-meeting", "*59*4002"), "vm_meeting"),
+        "4002's callers hear the meeting greeting"
+    );
+    assert!(
+        has_tone(&greeting("vm-own", "*59*4003"), 900.0),
+        "4003's callers hear 4003's own greeting for profile 1"
+    );
+    assert!(
+        Instant::now() < ends,
+        "all of the above ran while 4002's profile was on"
+    );
+    // *61*n*T# sets the no-answer time; *61*n# keeps it.
+    let alice = login(engine.api, "4001");
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "*61*4003*5#"),
+        "activated"
+    ));
+    let (_, b) = http(engine.api, "GET", "/api/forwarding/4001", Some(&alice), "");
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["no_answer"]["after_secs"], 5, "{v}");
+    assert_eq!(v["no_answer"]["target"]["internal"], "4003", "{v}");
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "*61*4004#"),
+        "activated"
+    ));
+    let (_, b) = http(engine.api, "GET", "/api/forwarding/4001", Some(&alice), "");
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["no_answer"]["after_secs"], 5, "{v}");
+    assert_eq!(v["no_answer"]["target"]["internal"], "4004", "{v}");
+    // 10:00 passes: the profile ends by itself.
+    if let Some(d) = (ends + Duration::from_millis(2500)).checked_duration_since(Instant::now()) {
+        std::thread::sleep(d);
+    }
+    assert_eq!(
+        group_call("after"),
+        "4002",
+        "4002 is back first in the fixed group once the profile ended"
+    );
+    assert!(
+        heard_prompt(&greeting("vm-standard", "*59*4002"), "vm_greeting"),
+        "the standard greeting again"
+    );
+}
