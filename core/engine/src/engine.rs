@@ -46,11 +46,14 @@ use crate::protect::{Guard, Verdict};
 use crate::relay::{Relay, Side, rewrite_sdp};
 
 mod flows;
+mod presence;
 mod timers;
 mod xfer;
 pub use flows::{FlowOptions, GreetingKind, default_prompts_dir};
+pub use presence::SetPresence;
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER";
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER, SUBSCRIBE, PUBLISH";
 /// Registration lifetimes (RFC 3261 §10.3 step 7): default, floor and ceiling.
 const DEFAULT_EXPIRES: u32 = 3600;
 const MIN_EXPIRES: u32 = 60;
@@ -112,6 +115,13 @@ pub enum EngineEvent {
         callee: String,
         /// `ringing`, `answered`, `ended`.
         state: String,
+    },
+    /// A user's presence changed (R-314; see [`crate::presence::compose`]).
+    Presence {
+        /// Extension.
+        extension: String,
+        /// The presence now.
+        presence: crate::presence::View,
     },
 }
 
@@ -472,6 +482,8 @@ struct Engine {
     last_keep_alive: Instant,
     /// Call flows, voicemail and feature codes (see `flows`).
     flows: flows::Flows,
+    /// The presence server (see `presence`).
+    presence: presence::PresenceServer,
 }
 
 fn unix_now() -> i64 {
@@ -612,6 +624,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         events: events.clone(),
         last_keep_alive: Instant::now(),
         flows,
+        presence: presence::PresenceServer::new(),
     };
     engine.reload()?;
     let restored: usize = engine.bindings.values().map(Vec::len).sum();
@@ -712,6 +725,7 @@ impl Engine {
                 },
                 _ = tick.tick() => self.timer(Tick::Second).await,
             }
+            self.presence_sync().await;
         }
     }
 
@@ -999,7 +1013,8 @@ impl Engine {
                 ok.headers.push(HeaderName::Accept, "application/sdp");
                 self.respond(tx, ok).await;
             }
-            Method::Subscribe | Method::Message | Method::Notify | Method::Publish => {
+            Method::Subscribe | Method::Publish => self.presence_request(tx, req, from).await,
+            Method::Message | Method::Notify => {
                 // Challenged like everything from outside, then refused: these
                 // services are not offered yet.
                 if self
@@ -1007,12 +1022,7 @@ impl Engine {
                     .await
                     .is_some()
                 {
-                    let code = if req.method == Method::Subscribe {
-                        489
-                    } else {
-                        405
-                    };
-                    self.reply(tx, &req, code).await;
+                    self.reply(tx, &req, 405).await;
                 }
             }
             Method::Bye | Method::Info | Method::Update | Method::Prack | Method::Refer => {
@@ -1540,6 +1550,9 @@ impl Engine {
 
     /// A response to an INVITE we sent on a B leg, or to a request passed between legs.
     async fn response(&mut self, tx: TxKey, resp: Response) {
+        if self.presence.owns_tx(tx) {
+            return self.presence_response(tx, resp).await;
+        }
         if self.passed.contains_key(&tx) {
             return self.passed_response(tx, resp).await;
         }
@@ -2004,6 +2017,9 @@ impl Engine {
     }
 
     async fn tx_failed(&mut self, tx: TxKey) {
+        if self.presence.owns_tx(tx) {
+            return self.presence_tx_failed(tx).await;
+        }
         if let Some(call) = self.probes.remove(&tx) {
             self.refreshing.remove(&tx);
             return self.drop_dead_call(call).await;
@@ -2075,6 +2091,9 @@ impl Engine {
     }
 
     async fn in_dialog(&mut self, tx: TxKey, req: Request) {
+        if req.method == Method::Subscribe && self.presence_in_dialog(tx, &req).await {
+            return;
+        }
         let Some(leg_id) = self.leg_of_request(&req) else {
             debug!(
                 "{} for no dialog we know: {:?} {:?} known {:?}",
