@@ -145,6 +145,12 @@ pub struct CallView {
     /// When it was answered (ms since the Unix epoch), for the call timer.
     #[ts(type = "number | null")]
     pub answered_at: Option<i64>,
+    /// This call consults a colleague about that (held) call: an announced transfer
+    /// can hand that call over to this one's far end.
+    #[ts(type = "number | null")]
+    pub consult_of: Option<u64>,
+    /// The call is in the local conference (merged).
+    pub conference: bool,
 }
 
 /// Everything the UI needs to draw itself at start; events keep it current.

@@ -19,6 +19,12 @@ export class TauriBackend implements Backend {
   mute(call: number, muted: boolean) { return invoke<void>('mute', { call, muted }); }
   dtmf(call: number, digits: string) { return invoke<void>('dtmf', { call, digits }); }
   transfer(call: number, target: string) { return invoke<void>('transfer', { call, target }); }
+  consult(call: number, target: string) { return invoke<void>('consult', { call, target }); }
+  completeTransfer(call: number) { return invoke<void>('complete_transfer', { call }); }
+  cancelConsult(call: number) { return invoke<void>('cancel_consult', { call }); }
+  swap(call: number) { return invoke<void>('swap', { call }); }
+  merge() { return invoke<void>('merge'); }
+  sendToVoicemail(call: number) { return invoke<void>('send_to_voicemail', { call }); }
   search(query: string) { return invoke<SearchHit[]>('search', { query }); }
   history(limit?: number) { return invoke<HistoryPage>('history', { limit: limit ?? null }); }
   markMissedSeen() { return invoke<void>('mark_missed_seen'); }
