@@ -120,6 +120,12 @@ pub fn send_to_voicemail(core: Core<'_>, call: u64) -> R<()> {
     core.send_to_voicemail(call)
 }
 
+/// The OS notifications' words in the UI's language (sent at start and on a change).
+#[tauri::command]
+pub fn set_notification_text(core: Core<'_>, text: NotificationText) {
+    core.set_notification_text(text)
+}
+
 /// Search as you type.
 #[tauri::command]
 pub async fn search(core: Core<'_>, query: String) -> R<Vec<SearchHit>> {

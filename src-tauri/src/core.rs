@@ -136,6 +136,8 @@ struct State {
     restart_when_idle: bool,
     /// The next outgoing call consults about this call (announced transfer).
     pending_consult: Option<u64>,
+    /// The notifications' words in the UI's language.
+    notification_text: NotificationText,
 }
 
 /// The app's core (see the module documentation).
@@ -593,10 +595,11 @@ impl AppCore {
                         } else {
                             format!("{} ({})", v.remote_name, uri_user(&v.remote))
                         };
+                        let words = &st.notification_text;
                         if !via.is_empty() {
-                            who = format!("{who} via {via}");
+                            who = format!("{who} {} {via}", words.via);
                         }
-                        self.sink.notify("Incoming call", &who);
+                        self.sink.notify(&words.incoming_call, &who);
                     }
                     out.push(UiEvent::Incoming { call: v, via });
                 } else {
@@ -893,6 +896,11 @@ impl AppCore {
             return Err(bad("merge needs two calls that are up"));
         }
         self.send(Command::Merge { calls: Vec::new() })
+    }
+
+    /// The notifications' words, in the language the UI shows (its i18n table).
+    pub fn set_notification_text(&self, text: NotificationText) {
+        self.lock().notification_text = text;
     }
 
     /// Sends a ringing call to the user's voicemail (302 to `*59*` + the extension).
@@ -1482,14 +1490,16 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct Seen(Mutex<(Vec<UiEvent>, Vec<String>)>);
+    /// Events, notification bodies; notification titles.
+    struct Seen(Mutex<(Vec<UiEvent>, Vec<String>)>, Mutex<Vec<String>>);
     impl Sink for Seen {
         fn event(&self, e: UiEvent) {
             self.0.lock().unwrap().0.push(e);
         }
         fn media(&self, _: MediaUpdate) {}
-        fn notify(&self, _: &str, body: &str) {
+        fn notify(&self, title: &str, body: &str) {
             self.0.lock().unwrap().1.push(body.to_string());
+            self.1.lock().unwrap().push(title.to_string());
         }
     }
 
@@ -1533,6 +1543,39 @@ mod tests {
         assert_eq!(call.remote, "sip:4005@demo.vaxel.test");
         assert_eq!(notes.len(), 1);
         assert_eq!(notes[0], "Eva Eriksen (4005) via Sales");
+    }
+
+    #[test]
+    fn notifications_use_the_words_the_ui_gave() {
+        let seen = Arc::new(Seen::default());
+        let dir = std::env::temp_dir().join(format!("vaxel-desktop-note-{}", std::process::id()));
+        let core = AppCore::new(
+            CoreOptions {
+                config_dir: dir.join("config"),
+                data_dir: dir.join("data"),
+                engine_sip: None,
+                demo_user: "4001".into(),
+                keychain: Arc::new(MemoryStore::new()),
+            },
+            seen.clone(),
+        );
+        core.set_notification_text(NotificationText {
+            incoming_call: "Indgående opkald".into(),
+            via: "via".into(),
+        });
+        core.phone_event(Event::Incoming {
+            call: 3,
+            account: "demo".into(),
+            from: "sip:4003@demo.vaxel.test".into(),
+            to: "sip:4001@demo.vaxel.test".into(),
+            replaces: None,
+            name: "Carla Christensen".into(),
+            number: "4003".into(),
+            group: None,
+        });
+        let (_, notes) = &*seen.0.lock().unwrap();
+        assert_eq!(notes[0], "Carla Christensen (4003)");
+        assert_eq!(seen.1.lock().unwrap()[0], "Indgående opkald");
     }
 
     #[test]

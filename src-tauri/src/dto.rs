@@ -302,6 +302,25 @@ pub enum Activity {
     Unknown,
 }
 
+/// The words of the OS notifications, in the UI's language (from its i18n table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationText {
+    /// The title of an incoming call's notification ("Incoming call").
+    pub incoming_call: String,
+    /// The word before a group's name ("via" Sales).
+    pub via: String,
+}
+
+impl Default for NotificationText {
+    fn default() -> Self {
+        NotificationText {
+            incoming_call: "Incoming call".into(),
+            via: "via".into(),
+        }
+    }
+}
+
 /// A presence: activity, until when, and a note.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
@@ -527,6 +546,7 @@ pub fn typescript_bindings() -> String {
         VcardReport::decl(),
         Activity::decl(),
         Presence::decl(),
+        NotificationText::decl(),
         Person::decl(),
         Theme::decl(),
         Settings::decl(),

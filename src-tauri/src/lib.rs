@@ -139,6 +139,7 @@ pub fn builder<R: Runtime>() -> tauri::Builder<R> {
             commands::swap,
             commands::merge,
             commands::send_to_voicemail,
+            commands::set_notification_text,
             commands::search,
             commands::history,
             commands::mark_missed_seen,

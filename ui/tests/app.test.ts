@@ -175,6 +175,18 @@ describe('calls', () => {
   });
 });
 
+describe('notifications', () => {
+  it('the core gets the notification words in the chosen language', async () => {
+    const backend = await hosted();
+    await waitFor(() => expect(backend.notificationText).toEqual({ incomingCall: 'Incoming call', via: 'via' }));
+    await fireEvent.click(screen.getByRole('button', { name: /^Settings/ }));
+    const lang = await screen.findByLabelText(/Language/);
+    await fireEvent.change(lang, { target: { value: 'sv' } });
+    await waitFor(() => expect(backend.notificationText?.incomingCall).toBe(translate('sv', 'incomingCall')));
+    expect(translate('sv', 'incomingCall')).not.toBe('Incoming call');
+  });
+});
+
 describe('history', () => {
   it('missed calls are highlighted with a badge, and call back dials the number', async () => {
     const backend = await hosted();

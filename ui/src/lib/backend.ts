@@ -1,7 +1,7 @@
 // The one interface the UI talks to (ARCHITECTURE.md §7): the Tauri implementation in
 // the app (tauri.ts), an in-memory one for component tests and `vite dev` (mock.ts).
 import type {
-  AccountForm, AccountView, AudioDevice, ContactView, HistoryPage, MediaUpdate, Person,
+  AccountForm, AccountView, AudioDevice, ContactView, HistoryPage, MediaUpdate, NotificationText, Person,
   Presence, SearchHit, Settings, Snapshot, UiError, UiEvent, VcardReport,
 } from './bindings';
 
@@ -27,6 +27,8 @@ export interface Backend {
   swap(call: number): Promise<void>;
   /** Merge the calls that are up into a local conference. */
   merge(): Promise<void>;
+  /** The OS notifications' words in the UI's language. */
+  setNotificationText(text: NotificationText): Promise<void>;
   /** Send a ringing call to voicemail. */
   sendToVoicemail(call: number): Promise<void>;
   search(query: string): Promise<SearchHit[]>;

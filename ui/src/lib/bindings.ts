@@ -314,6 +314,16 @@ until: string,
  */
 note: string, };
 
+export type NotificationText = { 
+/**
+ * The title of an incoming call's notification ("Incoming call").
+ */
+incomingCall: string, 
+/**
+ * The word before a group's name ("via" Sales).
+ */
+via: string, };
+
 export type Person = { 
 /**
  * Extension.

@@ -4,7 +4,7 @@
 import type { Backend } from './backend';
 import type {
   AccountForm, AccountView, AudioDevice, CallView, ContactView, HistoryItem, HistoryPage,
-  MediaUpdate, Person, Presence, SearchHit, Settings, Snapshot, UiError, UiEvent, VcardReport,
+  MediaUpdate, NotificationText, Person, Presence, SearchHit, Settings, Snapshot, UiError, UiEvent, VcardReport,
 } from './bindings';
 
 const people: Person[] = [
@@ -179,6 +179,9 @@ export class MockBackend implements Backend {
     this.log('merge');
     for (const c of up) this.update({ ...c, held: false, conference: true, consultOf: null });
   }
+  /** The notifications' words the UI sent last. */
+  notificationText: NotificationText | null = null;
+  async setNotificationText(text: NotificationText) { this.notificationText = text; }
   async sendToVoicemail(call: number) {
     this.log('send_to_voicemail', call);
     this.end(this.find(call), 'declined', 'local_rejected 302');

@@ -2,7 +2,7 @@ import { invoke, Channel } from '@tauri-apps/api/core';
 import { listen } from '@tauri-apps/api/event';
 import type { Backend } from './backend';
 import type {
-  AccountForm, AccountView, AudioDevice, ContactView, HistoryPage, MediaUpdate, Person,
+  AccountForm, AccountView, AudioDevice, ContactView, HistoryPage, MediaUpdate, NotificationText, Person,
   Presence, SearchHit, Settings, Snapshot, UiEvent, VcardReport,
 } from './bindings';
 
@@ -24,6 +24,7 @@ export class TauriBackend implements Backend {
   cancelConsult(call: number) { return invoke<void>('cancel_consult', { call }); }
   swap(call: number) { return invoke<void>('swap', { call }); }
   merge() { return invoke<void>('merge'); }
+  setNotificationText(text: NotificationText) { return invoke<void>('set_notification_text', { text }); }
   sendToVoicemail(call: number) { return invoke<void>('send_to_voicemail', { call }); }
   search(query: string) { return invoke<SearchHit[]>('search', { query }); }
   history(limit?: number) { return invoke<HistoryPage>('history', { limit: limit ?? null }); }
