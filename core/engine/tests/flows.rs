@@ -782,6 +782,27 @@ fn db(engine: &EngineProc) -> vaxel_engine::db::Db {
     vaxel_engine::db::Db::open(&engine.data).unwrap()
 }
 
+/// A call's legs as `role:party:outcome` (a moved call's new party is its
+/// `transfer` leg ending `answered`; `answered_by` stays the first to answer, as for
+/// REFER).
+fn legs_of(engine: &EngineProc, call: i64) -> Vec<String> {
+    let c = rusqlite::Connection::open(engine.data.join("engine.sqlite")).unwrap();
+    let mut st = c
+        .prepare("SELECT role, party, outcome FROM legs WHERE call = ?1 ORDER BY id")
+        .unwrap();
+    st.query_map([call], |r| {
+        Ok(format!(
+            "{}:{}:{}",
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
 fn last_call(engine: &EngineProc) -> vaxel_engine::db::CallRecord {
     db(engine).calls(1).unwrap().remove(0)
 }
@@ -2060,6 +2081,162 @@ fn forwarding_to_an_outside_number_through_the_trunk() {
     std::thread::sleep(Duration::from_millis(300));
     let c = last_call(&engine);
     assert_eq!(c.answered_by.as_deref(), Some("004612345678"), "{c:?}");
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "#21#"),
+        "deactivated"
+    ));
+    drop(_provider);
+
+    // *31* to a number outside, both forms: anonymous From and Privacy: id at the
+    // provider (RFC 3323); refused for Bob, who may not call out.
+    let provider_at = |name: &str, scenario: &str, calls: &str| {
+        let p = sipp_bg(
+            &dir,
+            name,
+            scenario,
+            &[
+                "-m",
+                calls,
+                "-i",
+                "127.0.0.3",
+                "-p",
+                &provider.to_string(),
+                "-mp",
+                &media_port().to_string(),
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        p
+    };
+    let hidden = provider_at(
+        "provider-hidden",
+        &answerer_scenario("sip:anonymous@anonymous.invalid", Some(("Privacy:", "id"))),
+        "2",
+    );
+    for code in ["*31*004612345678", "*31*004612345678#"] {
+        let rtp = RtpEnd::new();
+        let run = call(
+            &dir,
+            &engine,
+            "hidden-out",
+            "4001",
+            "alice-pw",
+            code,
+            rtp.port(),
+            End::HangUp(800),
+        )
+        .join()
+        .unwrap();
+        assert!(run.ok, "{code}: {}", run.output);
+        std::thread::sleep(Duration::from_millis(300));
+        let c = last_call(&engine);
+        assert_eq!(
+            c.answered_by.as_deref(),
+            Some("004612345678"),
+            "{code}: {c:?}"
+        );
+    }
+    assert!(
+        heard_prompt(
+            &feature(&dir, &engine, "4002", "*31*004612345678#"),
+            "not_active"
+        ),
+        "Bob may not call out, hidden or not"
+    );
+    drop(hidden);
+
+    // #n# to a number outside: Carla (who may call out) moves Alice's call to the
+    // provider, which sees Alice's long number; Bob's #n# outside does nothing.
+    let mut out = provider_at(
+        "provider-move",
+        &answerer_scenario("sip:\\+4570104001@", None),
+        "1",
+    );
+    let mut mover = one_call_member(&dir, &engine, "4003", &keying_scenario("#004612345678#"));
+    let rtp = RtpEnd::new();
+    let caller = staying_caller_to(&dir, &engine, "moved-out", rtp.port(), 1000, "4003");
+    assert!(
+        wait_bg(&mut mover, 8),
+        "Carla got BYE once the call moved out"
+    );
+    let run = caller.join().unwrap();
+    assert!(run.ok, "the caller stays in the call: {}", run.output);
+    assert!(
+        wait_bg(&mut out, 5),
+        "the outside party got the caller's BYE"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    let legs = legs_of(&engine, c.id);
+    assert!(
+        legs.contains(&"b:4003:transferred".to_owned())
+            && legs.contains(&"transfer:004612345678:answered".to_owned()),
+        "{legs:?}"
+    );
+    let mut bob = one_call_member(&dir, &engine, "4002", &keying_scenario("#004612345678#"));
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "not-moved-out",
+        "4001",
+        "alice-pw",
+        "4002",
+        rtp.port(),
+        End::HangUp(6500),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    assert!(wait_bg(&mut bob, 5), "Bob kept the call");
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4002"), "{c:?}");
+    assert_eq!(
+        db(&engine).leg_count(c.id).unwrap(),
+        2,
+        "nothing rang outside"
+    );
+}
+
+/// Seed 002: hanging up completes the move. 4002 keys `#4004#` and hangs up while
+/// 4004 still rings (2 s): the caller hears music on hold, then 4004 answers and
+/// has the caller.
+#[test]
+fn the_mover_hangs_up_while_n_rings_and_the_caller_waits_for_n() {
+    let _serial = one_at_a_time();
+    if !need_sipp("move completed by hanging up") {
+        return;
+    }
+    let dir = temp_dir("flow-move-hangup");
+    let engine = start_engine(&dir, free_port(), true);
+    let mut mover = one_call_member(&dir, &engine, "4002", &mover_scenario("#4004#", Some(300)));
+    let mut target = one_call_member(
+        &dir,
+        &engine,
+        "4004",
+        &common::answerer_scenario("4001", 2500),
+    );
+    let rtp = RtpEnd::new();
+    let caller = staying_caller(&dir, &engine, "waits", rtp.port(), 1000);
+    assert!(wait_bg(&mut mover, 8), "4002 hung up (BYE answered 200)");
+    let from = rtp.heard().len();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        music_in(&rtp.heard()[from..]),
+        "the caller hears music on hold while 4004 rings"
+    );
+    let run = caller.join().unwrap();
+    assert!(run.ok, "the caller waited and got 4004: {}", run.output);
+    assert!(wait_bg(&mut target, 5), "4004 got the caller's BYE");
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    let legs = legs_of(&engine, c.id);
+    assert!(
+        legs.contains(&"b:4002:transferred".to_owned())
+            && legs.contains(&"transfer:4004:answered".to_owned()),
+        "{legs:?}"
+    );
 }
 
 /// Forwarding set through the API: on no answer after 2 s.
@@ -2775,20 +2952,25 @@ fn staying_caller(
     rtp: u16,
     stay_ms: u32,
 ) -> std::thread::JoinHandle<SippRun> {
+    staying_caller_to(dir, engine, name, rtp, stay_ms, "4002")
+}
+
+/// 4001 calls `to` and stays while the call moves (see [`staying_caller`]).
+fn staying_caller_to(
+    dir: &Path,
+    engine: &EngineProc,
+    name: &str,
+    rtp: u16,
+    stay_ms: u32,
+    to: &str,
+) -> std::thread::JoinHandle<SippRun> {
     // The caller stays: the engine re-offers it the new party's media (a re-INVITE),
-    // then the caller hangs up on 4003.
-    let scenario = caller_scenario(
-        engine.sip,
-        "4001",
-        "alice-pw",
-        "4002",
-        rtp,
-        End::HangUp(1000),
-    )
-    .replace(
-        "  <pause milliseconds=\"1000\"/>",
-        &format!(
-            r#"  <recv request="INVITE" timeout="15000"/>
+    // then the caller hangs up on the new party.
+    let scenario = caller_scenario(engine.sip, "4001", "alice-pw", to, rtp, End::HangUp(1000))
+        .replace(
+            "  <pause milliseconds=\"1000\"/>",
+            &format!(
+                r#"  <recv request="INVITE" timeout="15000"/>
   <send><![CDATA[
 SIP/2.0 200 OK
 [last_Via:]
@@ -2811,9 +2993,9 @@ a=rtpmap:101 telephone-event/8000
 ]]></send>
   <recv request="ACK"/>
   <pause milliseconds="{stay_ms}"/>"#,
-            port = rtp
-        ),
-    );
+                port = rtp
+            ),
+        );
     {
         let (dir, target, name) = (dir.to_owned(), engine.sip.to_string(), name.to_owned());
         std::thread::spawn(move || {
@@ -3378,11 +3560,11 @@ fn announced_move_the_mover_talks_with_n_hangs_up_to_complete_and_star_takes_bac
     assert!(wait_bg(&mut target, 5), "4003 got the caller's BYE");
     std::thread::sleep(Duration::from_millis(400));
     let c = last_call(&engine);
-    assert_eq!(c.answered_by.as_deref(), Some("4003"), "{c:?}");
-    let legs = db(&engine).leg_outcomes(c.id).unwrap();
+    let legs = legs_of(&engine, c.id);
     assert!(
-        legs.iter().any(|l| l.contains("transferred")),
-        "4002's leg ended transferred: {legs:?}"
+        legs.contains(&"b:4002:transferred".to_owned())
+            && legs.contains(&"transfer:4003:answered".to_owned()),
+        "{legs:?}"
     );
 
     // `*` after talking with n: the call comes back to the mover.

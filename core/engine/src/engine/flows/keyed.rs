@@ -660,11 +660,8 @@ impl Engine {
         c.relay.tap(None);
         c.answered = Some(n);
         c.transfer = None;
-        let (a, record) = (c.a, c.record);
+        let a = c.a;
         self.forget_leg(mover);
-        if let Some(party) = self.legs.get(&n).map(|l| l.party.clone()) {
-            let _ = self.db.get().answer_call(record, &party, unix_now());
-        }
         if let Some(sdp) = n_sdp {
             self.reoffer(a, &sdp).await;
         }
