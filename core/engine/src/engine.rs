@@ -1961,6 +1961,10 @@ impl Engine {
         {
             return;
         }
+        if self.flow_ack(l.call, ack) {
+            return;
+        }
+        let Some(l) = self.legs.get(&leg) else { return };
         let Some(call) = self.calls.get(&l.call) else {
             return;
         };

@@ -538,12 +538,12 @@ impl Engine {
             .and_then(|sd| telephone_event_pt(&sd));
         let format = match pt {
             Some(8) => MediaFormat {
-                alaw: true,
+                codec: vaxel_media::CodecKind::Pcma,
                 pt: 8,
                 te_pt,
             },
             Some(0) => MediaFormat {
-                alaw: false,
+                codec: vaxel_media::CodecKind::Pcmu,
                 pt: 0,
                 te_pt,
             },
