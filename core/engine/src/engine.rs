@@ -1972,6 +1972,10 @@ impl Engine {
         {
             return;
         }
+        if self.flow_ack(l.call, ack) {
+            return;
+        }
+        let Some(l) = self.legs.get(&leg) else { return };
         let Some(call) = self.calls.get(&l.call) else {
             return;
         };

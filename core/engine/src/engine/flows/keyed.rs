@@ -543,12 +543,12 @@ impl Engine {
             .and_then(|sd| telephone_event_pt(&sd));
         let format = match pt {
             Some(8) => MediaFormat {
-                alaw: true,
+                codec: vaxel_media::CodecKind::Pcma,
                 pt: 8,
                 te_pt,
             },
             Some(0) => MediaFormat {
-                alaw: false,
+                codec: vaxel_media::CodecKind::Pcmu,
                 pt: 0,
                 te_pt,
             },
@@ -665,11 +665,8 @@ impl Engine {
         c.relay.tap(None);
         c.answered = Some(n);
         c.transfer = None;
-        let (a, record) = (c.a, c.record);
+        let a = c.a;
         self.forget_leg(mover);
-        if let Some(party) = self.legs.get(&n).map(|l| l.party.clone()) {
-            let _ = self.db.get().answer_call(record, &party, unix_now());
-        }
         if let Some(sdp) = n_sdp {
             self.reoffer(a, &sdp).await;
         }
