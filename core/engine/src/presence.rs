@@ -283,7 +283,7 @@ pub struct View {
     /// remote…), `busy` (red: busy or in a call), `offline` (grey: no device).
     pub state: &'static str,
     /// PIDF basic status: open while a device is registered and the user has not
-    /// published `closed`.
+    /// published `closed` (either way the state is then `offline`).
     pub open: bool,
     /// The activity (RPID token or the office's own word); `None` is available.
     pub activity: Option<String>,
@@ -316,7 +316,7 @@ pub fn compose(i: &Inputs<'_>) -> View {
     }
     let open = i.devices > 0 && i.published.is_none_or(|p| p.open);
     let a = activity.as_deref().unwrap_or("available");
-    let state = if i.devices == 0 {
+    let state = if !open {
         "offline"
     } else if i.phone != Phone::Idle || BUSY.contains(&a) {
         "busy"

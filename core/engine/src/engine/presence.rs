@@ -314,6 +314,12 @@ impl Engine {
         };
         if resp.status.is_final() {
             self.presence.txs.remove(&tx);
+            if !resp.status.is_success() {
+                debug!(
+                    "NOTIFY of subscription {id} answered {}",
+                    resp.status.as_u16()
+                );
+            }
         }
         if let Some(sub) = self.presence.subs.get_mut(&id) {
             sub.n().handle_response(Instant::now(), &resp);
@@ -457,6 +463,11 @@ impl Engine {
             }
         }
         let api = self.events.receiver_count() > 0;
+        if !api && !self.presence.last.is_empty() {
+            // Nobody listens: what they were told is forgotten, and the next listener
+            // hears everyone's presence first.
+            self.presence.last.clear();
+        }
         if self.presence.subs.is_empty() && !api {
             for id in touched {
                 self.presence_drain(id).await;
@@ -465,7 +476,6 @@ impl Engine {
         }
         let phones = self.presence_phones();
         if api {
-            let quiet = self.presence.last.is_empty();
             let mut exts: Vec<&String> = self.users.keys().collect();
             exts.sort();
             let mut changed = Vec::new();
@@ -479,12 +489,10 @@ impl Engine {
                 self.presence
                     .last
                     .insert(extension.clone(), presence.clone());
-                if !quiet {
-                    self.emit(EngineEvent::Presence {
-                        extension,
-                        presence,
-                    });
-                }
+                self.emit(EngineEvent::Presence {
+                    extension,
+                    presence,
+                });
             }
         }
         let ids: Vec<u64> = self.presence.subs.keys().copied().collect();
