@@ -84,6 +84,48 @@ pub fn transfer(core: Core<'_>, call: u64, target: String) -> R<()> {
     core.transfer(call, &target)
 }
 
+/// Announced transfer: hold `call` and consult `target`.
+#[tauri::command]
+pub fn consult(core: Core<'_>, call: u64, target: String) -> R<()> {
+    core.consult(call, &target)
+}
+
+/// Announced transfer: hand the held call to the consulted colleague.
+#[tauri::command]
+pub fn complete_transfer(core: Core<'_>, call: u64) -> R<()> {
+    core.complete_transfer(call)
+}
+
+/// Announced transfer: hang up the consultation, take the held call back.
+#[tauri::command]
+pub fn cancel_consult(core: Core<'_>, call: u64) -> R<()> {
+    core.cancel_consult(call)
+}
+
+/// Swap to another call.
+#[tauri::command]
+pub fn swap(core: Core<'_>, call: u64) -> R<()> {
+    core.swap(call)
+}
+
+/// Merge the calls into a local conference.
+#[tauri::command]
+pub fn merge(core: Core<'_>) -> R<()> {
+    core.merge()
+}
+
+/// Send a ringing call to voicemail.
+#[tauri::command]
+pub fn send_to_voicemail(core: Core<'_>, call: u64) -> R<()> {
+    core.send_to_voicemail(call)
+}
+
+/// The OS notifications' words in the UI's language (sent at start and on a change).
+#[tauri::command]
+pub fn set_notification_text(core: Core<'_>, text: NotificationText) {
+    core.set_notification_text(text)
+}
+
 /// Search as you type.
 #[tauri::command]
 pub async fn search(core: Core<'_>, query: String) -> R<Vec<SearchHit>> {

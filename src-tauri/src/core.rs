@@ -138,6 +138,10 @@ struct State {
     /// Colleagues' phones from the engine's dialog NOTIFYs (extension → `idle`,
     /// `ringing`, `busy`; RFC 4235).
     office_phone: HashMap<String, String>,
+    /// The next outgoing call consults about this call (announced transfer).
+    pending_consult: Option<u64>,
+    /// The notifications' words in the UI's language.
+    notification_text: NotificationText,
 }
 
 /// The app's core (see the module documentation).
@@ -615,6 +619,8 @@ impl AppCore {
                     muted: false,
                     codec: String::new(),
                     answered_at: None,
+                    consult_of: st.pending_consult.take(),
+                    conference: false,
                 };
                 st.calls.insert(call, v.clone());
                 out.push(UiEvent::Call { call: v });
@@ -657,6 +663,8 @@ impl AppCore {
                     muted: false,
                     codec: String::new(),
                     answered_at: None,
+                    consult_of: None,
+                    conference: false,
                 };
                 st.calls.insert(call, v.clone());
                 if replaces.is_none() {
@@ -667,10 +675,11 @@ impl AppCore {
                         } else {
                             format!("{} ({})", v.remote_name, uri_user(&v.remote))
                         };
+                        let words = &st.notification_text;
                         if !via.is_empty() {
-                            who = format!("{who} via {via}");
+                            who = format!("{who} {} {via}", words.via);
                         }
-                        self.sink.notify("Incoming call", &who);
+                        self.sink.notify(&words.incoming_call, &who);
                     }
                     out.push(UiEvent::Incoming { call: v, via });
                 } else {
@@ -713,6 +722,13 @@ impl AppCore {
                 status,
             } => {
                 st.calls.remove(&call);
+                // A consultation about a call that is gone is an ordinary call.
+                for v in st.calls.values_mut() {
+                    if v.consult_of == Some(call) {
+                        v.consult_of = None;
+                        out.push(UiEvent::Call { call: v.clone() });
+                    }
+                }
                 let mut c = serde_json::to_value(cause)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
@@ -731,6 +747,19 @@ impl AppCore {
                 out.push(UiEvent::History {
                     unseen_missed: st.unseen_missed,
                 });
+            }
+            Event::Conference { calls } => {
+                for v in st.calls.values_mut() {
+                    let now_in = calls.contains(&v.call);
+                    if v.conference != now_in {
+                        v.conference = now_in;
+                        // A merged consultation is no longer one.
+                        if now_in {
+                            v.consult_of = None;
+                        }
+                        out.push(UiEvent::Call { call: v.clone() });
+                    }
+                }
             }
             Event::Dtmf { call, digit, .. } => out.push(UiEvent::Dtmf {
                 call,
@@ -891,11 +920,109 @@ impl AppCore {
         if target.is_empty() {
             return Err(bad("nothing to call"));
         }
+        // A second call: the one in progress waits on hold.
+        self.hold_others(None)?;
         self.send(Command::Call {
             uri: target,
             account: None,
             media: Default::default(),
         })
+    }
+
+    /// Holds every call that is up, not held and not `except` (the conference's
+    /// members go on hold together).
+    fn hold_others(&self, except: Option<u64>) -> Result<(), UiError> {
+        let talking: Vec<u64> = self
+            .lock()
+            .calls
+            .values()
+            .filter(|c| c.state == "established" && !c.held && Some(c.call) != except)
+            .map(|c| c.call)
+            .collect();
+        for id in talking {
+            self.send(Command::Hold { call: Some(id) })?;
+        }
+        Ok(())
+    }
+
+    /// Announced transfer, first step: holds `call` and calls `target` to consult them
+    /// (the new call's `consult_of` is `call`).
+    pub fn consult(&self, call: u64, target: &str) -> Result<(), UiError> {
+        self.known_call(call)?;
+        let target = dial_target(target).unwrap_or_else(|| target.trim().to_string());
+        if target.is_empty() {
+            return Err(bad("consult whom?"));
+        }
+        self.hold_others(None)?;
+        self.lock().pending_consult = Some(call);
+        self.send(Command::Call {
+            uri: target,
+            account: None,
+            media: Default::default(),
+        })
+        .inspect_err(|_| self.lock().pending_consult = None)
+    }
+
+    /// Announced transfer, done: the consulted colleague gets the held call (REFER with
+    /// Replaces, RFC 3891 / RFC 5589 §7); `call` is the consultation.
+    pub fn complete_transfer(&self, call: u64) -> Result<(), UiError> {
+        let of = self
+            .lock()
+            .calls
+            .get(&call)
+            .ok_or_else(|| bad(format!("no call {call}")))?
+            .consult_of
+            .ok_or_else(|| bad(format!("call {call} is no consultation")))?;
+        self.send(Command::AttendedTransfer { call: of, to: call })
+    }
+
+    /// Announced transfer, given up: hangs up the consultation and takes the held call
+    /// back.
+    pub fn cancel_consult(&self, call: u64) -> Result<(), UiError> {
+        let of = self
+            .lock()
+            .calls
+            .get(&call)
+            .ok_or_else(|| bad(format!("no call {call}")))?
+            .consult_of
+            .ok_or_else(|| bad(format!("call {call} is no consultation")))?;
+        self.send(Command::Hangup { call: Some(call) })?;
+        self.send(Command::Resume { call: Some(of) })
+    }
+
+    /// Swaps to `call`: the other calls go on hold, `call` resumes.
+    pub fn swap(&self, call: u64) -> Result<(), UiError> {
+        self.known_call(call)?;
+        self.hold_others(Some(call))?;
+        if self.lock().calls.get(&call).is_some_and(|c| c.held) {
+            self.send(Command::Resume { call: Some(call) })?;
+        }
+        Ok(())
+    }
+
+    /// Merges every call that is up into a local conference.
+    pub fn merge(&self) -> Result<(), UiError> {
+        let up = self
+            .lock()
+            .calls
+            .values()
+            .filter(|c| c.state == "established")
+            .count();
+        if up < 2 {
+            return Err(bad("merge needs two calls that are up"));
+        }
+        self.send(Command::Merge { calls: Vec::new() })
+    }
+
+    /// The notifications' words, in the language the UI shows (its i18n table).
+    pub fn set_notification_text(&self, text: NotificationText) {
+        self.lock().notification_text = text;
+    }
+
+    /// Sends a ringing call to the user's voicemail (302 to `*59*` + the extension).
+    pub fn send_to_voicemail(&self, call: u64) -> Result<(), UiError> {
+        self.known_call(call)?;
+        self.send(Command::SendToVoicemail { call: Some(call) })
     }
 
     /// Opens a `tel:`/`sip:` link: tells the UI and places the call.
@@ -918,6 +1045,8 @@ impl AppCore {
     /// Answers a ringing call.
     pub fn answer(&self, call: u64) -> Result<(), UiError> {
         self.known_call(call)?;
+        // Call waiting: the call in progress waits on hold.
+        self.hold_others(Some(call))?;
         self.send(Command::Answer {
             call: Some(call),
             media: Default::default(),
@@ -1522,14 +1651,16 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct Seen(Mutex<(Vec<UiEvent>, Vec<String>)>);
+    /// Events, notification bodies; notification titles.
+    struct Seen(Mutex<(Vec<UiEvent>, Vec<String>)>, Mutex<Vec<String>>);
     impl Sink for Seen {
         fn event(&self, e: UiEvent) {
             self.0.lock().unwrap().0.push(e);
         }
         fn media(&self, _: MediaUpdate) {}
-        fn notify(&self, _: &str, body: &str) {
+        fn notify(&self, title: &str, body: &str) {
             self.0.lock().unwrap().1.push(body.to_string());
+            self.1.lock().unwrap().push(title.to_string());
         }
     }
 
@@ -1573,5 +1704,100 @@ mod tests {
         assert_eq!(call.remote, "sip:4005@demo.vaxel.test");
         assert_eq!(notes.len(), 1);
         assert_eq!(notes[0], "Eva Eriksen (4005) via Sales");
+    }
+
+    #[test]
+    fn notifications_use_the_words_the_ui_gave() {
+        let seen = Arc::new(Seen::default());
+        let dir = std::env::temp_dir().join(format!("vaxel-desktop-note-{}", std::process::id()));
+        let core = AppCore::new(
+            CoreOptions {
+                config_dir: dir.join("config"),
+                data_dir: dir.join("data"),
+                engine_sip: None,
+                demo_user: "4001".into(),
+                keychain: Arc::new(MemoryStore::new()),
+            },
+            seen.clone(),
+        );
+        core.set_notification_text(NotificationText {
+            incoming_call: "Indgående opkald".into(),
+            via: "via".into(),
+        });
+        core.phone_event(Event::Incoming {
+            call: 3,
+            account: "demo".into(),
+            from: "sip:4003@demo.vaxel.test".into(),
+            to: "sip:4001@demo.vaxel.test".into(),
+            replaces: None,
+            name: "Carla Christensen".into(),
+            number: "4003".into(),
+            group: None,
+        });
+        let (_, notes) = &*seen.0.lock().unwrap();
+        assert_eq!(notes[0], "Carla Christensen (4003)");
+        assert_eq!(seen.1.lock().unwrap()[0], "Indgående opkald");
+    }
+
+    #[test]
+    fn a_consultation_is_marked_merged_calls_flagged_and_both_cleared_at_the_end() {
+        let seen = Arc::new(Seen::default());
+        let dir = std::env::temp_dir().join(format!("vaxel-desktop-conf-{}", std::process::id()));
+        let core = AppCore::new(
+            CoreOptions {
+                config_dir: dir.join("config"),
+                data_dir: dir.join("data"),
+                engine_sip: None,
+                demo_user: "4001".into(),
+                keychain: Arc::new(MemoryStore::new()),
+            },
+            seen.clone(),
+        );
+        let outgoing = |call: u64, ext: &str| Event::Outgoing {
+            call,
+            account: "demo".into(),
+            uri: format!("sip:{ext}@demo.vaxel.test"),
+        };
+        core.phone_event(outgoing(1, "4002"));
+        // `consult` marks the next outgoing call as the consultation about call 1.
+        core.lock().pending_consult = Some(1);
+        core.phone_event(outgoing(2, "4004"));
+        assert_eq!(core.lock().calls[&2].consult_of, Some(1));
+        assert_eq!(core.lock().calls[&1].consult_of, None);
+        // Without the phone running, the announced-transfer commands say so.
+        assert_eq!(
+            core.complete_transfer(2).unwrap_err().code,
+            ErrorCode::NotReady
+        );
+        assert_eq!(
+            core.complete_transfer(1).unwrap_err().code,
+            ErrorCode::BadCommand,
+            "call 1 is no consultation"
+        );
+        core.phone_event(Event::Conference { calls: vec![1, 2] });
+        {
+            let st = core.lock();
+            assert!(st.calls[&1].conference && st.calls[&2].conference);
+            assert_eq!(
+                st.calls[&2].consult_of, None,
+                "merged: no longer a consultation"
+            );
+        }
+        core.phone_event(Event::Conference { calls: vec![] });
+        assert!(!core.lock().calls[&1].conference);
+        // The consulted call ending makes a pending consultation an ordinary call.
+        core.lock().calls.get_mut(&2).unwrap().consult_of = Some(1);
+        core.phone_event(Event::Ended {
+            call: 1,
+            cause: EndReason::Transferred,
+            status: None,
+        });
+        assert_eq!(core.lock().calls[&2].consult_of, None);
+        let (events, _) = &*seen.0.lock().unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, UiEvent::Call { call } if call.call == 2 && call.conference))
+        );
     }
 }

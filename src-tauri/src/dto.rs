@@ -145,6 +145,12 @@ pub struct CallView {
     /// When it was answered (ms since the Unix epoch), for the call timer.
     #[ts(type = "number | null")]
     pub answered_at: Option<i64>,
+    /// This call consults a colleague about that (held) call: an announced transfer
+    /// can hand that call over to this one's far end.
+    #[ts(type = "number | null")]
+    pub consult_of: Option<u64>,
+    /// The call is in the local conference (merged).
+    pub conference: bool,
 }
 
 /// Everything the UI needs to draw itself at start; events keep it current.
@@ -294,6 +300,25 @@ pub enum Activity {
     Vacation,
     /// Not known.
     Unknown,
+}
+
+/// The words of the OS notifications, in the UI's language (from its i18n table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationText {
+    /// The title of an incoming call's notification ("Incoming call").
+    pub incoming_call: String,
+    /// The word before a group's name ("via" Sales).
+    pub via: String,
+}
+
+impl Default for NotificationText {
+    fn default() -> Self {
+        NotificationText {
+            incoming_call: "Incoming call".into(),
+            via: "via".into(),
+        }
+    }
 }
 
 /// A presence: activity, until when, and a note.
@@ -521,6 +546,7 @@ pub fn typescript_bindings() -> String {
         VcardReport::decl(),
         Activity::decl(),
         Presence::decl(),
+        NotificationText::decl(),
         Person::decl(),
         Theme::decl(),
         Settings::decl(),

@@ -253,6 +253,27 @@ fn hosting_the_office_registers_the_demo_user_and_serves_search_directory_and_pr
     assert_eq!(err["code"], "bad_command");
     let err = invoke(&app, "dtmf", json!({ "call": 99, "digits": "x" })).unwrap_err();
     assert_eq!(err["code"], "bad_command");
+    // Second calls, announced transfer, merge and voicemail: the caller's fault without
+    // the calls they need (the flows themselves run in the end-to-end test).
+    for (cmd, args, says) in [
+        (
+            "consult",
+            json!({ "call": 99, "target": "4004" }),
+            "no call 99",
+        ),
+        ("complete_transfer", json!({ "call": 99 }), "no call 99"),
+        ("cancel_consult", json!({ "call": 99 }), "no call 99"),
+        ("swap", json!({ "call": 99 }), "no call 99"),
+        ("merge", json!({}), "two calls"),
+        ("send_to_voicemail", json!({ "call": 99 }), "no call 99"),
+    ] {
+        let err = invoke(&app, cmd, args).unwrap_err();
+        assert_eq!(err["code"], "bad_command", "{cmd}: {err}");
+        assert!(
+            err["message"].as_str().unwrap().contains(says),
+            "{cmd}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -5,11 +5,14 @@
 // It hosts the office (embedded engine + demo office on a loopback port it picked),
 // registers a `vaxel` CLI phone as 4002 that auto-answers playing a tone, calls it from
 // the dial field, waits for the call to be up and the speaker meter to move, sends a DTMF
-// digit that Bo receives, mutes, holds, hangs up,
-// finds the call in the history, takes an incoming call from a second CLI phone (4003)
-// and declines it, switches presence and sees it in the directory and at a SIP watcher
-// (`vaxel watch`, through the engine's presence server), sees Bo's own published presence
-// (lunch, yellow) in the directory and back to available when it is removed. Screenshots of the
+// digit that Bo receives, mutes, holds, consults Dan (4004, a third CLI phone), swaps,
+// merges the two calls into a conference, lets Dan leave, consults him again and
+// completes the announced transfer (Bo and Dan then talk), finds the call in the
+// history, takes an incoming call from a second CLI phone (4003) and declines it, sends
+// one from 4005 to voicemail, switches presence and sees it in the directory and at a
+// SIP watcher (`vaxel watch`, through the engine's presence server), sees Bo's own
+// published presence (lunch, yellow) in the directory and back to available when it is
+// removed. Screenshots of the
 // main screens go to docs/screenshots/. Every process it starts is stopped by its pid.
 //
 // Environment: VAXEL_DESKTOP_BIN (the app), VAXEL_BIN (the `vaxel` CLI), both default to
@@ -193,9 +196,50 @@ try {
   await (await $('#hold')).click();
   await until('resume', async () => (await (await $('#hold')).getAttribute('aria-pressed')) === 'false', 10000);
   await until('Bo to see the resume', () => bo.text().includes('"event":"resumed"'), 10000);
-  await (await $('#hangup')).click();
-  await panel.waitForExist({ timeout: 15000, reverse: true });
+  const count = (p, re) => (p.text().match(re) ?? []).length;
+  const boCall = await panel.getAttribute('data-call');
+
+  // Announced transfer with Dan (4004), another CLI phone that auto-answers: consult him
+  // (search + Enter), swap between the two calls, merge them into a conference, leave it,
+  // consult again and hand Bo over to Dan.
+  const dan = await cliPhone('dan', '4004', 'dan-4004', enginePort,
+    ['listen', '--auto-answer', '--play', tone, '--record', join(work, 'dan-heard.wav')], '"event":"registered"');
+  const consult = async () => {
+    const heldBefore = count(bo, /"event":"held"/g);
+    await (await $('#consult-toggle')).click();
+    await (await $('#consult-input')).setValue('dan dahl');
+    await browser.keys('Enter');
+    await until('the consultation to be up', async () =>
+      (await panel.getAttribute('data-call')) !== boCall && (await panel.getAttribute('data-state')) === 'established', 20000);
+    await until('Bo on hold while we consult', () => count(bo, /"event":"held"/g) > heldBefore, 10000);
+    if (!(await text('#consulting')).includes('Bo Berg')) throw new Error(`consulting: ${await text('#consulting')}`);
+  };
+  await consult();
+  await shot('consult');
+  // Swap back to Bo: Dan waits on hold.
+  await (await $('button[aria-label="Switch to Bo Berg"]')).click();
+  await until('Bo back in the panel', async () => (await panel.getAttribute('data-call')) === boCall, 10000);
+  await until('Dan to see the hold', () => dan.text().includes('"event":"held"'), 10000);
+  // Merge: both far ends hear each other through the app's mixer.
+  await (await $('#merge')).click();
+  await until('the conference', async () => (await browser.$$('#call-conference')).length > 0, 10000);
+  await until('Dan to see the resume', () => dan.text().includes('"event":"resumed"'), 10000);
+  await shot('conference');
+  // Dan leaves (hung up from his row or the panel): the conference ends, Bo stays.
+  const danRow = await $('#other-calls li:not([data-call="' + boCall + '"]) button.danger');
+  if (await danRow.isExisting()) await danRow.click(); else await (await $('#hangup')).click();
+  await until('Dan to see the end', () => dan.text().includes('"event":"ended"'), 10000);
+  await until('only Bo left', async () =>
+    (await panel.getAttribute('data-call')) === boCall && (await browser.$$('#other-calls li')).length === 0, 10000);
+  // Resume Bo if the conference's end left him held, then consult again and complete.
+  if ((await (await $('#hold')).getAttribute('aria-pressed')) === 'true') await (await $('#hold')).click();
+  await consult();
+  await (await $('#complete-transfer')).click();
+  await until('Bo to be asked to call Dan', () => bo.text().includes('"event":"transfer_requested"'), 15000);
+  await panel.waitForExist({ timeout: 20000, reverse: true });
   await until('bo to see the call end', () => bo.text().includes('"event":"ended"'), 10000);
+  await until('Bo and Dan to talk', () => count(dan, /"event":"established"/g) >= 2, 15000);
+  log('announced transfer: Bo and Dan connected');
 
   // History.
   await (await $('#tab-history')).click();
@@ -212,6 +256,17 @@ try {
   await shot('incoming');
   await (await $('#decline')).click();
   await banner.waitForExist({ timeout: 10000, reverse: true });
+
+  // Eva (4005) calls; sent to voicemail from the banner: the app redirects the call
+  // (302 to *59*4001) and Eva's call leaves this phone.
+  const eva = await cliPhone('eva', '4005', 'eva-4005', enginePort,
+    ['call', 'sip:4001@demo.vaxel.test', '--play', tone, '--timeout', '30']);
+  await banner.waitForDisplayed({ timeout: 20000 });
+  await (await $('#voicemail')).click();
+  await banner.waitForExist({ timeout: 10000, reverse: true });
+  await until('Eva to be answered by voicemail or turned away', () =>
+    /"event":"(ended|established)"/.test(eva.text()), 15000);
+  log('voicemail: Eva saw', (eva.text().match(/"event":"(ended|established)"[^\n]*/) ?? [''])[0]);
 
   // Presence: Meeting until 14:00, seen in the directory.
   await (await $('#presence-button')).click();

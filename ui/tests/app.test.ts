@@ -102,12 +102,88 @@ describe('calls', () => {
     await waitFor(() => expect(backend.sent.find((s) => s.cmd === 'transfer')?.args).toEqual({ call: 1, target: '4003' }));
   });
 
+  it('announced transfer: consult the first hit by Enter, then go back, then complete', async () => {
+    const backend = await hosted();
+    backend.ring('sip:4002@demo.vaxel.test', 'Bo Berg');
+    await fireEvent.click(await screen.findByRole('button', { name: 'Answer' }));
+    await fireEvent.click(await screen.findByRole('button', { name: 'Consult' }));
+    const field = screen.getByLabelText('Consult (name or number)');
+    await fireEvent.input(field, { target: { value: 'dan' } });
+    await fireEvent.submit(field.closest('form')!);
+    await waitFor(() => expect(backend.sent.find((s) => s.cmd === 'consult')?.args).toEqual({ call: 1, target: '4004' }));
+    // The panel shows the consultation; Bo waits on hold in the other calls.
+    await waitFor(() => expect(screen.getByTestId('in-call')).toHaveAttribute('data-call', '2'));
+    expect(screen.getByText(/Consulting about Bo Berg/)).toBeInTheDocument();
+    const bo = document.querySelector('#other-calls li[data-call="1"]') as HTMLElement;
+    expect(bo).toHaveTextContent('On hold');
+    // Back: Dan is hung up, Bo resumed.
+    await fireEvent.click(screen.getByRole('button', { name: 'Back to the held call' }));
+    await waitFor(() => expect(screen.getByTestId('in-call')).toHaveAttribute('data-call', '1'));
+    expect(screen.queryByText(/Consulting about/)).toBeNull();
+    // Again, and this time hand Bo over to Dan.
+    await fireEvent.click(screen.getByRole('button', { name: 'Consult' }));
+    await fireEvent.input(screen.getByLabelText('Consult (name or number)'), { target: { value: 'dan dahl' } });
+    await fireEvent.submit(screen.getByLabelText('Consult (name or number)').closest('form')!);
+    await fireEvent.click(await screen.findByRole('button', { name: 'Complete transfer' }));
+    expect(backend.sent).toContainEqual({ cmd: 'complete_transfer', args: 3 });
+    await waitFor(() => expect(screen.queryByTestId('in-call')).toBeNull());
+  });
+
+  it('a second call holds the first; swap goes back and forth; merge makes a conference', async () => {
+    const backend = await hosted();
+    backend.ring('sip:4002@demo.vaxel.test', 'Bo Berg');
+    await fireEvent.click(await screen.findByRole('button', { name: 'Answer' }));
+    // A second call from the dial field: Bo goes on hold.
+    const input = screen.getByLabelText('Name, number or address');
+    await fireEvent.input(input, { target: { value: 'eva' } });
+    await waitFor(() => expect(screen.getAllByRole('option')).toHaveLength(1));
+    await fireEvent.keyDown(input, { key: 'Enter' });
+    await waitFor(() => expect(screen.getByTestId('in-call')).toHaveAttribute('data-call', '2'));
+    expect(screen.getByTestId('in-call')).toHaveTextContent('Eva Eriksen');
+    expect(document.querySelector('#other-calls li[data-call="1"]')).toHaveAttribute('data-held', 'true');
+    // Swap by keyboard-reachable button with a spoken name.
+    await fireEvent.click(screen.getByRole('button', { name: 'Switch to Bo Berg' }));
+    expect(backend.sent).toContainEqual({ cmd: 'swap', args: 1 });
+    await waitFor(() => expect(screen.getByTestId('in-call')).toHaveAttribute('data-call', '1'));
+    expect(document.querySelector('#other-calls li[data-call="2"]')).toHaveAttribute('data-held', 'true');
+    // Merge: both talk, the panel says Conference, no swap in a conference.
+    await fireEvent.click(screen.getByRole('button', { name: 'Merge calls' }));
+    await waitFor(() => expect(document.querySelector('#call-conference')).not.toBeNull());
+    const bo = document.querySelector('#other-calls li[data-call="1"]') as HTMLElement;
+    expect(bo).toHaveAttribute('data-conference', 'true');
+    expect(within(bo).queryByRole('button', { name: /Switch to/ })).toBeNull();
+    expect(screen.queryByRole('button', { name: 'Merge calls' })).toBeNull();
+    await fireEvent.click(within(bo).getByRole('button', { name: 'Hang up Bo Berg' }));
+    await waitFor(() => expect(document.querySelector('#other-calls')).toBeNull());
+    expect(document.querySelector('#call-conference')).toBeNull();
+  });
+
+  it('send to voicemail from the banner', async () => {
+    const backend = await hosted();
+    backend.ring('sip:4003@demo.vaxel.test', 'Carla Christensen');
+    await fireEvent.click(await screen.findByRole('button', { name: 'Send the call to your voicemail' }));
+    await waitFor(() => expect(screen.queryByRole('alertdialog')).toBeNull());
+    expect(backend.sent).toContainEqual({ cmd: 'send_to_voicemail', args: 1 });
+  });
+
   it('decline ends a ringing call', async () => {
     const backend = await hosted();
     backend.ring('sip:4003@demo.vaxel.test');
     await fireEvent.click(await screen.findByRole('button', { name: 'Decline' }));
     await waitFor(() => expect(screen.queryByRole('alertdialog')).toBeNull());
     expect(backend.sent.map((s) => s.cmd)).toContain('decline');
+  });
+});
+
+describe('notifications', () => {
+  it('the core gets the notification words in the chosen language', async () => {
+    const backend = await hosted();
+    await waitFor(() => expect(backend.notificationText).toEqual({ incomingCall: 'Incoming call', via: 'via' }));
+    await fireEvent.click(screen.getByRole('button', { name: /^Settings/ }));
+    const lang = await screen.findByLabelText(/Language/);
+    await fireEvent.change(lang, { target: { value: 'sv' } });
+    await waitFor(() => expect(backend.notificationText?.incomingCall).toBe(translate('sv', 'incomingCall')));
+    expect(translate('sv', 'incomingCall')).not.toBe('Incoming call');
   });
 });
 

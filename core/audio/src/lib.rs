@@ -63,6 +63,7 @@ mod device;
 mod error;
 mod format;
 mod media;
+pub mod mix;
 pub mod signal;
 mod stream;
 

@@ -49,7 +49,7 @@ mod flows;
 mod presence;
 mod timers;
 mod xfer;
-pub use flows::{FlowOptions, default_prompts_dir};
+pub use flows::{FlowOptions, GreetingKind, default_prompts_dir};
 pub use presence::SetPresence;
 
 const ALLOW: &str =
@@ -2133,6 +2133,9 @@ impl Engine {
             Side::A => call.answered,
             Side::B => Some(call.a),
         };
+        if req.method == Method::Bye && self.keyed_bye(tx, &req, leg_id, call_id).await {
+            return;
+        }
         if req.method == Method::Bye && !current {
             // A leg that already left the call (a transferor hanging up late).
             self.reply(tx, &req, 200).await;
@@ -2544,7 +2547,7 @@ impl Engine {
 
     /// NOTIFY with a sipfrag of the transfer's progress (RFC 3515 §2.4.4).
     async fn notify_referrer(&mut self, leg_id: LegId, frag: &str, last: bool) {
-        if self.keyed_mover(leg_id, last) {
+        if self.keyed_mover(leg_id, frag, last).await {
             return;
         }
         let Some(leg) = self.legs.get_mut(&leg_id) else {
@@ -2581,6 +2584,9 @@ impl Engine {
             if let Some(l) = self.legs.get_mut(&leg_id) {
                 l.state = LegState::Early;
             }
+            return;
+        }
+        if resp.status.is_success() && self.keyed_consult(call_id, leg_id, &resp).await {
             return;
         }
         let Some(t) = self.calls.get(&call_id).and_then(|c| c.transfer.as_ref()) else {

@@ -50,6 +50,8 @@ enum Control {
     Abandon(Side),
     Tap(Option<mpsc::UnboundedSender<Tapped>>),
     KeysB(Option<(u8, mpsc::UnboundedSender<char>)>),
+    /// Consultation: B's party talks with the prepared B socket's party.
+    Consult(Option<SocketAddr>),
 }
 
 /// A packet that arrived on leg A's socket while the relay is tapped: its bytes and
@@ -141,6 +143,15 @@ impl Relay {
         let _ = self.control.send(Control::KeysB(watch));
     }
 
+    /// Consultation (an announced move, R-309 `#n`): B's party talks with the party
+    /// on the socket prepared for side B (whose media address is `with`) while A is
+    /// tapped (music on hold). [`Relay::commit`] of side B then keeps that party and
+    /// ends the consultation; [`Relay::abandon`] drops it and B talks with A again
+    /// once the tap is removed.
+    pub fn consult(&self, with: SocketAddr) {
+        let _ = self.control.send(Control::Consult(Some(with)));
+    }
+
     /// Leg A's socket, for the media server to send from (the caller keeps one
     /// media address for the whole call).
     pub fn a_socket(&self) -> Arc<UdpSocket> {
@@ -218,6 +229,9 @@ async fn run(
     let mut pending: [Option<UdpSocket>; 2] = [None, None];
     let mut tap: Option<mpsc::UnboundedSender<Tapped>> = None;
     let mut keys: Option<(u8, mpsc::UnboundedSender<char>, DtmfReceiver)> = None;
+    let mut buf_c = vec![0u8; 2048];
+    // The consulted party (on the prepared B socket), while a consultation runs.
+    let mut consult: Option<Leg> = None;
     loop {
         tokio::select! {
             c = control.recv() => match c {
@@ -231,11 +245,31 @@ async fn run(
                     let leg = if side == Side::A { &mut a } else { &mut b };
                     if let Some(socket) = pending[side as usize].take() {
                         leg.socket = Arc::new(socket);
+                    } else if side == Side::B && let Some(c) = consult.take() {
+                        leg.socket = c.socket;
                     }
                     leg.sdp = addr.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
                     leg.latched = None;
                 }
-                Some(Control::Abandon(side)) => pending[side as usize] = None,
+                Some(Control::Abandon(side)) => {
+                    pending[side as usize] = None;
+                    if side == Side::B {
+                        consult = None;
+                    }
+                }
+                Some(Control::Consult(with)) => match (with, pending[Side::B as usize].take()) {
+                    (Some(addr), Some(socket)) => {
+                        consult = Some(Leg {
+                            socket: Arc::new(socket),
+                            sdp: Some(addr).filter(|a| !a.ip().is_unspecified() && a.port() != 0),
+                            latched: None,
+                        });
+                    }
+                    (_, socket) => {
+                        pending[Side::B as usize] = socket;
+                        consult = None;
+                    }
+                },
                 Some(Control::Tap(t)) => tap = t,
                 Some(Control::KeysB(w)) => {
                     keys = w.map(|(pt, tx)| (pt, tx, DtmfReceiver::new(8000)));
@@ -271,12 +305,32 @@ async fn run(
                             }
                         }
                     }
-                    if tap.is_none()
+                    if let Some(c) = &consult
+                        && b.latched == Some(from)
+                        && let Some(to) = c.target()
+                    {
+                        let _ = c.socket.send_to(&buf_b[..n], to).await;
+                    } else if tap.is_none()
                         && b.latched == Some(from)
                         && let Some(to) = a.target()
                         && a.socket.send_to(&buf_b[..n], to).await.is_ok()
                     {
                         stats.b_to_a.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            r = async {
+                match &consult {
+                    Some(c) => c.socket.recv_from(&mut buf_c).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let (Ok((n, from)), Some(c)) = (r, consult.as_mut()) {
+                    c.latched.get_or_insert(from);
+                    if c.latched == Some(from)
+                        && let Some(to) = b.target()
+                    {
+                        let _ = b.socket.send_to(&buf_c[..n], to).await;
                     }
                 }
             }

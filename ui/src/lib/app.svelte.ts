@@ -25,8 +25,19 @@ export class AppState {
   t = (key: Key) => translate(this.snap?.settings.language ?? 'en', key);
 
   get calls(): CallView[] { return this.snap?.calls ?? []; }
+  /** Calls past ringing in (placed, up, held), oldest first. */
+  get liveCalls(): CallView[] {
+    return this.calls.filter((c) => !(c.direction === 'incoming' && c.state === 'ringing'));
+  }
+  /** The call the in-call panel shows: the newest one not on hold, else the newest. */
   get activeCall(): CallView | undefined {
-    return this.calls.find((c) => !(c.direction === 'incoming' && c.state === 'ringing'));
+    const live = this.liveCalls;
+    return [...live].reverse().find((c) => !c.held) ?? live[live.length - 1];
+  }
+  /** The other calls (on hold, or in the conference with the active one). */
+  get otherCalls(): CallView[] {
+    const a = this.activeCall;
+    return this.liveCalls.filter((c) => c.call !== a?.call);
   }
 
   async init() {

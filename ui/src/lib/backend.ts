@@ -1,7 +1,7 @@
 // The one interface the UI talks to (ARCHITECTURE.md §7): the Tauri implementation in
 // the app (tauri.ts), an in-memory one for component tests and `vite dev` (mock.ts).
 import type {
-  AccountForm, AccountView, AudioDevice, ContactView, HistoryPage, MediaUpdate, Person,
+  AccountForm, AccountView, AudioDevice, ContactView, HistoryPage, MediaUpdate, NotificationText, Person,
   Presence, SearchHit, Settings, Snapshot, UiError, UiEvent, VcardReport,
 } from './bindings';
 
@@ -17,6 +17,20 @@ export interface Backend {
   mute(call: number, muted: boolean): Promise<void>;
   dtmf(call: number, digits: string): Promise<void>;
   transfer(call: number, target: string): Promise<void>;
+  /** Announced transfer: hold `call` and call `target` to consult them. */
+  consult(call: number, target: string): Promise<void>;
+  /** Hand the held call over to the consulted colleague (`call` is the consultation). */
+  completeTransfer(call: number): Promise<void>;
+  /** Hang up the consultation and take the held call back. */
+  cancelConsult(call: number): Promise<void>;
+  /** Hold the other calls and talk to `call`. */
+  swap(call: number): Promise<void>;
+  /** Merge the calls that are up into a local conference. */
+  merge(): Promise<void>;
+  /** The OS notifications' words in the UI's language. */
+  setNotificationText(text: NotificationText): Promise<void>;
+  /** Send a ringing call to voicemail. */
+  sendToVoicemail(call: number): Promise<void>;
   search(query: string): Promise<SearchHit[]>;
   history(limit?: number): Promise<HistoryPage>;
   markMissedSeen(): Promise<void>;

@@ -127,7 +127,16 @@ codec: string,
 /**
  * When it was answered (ms since the Unix epoch), for the call timer.
  */
-answeredAt: number | null, };
+answeredAt: number | null, 
+/**
+ * This call consults a colleague about that (held) call: an announced transfer
+ * can hand that call over to this one's far end.
+ */
+consultOf: number | null, 
+/**
+ * The call is in the local conference (merged).
+ */
+conference: boolean, };
 
 export type Snapshot = { 
 /**
@@ -304,6 +313,16 @@ until: string,
  * A note.
  */
 note: string, };
+
+export type NotificationText = { 
+/**
+ * The title of an incoming call's notification ("Incoming call").
+ */
+incomingCall: string, 
+/**
+ * The word before a group's name ("via" Sales).
+ */
+via: string, };
 
 export type Person = { 
 /**

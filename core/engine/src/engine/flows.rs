@@ -75,6 +75,8 @@ pub(super) struct Flows {
     /// Users whose presence profile (`*24*`) keeps them out of group calls.
     /// … and until when (`None`: until `#24#`).
     excluded: BTreeMap<String, Option<Timestamp>>,
+    /// The profile number of each user in `excluded`.
+    profiles: BTreeMap<String, u32>,
     /// Codes keyed during calls (`#n#`, `*`).
     keyed: keyed::Keyed,
     /// Users the router was last told are on a call (R-305 skip busy).
@@ -152,6 +154,7 @@ impl Flows {
             forwarding: db.forwarding()?,
             deposits: HashMap::new(),
             excluded: Default::default(),
+            profiles: Default::default(),
             keyed: Default::default(),
             on_call: Default::default(),
             idle_since: Default::default(),
@@ -1049,15 +1052,7 @@ impl Engine {
             FlowTarget::External(n) => {
                 // Out through the trunk whose prefix matches, marked with the long
                 // number of whoever forwarded.
-                let trunk = self
-                    .trunks
-                    .iter()
-                    .find(|t| {
-                        t.outbound_prefixes
-                            .iter()
-                            .any(|p| !p.is_empty() && n.starts_with(p.as_str()))
-                    })
-                    .map(|t| t.name.clone());
+                let trunk = self.flow_trunk_for(&n);
                 let Some(trunk) = trunk else {
                     debug!("call {call_id}: no trunk route to {n}");
                     if self.flow_answer(call_id).await {
@@ -1106,29 +1101,46 @@ impl Engine {
             caller: f.caller.clone(),
             record: f.record,
         };
-        let own = self
-            .flows
-            .voicemail_dir()
-            .join(&mailbox)
-            .join(match greeting {
-                Greeting::Closed => "greeting-closed.wav",
-                _ => "greeting.wav",
-            });
-        let mut names: Vec<&str> = Vec::new();
-        let mut prompts: Vec<Arc<Prompt>> = Vec::new();
+        let dir = self.flows.voicemail_dir().join(&mailbox);
+        let own = dir.join(match greeting {
+            Greeting::Closed => "greeting-closed.wav",
+            _ => "greeting.wav",
+        });
+        let load = |path: &std::path::Path| {
+            std::fs::File::open(path)
+                .ok()
+                .and_then(|file| Prompt::from_wav(std::io::BufReader::new(file), 8000).ok())
+                .map(Arc::new)
+        };
         let lang = f.language.clone();
-        match std::fs::File::open(&own)
-            .ok()
-            .and_then(|file| Prompt::from_wav(std::io::BufReader::new(file), 8000).ok())
-        {
-            Some(p) => prompts.push(Arc::new(p)),
-            None => names.push(match greeting {
-                Greeting::Closed => "vm_closed",
-                _ => "vm_greeting",
-            }),
-        }
-        for n in names {
-            prompts.push(self.flows.prompt(n, &lang));
+        // R-312 presence-aware greeting: while the owner's `*24*` profile runs, the
+        // owner's own greeting for that profile, else the office's prompt for it,
+        // else the standard greeting.
+        let profile = match greeting {
+            Greeting::Closed => None,
+            _ => self.presence_profile(&mailbox).map(|(p, _)| p),
+        };
+        let presence = match profile {
+            Some(p) => match load(&dir.join(format!("greeting-profile-{p}.wav"))) {
+                Some(own) => Some(own),
+                None => match self.flows.routing.profile_greeting(p) {
+                    Some(name) => Some(self.flows.prompt(&name, &lang)),
+                    None => None,
+                },
+            },
+            None => None,
+        };
+        let mut prompts: Vec<Arc<Prompt>> = Vec::new();
+        match (presence, load(&own)) {
+            (Some(p), _) => prompts.push(p),
+            (None, Some(p)) => prompts.push(p),
+            (None, None) => prompts.push(self.flows.prompt(
+                match greeting {
+                    Greeting::Closed => "vm_closed",
+                    _ => "vm_greeting",
+                },
+                &lang,
+            )),
         }
         prompts.push(self.flows.prompt("vm_after_tone", &lang));
         prompts.push(beep());
@@ -1397,13 +1409,22 @@ impl Engine {
                 None => FlowTarget::External(n.to_owned()),
             }
         };
+        let may_call_out = self.users.get(user).is_some_and(|u| u.external_calls);
         let confirm: &str = match parsed {
-            Ok((FeatureCode::SetForward { kind, number }, _))
-                if matches!(target(&number), FlowTarget::External(_))
-                    && !self.users.get(user).is_some_and(|u| u.external_calls) =>
+            Ok((FeatureCode::SetForward { number, .. }, _))
+            | Ok((FeatureCode::SetNoAnswerForward { number, .. }, _))
+                if matches!(target(&number), FlowTarget::External(_)) && !may_call_out =>
             {
-                debug!("{user} may not forward {kind:?} outside");
+                debug!("{user} may not forward outside");
                 "not_active"
+            }
+            Ok((FeatureCode::SetNoAnswerForward { number, after_secs }, _)) => {
+                fwd.no_answer = Some(NoAnswerForward {
+                    target: target(&number),
+                    after_secs,
+                });
+                self.flow_set_forwarding(user, fwd);
+                "activated"
             }
             Ok((FeatureCode::SetForward { kind, number }, _)) => {
                 let t = target(&number);
@@ -1411,9 +1432,12 @@ impl Engine {
                     ForwardKind::Unconditional => fwd.unconditional = Some(t),
                     ForwardKind::Busy => fwd.busy = Some(t),
                     ForwardKind::NoAnswer => {
+                        // `*61*n#` keeps the time set before (`*61*n*T#` or the
+                        // API); 20 s when there was none.
+                        let after_secs = fwd.no_answer.as_ref().map_or(20, |n| n.after_secs);
                         fwd.no_answer = Some(NoAnswerForward {
                             target: t,
-                            after_secs: 20,
+                            after_secs,
                         })
                     }
                 }
@@ -1429,7 +1453,7 @@ impl Engine {
                 self.flow_set_forwarding(user, fwd);
                 if was { "deactivated" } else { "not_active" }
             }
-            Ok((FeatureCode::ActivateProfile { until, .. }, _)) => {
+            Ok((FeatureCode::ActivateProfile { profile, until }, _)) => {
                 // The minimal presence flag: out of group calls until the profile's
                 // time (none given: until #24#).
                 let until = match until {
@@ -1437,11 +1461,13 @@ impl Engine {
                     _ => None,
                 };
                 self.flows.excluded.insert(user.to_owned(), until);
+                self.flows.profiles.insert(user.to_owned(), profile);
                 self.flow_member(user);
                 "activated"
             }
             Ok((FeatureCode::DeactivateProfile, _)) => {
                 let was = self.flows.excluded.remove(user).is_some();
+                self.flows.profiles.remove(user);
                 self.flow_member(user);
                 if was { "deactivated" } else { "not_active" }
             }
@@ -1457,8 +1483,20 @@ impl Engine {
             Ok((FeatureCode::Bypass { number }, _))
             | Ok((FeatureCode::HiddenNumber { number }, _)) => {
                 let hidden = code.starts_with("*31*");
-                let Some(ext) = self.user_for(&number) else {
-                    return self.flow_hangup(call_id).await;
+                let ext = match self.user_for(&number) {
+                    Some(ext) => ext,
+                    // *31* to a number outside: through the trunk whose prefix
+                    // matches, for a user who may call out (*60* is for colleagues).
+                    None => match self.flow_trunk_for(&number) {
+                        Some(trunk) if hidden && may_call_out => format!("trunk:{trunk}:{number}"),
+                        _ => {
+                            debug!("{code:?} from {user}: no colleague, or may not call out");
+                            if self.flow_answer(call_id).await {
+                                self.flow_play(call_id, &["not_active"], Mode::PromptThenBye);
+                            }
+                            return;
+                        }
+                    },
                 };
                 if let Some(f) = self.flows.calls.get_mut(&call_id) {
                     f.mode = Mode::Direct;
@@ -1484,6 +1522,28 @@ impl Engine {
         if self.flow_answer(call_id).await {
             self.flow_play(call_id, &[confirm], Mode::PromptThenBye);
         }
+    }
+
+    /// The trunk whose outbound prefix `number` starts with.
+    fn flow_trunk_for(&self, number: &str) -> Option<String> {
+        self.trunks
+            .iter()
+            .find(|t| {
+                t.outbound_prefixes
+                    .iter()
+                    .any(|p| !p.is_empty() && number.starts_with(p.as_str()))
+            })
+            .map(|t| t.name.clone())
+    }
+
+    /// The presence profile `user` activated with `*24*` and until when (`None`:
+    /// until `#24#`), while it runs — for the presence module and the greeting.
+    pub(in crate::engine) fn presence_profile(
+        &self,
+        user: &str,
+    ) -> Option<(u32, Option<Timestamp>)> {
+        let until = *self.flows.excluded.get(user)?;
+        Some((self.flows.profiles.get(user).copied().unwrap_or(0), until))
     }
 
     fn flow_set_forwarding(&mut self, user: &str, f: Forwarding) {
@@ -1675,6 +1735,7 @@ impl Engine {
     /// One-second tick: fires due router timers and ends presence profiles whose
     /// time is up.
     pub(super) async fn flow_tick(&mut self) {
+        self.keyed_tick().await;
         let now = self.flows.now();
         let ended: Vec<String> = self
             .flows
@@ -1684,7 +1745,9 @@ impl Engine {
             .map(|(u, _)| u.clone())
             .collect();
         for u in ended {
+            debug!("presence profile of {u} ended at its time");
             self.flows.excluded.remove(&u);
+            self.flows.profiles.remove(&u);
             self.flow_member(&u);
         }
         let due: Vec<(CallId, u64)> = self
@@ -2239,23 +2302,48 @@ impl Engine {
     }
 }
 
+/// Which of a mailbox's own greetings an upload replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GreetingKind {
+    /// The standard greeting.
+    Standard,
+    /// Played when a flow's voicemail step asks for the closed greeting.
+    Closed,
+    /// Played while the owner's presence profile (`*24*p`) runs.
+    Profile(u32),
+}
+
+impl GreetingKind {
+    /// `standard`, `closed` or `profile-N`.
+    pub fn parse(s: &str) -> Option<GreetingKind> {
+        match s {
+            "standard" => Some(GreetingKind::Standard),
+            "closed" => Some(GreetingKind::Closed),
+            _ => s
+                .strip_prefix("profile-")
+                .and_then(|p| p.parse().ok())
+                .map(GreetingKind::Profile),
+        }
+    }
+}
+
 /// Uploads: WAV files checked by decoding them first.
 impl EngineHandle {
     /// Stores a mailbox's own greeting (`closed`: the one played when closed).
     pub async fn put_greeting(
         &self,
         mailbox: &str,
-        closed: bool,
+        kind: GreetingKind,
         wav: Vec<u8>,
     ) -> Result<(), CommandError> {
         check_wav(&wav)?;
         let m = mailbox.to_owned();
         self.flow(move |e| {
             let dir = e.flows.voicemail_dir().join(&m);
-            let name = if closed {
-                "greeting-closed.wav"
-            } else {
-                "greeting.wav"
+            let name = match kind {
+                GreetingKind::Standard => "greeting.wav".to_owned(),
+                GreetingKind::Closed => "greeting-closed.wav".to_owned(),
+                GreetingKind::Profile(p) => format!("greeting-profile-{p}.wav"),
             };
             std::fs::create_dir_all(&dir)
                 .and_then(|_| std::fs::write(dir.join(name), &wav))

@@ -339,6 +339,7 @@ pub(crate) enum Control {
     Update(Box<NegotiatedAudio>),
     Mute(bool),
     Dtmf(String),
+    Conference(Option<vaxel_audio::mix::BusMember>),
     Stop,
 }
 
@@ -358,6 +359,7 @@ impl std::fmt::Debug for Control {
             Control::Update(_) => f.write_str("Update"),
             Control::Mute(m) => write!(f, "Mute({m})"),
             Control::Dtmf(d) => write!(f, "Dtmf({d:?})"),
+            Control::Conference(m) => write!(f, "Conference({:?})", m.as_ref().map(|m| m.id())),
             Control::Stop => f.write_str("Stop"),
         }
     }
@@ -448,6 +450,17 @@ impl CallMediaHandle {
             vaxel_media::dtmf::event_code(d).map_err(|_| MediaError::BadDigit(d))?;
         }
         self.send(Control::Dtmf(digits.to_owned()))
+    }
+
+    /// Joins a local conference (or leaves it with `None`): from then on what the
+    /// other members' far ends say is added to what this call sends, and what this
+    /// call's far end says goes to them (see [`vaxel_audio::mix`]). Mute still silences
+    /// only the microphone.
+    pub fn set_conference(
+        &self,
+        member: Option<vaxel_audio::mix::BusMember>,
+    ) -> Result<(), MediaError> {
+        self.send(Control::Conference(member))
     }
 
     /// Stops the media: sends RTCP BYE, finishes the sink (a recording's header), ends the
