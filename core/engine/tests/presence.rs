@@ -7,7 +7,7 @@
 //! - Alice calls Bob: Carla's busy lamp for Bob goes early → confirmed → terminated,
 //!   and Alice shows `on-the-phone` while the call is up;
 //! - Bob sets "lunch" through the control API (`PUT /api/me/presence`): Carla, a SIP
-//!   watcher, sees it, and `GET /api/directory` shows it;
+//!   watcher, sees it, and `GET /api/directory` and the WebSocket events show it;
 //! - Alice unregisters: Carla sees her closed (offline);
 //! - an unauthenticated SUBSCRIBE and PUBLISH are challenged (407); watching someone
 //!   outside the office is refused (404); a raw SUBSCRIBE for 5 s ends with NOTIFY

@@ -6,7 +6,7 @@
 //! What a user's presence is comes from [`crate::presence::compose`]: their newest
 //! publication (or the one set through the control API), their registrations, the
 //! engine's own legs (ringing, answered) and an active `*24*` profile (read from
-//! the call flows through [`Engine::flow_profile`]). The engine task calls
+//! the call flows through `presence_profile`). The engine task calls
 //! [`Engine::presence_sync`] after every input; it does nothing while nobody watches
 //! (no subscription and no control API listener) but lapse publications.
 
@@ -416,7 +416,9 @@ impl Engine {
             published: self.presence.compositor.current(ext),
             devices: self.bindings.get(ext).map_or(0, Vec::len),
             phone: phones.get(ext).map_or(Phone::Idle, |p| p.0),
-            profile: self.flow_profile(ext),
+            profile: self
+                .presence_profile(ext)
+                .map(|(p, until)| (p, until.map(|t| t.as_second()))),
         })
     }
 
