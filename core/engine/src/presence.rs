@@ -271,9 +271,9 @@ pub struct Inputs<'a> {
     pub devices: usize,
     /// Call state.
     pub phone: Phone,
-    /// An active `*24*` presence profile: `Some(until)` (Unix seconds, `None` until
-    /// `#24#`).
-    pub profile: Option<Option<i64>>,
+    /// An active `*24*` presence profile: its number and when it ends (Unix seconds,
+    /// `None` until `#24#`).
+    pub profile: Option<(u32, Option<i64>)>,
 }
 
 /// A user's presence as watchers and the directory see it.
@@ -283,7 +283,7 @@ pub struct View {
     /// remote…), `busy` (red: busy or in a call), `offline` (grey: no device).
     pub state: &'static str,
     /// PIDF basic status: open while a device is registered and the user has not
-    /// published `closed`.
+    /// published `closed` (either way the state is then `offline`).
     pub open: bool,
     /// The activity (RPID token or the office's own word); `None` is available.
     pub activity: Option<String>,
@@ -302,21 +302,33 @@ const AVAILABLE: &[&str] = &["available", "in_office", "in-office", "working", "
 /// Activities that mean "do not disturb" (red).
 const BUSY: &[&str] = &["busy", "on-the-phone", "dnd", "do-not-disturb"];
 
+/// The activity of `*24*` presence profile `p` (R-309), as the voicemail greetings
+/// read them (`callflow::Routing::profile_greeting`): 1 lunch, 2 meeting, 3 away,
+/// 4 vacation; others away.
+pub fn profile_activity(p: u32) -> &'static str {
+    match p {
+        1 => "lunch",
+        2 => "meeting",
+        4 => "vacation",
+        _ => "away",
+    }
+}
+
 /// Composes a user's presence (see the module documentation).
 pub fn compose(i: &Inputs<'_>) -> View {
     let mut activity = i.published.and_then(|p| p.activity.clone());
     let note = i.published.and_then(|p| p.note.clone());
     let mut until = i.published.and_then(|p| p.until.clone());
     if activity.is_none()
-        && let Some(end) = i.profile
+        && let Some((profile, end)) = i.profile
     {
-        // *24*: a profile with no other word from the user reads as away.
-        activity = Some("away".into());
+        // *24*p with no other word from the user: the profile's activity.
+        activity = Some(profile_activity(profile).into());
         until = end.and_then(|t| jiff::Timestamp::from_second(t).ok().map(|t| t.to_string()));
     }
     let open = i.devices > 0 && i.published.is_none_or(|p| p.open);
     let a = activity.as_deref().unwrap_or("available");
-    let state = if i.devices == 0 {
+    let state = if !open {
         "offline"
     } else if i.phone != Phone::Idle || BUSY.contains(&a) {
         "busy"
@@ -709,10 +721,10 @@ mod tests {
             Rpid::parse(xml.as_bytes()).unwrap().activities,
             vec!["on-the-phone".to_string()]
         );
-        // A *24* profile without a published activity: away until its end.
+        // A *24* profile without a published activity: its activity until its end.
         let v = compose(&Inputs {
             devices: 1,
-            profile: Some(Some(1_795_000_000)),
+            profile: Some((3, Some(1_795_000_000))),
             ..Default::default()
         });
         assert_eq!(v.state, "away");

@@ -7,7 +7,7 @@
 //! - Alice calls Bob: Carla's busy lamp for Bob goes early → confirmed → terminated,
 //!   and Alice shows `on-the-phone` while the call is up;
 //! - Bob sets "lunch" through the control API (`PUT /api/me/presence`): Carla, a SIP
-//!   watcher, sees it, and `GET /api/directory` shows it;
+//!   watcher, sees it, and `GET /api/directory` and the WebSocket events show it;
 //! - Alice unregisters: Carla sees her closed (offline);
 //! - an unauthenticated SUBSCRIBE and PUBLISH are challenged (407); watching someone
 //!   outside the office is refused (404); a raw SUBSCRIBE for 5 s ends with NOTIFY
@@ -363,6 +363,11 @@ fn presence_and_busy_lamps_served_by_the_engine() {
     // 3. Bob sets lunch through the control API: Carla (a SIP watcher) sees it, and so
     // does the directory.
     let token = login(engine.api, "4002", "bob-pw");
+    let (mut ws, _) = tokio_tungstenite::tungstenite::connect(format!(
+        "ws://{}/api/events?token={token}",
+        engine.api
+    ))
+    .unwrap();
     let (st, v) = http(
         engine.api,
         "PUT",
@@ -375,6 +380,22 @@ fn presence_and_busy_lamps_served_by_the_engine() {
     carla.expect("bob at lunch", 10, |v| {
         v["event"] == "presence_changed" && v["uri"] == "4002" && v["activity"] == "lunch"
     });
+    // The live events say it too.
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < end, "no presence event for Bob");
+        let msg = ws.read().unwrap();
+        let Ok(text) = msg.to_text() else { continue };
+        let ev: Value = serde_json::from_str(text).unwrap_or_default();
+        if ev["type"] == "presence"
+            && ev["extension"] == "4002"
+            && ev["presence"]["activity"] == "lunch"
+        {
+            assert_eq!(ev["presence"]["state"], "away", "{ev}");
+            break;
+        }
+    }
+    let _ = ws.close(None);
     let (st, dir_json) = http(
         engine.api,
         "GET",
@@ -508,4 +529,148 @@ fn presence_and_busy_lamps_served_by_the_engine() {
         "terminated;reason=timeout",
         "{states:?}"
     );
+}
+
+/// baresip (Debian's 1.0, its `presence` module) as a second kind of client: it
+/// PUBLISHes its status to the engine (`pubint`) and SUBSCRIBEs to a contact marked
+/// `;presence=p2p` through the engine. Bob's "busy" reaches baresip; baresip going
+/// offline (`presence_offline`) reaches Carla, a `vaxel` watcher, while it stays
+/// registered.
+#[test]
+fn baresip_publishes_and_watches_through_the_engine() {
+    if !Path::new("/usr/lib/baresip/modules/presence.so").exists()
+        && vaxel_testkit::peers::skip_or_fail("baresip presence", "baresip's presence module")
+    {
+        return;
+    }
+    let dir = temp_dir("presence-baresip");
+    let engine = EngineProc::start(
+        &dir,
+        Some(&office("[protection]\nallow = [\"127.0.0.1\"]\n")),
+        free_port(),
+    );
+    tone_wav(&dir.join("tone.wav"));
+    let mut bob = Vaxel::start(&dir, "4002", "bob-pw", &engine);
+    let mut carla = Vaxel::start(&dir, "4003", "carla-pw", &engine);
+
+    let bdir = dir.join("baresip");
+    std::fs::create_dir_all(&bdir).unwrap();
+    let (sip, ctrl) = (free_port(), free_port());
+    std::fs::write(
+        bdir.join("config"),
+        format!(
+            "poll_method epoll\nnet_interface 127.0.0.1\nsip_listen 127.0.0.1:{sip}\n\
+             audio_player aubridge,nil\naudio_source aubridge,nil\naudio_alert aubridge,nil\n\
+             module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aubridge.so\n\
+             module_app account.so\nmodule_app contact.so\nmodule_app menu.so\n\
+             module_app presence.so\nmodule_app ctrl_tcp.so\nctrl_tcp_listen 127.0.0.1:{ctrl}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        bdir.join("accounts"),
+        format!(
+            "<sip:4004@{DOMAIN}>;auth_pass=dan-pw;outbound=\"sip:{}\";regint=600;pubint=600\n",
+            engine.sip
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        bdir.join("contacts"),
+        format!("\"Bob\" <sip:4002@{DOMAIN}>;presence=p2p\n"),
+    )
+    .unwrap();
+    let log_path = bdir.join("baresip.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _baresip = Kill(
+        Command::new("baresip")
+            .arg("-v")
+            .arg("-f")
+            .arg(&bdir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("baresip starts"),
+    );
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let wait_log = |what: &str, f: &dyn Fn(&str) -> bool| {
+        let end = Instant::now() + Duration::from_secs(15);
+        while !f(&read_log()) {
+            assert!(
+                Instant::now() < end,
+                "baresip: no {what}; log:\n{}",
+                read_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_log("registration", &|l| l.contains("200 OK"));
+
+    // Carla watches baresip: open while registered and published open.
+    carla.send("watch 4004 --presence-only");
+    carla.expect("dan open", 10, |v| {
+        v["event"] == "presence_changed" && v["uri"] == "4004" && v["status"] == "open"
+    });
+
+    // Bob is busy: baresip's subscription to Bob through the engine says so.
+    bob.send("presence set busy --note on a deadline");
+    bob.expect("published", 10, |v| v["event"] == "presence_published");
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let contacts = baresip_ctrl(ctrl, "contacts");
+        if contacts.contains("4002") && contacts.contains("Busy") {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "baresip does not see Bob busy: {contacts}\nlog:\n{}",
+            read_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // baresip goes offline (PUBLISH closed): Carla sees it while it is still registered.
+    baresip_ctrl(ctrl, "presence_offline");
+    carla.expect_new("dan closed", 10, |v| {
+        v["event"] == "presence_changed" && v["uri"] == "4004" && v["status"] == "closed"
+    });
+    let token = login(engine.api, "4003", "carla-pw");
+    let (_, all) = http(
+        engine.api,
+        "GET",
+        "/api/presence",
+        Some(&token),
+        Value::Null,
+    );
+    assert_eq!(all["4004"]["devices"], 1, "{all}");
+    assert_eq!(all["4004"]["open"], false, "{all}");
+}
+
+/// A command over baresip's ctrl_tcp (netstring JSON); its answer's text.
+fn baresip_ctrl(port: u16, command: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let cmd = format!(r#"{{"command":"{command}","params":"","token":"t"}}"#);
+    s.write_all(format!("{}:{cmd},", cmd.len()).as_bytes())
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if out.ends_with(b",") {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

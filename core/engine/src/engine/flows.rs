@@ -2000,15 +2000,6 @@ impl Engine {
         }
     }
 
-    /// The user's active `*24*` presence profile, if any: when it ends (Unix seconds;
-    /// `None` until `#24#`). Read by the presence server.
-    pub(super) fn flow_profile(&self, user: &str) -> Option<Option<i64>> {
-        self.flows
-            .excluded
-            .get(user)
-            .map(|until| until.map(|t| t.as_second()))
-    }
-
     /// Tells the router one user's state: busy while any device of theirs is
     /// on an answered call, idle since that call ended, excluded while a presence
     /// profile (`*24*`) says so.

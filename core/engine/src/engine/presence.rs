@@ -6,7 +6,7 @@
 //! What a user's presence is comes from [`crate::presence::compose`]: their newest
 //! publication (or the one set through the control API), their registrations, the
 //! engine's own legs (ringing, answered) and an active `*24*` profile (read from
-//! the call flows through [`Engine::flow_profile`]). The engine task calls
+//! the call flows through `presence_profile`). The engine task calls
 //! [`Engine::presence_sync`] after every input; it does nothing while nobody watches
 //! (no subscription and no control API listener) but lapse publications.
 
@@ -314,6 +314,12 @@ impl Engine {
         };
         if resp.status.is_final() {
             self.presence.txs.remove(&tx);
+            if !resp.status.is_success() {
+                debug!(
+                    "NOTIFY of subscription {id} answered {}",
+                    resp.status.as_u16()
+                );
+            }
         }
         if let Some(sub) = self.presence.subs.get_mut(&id) {
             sub.n().handle_response(Instant::now(), &resp);
@@ -410,7 +416,9 @@ impl Engine {
             published: self.presence.compositor.current(ext),
             devices: self.bindings.get(ext).map_or(0, Vec::len),
             phone: phones.get(ext).map_or(Phone::Idle, |p| p.0),
-            profile: self.flow_profile(ext),
+            profile: self
+                .presence_profile(ext)
+                .map(|(p, until)| (p, until.map(|t| t.as_second()))),
         })
     }
 
@@ -457,6 +465,11 @@ impl Engine {
             }
         }
         let api = self.events.receiver_count() > 0;
+        if !api && !self.presence.last.is_empty() {
+            // Nobody listens: what they were told is forgotten, and the next listener
+            // hears everyone's presence first.
+            self.presence.last.clear();
+        }
         if self.presence.subs.is_empty() && !api {
             for id in touched {
                 self.presence_drain(id).await;
@@ -465,7 +478,6 @@ impl Engine {
         }
         let phones = self.presence_phones();
         if api {
-            let quiet = self.presence.last.is_empty();
             let mut exts: Vec<&String> = self.users.keys().collect();
             exts.sort();
             let mut changed = Vec::new();
@@ -479,12 +491,10 @@ impl Engine {
                 self.presence
                     .last
                     .insert(extension.clone(), presence.clone());
-                if !quiet {
-                    self.emit(EngineEvent::Presence {
-                        extension,
-                        presence,
-                    });
-                }
+                self.emit(EngineEvent::Presence {
+                    extension,
+                    presence,
+                });
             }
         }
         let ids: Vec<u64> = self.presence.subs.keys().copied().collect();
