@@ -429,6 +429,8 @@ impl AppCore {
         config.store = store;
         config.secrets = self.secrets.clone();
         config.audio = audio_config(&self.lock().file.settings);
+        // The settings' switch, applied to every call with sound devices.
+        config.echo_cancellation = self.lock().file.settings.echo_cancellation;
         let (phone, mut events) = Phone::start(config).await.map_err(env_err)?;
         phone.send(Command::Register { account: None });
         phone.send(Command::Snapshot);
@@ -1256,7 +1258,9 @@ impl AppCore {
         }
         let (file, devices_changed, idle) = {
             let mut st = self.lock();
-            let changed = audio_config(&st.file.settings) != audio_config(&settings);
+            // Devices and echo cancellation take effect in a restarted phone.
+            let changed = audio_config(&st.file.settings) != audio_config(&settings)
+                || st.file.settings.echo_cancellation != settings.echo_cancellation;
             st.file.settings = settings.clone();
             (
                 st.file.clone(),
