@@ -198,6 +198,18 @@ pub async fn save_account(core: Core<'_>, account: AccountForm) -> R<AccountView
     core.inner().clone().save_account(account).await
 }
 
+/// Plays a test tone on the chosen speaker (or ringing device).
+#[tauri::command]
+pub async fn test_tone(core: Core<'_>, ringing: bool) -> R<()> {
+    core.test_tone(ringing).await
+}
+
+/// Starts or stops the microphone test (levels over the media channel).
+#[tauri::command]
+pub fn mic_test(core: Core<'_>, on: bool) -> R<()> {
+    core.mic_test(on)
+}
+
 /// The sound devices.
 #[tauri::command]
 pub async fn audio_devices() -> R<Vec<AudioDevice>> {

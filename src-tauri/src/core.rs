@@ -138,6 +138,8 @@ struct State {
     pending_consult: Option<u64>,
     /// The notifications' words in the UI's language.
     notification_text: NotificationText,
+    /// The microphone test running, if any: set to stop it.
+    mic_test: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// The app's core (see the module documentation).
@@ -898,6 +900,53 @@ impl AppCore {
             return Err(bad("merge needs two calls that are up"));
         }
         self.send(Command::Merge { calls: Vec::new() })
+    }
+
+    /// Plays a one-second test tone on the chosen speaker (`ringing`: on the ringing
+    /// device); returns when it has played.
+    pub async fn test_tone(&self, ringing: bool) -> Result<(), UiError> {
+        let config = audio_config(&self.lock().file.settings);
+        let role = if ringing {
+            vaxel_audio::DeviceRole::Ringing
+        } else {
+            vaxel_audio::DeviceRole::Output
+        };
+        tokio::task::spawn_blocking(move || crate::soundcheck::play_tone(config, role, 1.0))
+            .await
+            .map_err(env_err)?
+    }
+
+    /// Starts (or stops) the microphone test: the chosen microphone's level goes to the
+    /// UI as [`MediaUpdate::MicLevel`] ten times a second, for at most a minute.
+    pub fn mic_test(&self, on: bool) -> Result<(), UiError> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut st = self.lock();
+        if let Some(stop) = st.mic_test.take() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        if !on {
+            return Ok(());
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        st.mic_test = Some(stop.clone());
+        let config = audio_config(&st.file.settings);
+        drop(st);
+        let sink = self.sink.clone();
+        std::thread::Builder::new()
+            .name("vaxel-mic-test".into())
+            .spawn(move || {
+                let r =
+                    crate::soundcheck::mic_levels(config, stop, Duration::from_secs(60), |dbfs| {
+                        sink.media(MediaUpdate::MicLevel { dbfs })
+                    });
+                if let Err(error) = r {
+                    sink.event(UiEvent::Error { error });
+                }
+                // The meter falls back when the test ends.
+                sink.media(MediaUpdate::MicLevel { dbfs: -100.0 });
+            })
+            .map_err(env_err)?;
+        Ok(())
     }
 
     /// The notifications' words, in the language the UI shows (its i18n table).

@@ -452,6 +452,11 @@ pub enum MediaUpdate {
         /// Round trip in ms.
         rtt_ms: Option<f32>,
     },
+    /// The settings' microphone test: the level in dBFS, ten times a second.
+    MicLevel {
+        /// RMS over the last 100 ms (−100 silence … 0 full scale).
+        dbfs: f32,
+    },
 }
 
 /// What changed: the UI applies these to its snapshot (emitted as `vaxel://event`).

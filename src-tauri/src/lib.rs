@@ -20,6 +20,7 @@ pub mod commands;
 pub mod core;
 pub mod dto;
 pub mod links;
+pub mod soundcheck;
 pub mod tray;
 
 use std::path::PathBuf;
@@ -153,6 +154,8 @@ pub fn builder<R: Runtime>() -> tauri::Builder<R> {
             commands::accounts,
             commands::save_account,
             commands::audio_devices,
+            commands::test_tone,
+            commands::mic_test,
             commands::media_channel,
             commands::register_links,
             commands::ui_ready,

@@ -448,7 +448,11 @@ jitterMs: number,
 /**
  * Round trip in ms.
  */
-rttMs: number | null, };
+rttMs: number | null, } | { "type": "mic_level", 
+/**
+ * RMS over the last 100 ms (−100 silence … 0 full scale).
+ */
+dbfs: number, };
 
 export type UiEvent = { "type": "reset" } | { "type": "account", 
 /**

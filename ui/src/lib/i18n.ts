@@ -123,6 +123,11 @@ const en = {
   conference: 'Conference',
   onHold: 'On hold',
   otherCalls: 'Other calls',
+  micTest: 'Test the microphone',
+  micTestStop: 'Stop the microphone test',
+  micLevel: 'Microphone level',
+  testTone: 'Play a test tone',
+  testRing: 'Test the ringing device',
 };
 export type Key = keyof typeof en;
 
@@ -163,6 +168,8 @@ const da: Partial<Record<Key, string>> = {
   completeTransfer: 'Fuldfør viderestilling', backToCall: 'Tilbage til det ventende opkald',
   swap: 'Skift', swapTo: 'Skift til', merge: 'Saml opkaldene', conference: 'Konference',
   onHold: 'Venter', otherCalls: 'Andre opkald',
+  micTest: 'Test mikrofonen', micTestStop: 'Stop mikrofontesten', micLevel: 'Mikrofonniveau',
+  testTone: 'Afspil en testtone', testRing: 'Test ringeenheden',
 };
 
 const sv: Partial<Record<Key, string>> = {
@@ -202,6 +209,8 @@ const sv: Partial<Record<Key, string>> = {
   completeTransfer: 'Slutför kopplingen', backToCall: 'Tillbaka till det parkerade samtalet',
   swap: 'Växla', swapTo: 'Växla till', merge: 'Slå ihop samtalen', conference: 'Konferens',
   onHold: 'Parkerat', otherCalls: 'Andra samtal',
+  micTest: 'Testa mikrofonen', micTestStop: 'Stoppa mikrofontestet', micLevel: 'Mikrofonnivå',
+  testTone: 'Spela en testton', testRing: 'Testa ringenheten',
 };
 
 const nb: Partial<Record<Key, string>> = {
@@ -240,6 +249,8 @@ const nb: Partial<Record<Key, string>> = {
   completeTransfer: 'Fullfør overføringen', backToCall: 'Tilbake til samtalen på vent',
   swap: 'Bytt', swapTo: 'Bytt til', merge: 'Slå sammen samtalene', conference: 'Konferanse',
   onHold: 'På vent', otherCalls: 'Andre samtaler',
+  micTest: 'Test mikrofonen', micTestStop: 'Stopp mikrofontesten', micLevel: 'Mikrofonnivå',
+  testTone: 'Spill av en testtone', testRing: 'Test ringeenheten',
 };
 
 const fi: Partial<Record<Key, string>> = {
@@ -279,6 +290,8 @@ const fi: Partial<Record<Key, string>> = {
   completeTransfer: 'Viimeistele siirto', backToCall: 'Takaisin pidossa olevaan puheluun',
   swap: 'Vaihda', swapTo: 'Vaihda puheluun', merge: 'Yhdistä puhelut', conference: 'Neuvottelu',
   onHold: 'Pidossa', otherCalls: 'Muut puhelut',
+  micTest: 'Testaa mikrofoni', micTestStop: 'Lopeta mikrofonitesti', micLevel: 'Mikrofonin taso',
+  testTone: 'Soita testiääni', testRing: 'Testaa soittolaite',
 };
 
 export const table: Record<Lang, Partial<Record<Key, string>>> = { en, da, sv, nb, fi };

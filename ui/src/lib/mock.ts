@@ -244,6 +244,12 @@ export class MockBackend implements Backend {
       { id: 'mock:speaker', name: 'Built-in speaker', direction: 'output', isDefault: true },
     ];
   }
+  async testTone(ringing: boolean) { this.log('test_tone', ringing); }
+  async micTest(on: boolean) {
+    this.log('mic_test', on);
+    // A talking microphone while the test runs.
+    if (on) queueMicrotask(() => this.emitMedia({ type: 'mic_level', dbfs: -18 }));
+  }
   async registerLinks() { return 'registered'; }
   async uiReady() { this.log('ui_ready'); }
   async onEvent(h: (e: UiEvent) => void) {
