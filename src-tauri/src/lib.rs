@@ -201,6 +201,25 @@ pub fn attach<R: Runtime>(
     core
 }
 
+/// Another `vaxel-desktop` was started while this one runs (tauri-plugin-single-instance
+/// handed us its arguments; it has exited): come forward and call its `tel:`/`sip:` links.
+pub fn second_launch<R: Runtime>(app: &AppHandle<R>, argv: Vec<String>) {
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.show();
+        let _ = w.unminimize();
+        let _ = w.set_focus();
+    }
+    let Some(core) = app.try_state::<Arc<AppCore>>() else {
+        return;
+    };
+    for link in links::from_args(argv.into_iter().skip(1)) {
+        tracing::info!("a second launch asks to call {link}");
+        if let Err(e) = core.open_link(&link) {
+            core_error(app, e);
+        }
+    }
+}
+
 fn core_error<R: Runtime>(app: &AppHandle<R>, error: dto::UiError) {
     let _ = app.emit(EVENT, UiEvent::Error { error });
 }
@@ -217,6 +236,10 @@ pub fn run() {
         .init();
     let links = links::from_args(std::env::args().skip(1));
     let app = builder::<tauri::Wry>()
+        // First of the plugins: a second launch gives us its links and exits.
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            second_launch(app, argv)
+        }))
         .plugin(tauri_plugin_notification::init())
         .setup(move |app| {
             let handle = app.handle().clone();

@@ -215,6 +215,24 @@ fn hosting_the_office_registers_the_demo_user_and_serves_search_directory_and_pr
     assert_eq!(err["code"], "bad_command");
     let err = invoke(&app, "dtmf", json!({ "call": 99, "digits": "x" })).unwrap_err();
     assert_eq!(err["code"], "bad_command");
+    // A second launch with a link (tauri-plugin-single-instance hands us its arguments):
+    // the UI is told to show the dial screen and the call is placed.
+    vaxel_desktop::second_launch(
+        app.app.handle(),
+        vec!["vaxel-desktop".into(), "--flag".into(), "tel:4002".into()],
+    );
+    wait_for("the link's call", || {
+        app.events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "dial" && e["uri"] == "4002")
+    });
+    wait_for("the link's call to be placed", || {
+        app.events.lock().unwrap().iter().any(|e| {
+            e["type"] == "call" && e["call"]["remote"].as_str().unwrap_or("").contains("4002")
+        })
+    });
     // Second calls, announced transfer, merge and voicemail: the caller's fault without
     // the calls they need (the flows themselves run in the end-to-end test).
     for (cmd, args, says) in [

@@ -9,7 +9,8 @@
 // merges the two calls into a conference, lets Dan leave, consults him again and
 // completes the announced transfer (Bo and Dan then talk), finds the call in the
 // history, takes an incoming call from a second CLI phone (4003) and declines it, sends
-// one from 4005 to voicemail, switches presence and sees it in the directory. Screenshots of the
+// one from 4005 to voicemail, launches the app a second time with tel:4004 (the running
+// app takes the link and calls), switches presence and sees it in the directory. Screenshots of the
 // main screens go to docs/screenshots/. Every process it starts is stopped by its pid.
 //
 // Environment: VAXEL_DESKTOP_BIN (the app), VAXEL_BIN (the `vaxel` CLI), both default to
@@ -123,8 +124,14 @@ try {
   const driverPort = await freeTcpPort();
   const nativePort = await freeTcpPort();
   const pulseEnv = await pulse();
+  // A private D-Bus session bus: the single-instance plugin keeps its name there, so a
+  // second launch finds this app.
+  const bus = join(work, 'bus');
+  start('dbus', 'dbus-daemon', ['--session', '--nofork', `--address=unix:path=${bus}`]);
+  await until('dbus-daemon', () => existsSync(bus), 10000);
   const appEnv = {
     ...pulseEnv,
+    DBUS_SESSION_BUS_ADDRESS: `unix:path=${bus}`,
     VAXEL_DESKTOP_DIR: join(work, 'app'),
     VAXEL_ENGINE_SIP: `127.0.0.1:${enginePort}`,
     WEBKIT_DISABLE_COMPOSITING_MODE: '1',
@@ -298,6 +305,18 @@ try {
   await (await $('#theme-select')).selectByAttribute('value', 'dark');
   await (await $('#tab-dial')).click();
   await shot('dial-dark');
+
+  // A second launch with a link (as a clicked tel: link does): it hands the link to
+  // this app and exits; this app calls Dan (4004, still auto-answering).
+  const second = start('second-launch', appBin, ['tel:4004'], appEnv);
+  await until('the second launch to exit', () => second.child.exitCode !== null, 20000);
+  if (second.child.exitCode !== 0) throw new Error(`second launch exit ${second.child.exitCode}: ${second.text()}`);
+  const linkCall = await $('[data-testid="in-call"]');
+  await linkCall.waitForExist({ timeout: 15000 });
+  await until('the link\'s call to Dan', async () => (await linkCall.getText()).includes('Dan Dahl'), 15000);
+  await (await $('#hangup')).click();
+  await linkCall.waitForExist({ timeout: 15000, reverse: true });
+  log('a second launch with tel:4004 called Dan in the running app');
   ok = true;
   log('passed');
 } catch (e) {
