@@ -949,6 +949,38 @@ impl AppCore {
         Ok(())
     }
 
+    /// A global hotkey was pressed: `answer` the ringing call, `hangup` or `mute` (toggle)
+    /// the call in progress (the newest one not on hold). Nothing to act on is no error.
+    pub fn hotkey(&self, action: &str) -> Result<(), UiError> {
+        let (ringing, current) = {
+            let st = self.lock();
+            let ringing = st
+                .calls
+                .values()
+                .find(|c| c.direction == "incoming" && c.state == "ringing")
+                .map(|c| c.call);
+            let live: Vec<&CallView> = st
+                .calls
+                .values()
+                .filter(|c| !(c.direction == "incoming" && c.state == "ringing"))
+                .collect();
+            let current = live
+                .iter()
+                .rev()
+                .find(|c| !c.held)
+                .or(live.last())
+                .map(|c| (c.call, c.muted));
+            (ringing, current)
+        };
+        match (action, ringing, current) {
+            ("answer", Some(call), _) => self.answer(call),
+            ("hangup", _, Some((call, _))) => self.hangup(call),
+            ("mute", _, Some((call, muted))) => self.mute(call, !muted),
+            ("answer" | "hangup" | "mute", _, _) => Ok(()),
+            _ => Err(bad(format!("no hotkey action {action:?}"))),
+        }
+    }
+
     /// The notifications' words, in the language the UI shows (its i18n table).
     pub fn set_notification_text(&self, text: NotificationText) {
         self.lock().notification_text = text;
@@ -1665,6 +1697,18 @@ mod tests {
             core.complete_transfer(1).unwrap_err().code,
             ErrorCode::BadCommand,
             "call 1 is no consultation"
+        );
+        // Hotkeys act on the newest call not on hold (here the consultation, 2); without
+        // the phone that is "not ready", and an unknown action is the caller's fault.
+        assert_eq!(core.hotkey("mute").unwrap_err().code, ErrorCode::NotReady);
+        assert_eq!(
+            core.hotkey("answer").map_err(|e| e.code),
+            Ok(()),
+            "nothing rings"
+        );
+        assert_eq!(
+            core.hotkey("dance").unwrap_err().code,
+            ErrorCode::BadCommand
         );
         core.phone_event(Event::Conference { calls: vec![1, 2] });
         {

@@ -19,6 +19,7 @@
 pub mod commands;
 pub mod core;
 pub mod dto;
+pub mod hotkeys;
 pub mod links;
 pub mod soundcheck;
 pub mod tray;
@@ -241,9 +242,11 @@ pub fn run() {
             second_launch(app, argv)
         }))
         .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_global_shortcut::Builder::new().build())
         .setup(move |app| {
             let handle = app.handle().clone();
-            attach(&handle, core_options(&handle), true, links);
+            let core = attach(&handle, core_options(&handle), true, links);
+            hotkeys::apply(&handle, &core.snapshot().settings);
             Ok(())
         })
         .build(tauri::generate_context!());

@@ -97,6 +97,27 @@ fn before_the_first_run_choice_nothing_runs_and_errors_say_so() {
     settings["language"] = json!("xx");
     let err = invoke(&app, "set_settings", json!({ "settings": settings })).unwrap_err();
     assert_eq!(err["code"], "bad_command");
+    // Hotkeys: defaults for answer, hang up and mute; a key that is none, or one key for
+    // two actions, is refused and nothing is saved.
+    assert_eq!(snap["settings"]["hotkeyAnswer"], "Ctrl+Alt+A");
+    for (field, key, says) in [
+        ("hotkeyMute", "Ctrl+Alt+Banana", "not a key"),
+        ("hotkeyMute", "ctrl+alt+a", "both answer and mute"),
+    ] {
+        let mut settings = snap["settings"].clone();
+        settings[field] = json!(key);
+        let err = invoke(&app, "set_settings", json!({ "settings": settings })).unwrap_err();
+        assert_eq!(err["code"], "bad_command", "{err}");
+        assert!(err["message"].as_str().unwrap().contains(says), "{err}");
+    }
+    let mut settings = snap["settings"].clone();
+    settings["hotkeyMute"] = json!("Shift+F9");
+    let saved = invoke(&app, "set_settings", json!({ "settings": settings })).unwrap();
+    assert_eq!(saved["hotkeyMute"], "Shift+F9");
+    assert_eq!(
+        invoke(&app, "snapshot", json!({})).unwrap()["settings"]["hotkeyMute"],
+        "Shift+F9"
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@
 // completes the announced transfer (Bo and Dan then talk), finds the call in the
 // history, takes an incoming call from a second CLI phone (4003) and declines it, sends
 // one from 4005 to voicemail, launches the app a second time with tel:4004 (the running
-// app takes the link and calls), switches presence and sees it in the directory. Screenshots of the
+// app takes the link and calls), mutes and hangs up with the global hotkeys (xdotool), switches presence and sees it in the directory. Screenshots of the
 // main screens go to docs/screenshots/. Every process it starts is stopped by its pid.
 //
 // Environment: VAXEL_DESKTOP_BIN (the app), VAXEL_BIN (the `vaxel` CLI), both default to
@@ -314,9 +314,15 @@ try {
   const linkCall = await $('[data-testid="in-call"]');
   await linkCall.waitForExist({ timeout: 15000 });
   await until('the link\'s call to Dan', async () => (await linkCall.getText()).includes('Dan Dahl'), 15000);
-  await (await $('#hangup')).click();
-  await linkCall.waitForExist({ timeout: 15000, reverse: true });
+  await until('the link\'s call to be up', async () => (await linkCall.getAttribute('data-state')) === 'established', 15000);
   log('a second launch with tel:4004 called Dan in the running app');
+  // Global hotkeys, pressed at the X server (xdotool), not in the page: Ctrl+Alt+M mutes,
+  // Ctrl+Alt+E hangs up.
+  execFileSync('xdotool', ['key', 'ctrl+alt+m']);
+  await until('the mute hotkey', async () => (await (await $('#mute')).getAttribute('aria-pressed')) === 'true', 10000);
+  execFileSync('xdotool', ['key', 'ctrl+alt+e']);
+  await linkCall.waitForExist({ timeout: 15000, reverse: true });
+  log('global hotkeys muted and hung up');
   ok = true;
   log('passed');
 } catch (e) {

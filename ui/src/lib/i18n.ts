@@ -128,6 +128,8 @@ const en = {
   micLevel: 'Microphone level',
   testTone: 'Play a test tone',
   testRing: 'Test the ringing device',
+  hotkeys: 'Global hotkeys',
+  hotkeyHint: 'They work while another program has the focus, e.g. Ctrl+Alt+A. Empty: none.',
 };
 export type Key = keyof typeof en;
 
@@ -170,6 +172,7 @@ const da: Partial<Record<Key, string>> = {
   onHold: 'Venter', otherCalls: 'Andre opkald',
   micTest: 'Test mikrofonen', micTestStop: 'Stop mikrofontesten', micLevel: 'Mikrofonniveau',
   testTone: 'Afspil en testtone', testRing: 'Test ringeenheden',
+  hotkeys: 'Globale genvejstaster', hotkeyHint: 'Virker mens et andet program har fokus, f.eks. Ctrl+Alt+A. Tom: ingen.',
 };
 
 const sv: Partial<Record<Key, string>> = {
@@ -211,6 +214,7 @@ const sv: Partial<Record<Key, string>> = {
   onHold: 'Parkerat', otherCalls: 'Andra samtal',
   micTest: 'Testa mikrofonen', micTestStop: 'Stoppa mikrofontestet', micLevel: 'Mikrofonnivå',
   testTone: 'Spela en testton', testRing: 'Testa ringenheten',
+  hotkeys: 'Globala snabbtangenter', hotkeyHint: 'Fungerar medan ett annat program har fokus, t.ex. Ctrl+Alt+A. Tomt: ingen.',
 };
 
 const nb: Partial<Record<Key, string>> = {
@@ -251,6 +255,7 @@ const nb: Partial<Record<Key, string>> = {
   onHold: 'På vent', otherCalls: 'Andre samtaler',
   micTest: 'Test mikrofonen', micTestStop: 'Stopp mikrofontesten', micLevel: 'Mikrofonnivå',
   testTone: 'Spill av en testtone', testRing: 'Test ringeenheten',
+  hotkeys: 'Globale hurtigtaster', hotkeyHint: 'Virker mens et annet program har fokus, f.eks. Ctrl+Alt+A. Tom: ingen.',
 };
 
 const fi: Partial<Record<Key, string>> = {
@@ -292,6 +297,7 @@ const fi: Partial<Record<Key, string>> = {
   onHold: 'Pidossa', otherCalls: 'Muut puhelut',
   micTest: 'Testaa mikrofoni', micTestStop: 'Lopeta mikrofonitesti', micLevel: 'Mikrofonin taso',
   testTone: 'Soita testiääni', testRing: 'Testaa soittolaite',
+  hotkeys: 'Yleiset pikanäppäimet', hotkeyHint: 'Toimivat toisen ohjelman ollessa aktiivinen, esim. Ctrl+Alt+A. Tyhjä: ei mitään.',
 };
 
 export const table: Record<Lang, Partial<Record<Key, string>>> = { en, da, sv, nb, fi };
