@@ -225,6 +225,41 @@ fn core_error<R: Runtime>(app: &AppHandle<R>, error: dto::UiError) {
     let _ = app.emit(EVENT, UiEvent::Error { error });
 }
 
+/// A lighter WebKitGTK for a one-page app that loads nothing from the network: the
+/// memory cache sized for one document (`DocumentViewer`), no page cache, and no WebGL,
+/// WebAudio, media, media streams, DNS prefetch or offline/database storage (Vaxel's
+/// sound is the phone's, not the page's). `VAXEL_WEBKIT_DEFAULTS=1` keeps WebKit's
+/// defaults (scripts/bench-desktop.sh measures both).
+#[cfg(target_os = "linux")]
+fn lighten_webview(app: &AppHandle<tauri::Wry>) {
+    if std::env::var_os("VAXEL_WEBKIT_DEFAULTS").is_some() {
+        return;
+    }
+    let Some(w) = app.get_webview_window("main") else {
+        return;
+    };
+    let r = w.with_webview(|pv| {
+        use webkit2gtk::{SettingsExt, WebContextExt, WebViewExt};
+        let view = pv.inner();
+        if let Some(ctx) = view.context() {
+            ctx.set_cache_model(webkit2gtk::CacheModel::DocumentViewer);
+        }
+        if let Some(s) = WebViewExt::settings(&view) {
+            s.set_enable_page_cache(false);
+            s.set_enable_webgl(false);
+            s.set_enable_webaudio(false);
+            s.set_enable_media(false);
+            s.set_enable_media_stream(false);
+            s.set_enable_dns_prefetching(false);
+            s.set_enable_html5_database(false);
+            s.set_enable_offline_web_application_cache(false);
+        }
+    });
+    if let Err(e) = r {
+        tracing::debug!("web view settings: {e}");
+    }
+}
+
 /// Runs the desktop app (the `vaxel-desktop` program).
 pub fn run() {
     since_start_ms();
@@ -245,6 +280,8 @@ pub fn run() {
         .plugin(tauri_plugin_global_shortcut::Builder::new().build())
         .setup(move |app| {
             let handle = app.handle().clone();
+            #[cfg(target_os = "linux")]
+            lighten_webview(&handle);
             let core = attach(&handle, core_options(&handle), true, links);
             hotkeys::apply(&handle, &core.snapshot().settings);
             Ok(())
