@@ -1631,7 +1631,8 @@ impl Engine {
             self.b_provisional(call_id, leg_id, resp).await;
         } else if resp.status.is_success() {
             self.b_answered(call_id, leg_id, resp).await;
-        } else {
+        } else if !((300..400).contains(&code) && self.flow_redirect(call_id, leg_id, &resp).await)
+        {
             self.b_failed(call_id, leg_id, code).await;
         }
     }
