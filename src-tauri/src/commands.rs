@@ -180,10 +180,22 @@ pub fn set_presence(core: Core<'_>, presence: Presence) -> R<()> {
     core.set_presence(presence)
 }
 
-/// Changes the settings.
+/// Changes the settings. Hotkeys that cannot be parsed or are given twice are refused
+/// (nothing saved); one another program holds is saved and reported as an error event.
 #[tauri::command]
-pub async fn set_settings(core: Core<'_>, settings: Settings) -> R<Settings> {
-    core.inner().clone().set_settings(settings).await
+pub async fn set_settings<Rt: tauri::Runtime>(
+    app: tauri::AppHandle<Rt>,
+    core: Core<'_>,
+    settings: Settings,
+) -> R<Settings> {
+    crate::hotkeys::check(&settings)?;
+    let hotkeys_changed =
+        crate::hotkeys::of(&core.snapshot().settings) != crate::hotkeys::of(&settings);
+    let saved = core.inner().clone().set_settings(settings).await?;
+    if hotkeys_changed {
+        crate::hotkeys::apply(&app, &saved);
+    }
+    Ok(saved)
 }
 
 /// The accounts.
@@ -196,6 +208,18 @@ pub fn accounts(core: Core<'_>) -> Vec<AccountView> {
 #[tauri::command]
 pub async fn save_account(core: Core<'_>, account: AccountForm) -> R<AccountView> {
     core.inner().clone().save_account(account).await
+}
+
+/// Plays a test tone on the chosen speaker (or ringing device).
+#[tauri::command]
+pub async fn test_tone(core: Core<'_>, ringing: bool) -> R<()> {
+    core.test_tone(ringing).await
+}
+
+/// Starts or stops the microphone test (levels over the media channel).
+#[tauri::command]
+pub fn mic_test(core: Core<'_>, on: bool) -> R<()> {
+    core.mic_test(on)
 }
 
 /// The sound devices.

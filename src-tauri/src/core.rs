@@ -142,6 +142,8 @@ struct State {
     pending_consult: Option<u64>,
     /// The notifications' words in the UI's language.
     notification_text: NotificationText,
+    /// The microphone test running, if any: set to stop it.
+    mic_test: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// The app's core (see the module documentation).
@@ -484,6 +486,8 @@ impl AppCore {
         config.store = store;
         config.secrets = self.secrets.clone();
         config.audio = audio_config(&self.lock().file.settings);
+        // The settings' switch, applied to every call with sound devices.
+        config.echo_cancellation = self.lock().file.settings.echo_cancellation;
         let (phone, mut events) = Phone::start(config).await.map_err(env_err)?;
         phone.send(Command::Register { account: None });
         phone.send(Command::Snapshot);
@@ -1014,6 +1018,85 @@ impl AppCore {
         self.send(Command::Merge { calls: Vec::new() })
     }
 
+    /// Plays a one-second test tone on the chosen speaker (`ringing`: on the ringing
+    /// device); returns when it has played.
+    pub async fn test_tone(&self, ringing: bool) -> Result<(), UiError> {
+        let config = audio_config(&self.lock().file.settings);
+        let role = if ringing {
+            vaxel_audio::DeviceRole::Ringing
+        } else {
+            vaxel_audio::DeviceRole::Output
+        };
+        tokio::task::spawn_blocking(move || crate::soundcheck::play_tone(config, role, 1.0))
+            .await
+            .map_err(env_err)?
+    }
+
+    /// Starts (or stops) the microphone test: the chosen microphone's level goes to the
+    /// UI as [`MediaUpdate::MicLevel`] ten times a second, for at most a minute.
+    pub fn mic_test(&self, on: bool) -> Result<(), UiError> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut st = self.lock();
+        if let Some(stop) = st.mic_test.take() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        if !on {
+            return Ok(());
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        st.mic_test = Some(stop.clone());
+        let config = audio_config(&st.file.settings);
+        drop(st);
+        let sink = self.sink.clone();
+        std::thread::Builder::new()
+            .name("vaxel-mic-test".into())
+            .spawn(move || {
+                let r =
+                    crate::soundcheck::mic_levels(config, stop, Duration::from_secs(60), |dbfs| {
+                        sink.media(MediaUpdate::MicLevel { dbfs })
+                    });
+                if let Err(error) = r {
+                    sink.event(UiEvent::Error { error });
+                }
+                // The meter falls back when the test ends.
+                sink.media(MediaUpdate::MicLevel { dbfs: -100.0 });
+            })
+            .map_err(env_err)?;
+        Ok(())
+    }
+
+    /// A global hotkey was pressed: `answer` the ringing call, `hangup` or `mute` (toggle)
+    /// the call in progress (the newest one not on hold). Nothing to act on is no error.
+    pub fn hotkey(&self, action: &str) -> Result<(), UiError> {
+        let (ringing, current) = {
+            let st = self.lock();
+            let ringing = st
+                .calls
+                .values()
+                .find(|c| c.direction == "incoming" && c.state == "ringing")
+                .map(|c| c.call);
+            let live: Vec<&CallView> = st
+                .calls
+                .values()
+                .filter(|c| !(c.direction == "incoming" && c.state == "ringing"))
+                .collect();
+            let current = live
+                .iter()
+                .rev()
+                .find(|c| !c.held)
+                .or(live.last())
+                .map(|c| (c.call, c.muted));
+            (ringing, current)
+        };
+        match (action, ringing, current) {
+            ("answer", Some(call), _) => self.answer(call),
+            ("hangup", _, Some((call, _))) => self.hangup(call),
+            ("mute", _, Some((call, muted))) => self.mute(call, !muted),
+            ("answer" | "hangup" | "mute", _, _) => Ok(()),
+            _ => Err(bad(format!("no hotkey action {action:?}"))),
+        }
+    }
+
     /// The notifications' words, in the language the UI shows (its i18n table).
     pub fn set_notification_text(&self, text: NotificationText) {
         self.lock().notification_text = text;
@@ -1376,7 +1459,9 @@ impl AppCore {
         }
         let (file, devices_changed, idle) = {
             let mut st = self.lock();
-            let changed = audio_config(&st.file.settings) != audio_config(&settings);
+            // Devices and echo cancellation take effect in a restarted phone.
+            let changed = audio_config(&st.file.settings) != audio_config(&settings)
+                || st.file.settings.echo_cancellation != settings.echo_cancellation;
             st.file.settings = settings.clone();
             (
                 st.file.clone(),
@@ -1773,6 +1858,18 @@ mod tests {
             core.complete_transfer(1).unwrap_err().code,
             ErrorCode::BadCommand,
             "call 1 is no consultation"
+        );
+        // Hotkeys act on the newest call not on hold (here the consultation, 2); without
+        // the phone that is "not ready", and an unknown action is the caller's fault.
+        assert_eq!(core.hotkey("mute").unwrap_err().code, ErrorCode::NotReady);
+        assert_eq!(
+            core.hotkey("answer").map_err(|e| e.code),
+            Ok(()),
+            "nothing rings"
+        );
+        assert_eq!(
+            core.hotkey("dance").unwrap_err().code,
+            ErrorCode::BadCommand
         );
         core.phone_event(Event::Conference { calls: vec![1, 2] });
         {

@@ -392,6 +392,13 @@ pub struct Settings {
     pub start_minimised: bool,
     /// Show OS notifications for incoming calls.
     pub notifications: bool,
+    /// Global hotkey that answers a ringing call ("Ctrl+Alt+A"; empty: none). Works
+    /// while another program has the focus.
+    pub hotkey_answer: String,
+    /// Global hotkey that hangs up the call in progress.
+    pub hotkey_hangup: String,
+    /// Global hotkey that mutes or unmutes the call in progress.
+    pub hotkey_mute: String,
 }
 
 impl Default for Settings {
@@ -405,6 +412,9 @@ impl Default for Settings {
             ring_device: String::new(),
             start_minimised: false,
             notifications: true,
+            hotkey_answer: "Ctrl+Alt+A".into(),
+            hotkey_hangup: "Ctrl+Alt+E".into(),
+            hotkey_mute: "Ctrl+Alt+M".into(),
         }
     }
 }
@@ -451,6 +461,11 @@ pub enum MediaUpdate {
         jitter_ms: f32,
         /// Round trip in ms.
         rtt_ms: Option<f32>,
+    },
+    /// The settings' microphone test: the level in dBFS, ten times a second.
+    MicLevel {
+        /// RMS over the last 100 ms (−100 silence … 0 full scale).
+        dbfs: f32,
     },
 }
 

@@ -97,6 +97,27 @@ fn before_the_first_run_choice_nothing_runs_and_errors_say_so() {
     settings["language"] = json!("xx");
     let err = invoke(&app, "set_settings", json!({ "settings": settings })).unwrap_err();
     assert_eq!(err["code"], "bad_command");
+    // Hotkeys: defaults for answer, hang up and mute; a key that is none, or one key for
+    // two actions, is refused and nothing is saved.
+    assert_eq!(snap["settings"]["hotkeyAnswer"], "Ctrl+Alt+A");
+    for (field, key, says) in [
+        ("hotkeyMute", "Ctrl+Alt+Banana", "not a key"),
+        ("hotkeyMute", "ctrl+alt+a", "both answer and mute"),
+    ] {
+        let mut settings = snap["settings"].clone();
+        settings[field] = json!(key);
+        let err = invoke(&app, "set_settings", json!({ "settings": settings })).unwrap_err();
+        assert_eq!(err["code"], "bad_command", "{err}");
+        assert!(err["message"].as_str().unwrap().contains(says), "{err}");
+    }
+    let mut settings = snap["settings"].clone();
+    settings["hotkeyMute"] = json!("Shift+F9");
+    let saved = invoke(&app, "set_settings", json!({ "settings": settings })).unwrap();
+    assert_eq!(saved["hotkeyMute"], "Shift+F9");
+    assert_eq!(
+        invoke(&app, "snapshot", json!({})).unwrap()["settings"]["hotkeyMute"],
+        "Shift+F9"
+    );
 }
 
 #[test]
@@ -253,6 +274,24 @@ fn hosting_the_office_registers_the_demo_user_and_serves_search_directory_and_pr
     assert_eq!(err["code"], "bad_command");
     let err = invoke(&app, "dtmf", json!({ "call": 99, "digits": "x" })).unwrap_err();
     assert_eq!(err["code"], "bad_command");
+    // A second launch with a link (tauri-plugin-single-instance hands us its arguments):
+    // the UI is told to show the dial screen and the call is placed.
+    vaxel_desktop::second_launch(
+        app.app.handle(),
+        vec!["vaxel-desktop".into(), "--flag".into(), "tel:4002".into()],
+    );
+    wait_for("the link's call", || {
+        app.events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "dial" && e["uri"] == "4002")
+    });
+    wait_for("the link's call to be placed", || {
+        app.events.lock().unwrap().iter().any(|e| {
+            e["type"] == "call" && e["call"]["remote"].as_str().unwrap_or("").contains("4002")
+        })
+    });
     // Second calls, announced transfer, merge and voicemail: the caller's fault without
     // the calls they need (the flows themselves run in the end-to-end test).
     for (cmd, args, says) in [

@@ -10,9 +10,11 @@
 // completes the announced transfer (Bo and Dan then talk), finds the call in the
 // history, takes an incoming call from a second CLI phone (4003) and declines it, sends
 // one from 4005 to voicemail, switches presence and sees it in the directory and at a
-// SIP watcher (`vaxel watch`, through the engine's presence server), sees Bo's own
-// published presence (lunch, yellow) in the directory and back to available when it is
-// removed. Screenshots of the
+// SIP watcher (`vaxel watch`, through the engine's presence server), sees Bo in a call
+// (red) and Carla's own published presence (lunch, yellow) in the directory and back to
+// available when it is removed, launches the app a second time with tel:4004 (the
+// running app takes the link and calls), mutes and hangs up with the global hotkeys
+// (xdotool). Screenshots of the
 // main screens go to docs/screenshots/. Every process it starts is stopped by its pid.
 //
 // Environment: VAXEL_DESKTOP_BIN (the app), VAXEL_BIN (the `vaxel` CLI), both default to
@@ -126,8 +128,14 @@ try {
   const driverPort = await freeTcpPort();
   const nativePort = await freeTcpPort();
   const pulseEnv = await pulse();
+  // A private D-Bus session bus: the single-instance plugin keeps its name there, so a
+  // second launch finds this app.
+  const bus = join(work, 'bus');
+  start('dbus', 'dbus-daemon', ['--session', '--nofork', `--address=unix:path=${bus}`]);
+  await until('dbus-daemon', () => existsSync(bus), 10000);
   const appEnv = {
     ...pulseEnv,
+    DBUS_SESSION_BUS_ADDRESS: `unix:path=${bus}`,
     VAXEL_DESKTOP_DIR: join(work, 'app'),
     VAXEL_ENGINE_SIP: `127.0.0.1:${enginePort}`,
     WEBKIT_DISABLE_COMPOSITING_MODE: '1',
@@ -234,12 +242,18 @@ try {
   // Resume Bo if the conference's end left him held, then consult again and complete.
   if ((await (await $('#hold')).getAttribute('aria-pressed')) === 'true') await (await $('#hold')).click();
   await consult();
+  const resumedBefore = count(bo, /"event":"resumed"/g);
   await (await $('#complete-transfer')).click();
-  await until('Bo to be asked to call Dan', () => bo.text().includes('"event":"transfer_requested"'), 15000);
+  // Our two calls end; the engine (a B2BUA) takes the REFER itself and joins Bo's leg to
+  // Dan's (Bo sees a re-INVITE: resumed); a plain proxy would pass the REFER on to Bo.
   await panel.waitForExist({ timeout: 20000, reverse: true });
-  await until('bo to see the call end', () => bo.text().includes('"event":"ended"'), 10000);
-  await until('Bo and Dan to talk', () => count(dan, /"event":"established"/g) >= 2, 15000);
-  log('announced transfer: Bo and Dan connected');
+  await until('Bo to be handed to Dan', () =>
+    bo.text().includes('"event":"transfer_requested"') || count(bo, /"event":"resumed"/g) > resumedBefore, 15000);
+  await new Promise((r) => setTimeout(r, 1500));
+  if (/"event":"ended"/.test(bo.text()) || count(dan, /"event":"ended"/g) > 1) {
+    throw new Error('Bo or Dan was hung up instead of being connected to each other');
+  }
+  log('announced transfer: Bo and Dan talk, without us');
 
   // History.
   await (await $('#tab-history')).click();
@@ -276,30 +290,36 @@ try {
   await (await $('#tab-directory')).click();
   await until('my presence in the directory', async () =>
     (await browser.$$('#directory-list li[data-extension="4001"][data-presence="meeting"]')).length > 0, 10000);
-  await until('Bo registered in the directory', async () =>
-    (await (await $('#directory-list li[data-extension="4002"]')).getAttribute('data-colour')) === 'green', 10000);
-  // The engine is the presence server: a SIP watcher (Bo's profile, `vaxel watch`) sees the
-  // meeting the app published, and Bo's own PUBLISH (`vaxel presence set lunch`) reaches the
-  // app's directory through its subscription to the engine.
-  const watcher = await cliPhone('bo-watch', '4002', 'bo-4002', enginePort,
+  // Bo is registered and still talking to Dan since the transfer: red (in a call).
+  await until('Bo in a call in the directory', async () =>
+    (await (await $('#directory-list li[data-extension="4002"]')).getAttribute('data-colour')) === 'red', 10000);
+  // The engine is the presence server: a SIP watcher (`vaxel watch` on Carla's account)
+  // sees the meeting the app published, and Carla's own PUBLISH (`vaxel presence set
+  // lunch`) reaches the app's directory through its subscription to the engine.
+  const carlaPhone = await cliPhone('carla-phone', '4003', 'carla-4003', enginePort,
+    ['listen'], '"event":"registered"');
+  await until('Carla registered in the directory', async () =>
+    (await (await $('#directory-list li[data-extension="4003"]')).getAttribute('data-colour')) === 'green', 10000);
+  const watcher = await cliPhone('carla-watch', '4003', 'carla-4003', enginePort,
     ['--listen', '127.0.0.1', 'watch', '4001', '--presence-only']);
   await until('a SIP watcher to see my meeting', () =>
     /"event":"presence_changed"[^\n]*"activity":"meeting"[^\n]*"note":"Board meeting"/.test(watcher.text())
     || /"event":"presence_changed"[^\n]*"note":"Board meeting"[^\n]*"activity":"meeting"/.test(watcher.text()), 15000);
-  const lunch = await cliPhone('bo-lunch', '4002', 'bo-4002', enginePort,
+  const lunch = await cliPhone('carla-lunch', '4003', 'carla-4003', enginePort,
     ['--listen', '127.0.0.1', 'presence', 'set', 'lunch', '--note', 'back at one'], '"event":"presence_published"');
-  await until('Bo at lunch in the directory (yellow)', async () => {
-    const li = await $('#directory-list li[data-extension="4002"]');
+  await until('Carla at lunch in the directory (yellow)', async () => {
+    const li = await $('#directory-list li[data-extension="4003"]');
     return (await li.getAttribute('data-presence')) === 'lunch' && (await li.getAttribute('data-colour')) === 'yellow';
   }, 15000);
-  if (!(await (await $('#directory-list li[data-extension="4002"]')).getText()).includes('back at one')) {
-    throw new Error('the note of Bo\'s presence is not shown');
+  if (!(await (await $('#directory-list li[data-extension="4003"]')).getText()).includes('back at one')) {
+    throw new Error('the note of Carla\'s presence is not shown');
   }
   await shot('directory');
   process.kill(lunch.child.pid, 'SIGINT');
   process.kill(watcher.child.pid, 'SIGINT');
-  await until('Bo back to available (green)', async () =>
-    (await (await $('#directory-list li[data-extension="4002"]')).getAttribute('data-colour')) === 'green', 15000);
+  await until('Carla back to available (green)', async () =>
+    (await (await $('#directory-list li[data-extension="4003"]')).getAttribute('data-colour')) === 'green', 15000);
+  process.kill(carlaPhone.child.pid, 'SIGINT');
 
   // Contacts and settings, for the README.
   await (await $('#tab-contacts')).click();
@@ -315,6 +335,24 @@ try {
   await (await $('#theme-select')).selectByAttribute('value', 'dark');
   await (await $('#tab-dial')).click();
   await shot('dial-dark');
+
+  // A second launch with a link (as a clicked tel: link does): it hands the link to
+  // this app and exits; this app calls Dan (4004, still auto-answering).
+  const second = start('second-launch', appBin, ['tel:4004'], appEnv);
+  await until('the second launch to exit', () => second.child.exitCode !== null, 20000);
+  if (second.child.exitCode !== 0) throw new Error(`second launch exit ${second.child.exitCode}: ${second.text()}`);
+  const linkCall = await $('[data-testid="in-call"]');
+  await linkCall.waitForExist({ timeout: 15000 });
+  await until('the link\'s call to Dan', async () => (await linkCall.getText()).includes('Dan Dahl'), 15000);
+  await until('the link\'s call to be up', async () => (await linkCall.getAttribute('data-state')) === 'established', 15000);
+  log('a second launch with tel:4004 called Dan in the running app');
+  // Global hotkeys, pressed at the X server (xdotool), not in the page: Ctrl+Alt+M mutes,
+  // Ctrl+Alt+E hangs up.
+  execFileSync('xdotool', ['key', 'ctrl+alt+m']);
+  await until('the mute hotkey', async () => (await (await $('#mute')).getAttribute('aria-pressed')) === 'true', 10000);
+  execFileSync('xdotool', ['key', 'ctrl+alt+e']);
+  await linkCall.waitForExist({ timeout: 15000, reverse: true });
+  log('global hotkeys muted and hung up');
   ok = true;
   log('passed');
 } catch (e) {

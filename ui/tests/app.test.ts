@@ -277,6 +277,35 @@ describe('settings and languages', () => {
     await waitFor(() => expect(document.documentElement.dataset.theme).toBe('dark'));
   });
 
+  it('microphone test shows a live level; test tones go to the speaker and the ringing device', async () => {
+    const backend = await hosted();
+    await fireEvent.click(screen.getByRole('button', { name: 'Settings' }));
+    await fireEvent.click(await screen.findByRole('button', { name: 'Test the microphone' }));
+    const stop = await screen.findByRole('button', { name: 'Stop the microphone test' });
+    expect(stop).toHaveAttribute('aria-pressed', 'true');
+    await waitFor(() => expect(screen.getByRole('meter', { name: 'Microphone level' })).toHaveAttribute('aria-valuenow', '-18'));
+    await fireEvent.click(stop);
+    await waitFor(() => expect(screen.queryByRole('meter', { name: 'Microphone level' })).toBeNull());
+    expect(backend.sent).toContainEqual({ cmd: 'mic_test', args: false });
+    await fireEvent.click(screen.getByRole('button', { name: 'Play a test tone' }));
+    await fireEvent.click(screen.getByRole('button', { name: 'Test the ringing device' }));
+    await waitFor(() => expect(backend.sent.filter((s) => s.cmd === 'test_tone').map((s) => s.args)).toEqual([false, true]));
+  });
+
+  it('hotkeys are set in the settings; one key for two actions is refused', async () => {
+    const backend = await hosted();
+    await fireEvent.click(screen.getByRole('button', { name: 'Settings' }));
+    const group = (await screen.findByText('Global hotkeys')).closest('fieldset')!;
+    const mute = within(group).getByLabelText('Mute');
+    expect(mute).toHaveValue('Ctrl+Alt+M');
+    expect(mute).toHaveAccessibleDescription(/another program has the focus/);
+    await fireEvent.change(mute, { target: { value: 'Shift+F9' } });
+    await waitFor(() => expect(backend.snap.settings.hotkeyMute).toBe('Shift+F9'));
+    await fireEvent.change(within(group).getByLabelText('Hang up'), { target: { value: 'ctrl+alt+a' } });
+    expect(await screen.findByRole('alert')).toHaveTextContent('two actions');
+    expect(backend.snap.settings.hotkeyHangup).toBe('Ctrl+Alt+E');
+  });
+
   it('every language has every text', () => {
     for (const lang of Object.keys(languages) as Lang[]) expect(missingKeys(lang)).toEqual([]);
     expect(translate('fi', 'answer')).toBe('Vastaa');

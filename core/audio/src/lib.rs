@@ -60,6 +60,7 @@
 
 mod control;
 mod device;
+mod echo;
 mod error;
 mod format;
 mod media;
@@ -75,6 +76,7 @@ pub use device::{
     AudioHost, ConfigRange, DeviceChoice, DeviceInfo, DeviceRole, Direction, HostChoice,
     NativeConfig,
 };
+pub use echo::CallEcho;
 pub use error::{AudioError, Fault};
 pub use format::{
     CaptureConverter, DeviceFormat, FRAME_SAMPLES, Frame, PIPELINE_RATE, PlaybackConverter,

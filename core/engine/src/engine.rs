@@ -46,6 +46,7 @@ use crate::protect::{Guard, Verdict};
 use crate::relay::{Relay, Side, rewrite_sdp};
 
 mod flows;
+mod media;
 mod presence;
 mod timers;
 mod xfer;
@@ -1381,12 +1382,11 @@ impl Engine {
                 return self.reply(tx, &req, 500).await;
             }
         };
+        // SRTP is terminated per leg on routed calls (see `relay`).
+        relay.terminate();
         let b_body = if offer {
-            match rewrite_sdp(&req.body, relay.local(Side::B)) {
-                Some((body, remote)) => {
-                    relay.set_remote(Side::A, remote);
-                    Some(body)
-                }
+            match relay.pass(Side::A, &req.body) {
+                Some(body) => Some(body),
                 None => return self.reply(tx, &req, 400).await,
             }
         } else {
@@ -1588,7 +1588,7 @@ impl Engine {
         };
         let call_id = leg.call;
         let code = resp.status.as_u16();
-        if code == 100 {
+        if code == 100 || self.retry_other_profile(tx, &resp).await {
             return;
         }
         if self
@@ -1644,9 +1644,8 @@ impl Engine {
         );
         // Early media (183 with SDP) goes through the relay too.
         if has_sdp(&resp.headers, &resp.body)
-            && let Some((body, remote)) = rewrite_sdp(&resp.body, call.relay.local(Side::A))
+            && let Some(body) = call.relay.pass(Side::B, &resp.body)
         {
-            call.relay.set_remote(Side::B, remote);
             set_response_body(&mut r, &sdp_type(), Bytes::from(body));
         }
         if let Some(a) = self.legs.get_mut(&call.a) {
@@ -1722,9 +1721,8 @@ impl Engine {
             .collect();
         let mut a_body = None;
         if has_sdp(&resp.headers, &resp.body)
-            && let Some((body, remote)) = rewrite_sdp(&resp.body, call.relay.local(Side::A))
+            && let Some(body) = call.relay.pass(Side::B, &resp.body)
         {
-            call.relay.set_remote(Side::B, remote);
             a_body = Some(body);
         }
         let (caller, callee) = (call.caller.clone(), call.callee.clone());
@@ -1974,6 +1972,10 @@ impl Engine {
         {
             return;
         }
+        if self.flow_ack(l.call, ack) {
+            return;
+        }
+        let Some(l) = self.legs.get(&leg) else { return };
         let Some(call) = self.calls.get(&l.call) else {
             return;
         };
@@ -1987,9 +1989,8 @@ impl Engine {
             self.sip.via(b.target.peer.transport).to_string(),
         );
         if has_sdp(&ack.headers, &ack.body)
-            && let Some((body, remote)) = rewrite_sdp(&ack.body, call.relay.local(Side::B))
+            && let Some(body) = call.relay.pass(Side::A, &ack.body)
         {
-            call.relay.set_remote(Side::A, remote);
             out.set_body(&sdp_type(), Bytes::from(body));
         }
         let _ = self.sip.send_ack(out, b.target.clone()).await;
@@ -2181,16 +2182,8 @@ impl Engine {
         if has_sdp(&req.headers, &req.body)
             && let Some(call) = self.calls.get(&call_id)
         {
-            let to_side = if from_side == Side::A {
-                Side::B
-            } else {
-                Side::A
-            };
-            match rewrite_sdp(&req.body, call.relay.local(to_side)) {
-                Some((b, remote)) => {
-                    call.relay.set_remote(from_side, remote);
-                    body = Some(b);
-                }
+            match call.relay.pass(from_side, &req.body) {
+                Some(b) => body = Some(b),
                 None => return self.reply(tx, &req, 400).await,
             }
             if let Some(l) = self.legs.get_mut(&from_leg) {
@@ -2435,9 +2428,9 @@ impl Engine {
             Some(c) => c.relay.prepare(side).await,
             None => return self.reply(tx, &req, 481).await,
         };
-        let Ok(local) = prepared else {
+        if prepared.is_err() {
             return self.reply(tx, &req, 503).await;
-        };
+        }
         let mut ok = Response::from_request(&req, status(202));
         ok.headers.push(
             HeaderName::Contact,
@@ -2446,7 +2439,11 @@ impl Engine {
         self.respond(tx, ok).await;
         self.notify_referrer(leg_id, "SIP/2.0 100 Trying", false)
             .await;
-        let body = sdp.and_then(|b| rewrite_sdp(&b, local)).map(|(b, _)| b);
+        let body = sdp.and_then(|b| {
+            self.calls
+                .get(&call_id)
+                .and_then(|c| c.relay.sdp_for_prepared(side, &b))
+        });
         let legs = self
             .ring_transfer_target(call_id, side, record, &party, &ext, body)
             .await;
@@ -2646,7 +2643,7 @@ impl Engine {
             .map(|t| t.legs.into_iter().filter(|l| *l != leg_id).collect())
             .unwrap_or_default();
         let remote = if has_sdp(&resp.headers, &resp.body) {
-            rewrite_sdp(&resp.body, call.relay.local(side)).and_then(|(_, r)| r)
+            call.relay.heard_prepared(side, &resp.body)
         } else {
             None
         };
@@ -2715,9 +2712,7 @@ impl Engine {
         if has_sdp(&resp.headers, &resp.body)
             && let Some(call) = self.calls.get(&call_id)
         {
-            let from_side = if to_side == Side::A { Side::B } else { Side::A };
-            if let Some((b, remote)) = rewrite_sdp(&resp.body, call.relay.local(from_side)) {
-                call.relay.set_remote(to_side, remote);
+            if let Some(b) = call.relay.pass(to_side, &resp.body) {
                 set_response_body(&mut r, &sdp_type(), Bytes::from(b));
             }
             if let Some(l) = self.legs.get_mut(&p.to_leg) {

@@ -782,6 +782,27 @@ fn db(engine: &EngineProc) -> vaxel_engine::db::Db {
     vaxel_engine::db::Db::open(&engine.data).unwrap()
 }
 
+/// A call's legs as `role:party:outcome` (a moved call's new party is its
+/// `transfer` leg ending `answered`; `answered_by` stays the first to answer, as for
+/// REFER).
+fn legs_of(engine: &EngineProc, call: i64) -> Vec<String> {
+    let c = rusqlite::Connection::open(engine.data.join("engine.sqlite")).unwrap();
+    let mut st = c
+        .prepare("SELECT role, party, outcome FROM legs WHERE call = ?1 ORDER BY id")
+        .unwrap();
+    st.query_map([call], |r| {
+        Ok(format!(
+            "{}:{}:{}",
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
 fn last_call(engine: &EngineProc) -> vaxel_engine::db::CallRecord {
     db(engine).calls(1).unwrap().remove(0)
 }
@@ -2060,6 +2081,162 @@ fn forwarding_to_an_outside_number_through_the_trunk() {
     std::thread::sleep(Duration::from_millis(300));
     let c = last_call(&engine);
     assert_eq!(c.answered_by.as_deref(), Some("004612345678"), "{c:?}");
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "#21#"),
+        "deactivated"
+    ));
+    drop(_provider);
+
+    // *31* to a number outside, both forms: anonymous From and Privacy: id at the
+    // provider (RFC 3323); refused for Bob, who may not call out.
+    let provider_at = |name: &str, scenario: &str, calls: &str| {
+        let p = sipp_bg(
+            &dir,
+            name,
+            scenario,
+            &[
+                "-m",
+                calls,
+                "-i",
+                "127.0.0.3",
+                "-p",
+                &provider.to_string(),
+                "-mp",
+                &media_port().to_string(),
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        p
+    };
+    let hidden = provider_at(
+        "provider-hidden",
+        &answerer_scenario("sip:anonymous@anonymous.invalid", Some(("Privacy:", "id"))),
+        "2",
+    );
+    for code in ["*31*004612345678", "*31*004612345678#"] {
+        let rtp = RtpEnd::new();
+        let run = call(
+            &dir,
+            &engine,
+            "hidden-out",
+            "4001",
+            "alice-pw",
+            code,
+            rtp.port(),
+            End::HangUp(800),
+        )
+        .join()
+        .unwrap();
+        assert!(run.ok, "{code}: {}", run.output);
+        std::thread::sleep(Duration::from_millis(300));
+        let c = last_call(&engine);
+        assert_eq!(
+            c.answered_by.as_deref(),
+            Some("004612345678"),
+            "{code}: {c:?}"
+        );
+    }
+    assert!(
+        heard_prompt(
+            &feature(&dir, &engine, "4002", "*31*004612345678#"),
+            "not_active"
+        ),
+        "Bob may not call out, hidden or not"
+    );
+    drop(hidden);
+
+    // #n# to a number outside: Carla (who may call out) moves Alice's call to the
+    // provider, which sees Alice's long number; Bob's #n# outside does nothing.
+    let mut out = provider_at(
+        "provider-move",
+        &answerer_scenario("sip:\\+4570104001@", None),
+        "1",
+    );
+    let mut mover = one_call_member(&dir, &engine, "4003", &keying_scenario("#004612345678#"));
+    let rtp = RtpEnd::new();
+    let caller = staying_caller_to(&dir, &engine, "moved-out", rtp.port(), 1000, "4003");
+    assert!(
+        wait_bg(&mut mover, 8),
+        "Carla got BYE once the call moved out"
+    );
+    let run = caller.join().unwrap();
+    assert!(run.ok, "the caller stays in the call: {}", run.output);
+    assert!(
+        wait_bg(&mut out, 5),
+        "the outside party got the caller's BYE"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    let legs = legs_of(&engine, c.id);
+    assert!(
+        legs.contains(&"b:4003:transferred".to_owned())
+            && legs.contains(&"transfer:004612345678:answered".to_owned()),
+        "{legs:?}"
+    );
+    let mut bob = one_call_member(&dir, &engine, "4002", &keying_scenario("#004612345678#"));
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "not-moved-out",
+        "4001",
+        "alice-pw",
+        "4002",
+        rtp.port(),
+        End::HangUp(6500),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    assert!(wait_bg(&mut bob, 5), "Bob kept the call");
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4002"), "{c:?}");
+    assert_eq!(
+        db(&engine).leg_count(c.id).unwrap(),
+        2,
+        "nothing rang outside"
+    );
+}
+
+/// Seed 002: hanging up completes the move. 4002 keys `#4004#` and hangs up while
+/// 4004 still rings (2 s): the caller hears music on hold, then 4004 answers and
+/// has the caller.
+#[test]
+fn the_mover_hangs_up_while_n_rings_and_the_caller_waits_for_n() {
+    let _serial = one_at_a_time();
+    if !need_sipp("move completed by hanging up") {
+        return;
+    }
+    let dir = temp_dir("flow-move-hangup");
+    let engine = start_engine(&dir, free_port(), true);
+    let mut mover = one_call_member(&dir, &engine, "4002", &mover_scenario("#4004#", Some(300)));
+    let mut target = one_call_member(
+        &dir,
+        &engine,
+        "4004",
+        &common::answerer_scenario("4001", 2500),
+    );
+    let rtp = RtpEnd::new();
+    let caller = staying_caller(&dir, &engine, "waits", rtp.port(), 1000);
+    assert!(wait_bg(&mut mover, 8), "4002 hung up (BYE answered 200)");
+    let from = rtp.heard().len();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        music_in(&rtp.heard()[from..]),
+        "the caller hears music on hold while 4004 rings"
+    );
+    let run = caller.join().unwrap();
+    assert!(run.ok, "the caller waited and got 4004: {}", run.output);
+    assert!(wait_bg(&mut target, 5), "4004 got the caller's BYE");
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    let legs = legs_of(&engine, c.id);
+    assert!(
+        legs.contains(&"b:4002:transferred".to_owned())
+            && legs.contains(&"transfer:4004:answered".to_owned()),
+        "{legs:?}"
+    );
 }
 
 /// Forwarding set through the API: on no answer after 2 s.
@@ -2775,20 +2952,25 @@ fn staying_caller(
     rtp: u16,
     stay_ms: u32,
 ) -> std::thread::JoinHandle<SippRun> {
+    staying_caller_to(dir, engine, name, rtp, stay_ms, "4002")
+}
+
+/// 4001 calls `to` and stays while the call moves (see [`staying_caller`]).
+fn staying_caller_to(
+    dir: &Path,
+    engine: &EngineProc,
+    name: &str,
+    rtp: u16,
+    stay_ms: u32,
+    to: &str,
+) -> std::thread::JoinHandle<SippRun> {
     // The caller stays: the engine re-offers it the new party's media (a re-INVITE),
-    // then the caller hangs up on 4003.
-    let scenario = caller_scenario(
-        engine.sip,
-        "4001",
-        "alice-pw",
-        "4002",
-        rtp,
-        End::HangUp(1000),
-    )
-    .replace(
-        "  <pause milliseconds=\"1000\"/>",
-        &format!(
-            r#"  <recv request="INVITE" timeout="15000"/>
+    // then the caller hangs up on the new party.
+    let scenario = caller_scenario(engine.sip, "4001", "alice-pw", to, rtp, End::HangUp(1000))
+        .replace(
+            "  <pause milliseconds=\"1000\"/>",
+            &format!(
+                r#"  <recv request="INVITE" timeout="15000"/>
   <send><![CDATA[
 SIP/2.0 200 OK
 [last_Via:]
@@ -2811,9 +2993,9 @@ a=rtpmap:101 telephone-event/8000
 ]]></send>
   <recv request="ACK"/>
   <pause milliseconds="{stay_ms}"/>"#,
-            port = rtp
-        ),
-    );
+                port = rtp
+            ),
+        );
     {
         let (dir, target, name) = (dir.to_owned(), engine.sip.to_string(), name.to_owned());
         std::thread::spawn(move || {
@@ -3378,11 +3560,11 @@ fn announced_move_the_mover_talks_with_n_hangs_up_to_complete_and_star_takes_bac
     assert!(wait_bg(&mut target, 5), "4003 got the caller's BYE");
     std::thread::sleep(Duration::from_millis(400));
     let c = last_call(&engine);
-    assert_eq!(c.answered_by.as_deref(), Some("4003"), "{c:?}");
-    let legs = db(&engine).leg_outcomes(c.id).unwrap();
+    let legs = legs_of(&engine, c.id);
     assert!(
-        legs.iter().any(|l| l.contains("transferred")),
-        "4002's leg ended transferred: {legs:?}"
+        legs.contains(&"b:4002:transferred".to_owned())
+            && legs.contains(&"transfer:4003:answered".to_owned()),
+        "{legs:?}"
     );
 
     // `*` after talking with n: the call comes back to the mover.
@@ -3553,5 +3735,199 @@ fn a_presence_profile_ends_at_its_time_and_chooses_the_voicemail_greeting() {
     assert!(
         heard_prompt(&greeting("vm-standard", "*59*4002"), "vm_greeting"),
         "the standard greeting again"
+    );
+}
+
+/// The caller's RTP end for an Opus call (RFC 7587, payload type 96, 48 kHz): what
+/// arrives is decoded with vaxel-media's Opus and resampled to 8 kHz.
+struct OpusEnd {
+    sock: Arc<UdpSocket>,
+    heard: Arc<Mutex<Vec<i16>>>,
+    engine: Arc<Mutex<Option<SocketAddr>>>,
+    packets: Arc<Mutex<u32>>,
+}
+
+impl OpusEnd {
+    fn new() -> OpusEnd {
+        use vaxel_media::codec::AudioCodec;
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let engine = Arc::new(Mutex::new(None));
+        let packets = Arc::new(Mutex::new(0));
+        let (s, h, e, n) = (sock.clone(), heard.clone(), engine.clone(), packets.clone());
+        std::thread::spawn(move || {
+            let mut dec = vaxel_media::codec::opus::OpusCodec::new(20).unwrap();
+            let mut down = vaxel_media::resample::Resampler::new(48_000, 8000).unwrap();
+            let mut buf = [0u8; 2048];
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(60) {
+                let Ok((len, from)) = s.recv_from(&mut buf) else {
+                    continue;
+                };
+                if len <= 12 || buf[1] & 0x7f != 96 {
+                    continue;
+                }
+                e.lock().unwrap().get_or_insert(from);
+                *n.lock().unwrap() += 1;
+                let mut wide = Vec::new();
+                if dec.decode(&buf[12..len], &mut wide).is_ok() {
+                    let mut narrow = Vec::new();
+                    down.process(&wide, &mut narrow);
+                    h.lock().unwrap().extend(narrow);
+                }
+            }
+        });
+        OpusEnd {
+            sock,
+            heard,
+            engine,
+            packets,
+        }
+    }
+
+    /// One key as RFC 4733 events at the 48 kHz clock (payload type 101), 100 ms.
+    fn dtmf(&self, key: char, ts: u32) {
+        let Some(to) = *self.engine.lock().unwrap() else {
+            return;
+        };
+        let code = key.to_digit(10).unwrap() as u8;
+        let send = |seq: u16, marker: bool, end: bool, dur: u16| {
+            let mut p = vec![0x80, 101 | if marker { 0x80 } else { 0 }];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&ts.to_be_bytes());
+            p.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
+            let d = dur.to_be_bytes();
+            p.extend_from_slice(&[code, if end { 0x8a } else { 10 }, d[0], d[1]]);
+            let _ = self.sock.send_to(&p, to);
+        };
+        for i in 1..=5u16 {
+            send(i, i == 1, false, i * 960);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for i in 6..=8u16 {
+            send(i, false, true, 4800);
+        }
+    }
+}
+
+/// The media server with an Opus-only caller (answered in Opus, the menu prompt
+/// decoded and recognised, a key as RFC 4733 at 48 kHz recorded as the IVR choice)
+/// and with a late offer (INVITE without SDP: our offer in the 200, the caller's
+/// answer in the ACK; the welcome prompt heard in A-law) — both were 488 before.
+#[test]
+fn the_media_server_answers_an_opus_only_caller_and_a_late_offer() {
+    let _serial = one_at_a_time();
+    if !need_sipp("Opus and late offer") {
+        return;
+    }
+    let dir = temp_dir("flow-opus-late");
+    let engine = start_engine(&dir, free_port(), true);
+    let g711 = "m=audio {rtp} RTP/AVP 8 101\na=rtpmap:8 PCMA/8000\na=rtpmap:101 telephone-event/8000\n\
+                a=fmtp:101 0-16\n";
+    let opus = OpusEnd::new();
+    let rtp = opus.sock.local_addr().unwrap().port();
+    let scenario = caller_scenario(engine.sip, "4001", "alice-pw", "7001", rtp, End::HangUp(9500))
+        .replace(
+            &g711.replace("{rtp}", &rtp.to_string()),
+            &format!(
+                "m=audio {rtp} RTP/AVP 96 101\na=rtpmap:96 opus/48000/2\na=fmtp:96 useinbandfec=1\n\
+                 a=rtpmap:101 telephone-event/48000\na=fmtp:101 0-16\n"
+            ),
+        )
+        .replace(
+            r#"<recv response="200" rrs="true"/>"#,
+            r#"<recv response="200" rrs="true"><action><ereg regexp="opus/48000" search_in="body" check_it="true" assign_to="o"/></action></recv>
+  <Reference variables="o"/>"#,
+        );
+    assert!(
+        scenario.contains("opus/48000/2"),
+        "the Opus offer replaced G.711"
+    );
+    let caller = {
+        let (dir, target) = (dir.clone(), engine.sip.to_string());
+        std::thread::spawn(move || {
+            sipp(
+                &dir,
+                "opus",
+                &scenario,
+                &target,
+                &["-m", "1", "-p", &free_port().to_string()],
+            )
+        })
+    };
+    let t0 = Instant::now();
+    while opus.engine.lock().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no Opus RTP from the engine"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The menu prompt (6.7 s) plays to its end, then the key.
+    std::thread::sleep(Duration::from_millis(7200));
+    opus.dtmf('2', 4_000_000);
+    let run = caller.join().unwrap();
+    assert!(run.ok, "answered in Opus: {}", run.output);
+    let heard = opus.heard.lock().unwrap().clone();
+    assert!(
+        *opus.packets.lock().unwrap() > 100,
+        "Opus packets all along"
+    );
+    let score = match_score(&heard, &prompt_samples("en", "menu"));
+    assert!(score > 0.8, "the menu prompt through Opus: {score:.2}");
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    let choices = db(&engine).ivr_choices(c.id).unwrap();
+    assert!(
+        choices.iter().any(|x| x.digit == "2" && x.valid),
+        "the key by RFC 4733 at 48 kHz: {choices:?}"
+    );
+
+    // Late offer: no SDP in the INVITE.
+    let rtp = RtpEnd::new();
+    let offer = g711.replace("{rtp}", &rtp.port().to_string());
+    let sdp = format!(
+        "v=0\no=user1 53655765 2353687637 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n{offer}"
+    );
+    let scenario = caller_scenario(engine.sip, "4001", "alice-pw", "7000", rtp.port(), End::HangUp(2500))
+        .replace(
+            &format!("Content-Type: application/sdp\nContent-Length: [len]\n\n{sdp}]]>"),
+            "Content-Length: 0\n\n]]>",
+        )
+        .replace(
+            r#"<recv response="200" rrs="true"/>"#,
+            r#"<recv response="200" rrs="true"><action><ereg regexp="m=audio [0-9]+ RTP/AVP [0-9 ]*8" search_in="body" check_it="true" assign_to="m"/></action></recv>
+  <Reference variables="m"/>"#,
+        )
+        .replace(
+            "CSeq: 2 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]>",
+            &format!("CSeq: 2 ACK\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: [len]\n\n{sdp}]]>"),
+        );
+    let invites = &scenario[..scenario.find("CSeq: 2 ACK").unwrap()];
+    assert!(!invites.contains("v=0"), "the INVITEs carry no SDP");
+    let caller = {
+        let (dir, target) = (dir.clone(), engine.sip.to_string());
+        std::thread::spawn(move || {
+            sipp(
+                &dir,
+                "late",
+                &scenario,
+                &target,
+                &["-m", "1", "-p", &free_port().to_string()],
+            )
+        })
+    };
+    let run = caller.join().unwrap();
+    assert!(
+        run.ok,
+        "a late offer answered with our offer in the 200: {}",
+        run.output
+    );
+    let score = match_score(&rtp.heard(), &prompt_samples("en", "welcome"));
+    assert!(
+        score > 0.8,
+        "the welcome prompt after a late offer: {score:.2}"
     );
 }

@@ -100,6 +100,10 @@ pub struct PhoneConfig {
     /// (a company CA, a test CA). TLS accounts and `sips:` targets check the server's
     /// certificate against these and the OS's roots (RFC 5922 name checks).
     pub tls_ca: Vec<std::path::PathBuf>,
+    /// Cancel the speaker's echo in the microphone on calls with sound devices (on by
+    /// default; only in builds with vaxel-audio's `aec` feature, see
+    /// [`vaxel_audio::CallEcho`]).
+    pub echo_cancellation: bool,
 }
 
 impl std::fmt::Debug for PhoneConfig {
@@ -134,6 +138,7 @@ impl PhoneConfig {
             user_agent: format!("Vaxel/{}", env!("CARGO_PKG_VERSION")),
             tls_ca: Vec::new(),
             tones: vaxel_media::tones::Country::Dk,
+            echo_cancellation: true,
         }
     }
 }
@@ -1786,7 +1791,9 @@ impl Core {
                 return;
             }
         };
-        match CallMedia::start(CallMediaConfig::new(ports, audio, io)) {
+        let mut media_config = CallMediaConfig::new(ports, audio, io);
+        media_config.tuning.echo_cancellation = self.config.echo_cancellation;
+        match CallMedia::start(media_config) {
             Ok((handle, mut events)) => {
                 let tx = self.media_tx.clone();
                 tokio::spawn(async move {

@@ -19,6 +19,8 @@ export class AppState {
   directory = $state<Person[]>([]);
   historyVersion = $state(0);
   dialText = $state('');
+  /** The settings' microphone test, dBFS. */
+  micLevel = $state(-100);
 
   constructor(public backend: Backend) {}
 
@@ -44,6 +46,7 @@ export class AppState {
     await this.backend.onEvent((e) => this.apply(e));
     await this.backend.onMedia((m) => {
       if (m.type === 'levels') this.levels[m.call] = { input: m.input, output: m.output };
+      else if (m.type === 'mic_level') this.micLevel = m.dbfs;
       else this.quality[m.call] = { codec: m.codec, lossPercent: m.lossPercent, jitterMs: m.jitterMs, rttMs: m.rttMs };
     });
     this.snap = await this.backend.snapshot();

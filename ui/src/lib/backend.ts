@@ -44,6 +44,10 @@ export interface Backend {
   accounts(): Promise<AccountView[]>;
   saveAccount(account: AccountForm): Promise<AccountView>;
   audioDevices(): Promise<AudioDevice[]>;
+  /** Plays a one-second test tone on the chosen speaker (or the ringing device). */
+  testTone(ringing: boolean): Promise<void>;
+  /** Starts or stops the microphone test (levels come as `mic_level` media updates). */
+  micTest(on: boolean): Promise<void>;
   registerLinks(): Promise<string>;
   /** State changes; returns a function that stops listening. */
   onEvent(handler: (e: UiEvent) => void): Promise<() => void>;

@@ -396,7 +396,20 @@ startMinimised: boolean,
 /**
  * Show OS notifications for incoming calls.
  */
-notifications: boolean, };
+notifications: boolean, 
+/**
+ * Global hotkey that answers a ringing call ("Ctrl+Alt+A"; empty: none). Works
+ * while another program has the focus.
+ */
+hotkeyAnswer: string, 
+/**
+ * Global hotkey that hangs up the call in progress.
+ */
+hotkeyHangup: string, 
+/**
+ * Global hotkey that mutes or unmutes the call in progress.
+ */
+hotkeyMute: string, };
 
 export type AudioDevice = { 
 /**
@@ -448,7 +461,11 @@ jitterMs: number,
 /**
  * Round trip in ms.
  */
-rttMs: number | null, };
+rttMs: number | null, } | { "type": "mic_level", 
+/**
+ * RMS over the last 100 ms (−100 silence … 0 full scale).
+ */
+dbfs: number, };
 
 export type UiEvent = { "type": "reset" } | { "type": "account", 
 /**

@@ -123,6 +123,13 @@ const en = {
   conference: 'Conference',
   onHold: 'On hold',
   otherCalls: 'Other calls',
+  micTest: 'Test the microphone',
+  micTestStop: 'Stop the microphone test',
+  micLevel: 'Microphone level',
+  testTone: 'Play a test tone',
+  testRing: 'Test the ringing device',
+  hotkeys: 'Global hotkeys',
+  hotkeyHint: 'They work while another program has the focus, e.g. Ctrl+Alt+A. Empty: none.',
 };
 export type Key = keyof typeof en;
 
@@ -163,6 +170,9 @@ const da: Partial<Record<Key, string>> = {
   completeTransfer: 'Fuldfør viderestilling', backToCall: 'Tilbage til det ventende opkald',
   swap: 'Skift', swapTo: 'Skift til', merge: 'Saml opkaldene', conference: 'Konference',
   onHold: 'Venter', otherCalls: 'Andre opkald',
+  micTest: 'Test mikrofonen', micTestStop: 'Stop mikrofontesten', micLevel: 'Mikrofonniveau',
+  testTone: 'Afspil en testtone', testRing: 'Test ringeenheden',
+  hotkeys: 'Globale genvejstaster', hotkeyHint: 'Virker mens et andet program har fokus, f.eks. Ctrl+Alt+A. Tom: ingen.',
 };
 
 const sv: Partial<Record<Key, string>> = {
@@ -202,6 +212,9 @@ const sv: Partial<Record<Key, string>> = {
   completeTransfer: 'Slutför kopplingen', backToCall: 'Tillbaka till det parkerade samtalet',
   swap: 'Växla', swapTo: 'Växla till', merge: 'Slå ihop samtalen', conference: 'Konferens',
   onHold: 'Parkerat', otherCalls: 'Andra samtal',
+  micTest: 'Testa mikrofonen', micTestStop: 'Stoppa mikrofontestet', micLevel: 'Mikrofonnivå',
+  testTone: 'Spela en testton', testRing: 'Testa ringenheten',
+  hotkeys: 'Globala snabbtangenter', hotkeyHint: 'Fungerar medan ett annat program har fokus, t.ex. Ctrl+Alt+A. Tomt: ingen.',
 };
 
 const nb: Partial<Record<Key, string>> = {
@@ -240,6 +253,9 @@ const nb: Partial<Record<Key, string>> = {
   completeTransfer: 'Fullfør overføringen', backToCall: 'Tilbake til samtalen på vent',
   swap: 'Bytt', swapTo: 'Bytt til', merge: 'Slå sammen samtalene', conference: 'Konferanse',
   onHold: 'På vent', otherCalls: 'Andre samtaler',
+  micTest: 'Test mikrofonen', micTestStop: 'Stopp mikrofontesten', micLevel: 'Mikrofonnivå',
+  testTone: 'Spill av en testtone', testRing: 'Test ringeenheten',
+  hotkeys: 'Globale hurtigtaster', hotkeyHint: 'Virker mens et annet program har fokus, f.eks. Ctrl+Alt+A. Tom: ingen.',
 };
 
 const fi: Partial<Record<Key, string>> = {
@@ -279,6 +295,9 @@ const fi: Partial<Record<Key, string>> = {
   completeTransfer: 'Viimeistele siirto', backToCall: 'Takaisin pidossa olevaan puheluun',
   swap: 'Vaihda', swapTo: 'Vaihda puheluun', merge: 'Yhdistä puhelut', conference: 'Neuvottelu',
   onHold: 'Pidossa', otherCalls: 'Muut puhelut',
+  micTest: 'Testaa mikrofoni', micTestStop: 'Lopeta mikrofonitesti', micLevel: 'Mikrofonin taso',
+  testTone: 'Soita testiääni', testRing: 'Testaa soittolaite',
+  hotkeys: 'Yleiset pikanäppäimet', hotkeyHint: 'Toimivat toisen ohjelman ollessa aktiivinen, esim. Ctrl+Alt+A. Tyhjä: ei mitään.',
 };
 
 export const table: Record<Lang, Partial<Record<Key, string>>> = { en, da, sv, nb, fi };

@@ -29,6 +29,7 @@ export class MockBackend implements Backend {
     settings: {
       theme: 'system', language: 'en', echoCancellation: true, inputDevice: '', outputDevice: '',
       ringDevice: '', startMinimised: false, notifications: true,
+      hotkeyAnswer: 'Ctrl+Alt+A', hotkeyHangup: 'Ctrl+Alt+E', hotkeyMute: 'Ctrl+Alt+M',
     },
     engine: null, version: '0.1.0',
   };
@@ -231,7 +232,13 @@ export class MockBackend implements Backend {
     this.emit({ type: 'presence', presence });
     this.emit({ type: 'directory' });
   }
-  async setSettings(settings: Settings) { this.snap.settings = settings; return settings; }
+  async setSettings(settings: Settings) {
+    this.log('set_settings', settings);
+    const keys = [settings.hotkeyAnswer, settings.hotkeyHangup, settings.hotkeyMute].filter((k) => k.trim()).map((k) => k.toLowerCase());
+    if (new Set(keys).size !== keys.length) throw err('bad_command', 'a hotkey is set for two actions');
+    this.snap.settings = settings;
+    return settings;
+  }
   async accounts(): Promise<AccountView[]> { return structuredClone(this.snap.accounts); }
   async saveAccount(a: AccountForm): Promise<AccountView> {
     const v = { name: a.name, uri: a.uri, proxy: a.proxy, registration: 'registering', reason: '' };
@@ -243,6 +250,12 @@ export class MockBackend implements Backend {
       { id: 'mock:mic', name: 'Built-in microphone', direction: 'input', isDefault: true },
       { id: 'mock:speaker', name: 'Built-in speaker', direction: 'output', isDefault: true },
     ];
+  }
+  async testTone(ringing: boolean) { this.log('test_tone', ringing); }
+  async micTest(on: boolean) {
+    this.log('mic_test', on);
+    // A talking microphone while the test runs.
+    if (on) queueMicrotask(() => this.emitMedia({ type: 'mic_level', dbfs: -18 }));
   }
   async registerLinks() { return 'registered'; }
   async uiReady() { this.log('ui_ready'); }

@@ -39,6 +39,8 @@ export class TauriBackend implements Backend {
   accounts() { return invoke<AccountView[]>('accounts'); }
   saveAccount(account: AccountForm) { return invoke<AccountView>('save_account', { account }); }
   audioDevices() { return invoke<AudioDevice[]>('audio_devices'); }
+  testTone(ringing: boolean) { return invoke<void>('test_tone', { ringing }); }
+  micTest(on: boolean) { return invoke<void>('mic_test', { on }); }
   registerLinks() { return invoke<string>('register_links'); }
   uiReady() { return invoke<void>('ui_ready'); }
   async onEvent(handler: (e: UiEvent) => void) {

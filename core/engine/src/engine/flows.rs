@@ -126,6 +126,8 @@ struct FlowCall {
     media: Option<MediaSession>,
     /// Our SDP answer to the caller, offered to the members we ring after it.
     answer: Option<String>,
+    /// Our offer to a caller whose INVITE had none, until its answer in the ACK.
+    late: Option<vaxel_media::sdp::OfferAnswer>,
     mode: Mode,
     /// Shown as the caller to the legs we ring.
     display: CallerDisplay,
@@ -286,6 +288,31 @@ fn unescape_user(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What the media server offers and accepts: G.711 first (the prompts are
+/// 8 kHz), Opus for callers who offer only that; RFC 4733 events; plain RTP.
+fn media_policy() -> vaxel_media::sdp::MediaPolicy {
+    vaxel_media::sdp::MediaPolicy {
+        codecs: vec![
+            vaxel_media::CodecKind::Pcma,
+            vaxel_media::CodecKind::Pcmu,
+            vaxel_media::CodecKind::Opus,
+        ],
+        ptime_ms: 20,
+        telephone_event: true,
+        srtp: vaxel_media::sdp::SrtpPolicy::Disabled,
+        rtcp_mux: false,
+    }
+}
+
+/// The media server's format for a negotiated stream.
+fn format_of(neg: &vaxel_media::sdp::NegotiatedAudio) -> MediaFormat {
+    MediaFormat {
+        codec: neg.codec,
+        pt: neg.send_pt,
+        te_pt: neg.telephone_event.map(|t| t.recv_pt),
+    }
+}
+
 /// `#` and other characters outside the SIP URI user grammar, escaped (RFC 3261 §25.1).
 fn escape_user(s: &str) -> String {
     s.chars()
@@ -361,11 +388,6 @@ impl Engine {
         } else {
             return false;
         };
-        if !has_sdp(&req.headers, &req.body) {
-            // The engine answers these calls itself and needs the caller's offer.
-            self.reply(tx, req, 488).await;
-            return true;
-        }
         let caller_party = match caller {
             Some(u) => u.extension.clone(),
             None => req
@@ -459,6 +481,8 @@ impl Engine {
         };
         match rewrite_sdp(&req.body, relay.local(Side::B)) {
             Some((_, remote)) => relay.set_remote(Side::A, remote),
+            // A late offer: the caller's address comes with its answer in the ACK.
+            None if req.body.is_empty() => {}
             None => {
                 self.reply(tx, req, 400).await;
                 let _ = self.db.get().end_call(record, "failed", now);
@@ -518,6 +542,7 @@ impl Engine {
                 caller: caller_party.to_owned(),
                 media: None,
                 answer: None,
+                late: None,
                 mode: Mode::Router,
                 display: vaxel_routing::caller_display(caller_party, None),
                 hidden: false,
@@ -535,9 +560,11 @@ impl Engine {
         Some(call_id)
     }
 
-    /// Answers the caller with the engine's own media (G.711, telephone-event) and
-    /// starts the media session. Returns false (and ends the call) when the caller's
-    /// offer has no common codec.
+    /// Answers the caller with the engine's own media (G.711 or Opus, telephone-event)
+    /// and starts the media session. Returns false (and ends the call) when the
+    /// caller's offer has no common codec. An INVITE without SDP (late offer, RFC 3261
+    /// §13.2.1) gets our offer in the 200; the caller's answer comes in the ACK
+    /// ([`Engine::flow_ack`]).
     async fn flow_answer(&mut self, call_id: CallId) -> bool {
         if self
             .flows
@@ -558,30 +585,30 @@ impl Engine {
         let Some(a_tx) = a.invite_tx else {
             return false;
         };
-        let policy = vaxel_media::sdp::MediaPolicy {
-            codecs: vec![vaxel_media::CodecKind::Pcma, vaxel_media::CodecKind::Pcmu],
-            ptime_ms: 20,
-            telephone_event: true,
-            srtp: vaxel_media::sdp::SrtpPolicy::Disabled,
-            rtcp_mux: false,
-        };
-        let mut oa = vaxel_media::sdp::OfferAnswer::new(policy, local, &mut rand::rng());
-        let negotiated = vaxel_media::sdp::parse(&a.invite.body)
-            .map_err(|e| e.to_string())
-            .and_then(|offer| oa.handle_offer(&offer).map_err(|e| e.to_string()));
-        let (answer, neg) = match negotiated {
-            Ok(x) => x,
-            Err(e) => {
-                debug!("flow call: cannot answer the caller's offer: {e}");
-                self.fail_call(call_id, 488).await;
-                return false;
-            }
-        };
-        let answer = answer.to_string();
-        let format = MediaFormat {
-            alaw: neg.codec == vaxel_media::CodecKind::Pcma,
-            pt: neg.send_pt,
-            te_pt: neg.telephone_event.map(|t| t.recv_pt),
+        let mut oa = vaxel_media::sdp::OfferAnswer::new(media_policy(), local, &mut rand::rng());
+        let late = a.invite.body.is_empty();
+        let (sdp, format, remote) = if late {
+            let offer = oa.create_offer();
+            // Until the ACK says otherwise: our first choice.
+            let format = MediaFormat {
+                codec: vaxel_media::CodecKind::Pcma,
+                pt: 8,
+                te_pt: None,
+            };
+            (offer.to_string(), format, None)
+        } else {
+            let negotiated = vaxel_media::sdp::parse(&a.invite.body)
+                .map_err(|e| e.to_string())
+                .and_then(|offer| oa.handle_offer(&offer).map_err(|e| e.to_string()));
+            let (answer, neg) = match negotiated {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!("flow call: cannot answer the caller's offer: {e}");
+                    self.fail_call(call_id, 488).await;
+                    return false;
+                }
+            };
+            (answer.to_string(), format_of(&neg), neg.remote_rtp)
         };
         let mut ok = Response::from_request(&a.invite, StatusCode::OK);
         let _ = ok.set_to_tag(&a.local_tag);
@@ -593,14 +620,14 @@ impl Engine {
             ),
         );
         ok.headers.push(HeaderName::Allow, ALLOW);
-        set_response_body(&mut ok, &sdp_type(), Bytes::from(answer.clone()));
+        set_response_body(&mut ok, &sdp_type(), Bytes::from(sdp.clone()));
         let dialog = Dialog::from_uas(&a.invite, &ok).ok();
         let (tap_tx, tap_rx) = mpsc::unbounded_channel();
         let session = MediaSession::start(
             call_id,
             tap_rx,
             call.relay.a_socket(),
-            neg.remote_rtp,
+            remote,
             format,
             self.flows.notes_tx.clone(),
         );
@@ -614,11 +641,62 @@ impl Engine {
         self.respond(a_tx, ok).await;
         if let Some(f) = self.flows.calls.get_mut(&call_id) {
             f.media = Some(session);
-            f.answer = Some(answer);
+            f.answer = Some(sdp);
+            f.late = late.then_some(oa);
         }
         if let Some(p) = self.legs.get(&a_id).map(|a| a.party.clone()) {
             self.flow_members(&[p]);
         }
+        true
+    }
+
+    /// Hook from the ACK of an INVITE without SDP that the engine answered itself:
+    /// the caller's answer to our offer (RFC 3264 §6) sets the media session's codec
+    /// and address; what later legs are offered becomes that one codec. Returns
+    /// whether it was taken.
+    pub(super) fn flow_ack(&mut self, call_id: CallId, ack: &Request) -> bool {
+        let Some(f) = self.flows.calls.get_mut(&call_id) else {
+            return false;
+        };
+        let Some(mut oa) = f.late.take() else {
+            return false;
+        };
+        let neg = vaxel_media::sdp::parse(&ack.body)
+            .map_err(|e| e.to_string())
+            .and_then(|sd| oa.handle_answer(&sd).map_err(|e| e.to_string()));
+        let neg = match neg {
+            Ok(n) => n,
+            Err(e) => {
+                // RFC 3261 §13.2.1: nothing to do but carry on with our first choice.
+                debug!("late offer: the caller's answer in the ACK is unusable: {e}");
+                return true;
+            }
+        };
+        if let Some(m) = &f.media {
+            m.send(MediaCmd::Format {
+                format: format_of(&neg),
+                remote: neg.remote_rtp,
+            });
+        }
+        let Some(call) = self.calls.get(&call_id) else {
+            return true;
+        };
+        // What members are offered from now on: our side with the agreed codec only.
+        let policy = vaxel_media::sdp::MediaPolicy {
+            codecs: vec![neg.codec],
+            telephone_event: neg.telephone_event.is_some(),
+            ..media_policy()
+        };
+        let ours =
+            vaxel_media::sdp::OfferAnswer::new(policy, call.relay.local(Side::A), &mut rand::rng())
+                .create_offer()
+                .to_string();
+        f.answer = Some(ours);
+        call.relay.set_remote(Side::A, neg.remote_rtp);
+        if let Some(a) = self.legs.get_mut(&call.a) {
+            a.sdp = Some(ack.body.clone());
+        }
+        debug!("call {call_id}: late offer answered with {:?}", neg.codec);
         true
     }
 
@@ -780,6 +858,16 @@ impl Engine {
         rleg: Option<RLeg>,
         diversion: Option<(&str, &str)>,
     ) -> usize {
+        // A caller without an offer (late offer) is answered by the engine first:
+        // the legs we ring get our offer.
+        let late = self
+            .calls
+            .get(&call_id)
+            .and_then(|c| self.legs.get(&c.a))
+            .is_some_and(|a| a.invite.body.is_empty());
+        if late && !self.flow_answer(call_id).await {
+            return 0;
+        }
         let Some(f) = self.flows.calls.get(&call_id) else {
             return 0;
         };
@@ -1656,10 +1744,10 @@ impl Engine {
         v.answered = Some(picker_leg);
         let (v_a, v_record) = (v.a, v.record);
         // The picker's media goes to the picked call's B side.
-        let Some((p_to_a, p_remote)) = rewrite_sdp(&p_offer, v.relay.local(Side::A)) else {
+        // (With SRTP terminated per leg, each gets the engine's key: see `relay`.)
+        let Some(p_to_a) = v.relay.pass(Side::B, &p_offer) else {
             return false;
         };
-        v.relay.set_remote(Side::B, p_remote);
         let caller_sdp = match &answered_by_us {
             Some(a) => Some(Bytes::from(a.clone())),
             None => self.legs.get(&v_a).map(|a| a.invite.body.clone()),
@@ -1667,8 +1755,7 @@ impl Engine {
         let Some(v) = self.calls.get(&victim) else {
             return false;
         };
-        let Some((to_picker, _)) = caller_sdp.and_then(|b| rewrite_sdp(&b, v.relay.local(Side::B)))
-        else {
+        let Some(to_picker) = caller_sdp.and_then(|b| v.relay.sdp_for(Side::B, &b)) else {
             return false;
         };
         // Answer the picker.

@@ -189,6 +189,9 @@ pub struct MediaTuning {
     pub inband_dtmf: InbandDtmf,
     /// RTCP CNAME (RFC 3550 §6.5.1).
     pub cname: String,
+    /// Cancel the speaker's echo in the microphone (sound devices only; needs a build
+    /// with vaxel-audio's `aec` feature, see [`vaxel_audio::CallEcho`]).
+    pub echo_cancellation: bool,
 }
 
 impl Default for MediaTuning {
@@ -199,6 +202,7 @@ impl Default for MediaTuning {
             dtmf_duration: Duration::from_millis(100),
             inband_dtmf: InbandDtmf::Auto,
             cname: "vaxel".into(),
+            echo_cancellation: false,
         }
     }
 }

@@ -358,6 +358,11 @@ impl Pipeline {
     }
 
     /// The latest statistics.
+    /// Whether the device loop should cancel echo.
+    pub(crate) fn echo_cancellation(&self) -> bool {
+        self.tuning.echo_cancellation
+    }
+
     pub(crate) fn stats(&self) -> MediaStats {
         self.last_stats.clone()
     }

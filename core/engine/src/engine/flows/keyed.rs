@@ -283,10 +283,15 @@ impl Engine {
             Some(c) => c.relay.prepare(Side::B).await,
             None => return,
         };
-        let Ok(local) = prepared else {
+        if prepared.is_err() {
             return;
-        };
-        let body = sdp.and_then(|b| rewrite_sdp(&b, local)).map(|(b, _)| b);
+        }
+        // The target's SDP carries the engine's key for it (SRTP per leg, see `relay`).
+        let body = sdp.and_then(|b| {
+            self.calls
+                .get(&call_id)
+                .and_then(|c| c.relay.sdp_for_prepared(Side::B, &b))
+        });
         let legs = match outside {
             Err(ext) => {
                 self.ring_transfer_target(call_id, Side::B, record, &party, &ext, body)
@@ -538,12 +543,12 @@ impl Engine {
             .and_then(|sd| telephone_event_pt(&sd));
         let format = match pt {
             Some(8) => MediaFormat {
-                alaw: true,
+                codec: vaxel_media::CodecKind::Pcma,
                 pt: 8,
                 te_pt,
             },
             Some(0) => MediaFormat {
-                alaw: false,
+                codec: vaxel_media::CodecKind::Pcmu,
                 pt: 0,
                 te_pt,
             },
@@ -660,11 +665,8 @@ impl Engine {
         c.relay.tap(None);
         c.answered = Some(n);
         c.transfer = None;
-        let (a, record) = (c.a, c.record);
+        let a = c.a;
         self.forget_leg(mover);
-        if let Some(party) = self.legs.get(&n).map(|l| l.party.clone()) {
-            let _ = self.db.get().answer_call(record, &party, unix_now());
-        }
         if let Some(sdp) = n_sdp {
             self.reoffer(a, &sdp).await;
         }
