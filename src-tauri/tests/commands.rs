@@ -202,6 +202,13 @@ fn hosting_the_office_registers_the_demo_user_and_serves_search_directory_and_pr
     .unwrap();
     let list = invoke(&app, "contacts", json!({})).unwrap();
     assert_eq!(list[0]["name"], "Anne Sällström-Berg");
+    let err = invoke(
+        &app,
+        "save_contact",
+        json!({ "contact": { "id": 999, "name": "Nobody", "numbers": [] } }),
+    )
+    .unwrap_err();
+    assert_eq!(err["code"], "bad_command", "{err}");
     assert_eq!(list[0]["favourite"], true);
     let hits = invoke(&app, "search", json!({ "query": "anne" })).unwrap();
     assert_eq!(hits[0]["kind"], "contact");
