@@ -107,8 +107,6 @@ struct SettingsFile {
     mode: Mode,
     settings: Settings,
     presence: Presence,
-    /// Colleagues' presence as this host's switchboard knows it (extension → presence).
-    office_presence: HashMap<String, Presence>,
 }
 
 type Predicate = Box<dyn Fn(&Event) -> bool + Send>;
@@ -134,6 +132,12 @@ struct State {
     waiters: Vec<Waiter>,
     /// The sound devices changed during a call: restart the phone when the calls end.
     restart_when_idle: bool,
+    /// Colleagues' presence from the engine's NOTIFYs (extension → presence), while the
+    /// phone watches them (RFC 3856).
+    office_presence: HashMap<String, Presence>,
+    /// Colleagues' phones from the engine's dialog NOTIFYs (extension → `idle`,
+    /// `ringing`, `busy`; RFC 4235).
+    office_phone: HashMap<String, String>,
     /// The next outgoing call consults about this call (announced transfer).
     pending_consult: Option<u64>,
     /// The notifications' words in the UI's language.
@@ -195,6 +199,57 @@ pub fn dial_target(link: &str) -> Option<String> {
         return Some(link.split('?').next().unwrap_or(link).to_string());
     }
     None
+}
+
+/// The phone's command publishing `p` (RFC 3903): the activity's word, the note, and
+/// the end time as the UI gives it (`HH:MM` or RFC 3339).
+fn publish_command(p: &Presence) -> Command {
+    let activity = match p.activity {
+        Activity::Unknown => "available".to_string(),
+        a => serde_json::to_value(a)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "available".into()),
+    };
+    let until = p.until.trim();
+    Command::SetPresence {
+        until: (!until.is_empty() && activity != "available").then(|| until.to_string()),
+        activity,
+        note: Some(p.note.trim().to_string()).filter(|n| !n.is_empty()),
+        account: None,
+    }
+}
+
+/// A colleague's activity as published (RPID token or our own word) in the UI's
+/// vocabulary; words it has none for read as away (yellow) or busy (red).
+fn activity_of(word: Option<&str>) -> Activity {
+    let Some(w) = word else {
+        return Activity::Available;
+    };
+    let w = w.trim().to_ascii_lowercase().replace('-', "_");
+    if let Ok(a) = serde_json::from_value::<Activity>(serde_json::Value::String(w.clone())) {
+        return a;
+    }
+    match w.as_str() {
+        "on_the_phone" | "available" | "working" | "online" => Activity::Available,
+        "meal" | "breakfast" | "dinner" => Activity::Lunch,
+        "holiday" | "travel" => Activity::Vacation,
+        "appointment" | "presentation" => Activity::Meeting,
+        "dnd" | "do_not_disturb" => Activity::Busy,
+        _ => Activity::Off,
+    }
+}
+
+/// An RFC 3339 end time as local `HH:MM` (what the UI shows and takes); other text as
+/// it is.
+fn local_hhmm(until: &str) -> String {
+    match until.parse::<jiff::Timestamp>() {
+        Ok(t) => t
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%H:%M")
+            .to_string(),
+        Err(_) => until.to_string(),
+    }
 }
 
 impl AppCore {
@@ -436,11 +491,36 @@ impl AppCore {
         let (phone, mut events) = Phone::start(config).await.map_err(env_err)?;
         phone.send(Command::Register { account: None });
         phone.send(Command::Snapshot);
+        // Our presence to the server (PUBLISH, RFC 3903); the colleagues of the
+        // directory watched through it (SUBSCRIBE presence + dialog).
+        let (presence, me, colleagues) = {
+            let st = self.lock();
+            let me = st.me.as_ref().map(|m| m.extension.clone());
+            let mut c: Vec<String> = st.names.keys().cloned().collect();
+            c.retain(|e| Some(e) != me.as_ref());
+            c.sort();
+            (st.file.presence.clone(), me, c)
+        };
+        if !accounts.is_empty() {
+            phone.send(publish_command(&presence));
+        }
+        if me.is_some() {
+            for ext in colleagues {
+                phone.send(Command::Watch {
+                    uri: ext,
+                    account: None,
+                    presence: true,
+                    dialog: true,
+                });
+            }
+        }
         let generation = {
             let mut st = self.lock();
             st.generation += 1;
             st.phone = Some(phone);
             st.calls.clear();
+            st.office_presence.clear();
+            st.office_phone.clear();
             st.accounts = accounts
                 .iter()
                 .map(|a| {
@@ -736,6 +816,37 @@ impl AppCore {
                     ),
                 })
             }
+            Event::PresenceChanged {
+                uri,
+                status,
+                activity,
+                note,
+                until,
+                ..
+            } => {
+                // Closed without an activity is unknown (grey); an activity stays
+                // readable while they are offline ("vacation until Monday").
+                let p = Presence {
+                    activity: if status == "open" || activity.is_some() {
+                        activity_of(activity.as_deref())
+                    } else {
+                        Activity::Unknown
+                    },
+                    until: until.map(|u| local_hhmm(&u)).unwrap_or_default(),
+                    note: note.unwrap_or_default(),
+                };
+                st.office_presence.insert(uri_user(&uri), p);
+                out.push(UiEvent::Directory);
+            }
+            Event::DialogStateChanged { uri, state, .. } => {
+                let phone = match state.as_str() {
+                    "confirmed" => "busy",
+                    "early" | "trying" => "ringing",
+                    _ => "idle",
+                };
+                st.office_phone.insert(uri_user(&uri), phone.into());
+                out.push(UiEvent::Directory);
+            }
             Event::MissedSeen { .. } => {
                 st.unseen_missed = 0;
                 out.push(UiEvent::History { unseen_missed: 0 });
@@ -784,6 +895,11 @@ impl AppCore {
         } else {
             Err(UiError::new(ErrorCode::NotReady, "the phone has stopped"))
         }
+    }
+
+    /// The embedded engine while hosting the office.
+    pub fn engine(&self) -> Option<EngineHandle> {
+        self.lock().engine.as_ref().map(|e| e.0.clone())
     }
 
     /// Everything the UI draws from.
@@ -1285,22 +1401,21 @@ impl AppCore {
             .into_iter()
             .map(|d| {
                 let ext = d.user.extension.clone();
+                // Colleagues as the engine's NOTIFYs say; before the first one, from
+                // their registration.
                 let presence = if Some(&ext) == me.as_ref() {
                     st.file.presence.clone()
                 } else {
-                    st.file
-                        .office_presence
-                        .get(&ext)
-                        .cloned()
-                        .unwrap_or(Presence {
-                            activity: if d.devices > 0 {
-                                Activity::Available
-                            } else {
-                                Activity::Unknown
-                            },
-                            ..Presence::default()
-                        })
+                    st.office_presence.get(&ext).cloned().unwrap_or(Presence {
+                        activity: if d.devices > 0 {
+                            Activity::Available
+                        } else {
+                            Activity::Unknown
+                        },
+                        ..Presence::default()
+                    })
                 };
+                let watched_phone = st.office_phone.get(&ext).cloned();
                 Person {
                     extension: ext,
                     name: d.user.name,
@@ -1312,7 +1427,7 @@ impl AppCore {
                     phone: if d.devices == 0 {
                         "offline".into()
                     } else {
-                        d.phone.into()
+                        watched_phone.unwrap_or_else(|| d.phone.into())
                     },
                     presence,
                 }
@@ -1320,7 +1435,8 @@ impl AppCore {
             .collect())
     }
 
-    /// Sets the user's presence.
+    /// Sets the user's presence: saved, and published to the server (the embedded
+    /// engine or the account's) so colleagues see it.
     pub fn set_presence(&self, presence: Presence) -> Result<(), UiError> {
         let file = {
             let mut st = self.lock();
@@ -1328,6 +1444,10 @@ impl AppCore {
             st.file.clone()
         };
         self.save(&file)?;
+        let phone = self.lock().phone.clone();
+        if let Some(phone) = phone {
+            phone.send(publish_command(&presence));
+        }
         self.sink.event(UiEvent::Presence { presence });
         self.sink.event(UiEvent::Directory);
         Ok(())
@@ -1558,6 +1678,47 @@ pub fn audio_devices() -> Result<Vec<AudioDevice>, UiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presence_words_between_the_ui_and_the_engine() {
+        // What the UI sets goes out as the phone's PUBLISH command.
+        let p = Presence {
+            activity: Activity::InOffice,
+            until: "14:00".into(),
+            note: " desk 3 ".into(),
+        };
+        match publish_command(&p) {
+            Command::SetPresence {
+                activity,
+                note,
+                until,
+                ..
+            } => {
+                assert_eq!(activity, "in_office");
+                assert_eq!(note.as_deref(), Some("desk 3"));
+                assert_eq!(until.as_deref(), Some("14:00"));
+            }
+            c => panic!("{c:?}"),
+        }
+        // Available has no end time.
+        let p = Presence {
+            until: "14:00".into(),
+            ..Presence::default()
+        };
+        assert!(matches!(
+            publish_command(&p),
+            Command::SetPresence { until: None, .. }
+        ));
+        // What colleagues published comes back in the UI's words.
+        assert_eq!(activity_of(None), Activity::Available);
+        assert_eq!(activity_of(Some("meeting")), Activity::Meeting);
+        assert_eq!(activity_of(Some("in_office")), Activity::InOffice);
+        assert_eq!(activity_of(Some("on-the-phone")), Activity::Available);
+        assert_eq!(activity_of(Some("meal")), Activity::Lunch);
+        assert_eq!(activity_of(Some("away")), Activity::Off);
+        assert_eq!(local_hhmm("soon"), "soon");
+        assert_eq!(local_hhmm("2026-11-22T14:05:00Z").len(), 5);
+    }
 
     #[test]
     fn links_become_dial_targets() {

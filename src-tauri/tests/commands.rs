@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tauri::Listener;
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{MockRuntime, get_ipc_response, mock_context, noop_assets};
 use tauri::webview::{InvokeRequest, WebviewWindow, WebviewWindowBuilder};
+use tauri::{Listener, Manager};
 use vaxel_desktop::core::CoreOptions;
 
 struct App {
@@ -185,6 +185,44 @@ fn hosting_the_office_registers_the_demo_user_and_serves_search_directory_and_pr
     assert_eq!(me["presence"]["until"], "14:00");
     let snap = invoke(&app, "snapshot", json!({})).unwrap();
     assert_eq!(snap["presence"]["note"], "board");
+    // … and published to the embedded engine (PUBLISH, RFC 3903), which tells watchers.
+    let core = app
+        .app
+        .state::<Arc<vaxel_desktop::core::AppCore>>()
+        .inner()
+        .clone();
+    let engine = core.engine().expect("hosting runs the engine");
+    let engine_view = |ext: &str| {
+        let all = tauri::async_runtime::block_on(engine.presence()).unwrap();
+        all.into_iter().find(|(e, _)| e == ext).unwrap().1
+    };
+    wait_for("the engine to have my presence", || {
+        let v = engine_view("4001");
+        v.activity.as_deref() == Some("meeting") && v.note.as_deref() == Some("board")
+    });
+    assert_eq!(engine_view("4001").state, "away");
+    // A colleague's presence reaches the directory through the phone's subscription to
+    // the engine (SUBSCRIBE presence, RFC 3856): Bo sets lunch through the engine.
+    tauri::async_runtime::block_on(engine.set_presence(
+        "4002",
+        vaxel_engine::engine::SetPresence {
+            activity: "lunch".into(),
+            note: Some("back at one".into()),
+            until: None,
+        },
+    ))
+    .unwrap();
+    wait_for("Bo's lunch in the directory", || {
+        let dir = invoke(&app, "directory", json!({})).unwrap();
+        let bo = dir
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["extension"] == "4002")
+            .cloned()
+            .unwrap();
+        bo["presence"]["activity"] == "lunch" && bo["presence"]["note"] == "back at one"
+    });
 
     // Contacts: add, change, find.
     let c = invoke(

@@ -9,8 +9,12 @@
 // merges the two calls into a conference, lets Dan leave, consults him again and
 // completes the announced transfer (Bo and Dan then talk), finds the call in the
 // history, takes an incoming call from a second CLI phone (4003) and declines it, sends
-// one from 4005 to voicemail, launches the app a second time with tel:4004 (the running
-// app takes the link and calls), mutes and hangs up with the global hotkeys (xdotool), switches presence and sees it in the directory. Screenshots of the
+// one from 4005 to voicemail, switches presence and sees it in the directory and at a
+// SIP watcher (`vaxel watch`, through the engine's presence server), sees Bo in a call
+// (red) and Carla's own published presence (lunch, yellow) in the directory and back to
+// available when it is removed, launches the app a second time with tel:4004 (the
+// running app takes the link and calls), mutes and hangs up with the global hotkeys
+// (xdotool). Screenshots of the
 // main screens go to docs/screenshots/. Every process it starts is stopped by its pid.
 //
 // Environment: VAXEL_DESKTOP_BIN (the app), VAXEL_BIN (the `vaxel` CLI), both default to
@@ -289,7 +293,33 @@ try {
   // Bo is registered and still talking to Dan since the transfer: red (in a call).
   await until('Bo in a call in the directory', async () =>
     (await (await $('#directory-list li[data-extension="4002"]')).getAttribute('data-colour')) === 'red', 10000);
+  // The engine is the presence server: a SIP watcher (`vaxel watch` on Carla's account)
+  // sees the meeting the app published, and Carla's own PUBLISH (`vaxel presence set
+  // lunch`) reaches the app's directory through its subscription to the engine.
+  const carlaPhone = await cliPhone('carla-phone', '4003', 'carla-4003', enginePort,
+    ['listen'], '"event":"registered"');
+  await until('Carla registered in the directory', async () =>
+    (await (await $('#directory-list li[data-extension="4003"]')).getAttribute('data-colour')) === 'green', 10000);
+  const watcher = await cliPhone('carla-watch', '4003', 'carla-4003', enginePort,
+    ['--listen', '127.0.0.1', 'watch', '4001', '--presence-only']);
+  await until('a SIP watcher to see my meeting', () =>
+    /"event":"presence_changed"[^\n]*"activity":"meeting"[^\n]*"note":"Board meeting"/.test(watcher.text())
+    || /"event":"presence_changed"[^\n]*"note":"Board meeting"[^\n]*"activity":"meeting"/.test(watcher.text()), 15000);
+  const lunch = await cliPhone('carla-lunch', '4003', 'carla-4003', enginePort,
+    ['--listen', '127.0.0.1', 'presence', 'set', 'lunch', '--note', 'back at one'], '"event":"presence_published"');
+  await until('Carla at lunch in the directory (yellow)', async () => {
+    const li = await $('#directory-list li[data-extension="4003"]');
+    return (await li.getAttribute('data-presence')) === 'lunch' && (await li.getAttribute('data-colour')) === 'yellow';
+  }, 15000);
+  if (!(await (await $('#directory-list li[data-extension="4003"]')).getText()).includes('back at one')) {
+    throw new Error('the note of Carla\'s presence is not shown');
+  }
   await shot('directory');
+  process.kill(lunch.child.pid, 'SIGINT');
+  process.kill(watcher.child.pid, 'SIGINT');
+  await until('Carla back to available (green)', async () =>
+    (await (await $('#directory-list li[data-extension="4003"]')).getAttribute('data-colour')) === 'green', 15000);
+  process.kill(carlaPhone.child.pid, 'SIGINT');
 
   // Contacts and settings, for the README.
   await (await $('#tab-contacts')).click();
