@@ -281,6 +281,9 @@ fn hosting_the_office_registers_the_demo_user_and_serves_search_directory_and_pr
     assert_eq!(err["code"], "bad_command");
     let err = invoke(&app, "dtmf", json!({ "call": 99, "digits": "x" })).unwrap_err();
     assert_eq!(err["code"], "bad_command");
+    // The file dialogs need the dialog plugin, which the mock runtime does not have.
+    let err = invoke(&app, "vcard_export_dialog", json!({ "title": "Export" })).unwrap_err();
+    assert_eq!(err["code"], "not_ready", "{err}");
     // A second launch with a link (tauri-plugin-single-instance hands us its arguments):
     // the UI is told to show the dial screen and the call is placed.
     vaxel_desktop::second_launch(
