@@ -5,6 +5,7 @@
 #
 #   scripts/make-prompts.sh            # all languages
 #   scripts/make-prompts.sh da sv      # some
+#   PROMPTS="vm_lunch vm_away" scripts/make-prompts.sh   # only these prompts
 #
 # Needs espeak-ng and sox (for the 22.05 → 8 kHz resampling with a proper filter).
 # An administrator replaces any prompt by uploading a WAV (see README, "Prompts").
@@ -39,6 +40,10 @@ deactivated|The service is now deactivated.|Tjenesten er nu deaktiveret.|Tjänst
 not_active|This service is not active.|Denne tjeneste er ikke aktiv.|Denna tjänst är inte aktiv.|Denne tjenesten er ikke aktiv.|Tämä palvelu ei ole käytössä.
 goodbye|Goodbye.|Farvel.|Hej då.|Ha det.|Näkemiin.
 echo|Echo test. What you say is played back to you.|Ekkotest. Det du siger bliver afspillet igen.|Ekotest. Det du säger spelas upp igen.|Ekkotest. Det du sier blir spilt av igjen.|Kaikutesti. Puheesi toistetaan sinulle.
+vm_lunch|The person you called is at lunch.|Personen du ringer til er til frokost.|Personen du ringer till är på lunch.|Personen du ringer til er på lunsj.|Soittamasi henkilö on lounaalla.
+vm_meeting|The person you called is in a meeting.|Personen du ringer til er til møde.|Personen du ringer till sitter i möte.|Personen du ringer til er i møte.|Soittamasi henkilö on kokouksessa.
+vm_away|The person you called is away right now.|Personen du ringer til er ikke til stede lige nu.|Personen du ringer till är inte på plats just nu.|Personen du ringer til er ikke til stede akkurat nå.|Soittamasi henkilö ei ole paikalla juuri nyt.
+vm_vacation|The person you called is on holiday.|Personen du ringer til holder ferie.|Personen du ringer till har semester.|Personen du ringer til har ferie.|Soittamasi henkilö on lomalla.
 T
 
 voice_of() {
@@ -61,6 +66,7 @@ for lang in "${langs[@]}"; do
     while IFS= read -r line; do
         [ -n "$line" ] || continue
         name=${line%%|*}
+        if [ -n "${PROMPTS:-}" ] && [[ " $PROMPTS " != *" $name "* ]]; then continue; fi
         text=$(printf '%s' "$line" | cut -d'|' -f"$col")
         espeak-ng -v "$voice" -s 150 -w "$tmp/raw.wav" -- "$text"
         # 8 kHz mono 16-bit; a little headroom; 150 ms of silence at the end.
@@ -69,6 +75,7 @@ for lang in "${langs[@]}"; do
     echo "make-prompts: $lang → $out"
 done
 
+[ -z "${PROMPTS:-}" ] || [[ " $PROMPTS " == *" music "* ]] || exit 0
 # Music on hold (no words, one file for every language): a slow arpeggio, 16 s, looped.
 notes=""
 for f in 261.6 329.6 392.0 523.3 392.0 329.6 293.7 349.2 440.0 587.3 440.0 349.2 \

@@ -40,6 +40,10 @@ pub const DEFAULT_PROMPTS: &[&str] = &[
     "not_active",
     "goodbye",
     "echo",
+    "vm_lunch",
+    "vm_meeting",
+    "vm_away",
+    "vm_vacation",
 ];
 
 /// The languages with shipped prompts (ISO 639-1; Norwegian is `nb`).
@@ -82,6 +86,40 @@ pub struct Routing {
     /// SMTP server for voicemail notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<Smtp>,
+    /// How a call moved with `#n`/`#n#` during the call goes ("Samtalsflytt"):
+    /// `direct`, `announced` (the mover talks with n first and hangs up to complete
+    /// the move) or `none`; the office default.
+    #[serde(default, skip_serializing_if = "is_default_move")]
+    pub call_move: CallMove,
+    /// Per-user exceptions to `call_move` (extension → mode).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub call_move_users: BTreeMap<String, CallMove>,
+    /// The voicemail greeting prompt for each presence profile number (`*24*p`,
+    /// R-312 presence-aware greeting); unlisted numbers use the defaults 1 →
+    /// `vm_lunch`, 2 → `vm_meeting`, 3 → `vm_away`, 4 → `vm_vacation`, others the
+    /// standard greeting.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profile_greetings: BTreeMap<String, String>,
+}
+
+/// How a call moved during the call (R-309 `#n#`) is carried out, as the operators'
+/// pages describe the user setting "Samtalsflytt".
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CallMove {
+    /// "Direkt överföring": n rings for the caller; whoever answers takes the
+    /// mover's place.
+    #[default]
+    Direct,
+    /// "Aviserad överföring": the mover talks with n first (the caller hears music)
+    /// and hangs up to complete the move; `*` takes the call back.
+    Announced,
+    /// "Inga": calls are not moved.
+    None,
+}
+
+fn is_default_move(m: &CallMove) -> bool {
+    *m == CallMove::Direct
 }
 
 impl Default for Routing {
@@ -98,6 +136,9 @@ impl Default for Routing {
             flows: Vec::new(),
             mailboxes: Vec::new(),
             smtp: None,
+            call_move: CallMove::Direct,
+            call_move_users: BTreeMap::new(),
+            profile_greetings: BTreeMap::new(),
         }
     }
 }
@@ -249,6 +290,31 @@ impl Routing {
                 m.pin_sha256 = Some(pin_hash(&m.name, &p));
             }
         }
+    }
+
+    /// How `user`'s calls are moved with `#n#` ("Samtalsflytt"): their own setting,
+    /// else the office's.
+    pub fn call_move_of(&self, user: &str) -> CallMove {
+        self.call_move_users
+            .get(user)
+            .copied()
+            .unwrap_or(self.call_move)
+    }
+
+    /// The greeting prompt for presence profile `profile` (see `profile_greetings`),
+    /// if it names a prompt that exists.
+    pub fn profile_greeting(&self, profile: u32) -> Option<String> {
+        let name = match self.profile_greetings.get(&profile.to_string()) {
+            Some(n) => n.clone(),
+            None => match profile {
+                1 => "vm_lunch".into(),
+                2 => "vm_meeting".into(),
+                3 => "vm_away".into(),
+                4 => "vm_vacation".into(),
+                _ => return None,
+            },
+        };
+        (DEFAULT_PROMPTS.contains(&name.as_str()) || self.prompts.contains(&name)).then_some(name)
     }
 
     /// A mailbox's settings (defaults when it has no entry).

@@ -40,18 +40,21 @@ use vaxel_transport::{
     Endpoint, EndpointConfig, EndpointHandle, Peer, SocketsConfig, Target, TransportKind,
 };
 
-use crate::db::{Binding, CallRecord, Db, DbError, UserRow};
+use crate::db::{Binding, BindingChange, CallRecord, Db, DbError, Done, UserRow};
 use crate::office::{Office, Trunk, User};
 use crate::protect::{Guard, Verdict};
 use crate::relay::{Relay, Side, rewrite_sdp};
 
 mod flows;
 mod media;
+mod presence;
 mod timers;
 mod xfer;
-pub use flows::{FlowOptions, default_prompts_dir};
+pub use flows::{FlowOptions, GreetingKind, default_prompts_dir};
+pub use presence::SetPresence;
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER";
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER, SUBSCRIBE, PUBLISH";
 /// Registration lifetimes (RFC 3261 §10.3 step 7): default, floor and ceiling.
 const DEFAULT_EXPIRES: u32 = 3600;
 const MIN_EXPIRES: u32 = 60;
@@ -113,6 +116,13 @@ pub enum EngineEvent {
         callee: String,
         /// `ringing`, `answered`, `ended`.
         state: String,
+    },
+    /// A user's presence changed (R-314; see [`crate::presence::compose`]).
+    Presence {
+        /// Extension.
+        extension: String,
+        /// The presence now.
+        presence: crate::presence::View,
     },
 }
 
@@ -475,6 +485,8 @@ struct Engine {
     last_keep_alive: Instant,
     /// Call flows, voicemail and feature codes (see `flows`).
     flows: flows::Flows,
+    /// The presence server (see `presence`).
+    presence: presence::PresenceServer,
 }
 
 fn unix_now() -> i64 {
@@ -616,6 +628,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         events: events.clone(),
         last_keep_alive: Instant::now(),
         flows,
+        presence: presence::PresenceServer::new(),
     };
     engine.reload()?;
     let restored: usize = engine.bindings.values().map(Vec::len).sum();
@@ -716,6 +729,7 @@ impl Engine {
                 },
                 _ = tick.tick() => self.timer(Tick::Second).await,
             }
+            self.presence_sync().await;
         }
     }
 
@@ -963,9 +977,9 @@ impl Engine {
     }
 
     async fn respond(&self, tx: TxKey, response: Response) {
-        if let Err(e) = self.sip.send_response(tx, response).await {
-            debug!("cannot respond in {tx}: {e}");
-        }
+        // Nothing to do about a failure but log it, which the endpoint does: no need
+        // to wait for its answer.
+        self.sip.respond(tx, response);
     }
 
     async fn reply(&self, tx: TxKey, req: &Request, code: u16) {
@@ -1004,7 +1018,8 @@ impl Engine {
                 ok.headers.push(HeaderName::Accept, "application/sdp");
                 self.respond(tx, ok).await;
             }
-            Method::Subscribe | Method::Message | Method::Notify | Method::Publish => {
+            Method::Subscribe | Method::Publish => self.presence_request(tx, req, from).await,
+            Method::Message | Method::Notify => {
                 // Challenged like everything from outside, then refused: these
                 // services are not offered yet.
                 if self
@@ -1012,12 +1027,7 @@ impl Engine {
                     .await
                     .is_some()
                 {
-                    let code = if req.method == Method::Subscribe {
-                        489
-                    } else {
-                        405
-                    };
-                    self.reply(tx, &req, code).await;
+                    self.reply(tx, &req, 405).await;
                 }
             }
             Method::Bye | Method::Info | Method::Update | Method::Prack | Method::Refer => {
@@ -1139,13 +1149,17 @@ impl Engine {
             .unwrap_or_default();
         let now = unix_now();
         let before = self.bindings.get(&ext).map_or(0, Vec::len);
+        let mut changes = Vec::new();
         if contacts.iter().any(|c| matches!(c, Contact::Wildcard)) {
             // §10.3 step 6: `*` only alone and with Expires: 0.
             if contacts.len() != 1 || header_expires != Some(0) {
                 return self.reply(tx, &req, 400).await;
             }
             for b in self.bindings.remove(&ext).unwrap_or_default() {
-                let _ = self.db.get().delete_binding(&ext, &b.contact);
+                changes.push(BindingChange::Delete {
+                    extension: ext.clone(),
+                    contact: b.contact,
+                });
             }
         } else {
             for c in &contacts {
@@ -1169,7 +1183,10 @@ impl Engine {
                 }
                 list.retain(|b| b.contact != contact);
                 if expires == 0 {
-                    let _ = self.db.get().delete_binding(&ext, &contact);
+                    changes.push(BindingChange::Delete {
+                        extension: ext.clone(),
+                        contact,
+                    });
                     continue;
                 }
                 let b = Binding {
@@ -1182,29 +1199,44 @@ impl Engine {
                     cseq,
                     user_agent: ua.clone(),
                 };
-                let stored = self.db.get().put_binding(&b);
-                if let Err(e) = stored {
-                    warn!("cannot store a binding: {e}");
-                    return self.reply(tx, &req, 500).await;
-                }
+                changes.push(BindingChange::Put(b.clone()));
                 list.push(b);
             }
         }
+        let tag = self.tag_for(&req);
         let mut ok = Response::from_request(&req, StatusCode::OK);
-        let _ = ok.set_to_tag(&self.tag_for(&req));
-        let list = self.bindings.get(&ext).cloned().unwrap_or_default();
-        for b in &list {
+        let _ = ok.set_to_tag(&tag);
+        let list = self.bindings.get(&ext).map_or(&[][..], Vec::as_slice);
+        let devices = list.len();
+        for b in list {
             ok.headers.push(
                 HeaderName::Contact,
                 format!("<{}>;expires={}", b.contact, (b.expires_at - now).max(0)),
             );
         }
-        self.respond(tx, ok).await;
-        if list.len() != before {
-            debug!("{ext}: {} devices registered", list.len());
+        if changes.is_empty() {
+            self.respond(tx, ok).await;
+        } else {
+            // The 200 goes out once the bindings are committed (they survive a
+            // kill -9 from then on); the SIP task goes on meanwhile.
+            let mut failed = Response::from_request(&req, status(500));
+            let _ = failed.set_to_tag(&tag);
+            let sip = self.sip.clone();
+            let done: Done = Box::new(move |stored| match stored {
+                Ok(()) => sip.respond(tx, ok),
+                Err(e) => {
+                    warn!("cannot store a binding: {e}");
+                    sip.respond(tx, failed);
+                }
+            });
+            // On failure `done` has answered already.
+            let _ = self.db.get().store_bindings(changes, Some(done));
+        }
+        if devices != before {
+            debug!("{ext}: {devices} devices registered");
             self.emit(EngineEvent::Registration {
                 extension: ext,
-                devices: list.len(),
+                devices,
             });
         }
     }
@@ -1545,6 +1577,9 @@ impl Engine {
 
     /// A response to an INVITE we sent on a B leg, or to a request passed between legs.
     async fn response(&mut self, tx: TxKey, resp: Response) {
+        if self.presence.owns_tx(tx) {
+            return self.presence_response(tx, resp).await;
+        }
         if self.passed.contains_key(&tx) {
             return self.passed_response(tx, resp).await;
         }
@@ -1601,7 +1636,8 @@ impl Engine {
             self.b_provisional(call_id, leg_id, resp).await;
         } else if resp.status.is_success() {
             self.b_answered(call_id, leg_id, resp).await;
-        } else {
+        } else if !((300..400).contains(&code) && self.flow_redirect(call_id, leg_id, &resp).await)
+        {
             self.b_failed(call_id, leg_id, code).await;
         }
     }
@@ -1964,6 +2000,10 @@ impl Engine {
         {
             return;
         }
+        if self.flow_ack(l.call, ack) {
+            return;
+        }
+        let Some(l) = self.legs.get(&leg) else { return };
         let Some(call) = self.calls.get(&l.call) else {
             return;
         };
@@ -2006,6 +2046,9 @@ impl Engine {
     }
 
     async fn tx_failed(&mut self, tx: TxKey) {
+        if self.presence.owns_tx(tx) {
+            return self.presence_tx_failed(tx).await;
+        }
         if let Some(call) = self.probes.remove(&tx) {
             self.refreshing.remove(&tx);
             return self.drop_dead_call(call).await;
@@ -2077,6 +2120,9 @@ impl Engine {
     }
 
     async fn in_dialog(&mut self, tx: TxKey, req: Request) {
+        if req.method == Method::Subscribe && self.presence_in_dialog(tx, &req).await {
+            return;
+        }
         let Some(leg_id) = self.leg_of_request(&req) else {
             debug!(
                 "{} for no dialog we know: {:?} {:?} known {:?}",
@@ -2116,6 +2162,9 @@ impl Engine {
             Side::A => call.answered,
             Side::B => Some(call.a),
         };
+        if req.method == Method::Bye && self.keyed_bye(tx, &req, leg_id, call_id).await {
+            return;
+        }
         if req.method == Method::Bye && !current {
             // A leg that already left the call (a transferor hanging up late).
             self.reply(tx, &req, 200).await;
@@ -2523,7 +2572,7 @@ impl Engine {
 
     /// NOTIFY with a sipfrag of the transfer's progress (RFC 3515 §2.4.4).
     async fn notify_referrer(&mut self, leg_id: LegId, frag: &str, last: bool) {
-        if self.keyed_mover(leg_id, last) {
+        if self.keyed_mover(leg_id, frag, last).await {
             return;
         }
         let Some(leg) = self.legs.get_mut(&leg_id) else {
@@ -2560,6 +2609,9 @@ impl Engine {
             if let Some(l) = self.legs.get_mut(&leg_id) {
                 l.state = LegState::Early;
             }
+            return;
+        }
+        if resp.status.is_success() && self.keyed_consult(call_id, leg_id, &resp).await {
             return;
         }
         let Some(t) = self.calls.get(&call_id).and_then(|c| c.transfer.as_ref()) else {

@@ -3,7 +3,10 @@
 //! [`MediaSession`] task per call plays prompts and music on hold, collects DTMF
 //! and records, over the caller's side of the call's [`crate::relay::Relay`].
 //!
-//! Audio is G.711 (µ-law or A-law, RFC 3551 §4.5.14) at 8 kHz in 20 ms packets.
+//! Prompts, recordings and the DTMF detector work at 8 kHz. On the wire the caller
+//! gets G.711 (µ-law or A-law, RFC 3551 §4.5.14) or Opus (RFC 7587, 48 kHz, resampled
+//! from and to 8 kHz), in 20 ms packets; the codec can change when a late offer's
+//! answer arrives in the ACK ([`MediaCmd::Format`]).
 //! Digits come from RFC 4733 `telephone-event` packets and, for callers who send
 //! tones in the audio, from an in-band Goertzel detector (ITU-T Q.24 checks, in
 //! `vaxel-media`); SIP INFO digits are parsed by the engine ([`parse_info_dtmf`]).
@@ -17,8 +20,10 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use vaxel_media::codec::g711::{alaw_to_linear, linear_to_alaw, linear_to_ulaw, ulaw_to_linear};
+use vaxel_media::CodecKind;
+use vaxel_media::codec::AudioCodec;
 use vaxel_media::dtmf::{DtmfDetector, DtmfNotice, DtmfReceiver};
+use vaxel_media::resample::Resampler;
 use vaxel_media::wav::{Prompt, PromptPlayer, WavRecorder};
 
 use crate::relay::Tapped;
@@ -28,11 +33,11 @@ pub const RATE: u32 = 8000;
 /// Samples per 20 ms packet.
 const FRAME: usize = 160;
 
-/// G.711 variant and payload types negotiated with the caller.
+/// The codec and payload types negotiated with the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaFormat {
-    /// A-law (PCMA, payload type 8) when true, µ-law (PCMU, 0) otherwise.
-    pub alaw: bool,
+    /// PCMA, PCMU or Opus (G.722 works too).
+    pub codec: CodecKind,
     /// The audio payload type we send.
     pub pt: u8,
     /// The caller's `telephone-event` payload type (RFC 4733 §7.1.1), if offered.
@@ -62,6 +67,14 @@ pub enum MediaCmd {
     },
     /// Stop recording now.
     StopRecording,
+    /// The caller's answer to our offer arrived (late offer, RFC 3261 §13.2.1: the
+    /// answer in the ACK): send and expect this format, to `remote`.
+    Format {
+        /// The negotiated format.
+        format: MediaFormat,
+        /// The caller's media address from its answer.
+        remote: Option<SocketAddr>,
+    },
     /// Play what the caller says back to them (echo test).
     Echo,
     /// The caller re-offered (RFC 3264 §8.4): whether we may send (not while the
@@ -143,7 +156,7 @@ struct Rtp {
 }
 
 impl Rtp {
-    fn packet(&mut self, pt: u8, payload: &[u8]) -> Vec<u8> {
+    fn packet(&mut self, pt: u8, payload: &[u8], step: u32) -> Vec<u8> {
         let mut p = Vec::with_capacity(12 + payload.len());
         p.push(0x80);
         p.push(pt | if self.first { 0x80 } else { 0 });
@@ -153,8 +166,86 @@ impl Rtp {
         p.extend_from_slice(payload);
         self.first = false;
         self.seq = self.seq.wrapping_add(1);
-        self.ts = self.ts.wrapping_add(FRAME as u32);
+        self.ts = self.ts.wrapping_add(step);
         p
+    }
+}
+
+/// The caller's codec with resampling to and from the media server's 8 kHz.
+struct Coder {
+    codec: Box<dyn AudioCodec>,
+    /// Wire rate → 8 kHz and back (`None` for an 8 kHz codec).
+    down: Option<Resampler>,
+    up: Option<Resampler>,
+    wide: Vec<i16>,
+    /// Upsampled audio waiting for a whole codec frame.
+    pending: Vec<i16>,
+    /// RTP timestamp units per 20 ms packet.
+    step: u32,
+}
+
+impl Coder {
+    fn new(format: &MediaFormat) -> Option<Coder> {
+        let codec = match format.codec.build(20) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(
+                    "media server: no {} codec: {e}",
+                    format.codec.encoding_name()
+                );
+                return None;
+            }
+        };
+        let rate = codec.sample_rate();
+        let (down, up) = if rate == RATE {
+            (None, None)
+        } else {
+            (
+                Some(Resampler::new(rate, RATE).ok()?),
+                Some(Resampler::new(RATE, rate).ok()?),
+            )
+        };
+        let step = format.codec.rtp_units(codec.frame_samples());
+        Some(Coder {
+            codec,
+            down,
+            up,
+            wide: Vec::new(),
+            pending: Vec::new(),
+            step,
+        })
+    }
+
+    /// One payload from the caller as 8 kHz samples appended to `pcm`.
+    fn decode(&mut self, payload: &[u8], pcm: &mut Vec<i16>) {
+        self.wide.clear();
+        if self.codec.decode(payload, &mut self.wide).is_err() {
+            return;
+        }
+        match self.down.as_mut() {
+            Some(r) => r.process(&self.wide, pcm),
+            None => pcm.extend_from_slice(&self.wide),
+        }
+    }
+
+    /// 20 ms at 8 kHz as one payload.
+    fn encode(&mut self, frame: &[i16]) -> Option<Vec<u8>> {
+        let n = self.codec.frame_samples();
+        let mut out = Vec::new();
+        match self.up.as_mut() {
+            None => self.codec.encode(frame, &mut out).ok()?,
+            Some(r) => {
+                r.process(frame, &mut self.pending);
+                if self.pending.len() < n {
+                    // The resampler's start-up delay: pad the first frames.
+                    let pad = n - self.pending.len();
+                    self.pending.splice(0..0, std::iter::repeat_n(0, pad));
+                }
+                let chunk: Vec<i16> = self.pending.drain(..n).collect();
+                self.codec.encode(&chunk, &mut out).ok()?;
+            }
+        }
+        Some(out)
     }
 }
 
@@ -219,7 +310,7 @@ async fn run(
     mut tap: mpsc::UnboundedReceiver<Tapped>,
     socket: Arc<UdpSocket>,
     mut remote: Option<SocketAddr>,
-    format: MediaFormat,
+    mut format: MediaFormat,
     mut cmds: mpsc::UnboundedReceiver<MediaCmd>,
     notes: mpsc::UnboundedSender<(u64, MediaNote)>,
 ) {
@@ -240,7 +331,8 @@ async fn run(
     let mut recording: Option<Recording> = None;
     let mut echo: std::collections::VecDeque<i16> = Default::default();
     let mut echoing = false;
-    let mut rfc4733 = DtmfReceiver::new(RATE);
+    let mut coder = Coder::new(&format);
+    let mut rfc4733 = DtmfReceiver::new(format.codec.rtp_clock_rate());
     let mut inband = DtmfDetector::new(RATE);
     let mut saw_events = false;
     let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -307,6 +399,17 @@ async fn run(
                         latched = false;
                     }
                 }
+                Some(MediaCmd::Format { format: f, remote: to }) => {
+                    if f != format {
+                        format = f;
+                        coder = Coder::new(&format);
+                        rfc4733 = DtmfReceiver::new(format.codec.rtp_clock_rate());
+                    }
+                    if to.is_some() && to != remote {
+                        remote = to;
+                        latched = false;
+                    }
+                }
                 Some(MediaCmd::StopRecording) => {
                     if let Some(r) = recording.take() {
                         note(finish(r));
@@ -331,7 +434,9 @@ async fn run(
                     }
                 } else if pt == format.pt {
                     pcm.clear();
-                    pcm.extend(payload.iter().map(|b| if format.alaw { alaw_to_linear(*b) } else { ulaw_to_linear(*b) }));
+                    if let Some(c) = coder.as_mut() {
+                        c.decode(payload, &mut pcm);
+                    }
                     if !saw_events {
                         inband.process(&pcm);
                         while let Some(d) = inband.poll() {
@@ -377,12 +482,10 @@ async fn run(
                         }
                     }
                 }
-                let payload: Vec<u8> = frame
-                    .iter()
-                    .map(|s| if format.alaw { linear_to_alaw(*s) } else { linear_to_ulaw(*s) })
-                    .collect();
+                let Some(c) = coder.as_mut() else { continue };
+                let Some(payload) = c.encode(&frame) else { continue };
                 if let Some(to) = remote.filter(|_| sending) {
-                    let _ = socket.send_to(&rtp.packet(format.pt, &payload), to).await;
+                    let _ = socket.send_to(&rtp.packet(format.pt, &payload, c.step), to).await;
                 }
             }
         }

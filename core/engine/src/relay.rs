@@ -78,6 +78,8 @@ enum Control {
     Abandon(Side),
     Tap(Option<mpsc::UnboundedSender<Tapped>>),
     KeysB(Option<(u8, mpsc::UnboundedSender<char>)>),
+    /// Consultation: B's party talks with the prepared B socket's party.
+    Consult(Option<SocketAddr>),
     /// The SRTP contexts of a side's party (`None`: plain RTP).
     Srtp(Side, Option<Box<SrtpSession>>),
     /// Transcoders A→B and B→A when the parties share no codec (`None`: relay
@@ -428,6 +430,15 @@ impl Relay {
         let _ = self.control.send(Control::KeysB(watch));
     }
 
+    /// Consultation (an announced move, R-309 `#n`): B's party talks with the party
+    /// on the socket prepared for side B (whose media address is `with`) while A is
+    /// tapped (music on hold). [`Relay::commit`] of side B then keeps that party and
+    /// ends the consultation; [`Relay::abandon`] drops it and B talks with A again
+    /// once the tap is removed.
+    pub fn consult(&self, with: SocketAddr) {
+        let _ = self.control.send(Control::Consult(Some(with)));
+    }
+
     /// Leg A's socket, for the media server to send from (the caller keeps one
     /// media address for the whole call).
     pub fn a_socket(&self) -> Arc<UdpSocket> {
@@ -520,7 +531,13 @@ async fn run(
     let mut keys: Option<(u8, mpsc::UnboundedSender<char>, DtmfReceiver)> = None;
     let mut xcode: Option<Box<(Transcoder, Transcoder)>> = None;
     let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut buf_c = vec![0u8; 2048];
+    // The consulted party (on the prepared B socket), while a consultation runs.
+    let mut consult: Option<Leg> = None;
     loop {
+        // The consultation socket, apart from its leg: the leg's SRTP contexts must
+        // not be borrowed across the receive.
+        let consult_socket = consult.as_ref().map(|c| c.socket.clone());
         tokio::select! {
             c = control.recv() => match c {
                 Some(Control::Remote(side, addr)) => {
@@ -533,13 +550,34 @@ async fn run(
                     let leg = if side == Side::A { &mut a } else { &mut b };
                     if let Some(socket) = pending[side as usize].take() {
                         leg.socket = Arc::new(socket);
+                    } else if side == Side::B && let Some(c) = consult.take() {
+                        leg.socket = c.socket;
                     }
                     leg.sdp = addr.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
                     leg.latched = None;
                     // A new party: its keys (if any) follow in a `Control::Srtp`.
                     leg.srtp = None;
                 }
-                Some(Control::Abandon(side)) => pending[side as usize] = None,
+                Some(Control::Abandon(side)) => {
+                    pending[side as usize] = None;
+                    if side == Side::B {
+                        consult = None;
+                    }
+                }
+                Some(Control::Consult(with)) => match (with, pending[Side::B as usize].take()) {
+                    (Some(addr), Some(socket)) => {
+                        consult = Some(Leg {
+                            socket: Arc::new(socket),
+                            sdp: Some(addr).filter(|a| !a.ip().is_unspecified() && a.port() != 0),
+                            latched: None,
+                            srtp: None,
+                        });
+                    }
+                    (_, socket) => {
+                        pending[Side::B as usize] = socket;
+                        consult = None;
+                    }
+                },
                 Some(Control::Tap(t)) => tap = t,
                 Some(Control::KeysB(w)) => {
                     keys = w.map(|(pt, tx)| (pt, tx, DtmfReceiver::new(8000)));
@@ -587,7 +625,13 @@ async fn run(
                             }
                         }
                     }
-                    if tap.is_some() {
+                    if let Some(c) = consult.as_mut()
+                        && let Some(to) = c.target()
+                    {
+                        if let Some(wire) = protect(c, plain) {
+                            let _ = c.socket.send_to(wire.as_deref().unwrap_or(plain), to).await;
+                        }
+                    } else if tap.is_some() {
                     } else if let Some(x) = xcode.as_mut() {
                         out.clear();
                         x.1.convert(plain, &mut out);
@@ -598,6 +642,23 @@ async fn run(
                         && a.socket.send_to(wire.as_deref().unwrap_or(plain), to).await.is_ok()
                     {
                         stats.b_to_a.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            r = async {
+                match &consult_socket {
+                    Some(socket) => socket.recv_from(&mut buf_c).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let (Ok((n, from)), Some(c)) = (r, consult.as_mut())
+                    && let Some(plain) = receive(c, &buf_c[..n], from)
+                {
+                    let plain = plain.as_deref().unwrap_or(&buf_c[..n]);
+                    if let Some(to) = b.target()
+                        && let Some(wire) = protect(&mut b, plain)
+                    {
+                        let _ = b.socket.send_to(wire.as_deref().unwrap_or(plain), to).await;
                     }
                 }
             }

@@ -782,6 +782,27 @@ fn db(engine: &EngineProc) -> vaxel_engine::db::Db {
     vaxel_engine::db::Db::open(&engine.data).unwrap()
 }
 
+/// A call's legs as `role:party:outcome` (a moved call's new party is its
+/// `transfer` leg ending `answered`; `answered_by` stays the first to answer, as for
+/// REFER).
+fn legs_of(engine: &EngineProc, call: i64) -> Vec<String> {
+    let c = rusqlite::Connection::open(engine.data.join("engine.sqlite")).unwrap();
+    let mut st = c
+        .prepare("SELECT role, party, outcome FROM legs WHERE call = ?1 ORDER BY id")
+        .unwrap();
+    st.query_map([call], |r| {
+        Ok(format!(
+            "{}:{}:{}",
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
 fn last_call(engine: &EngineProc) -> vaxel_engine::db::CallRecord {
     db(engine).calls(1).unwrap().remove(0)
 }
@@ -2060,6 +2081,162 @@ fn forwarding_to_an_outside_number_through_the_trunk() {
     std::thread::sleep(Duration::from_millis(300));
     let c = last_call(&engine);
     assert_eq!(c.answered_by.as_deref(), Some("004612345678"), "{c:?}");
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "#21#"),
+        "deactivated"
+    ));
+    drop(_provider);
+
+    // *31* to a number outside, both forms: anonymous From and Privacy: id at the
+    // provider (RFC 3323); refused for Bob, who may not call out.
+    let provider_at = |name: &str, scenario: &str, calls: &str| {
+        let p = sipp_bg(
+            &dir,
+            name,
+            scenario,
+            &[
+                "-m",
+                calls,
+                "-i",
+                "127.0.0.3",
+                "-p",
+                &provider.to_string(),
+                "-mp",
+                &media_port().to_string(),
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        p
+    };
+    let hidden = provider_at(
+        "provider-hidden",
+        &answerer_scenario("sip:anonymous@anonymous.invalid", Some(("Privacy:", "id"))),
+        "2",
+    );
+    for code in ["*31*004612345678", "*31*004612345678#"] {
+        let rtp = RtpEnd::new();
+        let run = call(
+            &dir,
+            &engine,
+            "hidden-out",
+            "4001",
+            "alice-pw",
+            code,
+            rtp.port(),
+            End::HangUp(800),
+        )
+        .join()
+        .unwrap();
+        assert!(run.ok, "{code}: {}", run.output);
+        std::thread::sleep(Duration::from_millis(300));
+        let c = last_call(&engine);
+        assert_eq!(
+            c.answered_by.as_deref(),
+            Some("004612345678"),
+            "{code}: {c:?}"
+        );
+    }
+    assert!(
+        heard_prompt(
+            &feature(&dir, &engine, "4002", "*31*004612345678#"),
+            "not_active"
+        ),
+        "Bob may not call out, hidden or not"
+    );
+    drop(hidden);
+
+    // #n# to a number outside: Carla (who may call out) moves Alice's call to the
+    // provider, which sees Alice's long number; Bob's #n# outside does nothing.
+    let mut out = provider_at(
+        "provider-move",
+        &answerer_scenario("sip:\\+4570104001@", None),
+        "1",
+    );
+    let mut mover = one_call_member(&dir, &engine, "4003", &keying_scenario("#004612345678#"));
+    let rtp = RtpEnd::new();
+    let caller = staying_caller_to(&dir, &engine, "moved-out", rtp.port(), 1000, "4003");
+    assert!(
+        wait_bg(&mut mover, 8),
+        "Carla got BYE once the call moved out"
+    );
+    let run = caller.join().unwrap();
+    assert!(run.ok, "the caller stays in the call: {}", run.output);
+    assert!(
+        wait_bg(&mut out, 5),
+        "the outside party got the caller's BYE"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    let legs = legs_of(&engine, c.id);
+    assert!(
+        legs.contains(&"b:4003:transferred".to_owned())
+            && legs.contains(&"transfer:004612345678:answered".to_owned()),
+        "{legs:?}"
+    );
+    let mut bob = one_call_member(&dir, &engine, "4002", &keying_scenario("#004612345678#"));
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "not-moved-out",
+        "4001",
+        "alice-pw",
+        "4002",
+        rtp.port(),
+        End::HangUp(6500),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    assert!(wait_bg(&mut bob, 5), "Bob kept the call");
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4002"), "{c:?}");
+    assert_eq!(
+        db(&engine).leg_count(c.id).unwrap(),
+        2,
+        "nothing rang outside"
+    );
+}
+
+/// Seed 002: hanging up completes the move. 4002 keys `#4004#` and hangs up while
+/// 4004 still rings (2 s): the caller hears music on hold, then 4004 answers and
+/// has the caller.
+#[test]
+fn the_mover_hangs_up_while_n_rings_and_the_caller_waits_for_n() {
+    let _serial = one_at_a_time();
+    if !need_sipp("move completed by hanging up") {
+        return;
+    }
+    let dir = temp_dir("flow-move-hangup");
+    let engine = start_engine(&dir, free_port(), true);
+    let mut mover = one_call_member(&dir, &engine, "4002", &mover_scenario("#4004#", Some(300)));
+    let mut target = one_call_member(
+        &dir,
+        &engine,
+        "4004",
+        &common::answerer_scenario("4001", 2500),
+    );
+    let rtp = RtpEnd::new();
+    let caller = staying_caller(&dir, &engine, "waits", rtp.port(), 1000);
+    assert!(wait_bg(&mut mover, 8), "4002 hung up (BYE answered 200)");
+    let from = rtp.heard().len();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        music_in(&rtp.heard()[from..]),
+        "the caller hears music on hold while 4004 rings"
+    );
+    let run = caller.join().unwrap();
+    assert!(run.ok, "the caller waited and got 4004: {}", run.output);
+    assert!(wait_bg(&mut target, 5), "4004 got the caller's BYE");
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    let legs = legs_of(&engine, c.id);
+    assert!(
+        legs.contains(&"b:4002:transferred".to_owned())
+            && legs.contains(&"transfer:4004:answered".to_owned()),
+        "{legs:?}"
+    );
 }
 
 /// Forwarding set through the API: on no answer after 2 s.
@@ -2440,8 +2617,21 @@ fn a_member_on_a_direct_call_is_skipped_and_idle_counts_from_its_end() {
 /// (`application/dtmf-relay`) and waits for BYE (from the engine once the call has
 /// moved, or passed on when the caller hangs up).
 fn keying_scenario(keys: &str) -> String {
+    mover_scenario(keys, None)
+}
+
+/// A called party who answers, keys `keys` by SIP INFO 300 ms apart (`,` is a
+/// 2-second pause) and then waits for BYE, or with `hang_up` hangs up itself that
+/// many ms after its last key.
+fn mover_scenario(keys: &str, hang_up: Option<u32>) -> String {
     let mut infos = String::new();
-    for (i, k) in keys.chars().enumerate() {
+    let mut cseq = 0;
+    for k in keys.chars() {
+        if k == ',' {
+            infos.push_str("  <pause milliseconds=\"2000\"/>\n");
+            continue;
+        }
+        cseq += 1;
         infos.push_str(&format!(
             r#"  <pause milliseconds="300"/>
   <send retrans="500"><![CDATA[
@@ -2460,10 +2650,42 @@ Signal={k}
 Duration=160
 ]]></send>
   <recv response="200"/>
-"#,
-            cseq = i + 1
+"#
         ));
     }
+    let end = match hang_up {
+        None => r#"  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+"#
+        .to_owned(),
+        Some(ms) => format!(
+            r#"  <pause milliseconds="{ms}"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:4002@{DOMAIN}>;tag=[pid]a[call_number]
+To:[$f]
+Call-ID: [call_id]
+CSeq: {cseq} BYE
+Max-Forwards: 70
+Contact: <sip:[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+"#,
+            cseq = cseq + 1
+        ),
+    };
     format!(
         r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="keying callee">
@@ -2502,18 +2724,7 @@ a=rtpmap:8 PCMA/8000
 a=rtpmap:101 telephone-event/8000
 ]]></send>
   <recv request="ACK"/>
-{infos}  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
+{infos}{end}</scenario>
 "#
     )
 }
@@ -2552,7 +2763,7 @@ fn keyed_hash_n_hash_moves_the_incoming_call_and_star_takes_it_back() {
     let mut mover = one_call_member(&dir, &engine, "4002", &keying_scenario("#4003#"));
     let mut target = one_call_member(&dir, &engine, "4003", &answerer_scenario("sip:4001@", None));
     let rtp = RtpEnd::new();
-    let caller = staying_caller(&dir, &engine, "moved", rtp.port());
+    let caller = staying_caller(&dir, &engine, "moved", rtp.port(), 1000);
     assert!(
         wait_bg(&mut mover, 8),
         "4002 got BYE once the call moved to 4003"
@@ -2739,21 +2950,27 @@ fn staying_caller(
     engine: &EngineProc,
     name: &str,
     rtp: u16,
+    stay_ms: u32,
+) -> std::thread::JoinHandle<SippRun> {
+    staying_caller_to(dir, engine, name, rtp, stay_ms, "4002")
+}
+
+/// 4001 calls `to` and stays while the call moves (see [`staying_caller`]).
+fn staying_caller_to(
+    dir: &Path,
+    engine: &EngineProc,
+    name: &str,
+    rtp: u16,
+    stay_ms: u32,
+    to: &str,
 ) -> std::thread::JoinHandle<SippRun> {
     // The caller stays: the engine re-offers it the new party's media (a re-INVITE),
-    // then the caller hangs up on 4003.
-    let scenario = caller_scenario(
-        engine.sip,
-        "4001",
-        "alice-pw",
-        "4002",
-        rtp,
-        End::HangUp(1000),
-    )
-    .replace(
-        "  <pause milliseconds=\"1000\"/>",
-        &format!(
-            r#"  <recv request="INVITE" timeout="8000"/>
+    // then the caller hangs up on the new party.
+    let scenario = caller_scenario(engine.sip, "4001", "alice-pw", to, rtp, End::HangUp(1000))
+        .replace(
+            "  <pause milliseconds=\"1000\"/>",
+            &format!(
+                r#"  <recv request="INVITE" timeout="15000"/>
   <send><![CDATA[
 SIP/2.0 200 OK
 [last_Via:]
@@ -2775,10 +2992,10 @@ a=rtpmap:8 PCMA/8000
 a=rtpmap:101 telephone-event/8000
 ]]></send>
   <recv request="ACK"/>
-  <pause milliseconds="1000"/>"#,
-            port = rtp
-        ),
-    );
+  <pause milliseconds="{stay_ms}"/>"#,
+                port = rtp
+            ),
+        );
     {
         let (dir, target, name) = (dir.to_owned(), engine.sip.to_string(), name.to_owned());
         std::thread::spawn(move || {
@@ -2808,7 +3025,50 @@ fn keyed_hash_n_hash_as_rfc4733_moves_the_call() {
     if !need_sipp("#n# by RFC 4733") {
         return;
     }
-    let dir = temp_dir("flow-keyed-rtp");
+    rfc4733_move("flow-keyed-rtp", "#4003#");
+}
+
+/// The mobile form `#n` (no trailing `#`): after a pause of 3 s the engine takes
+/// `#4003` as complete and moves the call, with the keys by SIP INFO and by RFC 4733.
+#[test]
+fn keyed_mobile_form_hash_n_then_a_pause_moves_the_call() {
+    let _serial = one_at_a_time();
+    if !need_sipp("#n mobile form") {
+        return;
+    }
+    rfc4733_move("flow-keyed-mobile-rtp", "#4003");
+    let dir = temp_dir("flow-keyed-mobile-info");
+    let engine = start_engine(&dir, free_port(), true);
+    let mut mover = one_call_member(&dir, &engine, "4002", &keying_scenario("#4003"));
+    let mut target = one_call_member(&dir, &engine, "4003", &answerer_scenario("sip:4001@", None));
+    let rtp = RtpEnd::new();
+    let caller = staying_caller(&dir, &engine, "moved-mobile", rtp.port(), 1000);
+    let t0 = Instant::now();
+    assert!(
+        wait_bg(&mut mover, 12),
+        "4002 got BYE once the call moved to 4003"
+    );
+    assert!(
+        t0.elapsed() > Duration::from_secs(4),
+        "the move waited for the pause after the last key ({:?})",
+        t0.elapsed()
+    );
+    let run = caller.join().unwrap();
+    assert!(run.ok, "the caller stays in the call: {}", run.output);
+    assert!(wait_bg(&mut target, 5), "4003 got the caller's BYE");
+    std::thread::sleep(Duration::from_millis(400));
+    let c = last_call(&engine);
+    let legs = db(&engine).leg_outcomes(c.id).unwrap();
+    assert!(
+        legs.iter().any(|l| l.contains("transferred")),
+        "4002's leg ended transferred: {legs:?}"
+    );
+}
+
+/// 4001 calls 4002, who keys `keys` as RFC 4733 events in its RTP; the call moves to
+/// 4003 (4002 gets BYE, the caller stays and then hangs up on 4003).
+fn rfc4733_move(name: &str, keys: &str) {
+    let dir = temp_dir(name);
     let engine = start_engine(&dir, free_port(), true);
     let callee_rtp = RtpEnd::new();
     let media_file = dir.join("callee-media-port");
@@ -2831,7 +3091,7 @@ fn keyed_hash_n_hash_as_rfc4733_moves_the_call() {
     let mut mover = one_call_member(&dir, &engine, "4002", &scenario);
     let mut target = one_call_member(&dir, &engine, "4003", &answerer_scenario("sip:4001@", None));
     let rtp = RtpEnd::new();
-    let caller = staying_caller(&dir, &engine, "moved-rtp", rtp.port());
+    let caller = staying_caller(&dir, &engine, "moved-rtp", rtp.port(), 1000);
     let t0 = Instant::now();
     let port = loop {
         if let Some(p) = std::fs::read_to_string(&media_file)
@@ -2845,11 +3105,11 @@ fn keyed_hash_n_hash_as_rfc4733_moves_the_call() {
     };
     callee_rtp.aim(SocketAddr::from(([127, 0, 0, 1], port)));
     std::thread::sleep(Duration::from_millis(600));
-    for k in "#4003#".chars() {
+    for k in keys.chars() {
         callee_rtp.dtmf(k);
     }
     assert!(
-        wait_bg(&mut mover, 8),
+        wait_bg(&mut mover, 12),
         "4002 got BYE once the call moved to 4003"
     );
     let run = caller.join().unwrap();
@@ -3129,4 +3389,765 @@ fn time_controlled_forwarding_by_a_week_set_through_the_api() {
             "inside {inside}: the other phone was not called"
         );
     }
+}
+
+/// `scenario` with its SDP's media port replaced by `rtp`'s and the engine's media
+/// port from the INVITE written to `file` (SIPp `exec`), so the test's RTP end can
+/// speak and listen for that phone. `anchor` is the scenario's INVITE `ereg` to
+/// extend, `var` the variable it assigns.
+fn with_rtp_end(scenario: &str, anchor: &str, var: &str, rtp: &RtpEnd, file: &Path) -> String {
+    scenario
+        .replacen(
+            anchor,
+            &format!(
+                r#"{anchor}<ereg regexp="m=audio ([0-9]+)" search_in="body" assign_to="mall,mport"/><exec command="echo [$mport] > {}"/>"#,
+                file.display()
+            ),
+            1,
+        )
+        .replace("m=audio [media_port]", &format!("m=audio {}", rtp.port()))
+        .replace(
+            &format!("<Reference variables=\"{var}\"/>"),
+            &format!("<Reference variables=\"{var},mall\"/>"),
+        )
+}
+
+/// The engine's media port a phone's SIPp wrote with [`with_rtp_end`].
+fn wait_port(file: &Path, secs: u64) -> u16 {
+    let t0 = Instant::now();
+    loop {
+        if let Some(p) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+        {
+            return p;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "no INVITE reached the phone writing {}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Speaks a `freq` tone from `rtp` for `secs` in the background (once it knows
+/// where to send).
+fn speak(rtp: &Arc<RtpEnd>, freq: f64, secs: f64) {
+    let r = rtp.clone();
+    std::thread::spawn(move || {
+        r.wait_for_audio(20);
+        r.tone(freq, secs);
+    });
+}
+
+fn music_in(s: &[i16]) -> bool {
+    s.chunks(800)
+        .any(|c| c.len() == 800 && envelope(c)[0] > 300.0)
+}
+
+/// The announced move of seed 002 ("Aviserad överföring", the user's
+/// `call_move = "announced"`): 4002 keys `#4003` (mobile form); when 4003 answers,
+/// 4002 and 4003 talk (4003 hears 4002's 700 Hz) while the caller hears music on
+/// hold (neither party's tone); 4002 hangs up to complete the move, and then the
+/// caller and 4003 hear each other (1100 Hz and 400 Hz). Then `*` takes a call
+/// back after talking with n: 4002 keys `#4004#`, talks with 4004, keys `*`; 4004
+/// gets BYE and the caller's BYE reaches 4002.
+#[test]
+fn announced_move_the_mover_talks_with_n_hangs_up_to_complete_and_star_takes_back() {
+    let _serial = one_at_a_time();
+    if !need_sipp("announced move") {
+        return;
+    }
+    let dir = temp_dir("flow-announced");
+    let text = flow_office(free_port()).replacen(
+        "echo_number = \"8001\"\n",
+        "echo_number = \"8001\"\ncall_move_users = { \"4002\" = \"announced\" }\n",
+        1,
+    );
+    let offset = offset_to(10).to_string();
+    let prompts = prompts_dir();
+    let engine = EngineProc::start_with(
+        &dir,
+        Some(&text),
+        free_port(),
+        &[
+            "--clock-offset-secs",
+            &offset,
+            "--prompts",
+            prompts.to_str().unwrap(),
+        ],
+    );
+    let (m_rtp, n_rtp, c_rtp) = (
+        Arc::new(RtpEnd::new()),
+        Arc::new(RtpEnd::new()),
+        Arc::new(RtpEnd::new()),
+    );
+    let (m_file, n_file) = (dir.join("mover-port"), dir.join("n-port"));
+    let from_ereg = r#"<ereg regexp=".*" search_in="hdr" header="From:" assign_to="f"/>"#;
+    let mover_sc = with_rtp_end(
+        &mover_scenario("#4003", Some(9000)),
+        from_ereg,
+        "f",
+        &m_rtp,
+        &m_file,
+    )
+    .replace(
+        "</scenario>",
+        "  <Reference variables=\"f,mall\"/>\n</scenario>",
+    );
+    let mut mover = one_call_member(&dir, &engine, "4002", &mover_sc);
+    let n_sc = with_rtp_end(
+        &answerer_scenario("sip:4001@", None),
+        r#"assign_to="x"/>"#,
+        "x",
+        &n_rtp,
+        &n_file,
+    );
+    let mut target = one_call_member(&dir, &engine, "4003", &n_sc);
+    let caller = staying_caller(&dir, &engine, "announced", c_rtp.port(), 4000);
+    m_rtp.aim(SocketAddr::from(([127, 0, 0, 1], wait_port(&m_file, 5))));
+    speak(&m_rtp, 700.0, 14.0);
+    speak(&c_rtp, 400.0, 16.0);
+    assert!(c_rtp.wait_for_audio(5), "the caller hears 4002");
+    assert!(
+        n_rtp.wait_for_audio(15) || std::fs::metadata(&n_file).is_ok(),
+        "4003 was rung"
+    );
+    n_rtp.aim(SocketAddr::from(([127, 0, 0, 1], wait_port(&n_file, 1))));
+    speak(&n_rtp, 1100.0, 10.0);
+    assert!(n_rtp.wait_for_audio(5), "4003 hears 4002 once it answered");
+    let (c0, n0) = (c_rtp.heard().len(), n_rtp.heard().len());
+    std::thread::sleep(Duration::from_millis(2500));
+    let (c_all, n_all) = (c_rtp.heard(), n_rtp.heard());
+    assert!(
+        has_tone(&c_all[..c0], 700.0),
+        "before the move the caller heard 4002"
+    );
+    assert!(has_tone(&n_all[n0..], 700.0), "4003 talks with 4002");
+    assert!(
+        !has_tone(&n_all[n0..], 400.0),
+        "4003 does not hear the caller yet"
+    );
+    let c_seg = &c_all[c0..];
+    assert!(
+        !has_tone(c_seg, 700.0) && !has_tone(c_seg, 1100.0),
+        "the caller hears neither 4002 nor 4003 while they talk"
+    );
+    assert!(music_in(c_seg), "the caller hears music on hold");
+    assert!(
+        wait_bg(&mut mover, 12),
+        "4002 hung up (its BYE answered 200)"
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let (c1, n1) = (c_rtp.heard().len(), n_rtp.heard().len());
+    std::thread::sleep(Duration::from_millis(1500));
+    let (c_all, n_all) = (c_rtp.heard(), n_rtp.heard());
+    assert!(
+        has_tone(&c_all[c1..], 1100.0),
+        "the caller hears 4003 after the move"
+    );
+    assert!(
+        has_tone(&n_all[n1..], 400.0),
+        "4003 hears the caller after the move"
+    );
+    let run = caller.join().unwrap();
+    assert!(
+        run.ok,
+        "the caller stayed (re-INVITEd with 4003's media): {}",
+        run.output
+    );
+    assert!(wait_bg(&mut target, 5), "4003 got the caller's BYE");
+    std::thread::sleep(Duration::from_millis(400));
+    let c = last_call(&engine);
+    let legs = legs_of(&engine, c.id);
+    assert!(
+        legs.contains(&"b:4002:transferred".to_owned())
+            && legs.contains(&"transfer:4003:answered".to_owned()),
+        "{legs:?}"
+    );
+
+    // `*` after talking with n: the call comes back to the mover.
+    let mut mover = one_call_member(&dir, &engine, "4002", &mover_scenario("#4004#,*", None));
+    let mut other = one_call_member(&dir, &engine, "4004", &answerer_scenario("sip:4001@", None));
+    let rtp = RtpEnd::new();
+    let caller = call(
+        &dir,
+        &engine,
+        "announced-back",
+        "4001",
+        "alice-pw",
+        "4002",
+        rtp.port(),
+        End::HangUp(7000),
+    );
+    assert!(
+        wait_bg(&mut other, 10),
+        "4004 answered, talked, and got BYE on *"
+    );
+    let run = caller.join().unwrap();
+    assert!(run.ok, "taken back: {}", run.output);
+    assert!(
+        wait_bg(&mut mover, 5),
+        "4002 kept the call and got the caller's BYE"
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4002"), "{c:?}");
+    let legs = db(&engine).leg_outcomes(c.id).unwrap();
+    assert!(
+        legs.iter().any(|l| l.contains("taken back")),
+        "4004's leg ended taken back: {legs:?}"
+    );
+}
+
+/// A `*24*` presence profile that ends by itself at its time (the engine's clock is
+/// put 40 s before 10:00 and the profile set to `*1000`): while it runs the member
+/// is out of group calls and callers to its voicemail hear the profile's greeting
+/// (R-312: the office's prompt for profile 2, "in a meeting"; for another user the
+/// own upload for profile 1); after 10:00 the member is back first in the fixed
+/// group and the standard greeting plays. Also `*61*n*T#` sets the no-answer time
+/// and `*61*n#` keeps it.
+#[test]
+fn a_presence_profile_ends_at_its_time_and_chooses_the_voicemail_greeting() {
+    let _serial = one_at_a_time();
+    if !need_sipp("presence profile end") {
+        return;
+    }
+    let dir = temp_dir("flow-presence-end");
+    let t0 = Instant::now();
+    let offset = (offset_to(10) - 40).to_string();
+    let prompts = prompts_dir();
+    let engine = EngineProc::start_with(
+        &dir,
+        Some(&flow_office(free_port())),
+        free_port(),
+        &[
+            "--clock-offset-secs",
+            &offset,
+            "--prompts",
+            prompts.to_str().unwrap(),
+        ],
+    );
+    let ends = t0 + Duration::from_secs(40);
+    let _m: Vec<SippBg> = ["4002", "4003", "4004"]
+        .iter()
+        .map(|e| member(&dir, &engine, e, &answerer_scenario("sip:4001%2310@", None)))
+        .collect();
+    let carla = login(engine.api, "4003");
+    assert_eq!(
+        http_bytes(
+            engine.api,
+            "PUT",
+            "/api/voicemail/4003/greeting/profile-1",
+            &carla,
+            &tone_wav(900.0, 1.5),
+        ),
+        204
+    );
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4002", "*24*2*1000#"),
+        "activated"
+    ));
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4003", "*24*1*02#"),
+        "activated"
+    ));
+    let group_call = |name: &str| {
+        let rtp = RtpEnd::new();
+        let run = call(
+            &dir,
+            &engine,
+            name,
+            "4001",
+            "alice-pw",
+            "7100",
+            rtp.port(),
+            End::HangUp(600),
+        )
+        .join()
+        .unwrap();
+        assert!(run.ok, "{}", run.output);
+        std::thread::sleep(Duration::from_millis(300));
+        last_call(&engine).answered_by.unwrap_or_default()
+    };
+    let greeting = |name: &str, to: &str| {
+        let rtp = RtpEnd::new();
+        let run = call(
+            &dir,
+            &engine,
+            name,
+            "4001",
+            "alice-pw",
+            to,
+            rtp.port(),
+            End::HangUp(3500),
+        )
+        .join()
+        .unwrap();
+        assert!(run.ok, "{}", run.output);
+        rtp.heard()
+    };
+    assert_eq!(
+        group_call("during"),
+        "4004",
+        "4002 (meeting) and 4003 (lunch) are out of group calls"
+    );
+    assert!(
+        heard_prompt(&greeting("vm-meeting", "*59*4002"), "vm_meeting"),
+        "4002's callers hear the meeting greeting"
+    );
+    assert!(
+        has_tone(&greeting("vm-own", "*59*4003"), 900.0),
+        "4003's callers hear 4003's own greeting for profile 1"
+    );
+    assert!(
+        Instant::now() < ends,
+        "all of the above ran while 4002's profile was on"
+    );
+    // *61*n*T# sets the no-answer time; *61*n# keeps it.
+    let alice = login(engine.api, "4001");
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "*61*4003*5#"),
+        "activated"
+    ));
+    let (_, b) = http(engine.api, "GET", "/api/forwarding/4001", Some(&alice), "");
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["no_answer"]["after_secs"], 5, "{v}");
+    assert_eq!(v["no_answer"]["target"]["internal"], "4003", "{v}");
+    assert!(heard_prompt(
+        &feature(&dir, &engine, "4001", "*61*4004#"),
+        "activated"
+    ));
+    let (_, b) = http(engine.api, "GET", "/api/forwarding/4001", Some(&alice), "");
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["no_answer"]["after_secs"], 5, "{v}");
+    assert_eq!(v["no_answer"]["target"]["internal"], "4004", "{v}");
+    // 10:00 passes: the profile ends by itself.
+    if let Some(d) = (ends + Duration::from_millis(2500)).checked_duration_since(Instant::now()) {
+        std::thread::sleep(d);
+    }
+    assert_eq!(
+        group_call("after"),
+        "4002",
+        "4002 is back first in the fixed group once the profile ended"
+    );
+    assert!(
+        heard_prompt(&greeting("vm-standard", "*59*4002"), "vm_greeting"),
+        "the standard greeting again"
+    );
+}
+
+/// The caller's RTP end for an Opus call (RFC 7587, payload type 96, 48 kHz): what
+/// arrives is decoded with vaxel-media's Opus and resampled to 8 kHz.
+struct OpusEnd {
+    sock: Arc<UdpSocket>,
+    heard: Arc<Mutex<Vec<i16>>>,
+    engine: Arc<Mutex<Option<SocketAddr>>>,
+    packets: Arc<Mutex<u32>>,
+}
+
+impl OpusEnd {
+    fn new() -> OpusEnd {
+        use vaxel_media::codec::AudioCodec;
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let engine = Arc::new(Mutex::new(None));
+        let packets = Arc::new(Mutex::new(0));
+        let (s, h, e, n) = (sock.clone(), heard.clone(), engine.clone(), packets.clone());
+        std::thread::spawn(move || {
+            let mut dec = vaxel_media::codec::opus::OpusCodec::new(20).unwrap();
+            let mut down = vaxel_media::resample::Resampler::new(48_000, 8000).unwrap();
+            let mut buf = [0u8; 2048];
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(60) {
+                let Ok((len, from)) = s.recv_from(&mut buf) else {
+                    continue;
+                };
+                if len <= 12 || buf[1] & 0x7f != 96 {
+                    continue;
+                }
+                e.lock().unwrap().get_or_insert(from);
+                *n.lock().unwrap() += 1;
+                let mut wide = Vec::new();
+                if dec.decode(&buf[12..len], &mut wide).is_ok() {
+                    let mut narrow = Vec::new();
+                    down.process(&wide, &mut narrow);
+                    h.lock().unwrap().extend(narrow);
+                }
+            }
+        });
+        OpusEnd {
+            sock,
+            heard,
+            engine,
+            packets,
+        }
+    }
+
+    /// One key as RFC 4733 events at the 48 kHz clock (payload type 101), 100 ms.
+    fn dtmf(&self, key: char, ts: u32) {
+        let Some(to) = *self.engine.lock().unwrap() else {
+            return;
+        };
+        let code = key.to_digit(10).unwrap() as u8;
+        let send = |seq: u16, marker: bool, end: bool, dur: u16| {
+            let mut p = vec![0x80, 101 | if marker { 0x80 } else { 0 }];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&ts.to_be_bytes());
+            p.extend_from_slice(&0x0bad_cafeu32.to_be_bytes());
+            let d = dur.to_be_bytes();
+            p.extend_from_slice(&[code, if end { 0x8a } else { 10 }, d[0], d[1]]);
+            let _ = self.sock.send_to(&p, to);
+        };
+        for i in 1..=5u16 {
+            send(i, i == 1, false, i * 960);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for i in 6..=8u16 {
+            send(i, false, true, 4800);
+        }
+    }
+}
+
+/// The media server with an Opus-only caller (answered in Opus, the menu prompt
+/// decoded and recognised, a key as RFC 4733 at 48 kHz recorded as the IVR choice)
+/// and with a late offer (INVITE without SDP: our offer in the 200, the caller's
+/// answer in the ACK; the welcome prompt heard in A-law) — both were 488 before.
+#[test]
+fn the_media_server_answers_an_opus_only_caller_and_a_late_offer() {
+    let _serial = one_at_a_time();
+    if !need_sipp("Opus and late offer") {
+        return;
+    }
+    let dir = temp_dir("flow-opus-late");
+    let engine = start_engine(&dir, free_port(), true);
+    let g711 = "m=audio {rtp} RTP/AVP 8 101\na=rtpmap:8 PCMA/8000\na=rtpmap:101 telephone-event/8000\n\
+                a=fmtp:101 0-16\n";
+    let opus = OpusEnd::new();
+    let rtp = opus.sock.local_addr().unwrap().port();
+    let scenario = caller_scenario(engine.sip, "4001", "alice-pw", "7001", rtp, End::HangUp(9500))
+        .replace(
+            &g711.replace("{rtp}", &rtp.to_string()),
+            &format!(
+                "m=audio {rtp} RTP/AVP 96 101\na=rtpmap:96 opus/48000/2\na=fmtp:96 useinbandfec=1\n\
+                 a=rtpmap:101 telephone-event/48000\na=fmtp:101 0-16\n"
+            ),
+        )
+        .replace(
+            r#"<recv response="200" rrs="true"/>"#,
+            r#"<recv response="200" rrs="true"><action><ereg regexp="opus/48000" search_in="body" check_it="true" assign_to="o"/></action></recv>
+  <Reference variables="o"/>"#,
+        );
+    assert!(
+        scenario.contains("opus/48000/2"),
+        "the Opus offer replaced G.711"
+    );
+    let caller = {
+        let (dir, target) = (dir.clone(), engine.sip.to_string());
+        std::thread::spawn(move || {
+            sipp(
+                &dir,
+                "opus",
+                &scenario,
+                &target,
+                &["-m", "1", "-p", &free_port().to_string()],
+            )
+        })
+    };
+    let t0 = Instant::now();
+    while opus.engine.lock().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no Opus RTP from the engine"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The menu prompt (6.7 s) plays to its end, then the key.
+    std::thread::sleep(Duration::from_millis(7200));
+    opus.dtmf('2', 4_000_000);
+    let run = caller.join().unwrap();
+    assert!(run.ok, "answered in Opus: {}", run.output);
+    let heard = opus.heard.lock().unwrap().clone();
+    assert!(
+        *opus.packets.lock().unwrap() > 100,
+        "Opus packets all along"
+    );
+    let score = match_score(&heard, &prompt_samples("en", "menu"));
+    assert!(score > 0.8, "the menu prompt through Opus: {score:.2}");
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    let choices = db(&engine).ivr_choices(c.id).unwrap();
+    assert!(
+        choices.iter().any(|x| x.digit == "2" && x.valid),
+        "the key by RFC 4733 at 48 kHz: {choices:?}"
+    );
+
+    // Late offer: no SDP in the INVITE.
+    let rtp = RtpEnd::new();
+    let offer = g711.replace("{rtp}", &rtp.port().to_string());
+    let sdp = format!(
+        "v=0\no=user1 53655765 2353687637 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n{offer}"
+    );
+    let scenario = caller_scenario(engine.sip, "4001", "alice-pw", "7000", rtp.port(), End::HangUp(2500))
+        .replace(
+            &format!("Content-Type: application/sdp\nContent-Length: [len]\n\n{sdp}]]>"),
+            "Content-Length: 0\n\n]]>",
+        )
+        .replace(
+            r#"<recv response="200" rrs="true"/>"#,
+            r#"<recv response="200" rrs="true"><action><ereg regexp="m=audio [0-9]+ RTP/AVP [0-9 ]*8" search_in="body" check_it="true" assign_to="m"/></action></recv>
+  <Reference variables="m"/>"#,
+        )
+        .replace(
+            "CSeq: 2 ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]>",
+            &format!("CSeq: 2 ACK\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: [len]\n\n{sdp}]]>"),
+        );
+    let invites = &scenario[..scenario.find("CSeq: 2 ACK").unwrap()];
+    assert!(!invites.contains("v=0"), "the INVITEs carry no SDP");
+    let caller = {
+        let (dir, target) = (dir.clone(), engine.sip.to_string());
+        std::thread::spawn(move || {
+            sipp(
+                &dir,
+                "late",
+                &scenario,
+                &target,
+                &["-m", "1", "-p", &free_port().to_string()],
+            )
+        })
+    };
+    let run = caller.join().unwrap();
+    assert!(
+        run.ok,
+        "a late offer answered with our offer in the 200: {}",
+        run.output
+    );
+    let score = match_score(&rtp.heard(), &prompt_samples("en", "welcome"));
+    assert!(
+        score > 0.8,
+        "the welcome prompt after a late offer: {score:.2}"
+    );
+}
+
+/// A device that rings and then answers the engine's INVITE with `302 Moved
+/// Temporarily` and `Contact: <sip:CONTACT@office.test>` (a phone's "send to
+/// voicemail" or "redirect" button).
+fn redirect_scenario(contact: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="redirect">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]r[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="400"/>
+  <send><![CDATA[
+SIP/2.0 302 Moved Temporarily
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]r[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:{contact}@{DOMAIN}>
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+</scenario>
+"#,
+        contact = contact.replace('#', "%23")
+    )
+}
+
+/// 4001 calls `to` expecting the engine to answer `code` (then ACK).
+fn refused_call(dir: &Path, engine: &EngineProc, name: &str, to: &str, code: u16) -> SippRun {
+    let full = caller_scenario(engine.sip, "4001", "alice-pw", to, free_port(), End::Wait);
+    let cut = full
+        .find("  <recv response=\"200\" rrs=\"true\"/>")
+        .unwrap();
+    let scenario = format!(
+        r#"{}  <recv response="{code}"/>
+  <send><![CDATA[
+ACK sip:{to}@{sip} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-1]
+From: <sip:4001@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#,
+        &full[..cut],
+        sip = engine.sip
+    );
+    sipp(
+        dir,
+        name,
+        &scenario,
+        &engine.sip.to_string(),
+        &["-m", "1", "-p", &free_port().to_string()],
+    )
+}
+
+/// "Send to voicemail" from a ringing phone: a device of 4002 answers the engine's
+/// INVITE with 302 and `Contact: <sip:*59*4002@…>`; the engine answers the caller
+/// with 4002's voicemail greeting and cancels 4002's other ringing device. A 302 to
+/// an internal number rings that user (Diversion reason=deflection); one to a number
+/// outside is followed through the trunk only when the called user may call out
+/// (else the caller gets 480).
+#[test]
+fn a_ringing_device_sends_the_call_to_voicemail_or_redirects_it_with_302() {
+    let _serial = one_at_a_time();
+    if !need_sipp("302 redirect") {
+        return;
+    }
+    let dir = temp_dir("flow-redirect");
+    let provider = free_port();
+    let text = format!(
+        "{}\n[[trunks]]\nname = \"provider\"\nhost = \"127.0.0.3\"\nport = {provider}\noutbound_prefixes = [\"00\"]\ncaller_id = \"+4570100000\"\n",
+        flow_office(free_port())
+    );
+    let offset = offset_to(10).to_string();
+    let prompts = prompts_dir();
+    let engine = EngineProc::start_with(
+        &dir,
+        Some(&text),
+        free_port(),
+        &[
+            "--clock-offset-secs",
+            &offset,
+            "--prompts",
+            prompts.to_str().unwrap(),
+        ],
+    );
+    // Outside: Bob may not call out, so his phone's 302 to a number outside is not
+    // followed (480 to the caller). (First, while Bob has no other device.)
+    let mut button = one_call_member(&dir, &engine, "4002", &redirect_scenario("004612345678"));
+    let run = refused_call(&dir, &engine, "bob-out", "4002", 480);
+    assert!(run.ok, "not followed for Bob: {}", run.output);
+    assert!(wait_bg(&mut button, 3));
+    // To voicemail: one device redirects, the other rings and is cancelled.
+    let mut button = one_call_member(&dir, &engine, "4002", &redirect_scenario("*59*4002"));
+    let mut other = one_call_member(&dir, &engine, "4002", &ringer_scenario("4001"));
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "to-voicemail",
+        "4001",
+        "alice-pw",
+        "4002",
+        rtp.port(),
+        End::HangUp(4000),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "the engine answered the caller: {}", run.output);
+    assert!(wait_bg(&mut button, 3), "the 302 was acknowledged");
+    assert!(wait_bg(&mut other, 3), "4002's other device was cancelled");
+    assert!(
+        heard_prompt(&rtp.heard(), "vm_greeting"),
+        "the caller hears 4002's voicemail greeting"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    let legs = legs_of(&engine, c.id);
+    assert!(
+        legs.iter().filter(|l| l.starts_with("b:4002:")).count() >= 2
+            && legs
+                .iter()
+                .filter(|l| l.starts_with("b:"))
+                .all(|l| l == "b:4002:redirected"),
+        "{legs:?}"
+    );
+
+    // To a colleague.
+    let mut button = one_call_member(&dir, &engine, "4002", &redirect_scenario("4003"));
+    let mut carla = one_call_member(
+        &dir,
+        &engine,
+        "4003",
+        &answerer_scenario(
+            "sip:4001@",
+            Some(("Diversion:", "sip:4002@.*reason=deflection")),
+        ),
+    );
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "to-carla",
+        "4001",
+        "alice-pw",
+        "4002",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    assert!(
+        wait_bg(&mut button, 3) && wait_bg(&mut carla, 3),
+        "redirected to 4003"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4003"), "{c:?}");
+
+    // Outside: Carla may call out.
+    let mut out = sipp_bg(
+        &dir,
+        "provider-redirect",
+        &answerer_scenario(
+            "sip:\\+4570104001@",
+            Some(("Diversion:", "sip:4003@.*reason=deflection")),
+        ),
+        &[
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.3",
+            "-p",
+            &provider.to_string(),
+            "-mp",
+            &media_port().to_string(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut button = one_call_member(&dir, &engine, "4003", &redirect_scenario("004612345678"));
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "carla-out",
+        "4001",
+        "alice-pw",
+        "4003",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    assert!(
+        wait_bg(&mut button, 3) && wait_bg(&mut out, 3),
+        "followed out for Carla"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("004612345678"), "{c:?}");
 }

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `*21*n#` / `#21#` | unconditional forward to n / cancel |
 //! | `*61*n#` / `#61#` | no-answer forward / cancel |
+//! | `*61*n*T#` | no-answer forward after T seconds (5–120) |
 //! | `*67*n#` / `#67#` | busy forward / cancel |
 //! | `*24*p[*time]#` / `#24#` | activate presence profile p (until time) / back to available |
 //! | `*75*q#` / `#75*q#` | log in to / out of queue q |
@@ -58,6 +59,15 @@ pub enum FeatureCode {
         kind: ForwardKind,
         /// To.
         number: String,
+    },
+    /// `*61*n*T#`: no-answer forward after `T` seconds. The operators' pages give no
+    /// time form for `*61*`; this is the GSM one (3GPP TS 22.030 Annex B, `**61*n*T#`)
+    /// so a user can set the time from the phone too.
+    SetNoAnswerForward {
+        /// To.
+        number: String,
+        /// Ring this long first (5–120 s).
+        after_secs: u32,
     },
     /// `#21#`, `#61#`, `#67#`.
     CancelForward {
@@ -246,9 +256,22 @@ pub fn parse(
                 "61" => ForwardKind::NoAnswer,
                 _ => ForwardKind::Busy,
             };
-            FeatureCode::SetForward {
-                kind,
-                number: number(arg)?,
+            match arg.split_once('*') {
+                Some((n, t)) if code == "61" => {
+                    let after_secs = t
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|s| (5..=120).contains(s) && t.len() <= 3)
+                        .ok_or_else(|| FeatureError::BadTime(format!("{t:?}: 5 to 120 seconds")))?;
+                    FeatureCode::SetNoAnswerForward {
+                        number: number(n)?,
+                        after_secs,
+                    }
+                }
+                _ => FeatureCode::SetForward {
+                    kind,
+                    number: number(arg)?,
+                },
             }
         }
         "24" => {

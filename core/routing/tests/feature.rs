@@ -299,3 +299,37 @@ fn permission_hook_says_service_not_active() {
     );
     assert_eq!(r, Err(E::MissingNumber));
 }
+
+/// `*61*n*T#`: the no-answer time from the phone (GSM form; the seeds give none).
+#[test]
+fn no_answer_forward_with_its_time() {
+    for (s, form) in [
+        ("*61*4003*15#", Form::Softphone),
+        ("*61*4003*15", Form::Mobile),
+    ] {
+        assert_eq!(
+            p(s),
+            Ok((
+                F::SetNoAnswerForward {
+                    number: "4003".into(),
+                    after_secs: 15
+                },
+                form
+            )),
+            "{s}"
+        );
+    }
+    assert_eq!(
+        code("*61*+4512345678*120#"),
+        F::SetNoAnswerForward {
+            number: "+4512345678".into(),
+            after_secs: 120
+        }
+    );
+    for bad in ["*61*4003*4#", "*61*4003*121#", "*61*4003*x#", "*61*4003*#"] {
+        assert!(matches!(p(bad), Err(E::BadTime(_))), "{bad}: {:?}", p(bad));
+    }
+    assert_eq!(p("*61**20#"), Err(E::MissingNumber));
+    // Only *61* takes a time.
+    assert_eq!(p("*21*4003*15#"), Err(E::BadNumber("4003*15".into())));
+}

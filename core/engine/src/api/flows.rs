@@ -4,8 +4,9 @@
 //! - `GET /api/voicemail/{mailbox}/{id}/audio`: the message as `audio/wav`.
 //! - `POST /api/voicemail/{mailbox}/{id}/heard`: mark heard.
 //! - `DELETE /api/voicemail/{mailbox}/{id}`: delete.
-//! - `PUT /api/voicemail/{mailbox}/greeting/{standard|closed}`: the box's own
-//!   greeting (a WAV body; owner or member).
+//! - `PUT /api/voicemail/{mailbox}/greeting/{standard|closed|profile-N}`: the box's
+//!   own greeting (a WAV body; owner or member); `profile-N` plays while the owner's
+//!   presence profile N (`*24*N`) runs.
 //! - `PUT /api/prompts/{language}/{name}`: replace or add a prompt (WAV body;
 //!   administrator).
 //! - `GET /api/routing`: the `[routing]` section in force (administrator).
@@ -212,13 +213,11 @@ async fn put_greeting(
     body: axum::body::Bytes,
 ) -> Result<StatusCode, ApiError> {
     open_box(&api, &headers, &mailbox).await?;
-    let closed = match kind.as_str() {
-        "standard" => false,
-        "closed" => true,
-        _ => return Err(not_found("greeting kind (standard or closed)")),
+    let Some(kind) = crate::engine::GreetingKind::parse(&kind) else {
+        return Err(not_found("greeting kind (standard, closed or profile-N)"));
     };
     api.engine
-        .put_greeting(&mailbox, closed, body.to_vec())
+        .put_greeting(&mailbox, kind, body.to_vec())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -264,7 +263,7 @@ pub(super) fn with_paths(mut doc: Value) -> Value {
         ),
         (
             "/api/voicemail/{mailbox}/greeting/{kind}",
-            json!({ "put": op("Upload the box's standard or closed greeting (WAV body)", "204") }),
+            json!({ "put": op("Upload the box's standard, closed or profile-N (presence) greeting (WAV body)", "204") }),
         ),
         (
             "/api/prompts/{language}/{name}",

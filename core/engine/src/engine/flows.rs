@@ -36,6 +36,7 @@ use crate::db::{IvrChoice, Message as VmMessage};
 use crate::media_server::{MediaCmd, MediaFormat, MediaNote, MediaSession, beep};
 
 mod keyed;
+mod redirect;
 
 /// A router leg id (one user; all the user's devices ring as engine legs).
 type RLeg = u64;
@@ -75,6 +76,8 @@ pub(super) struct Flows {
     /// Users whose presence profile (`*24*`) keeps them out of group calls.
     /// … and until when (`None`: until `#24#`).
     excluded: BTreeMap<String, Option<Timestamp>>,
+    /// The profile number of each user in `excluded`.
+    profiles: BTreeMap<String, u32>,
     /// Codes keyed during calls (`#n#`, `*`).
     keyed: keyed::Keyed,
     /// Users the router was last told are on a call (R-305 skip busy).
@@ -124,6 +127,8 @@ struct FlowCall {
     media: Option<MediaSession>,
     /// Our SDP answer to the caller, offered to the members we ring after it.
     answer: Option<String>,
+    /// Our offer to a caller whose INVITE had none, until its answer in the ACK.
+    late: Option<vaxel_media::sdp::OfferAnswer>,
     mode: Mode,
     /// Shown as the caller to the legs we ring.
     display: CallerDisplay,
@@ -152,6 +157,7 @@ impl Flows {
             forwarding: db.forwarding()?,
             deposits: HashMap::new(),
             excluded: Default::default(),
+            profiles: Default::default(),
             keyed: Default::default(),
             on_call: Default::default(),
             idle_since: Default::default(),
@@ -283,6 +289,31 @@ fn unescape_user(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What the media server offers and accepts: G.711 first (the prompts are
+/// 8 kHz), Opus for callers who offer only that; RFC 4733 events; plain RTP.
+fn media_policy() -> vaxel_media::sdp::MediaPolicy {
+    vaxel_media::sdp::MediaPolicy {
+        codecs: vec![
+            vaxel_media::CodecKind::Pcma,
+            vaxel_media::CodecKind::Pcmu,
+            vaxel_media::CodecKind::Opus,
+        ],
+        ptime_ms: 20,
+        telephone_event: true,
+        srtp: vaxel_media::sdp::SrtpPolicy::Disabled,
+        rtcp_mux: false,
+    }
+}
+
+/// The media server's format for a negotiated stream.
+fn format_of(neg: &vaxel_media::sdp::NegotiatedAudio) -> MediaFormat {
+    MediaFormat {
+        codec: neg.codec,
+        pt: neg.send_pt,
+        te_pt: neg.telephone_event.map(|t| t.recv_pt),
+    }
+}
+
 /// `#` and other characters outside the SIP URI user grammar, escaped (RFC 3261 §25.1).
 fn escape_user(s: &str) -> String {
     s.chars()
@@ -358,11 +389,6 @@ impl Engine {
         } else {
             return false;
         };
-        if !has_sdp(&req.headers, &req.body) {
-            // The engine answers these calls itself and needs the caller's offer.
-            self.reply(tx, req, 488).await;
-            return true;
-        }
         let caller_party = match caller {
             Some(u) => u.extension.clone(),
             None => req
@@ -456,6 +482,8 @@ impl Engine {
         };
         match rewrite_sdp(&req.body, relay.local(Side::B)) {
             Some((_, remote)) => relay.set_remote(Side::A, remote),
+            // A late offer: the caller's address comes with its answer in the ACK.
+            None if req.body.is_empty() => {}
             None => {
                 self.reply(tx, req, 400).await;
                 let _ = self.db.get().end_call(record, "failed", now);
@@ -515,6 +543,7 @@ impl Engine {
                 caller: caller_party.to_owned(),
                 media: None,
                 answer: None,
+                late: None,
                 mode: Mode::Router,
                 display: vaxel_routing::caller_display(caller_party, None),
                 hidden: false,
@@ -532,9 +561,39 @@ impl Engine {
         Some(call_id)
     }
 
-    /// Answers the caller with the engine's own media (G.711, telephone-event) and
-    /// starts the media session. Returns false (and ends the call) when the caller's
-    /// offer has no common codec.
+    /// Makes an ordinary call of the engine a flow call (a redirect from a ringing
+    /// device), so the flows can ring, forward or take it to voicemail.
+    fn flow_adopt(&mut self, call_id: CallId) {
+        if self.flows.calls.contains_key(&call_id) {
+            return;
+        }
+        let Some(c) = self.calls.get(&call_id) else {
+            return;
+        };
+        let language = self.flows.routing.language.clone();
+        self.flows.calls.insert(
+            call_id,
+            FlowCall {
+                record: c.record,
+                caller: c.caller.clone(),
+                media: None,
+                answer: None,
+                late: None,
+                mode: Mode::Direct,
+                display: vaxel_routing::caller_display(&c.caller, None),
+                hidden: false,
+                language,
+                rang: true,
+                busy: false,
+            },
+        );
+    }
+
+    /// Answers the caller with the engine's own media (G.711 or Opus, telephone-event)
+    /// and starts the media session. Returns false (and ends the call) when the
+    /// caller's offer has no common codec. An INVITE without SDP (late offer, RFC 3261
+    /// §13.2.1) gets our offer in the 200; the caller's answer comes in the ACK
+    /// ([`Engine::flow_ack`]).
     async fn flow_answer(&mut self, call_id: CallId) -> bool {
         if self
             .flows
@@ -555,30 +614,30 @@ impl Engine {
         let Some(a_tx) = a.invite_tx else {
             return false;
         };
-        let policy = vaxel_media::sdp::MediaPolicy {
-            codecs: vec![vaxel_media::CodecKind::Pcma, vaxel_media::CodecKind::Pcmu],
-            ptime_ms: 20,
-            telephone_event: true,
-            srtp: vaxel_media::sdp::SrtpPolicy::Disabled,
-            rtcp_mux: false,
-        };
-        let mut oa = vaxel_media::sdp::OfferAnswer::new(policy, local, &mut rand::rng());
-        let negotiated = vaxel_media::sdp::parse(&a.invite.body)
-            .map_err(|e| e.to_string())
-            .and_then(|offer| oa.handle_offer(&offer).map_err(|e| e.to_string()));
-        let (answer, neg) = match negotiated {
-            Ok(x) => x,
-            Err(e) => {
-                debug!("flow call: cannot answer the caller's offer: {e}");
-                self.fail_call(call_id, 488).await;
-                return false;
-            }
-        };
-        let answer = answer.to_string();
-        let format = MediaFormat {
-            alaw: neg.codec == vaxel_media::CodecKind::Pcma,
-            pt: neg.send_pt,
-            te_pt: neg.telephone_event.map(|t| t.recv_pt),
+        let mut oa = vaxel_media::sdp::OfferAnswer::new(media_policy(), local, &mut rand::rng());
+        let late = a.invite.body.is_empty();
+        let (sdp, format, remote) = if late {
+            let offer = oa.create_offer();
+            // Until the ACK says otherwise: our first choice.
+            let format = MediaFormat {
+                codec: vaxel_media::CodecKind::Pcma,
+                pt: 8,
+                te_pt: None,
+            };
+            (offer.to_string(), format, None)
+        } else {
+            let negotiated = vaxel_media::sdp::parse(&a.invite.body)
+                .map_err(|e| e.to_string())
+                .and_then(|offer| oa.handle_offer(&offer).map_err(|e| e.to_string()));
+            let (answer, neg) = match negotiated {
+                Ok(x) => x,
+                Err(e) => {
+                    debug!("flow call: cannot answer the caller's offer: {e}");
+                    self.fail_call(call_id, 488).await;
+                    return false;
+                }
+            };
+            (answer.to_string(), format_of(&neg), neg.remote_rtp)
         };
         let mut ok = Response::from_request(&a.invite, StatusCode::OK);
         let _ = ok.set_to_tag(&a.local_tag);
@@ -590,14 +649,14 @@ impl Engine {
             ),
         );
         ok.headers.push(HeaderName::Allow, ALLOW);
-        set_response_body(&mut ok, &sdp_type(), Bytes::from(answer.clone()));
+        set_response_body(&mut ok, &sdp_type(), Bytes::from(sdp.clone()));
         let dialog = Dialog::from_uas(&a.invite, &ok).ok();
         let (tap_tx, tap_rx) = mpsc::unbounded_channel();
         let session = MediaSession::start(
             call_id,
             tap_rx,
             call.relay.a_socket(),
-            neg.remote_rtp,
+            remote,
             format,
             self.flows.notes_tx.clone(),
         );
@@ -611,11 +670,62 @@ impl Engine {
         self.respond(a_tx, ok).await;
         if let Some(f) = self.flows.calls.get_mut(&call_id) {
             f.media = Some(session);
-            f.answer = Some(answer);
+            f.answer = Some(sdp);
+            f.late = late.then_some(oa);
         }
         if let Some(p) = self.legs.get(&a_id).map(|a| a.party.clone()) {
             self.flow_members(&[p]);
         }
+        true
+    }
+
+    /// Hook from the ACK of an INVITE without SDP that the engine answered itself:
+    /// the caller's answer to our offer (RFC 3264 §6) sets the media session's codec
+    /// and address; what later legs are offered becomes that one codec. Returns
+    /// whether it was taken.
+    pub(super) fn flow_ack(&mut self, call_id: CallId, ack: &Request) -> bool {
+        let Some(f) = self.flows.calls.get_mut(&call_id) else {
+            return false;
+        };
+        let Some(mut oa) = f.late.take() else {
+            return false;
+        };
+        let neg = vaxel_media::sdp::parse(&ack.body)
+            .map_err(|e| e.to_string())
+            .and_then(|sd| oa.handle_answer(&sd).map_err(|e| e.to_string()));
+        let neg = match neg {
+            Ok(n) => n,
+            Err(e) => {
+                // RFC 3261 §13.2.1: nothing to do but carry on with our first choice.
+                debug!("late offer: the caller's answer in the ACK is unusable: {e}");
+                return true;
+            }
+        };
+        if let Some(m) = &f.media {
+            m.send(MediaCmd::Format {
+                format: format_of(&neg),
+                remote: neg.remote_rtp,
+            });
+        }
+        let Some(call) = self.calls.get(&call_id) else {
+            return true;
+        };
+        // What members are offered from now on: our side with the agreed codec only.
+        let policy = vaxel_media::sdp::MediaPolicy {
+            codecs: vec![neg.codec],
+            telephone_event: neg.telephone_event.is_some(),
+            ..media_policy()
+        };
+        let ours =
+            vaxel_media::sdp::OfferAnswer::new(policy, call.relay.local(Side::A), &mut rand::rng())
+                .create_offer()
+                .to_string();
+        f.answer = Some(ours);
+        call.relay.set_remote(Side::A, neg.remote_rtp);
+        if let Some(a) = self.legs.get_mut(&call.a) {
+            a.sdp = Some(ack.body.clone());
+        }
+        debug!("call {call_id}: late offer answered with {:?}", neg.codec);
         true
     }
 
@@ -777,6 +887,16 @@ impl Engine {
         rleg: Option<RLeg>,
         diversion: Option<(&str, &str)>,
     ) -> usize {
+        // A caller without an offer (late offer) is answered by the engine first:
+        // the legs we ring get our offer.
+        let late = self
+            .calls
+            .get(&call_id)
+            .and_then(|c| self.legs.get(&c.a))
+            .is_some_and(|a| a.invite.body.is_empty());
+        if late && !self.flow_answer(call_id).await {
+            return 0;
+        }
         let Some(f) = self.flows.calls.get(&call_id) else {
             return 0;
         };
@@ -1049,15 +1169,7 @@ impl Engine {
             FlowTarget::External(n) => {
                 // Out through the trunk whose prefix matches, marked with the long
                 // number of whoever forwarded.
-                let trunk = self
-                    .trunks
-                    .iter()
-                    .find(|t| {
-                        t.outbound_prefixes
-                            .iter()
-                            .any(|p| !p.is_empty() && n.starts_with(p.as_str()))
-                    })
-                    .map(|t| t.name.clone());
+                let trunk = self.flow_trunk_for(&n);
                 let Some(trunk) = trunk else {
                     debug!("call {call_id}: no trunk route to {n}");
                     if self.flow_answer(call_id).await {
@@ -1106,29 +1218,46 @@ impl Engine {
             caller: f.caller.clone(),
             record: f.record,
         };
-        let own = self
-            .flows
-            .voicemail_dir()
-            .join(&mailbox)
-            .join(match greeting {
-                Greeting::Closed => "greeting-closed.wav",
-                _ => "greeting.wav",
-            });
-        let mut names: Vec<&str> = Vec::new();
-        let mut prompts: Vec<Arc<Prompt>> = Vec::new();
+        let dir = self.flows.voicemail_dir().join(&mailbox);
+        let own = dir.join(match greeting {
+            Greeting::Closed => "greeting-closed.wav",
+            _ => "greeting.wav",
+        });
+        let load = |path: &std::path::Path| {
+            std::fs::File::open(path)
+                .ok()
+                .and_then(|file| Prompt::from_wav(std::io::BufReader::new(file), 8000).ok())
+                .map(Arc::new)
+        };
         let lang = f.language.clone();
-        match std::fs::File::open(&own)
-            .ok()
-            .and_then(|file| Prompt::from_wav(std::io::BufReader::new(file), 8000).ok())
-        {
-            Some(p) => prompts.push(Arc::new(p)),
-            None => names.push(match greeting {
-                Greeting::Closed => "vm_closed",
-                _ => "vm_greeting",
-            }),
-        }
-        for n in names {
-            prompts.push(self.flows.prompt(n, &lang));
+        // R-312 presence-aware greeting: while the owner's `*24*` profile runs, the
+        // owner's own greeting for that profile, else the office's prompt for it,
+        // else the standard greeting.
+        let profile = match greeting {
+            Greeting::Closed => None,
+            _ => self.presence_profile(&mailbox).map(|(p, _)| p),
+        };
+        let presence = match profile {
+            Some(p) => match load(&dir.join(format!("greeting-profile-{p}.wav"))) {
+                Some(own) => Some(own),
+                None => match self.flows.routing.profile_greeting(p) {
+                    Some(name) => Some(self.flows.prompt(&name, &lang)),
+                    None => None,
+                },
+            },
+            None => None,
+        };
+        let mut prompts: Vec<Arc<Prompt>> = Vec::new();
+        match (presence, load(&own)) {
+            (Some(p), _) => prompts.push(p),
+            (None, Some(p)) => prompts.push(p),
+            (None, None) => prompts.push(self.flows.prompt(
+                match greeting {
+                    Greeting::Closed => "vm_closed",
+                    _ => "vm_greeting",
+                },
+                &lang,
+            )),
         }
         prompts.push(self.flows.prompt("vm_after_tone", &lang));
         prompts.push(beep());
@@ -1397,13 +1526,22 @@ impl Engine {
                 None => FlowTarget::External(n.to_owned()),
             }
         };
+        let may_call_out = self.users.get(user).is_some_and(|u| u.external_calls);
         let confirm: &str = match parsed {
-            Ok((FeatureCode::SetForward { kind, number }, _))
-                if matches!(target(&number), FlowTarget::External(_))
-                    && !self.users.get(user).is_some_and(|u| u.external_calls) =>
+            Ok((FeatureCode::SetForward { number, .. }, _))
+            | Ok((FeatureCode::SetNoAnswerForward { number, .. }, _))
+                if matches!(target(&number), FlowTarget::External(_)) && !may_call_out =>
             {
-                debug!("{user} may not forward {kind:?} outside");
+                debug!("{user} may not forward outside");
                 "not_active"
+            }
+            Ok((FeatureCode::SetNoAnswerForward { number, after_secs }, _)) => {
+                fwd.no_answer = Some(NoAnswerForward {
+                    target: target(&number),
+                    after_secs,
+                });
+                self.flow_set_forwarding(user, fwd);
+                "activated"
             }
             Ok((FeatureCode::SetForward { kind, number }, _)) => {
                 let t = target(&number);
@@ -1411,9 +1549,12 @@ impl Engine {
                     ForwardKind::Unconditional => fwd.unconditional = Some(t),
                     ForwardKind::Busy => fwd.busy = Some(t),
                     ForwardKind::NoAnswer => {
+                        // `*61*n#` keeps the time set before (`*61*n*T#` or the
+                        // API); 20 s when there was none.
+                        let after_secs = fwd.no_answer.as_ref().map_or(20, |n| n.after_secs);
                         fwd.no_answer = Some(NoAnswerForward {
                             target: t,
-                            after_secs: 20,
+                            after_secs,
                         })
                     }
                 }
@@ -1429,7 +1570,7 @@ impl Engine {
                 self.flow_set_forwarding(user, fwd);
                 if was { "deactivated" } else { "not_active" }
             }
-            Ok((FeatureCode::ActivateProfile { until, .. }, _)) => {
+            Ok((FeatureCode::ActivateProfile { profile, until }, _)) => {
                 // The minimal presence flag: out of group calls until the profile's
                 // time (none given: until #24#).
                 let until = match until {
@@ -1437,11 +1578,13 @@ impl Engine {
                     _ => None,
                 };
                 self.flows.excluded.insert(user.to_owned(), until);
+                self.flows.profiles.insert(user.to_owned(), profile);
                 self.flow_member(user);
                 "activated"
             }
             Ok((FeatureCode::DeactivateProfile, _)) => {
                 let was = self.flows.excluded.remove(user).is_some();
+                self.flows.profiles.remove(user);
                 self.flow_member(user);
                 if was { "deactivated" } else { "not_active" }
             }
@@ -1457,8 +1600,20 @@ impl Engine {
             Ok((FeatureCode::Bypass { number }, _))
             | Ok((FeatureCode::HiddenNumber { number }, _)) => {
                 let hidden = code.starts_with("*31*");
-                let Some(ext) = self.user_for(&number) else {
-                    return self.flow_hangup(call_id).await;
+                let ext = match self.user_for(&number) {
+                    Some(ext) => ext,
+                    // *31* to a number outside: through the trunk whose prefix
+                    // matches, for a user who may call out (*60* is for colleagues).
+                    None => match self.flow_trunk_for(&number) {
+                        Some(trunk) if hidden && may_call_out => format!("trunk:{trunk}:{number}"),
+                        _ => {
+                            debug!("{code:?} from {user}: no colleague, or may not call out");
+                            if self.flow_answer(call_id).await {
+                                self.flow_play(call_id, &["not_active"], Mode::PromptThenBye);
+                            }
+                            return;
+                        }
+                    },
                 };
                 if let Some(f) = self.flows.calls.get_mut(&call_id) {
                     f.mode = Mode::Direct;
@@ -1484,6 +1639,28 @@ impl Engine {
         if self.flow_answer(call_id).await {
             self.flow_play(call_id, &[confirm], Mode::PromptThenBye);
         }
+    }
+
+    /// The trunk whose outbound prefix `number` starts with.
+    fn flow_trunk_for(&self, number: &str) -> Option<String> {
+        self.trunks
+            .iter()
+            .find(|t| {
+                t.outbound_prefixes
+                    .iter()
+                    .any(|p| !p.is_empty() && number.starts_with(p.as_str()))
+            })
+            .map(|t| t.name.clone())
+    }
+
+    /// The presence profile `user` activated with `*24*` and until when (`None`:
+    /// until `#24#`), while it runs — for the presence module and the greeting.
+    pub(in crate::engine) fn presence_profile(
+        &self,
+        user: &str,
+    ) -> Option<(u32, Option<Timestamp>)> {
+        let until = *self.flows.excluded.get(user)?;
+        Some((self.flows.profiles.get(user).copied().unwrap_or(0), until))
     }
 
     fn flow_set_forwarding(&mut self, user: &str, f: Forwarding) {
@@ -1674,6 +1851,7 @@ impl Engine {
     /// One-second tick: fires due router timers and ends presence profiles whose
     /// time is up.
     pub(super) async fn flow_tick(&mut self) {
+        self.keyed_tick().await;
         let now = self.flows.now();
         let ended: Vec<String> = self
             .flows
@@ -1683,7 +1861,9 @@ impl Engine {
             .map(|(u, _)| u.clone())
             .collect();
         for u in ended {
+            debug!("presence profile of {u} ended at its time");
             self.flows.excluded.remove(&u);
+            self.flows.profiles.remove(&u);
             self.flow_member(&u);
         }
         let due: Vec<(CallId, u64)> = self
@@ -2229,23 +2409,48 @@ impl Engine {
     }
 }
 
+/// Which of a mailbox's own greetings an upload replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GreetingKind {
+    /// The standard greeting.
+    Standard,
+    /// Played when a flow's voicemail step asks for the closed greeting.
+    Closed,
+    /// Played while the owner's presence profile (`*24*p`) runs.
+    Profile(u32),
+}
+
+impl GreetingKind {
+    /// `standard`, `closed` or `profile-N`.
+    pub fn parse(s: &str) -> Option<GreetingKind> {
+        match s {
+            "standard" => Some(GreetingKind::Standard),
+            "closed" => Some(GreetingKind::Closed),
+            _ => s
+                .strip_prefix("profile-")
+                .and_then(|p| p.parse().ok())
+                .map(GreetingKind::Profile),
+        }
+    }
+}
+
 /// Uploads: WAV files checked by decoding them first.
 impl EngineHandle {
     /// Stores a mailbox's own greeting (`closed`: the one played when closed).
     pub async fn put_greeting(
         &self,
         mailbox: &str,
-        closed: bool,
+        kind: GreetingKind,
         wav: Vec<u8>,
     ) -> Result<(), CommandError> {
         check_wav(&wav)?;
         let m = mailbox.to_owned();
         self.flow(move |e| {
             let dir = e.flows.voicemail_dir().join(&m);
-            let name = if closed {
-                "greeting-closed.wav"
-            } else {
-                "greeting.wav"
+            let name = match kind {
+                GreetingKind::Standard => "greeting.wav".to_owned(),
+                GreetingKind::Closed => "greeting-closed.wav".to_owned(),
+                GreetingKind::Profile(p) => format!("greeting-profile-{p}.wav"),
             };
             std::fs::create_dir_all(&dir)
                 .and_then(|_| std::fs::write(dir.join(name), &wav))
