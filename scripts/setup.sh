@@ -32,9 +32,10 @@ command -v npm >/dev/null || build_pkgs+=(nodejs npm)
 # sndfile, ctrl_tcp) and SIPVicious (svwar, svcrack) as the attacker.
 test_pkgs=(sip-tester pulseaudio pulseaudio-utils espeak-ng dbus gnome-keyring libsecret-tools
     kamailio kamailio-presence-modules kamailio-tls-modules baresip-core sipvicious openssl)
-# The desktop app's end-to-end test: a virtual display, WebKitGTK's WebDriver, and
-# ImageMagick's `import` for screenshots of the window.
-test_pkgs+=(xvfb xauth webkit2gtk-driver imagemagick)
+# The desktop app's end-to-end test: a virtual display, WebKitGTK's WebDriver,
+# ImageMagick's `import` for screenshots of the window, and xdotool to press the global
+# hotkeys as the X server sees them.
+test_pkgs+=(xvfb xauth webkit2gtk-driver imagemagick xdotool)
 # scripts/bench-engine.sh: Kamailio's registrar and auth_db on SQLite, like the engine's.
 bench_pkgs=(kamailio-sqlite-modules sqlite3)
 

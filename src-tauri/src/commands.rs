@@ -84,6 +84,48 @@ pub fn transfer(core: Core<'_>, call: u64, target: String) -> R<()> {
     core.transfer(call, &target)
 }
 
+/// Announced transfer: hold `call` and consult `target`.
+#[tauri::command]
+pub fn consult(core: Core<'_>, call: u64, target: String) -> R<()> {
+    core.consult(call, &target)
+}
+
+/// Announced transfer: hand the held call to the consulted colleague.
+#[tauri::command]
+pub fn complete_transfer(core: Core<'_>, call: u64) -> R<()> {
+    core.complete_transfer(call)
+}
+
+/// Announced transfer: hang up the consultation, take the held call back.
+#[tauri::command]
+pub fn cancel_consult(core: Core<'_>, call: u64) -> R<()> {
+    core.cancel_consult(call)
+}
+
+/// Swap to another call.
+#[tauri::command]
+pub fn swap(core: Core<'_>, call: u64) -> R<()> {
+    core.swap(call)
+}
+
+/// Merge the calls into a local conference.
+#[tauri::command]
+pub fn merge(core: Core<'_>) -> R<()> {
+    core.merge()
+}
+
+/// Send a ringing call to voicemail.
+#[tauri::command]
+pub fn send_to_voicemail(core: Core<'_>, call: u64) -> R<()> {
+    core.send_to_voicemail(call)
+}
+
+/// The OS notifications' words in the UI's language (sent at start and on a change).
+#[tauri::command]
+pub fn set_notification_text(core: Core<'_>, text: NotificationText) {
+    core.set_notification_text(text)
+}
+
 /// Search as you type.
 #[tauri::command]
 pub async fn search(core: Core<'_>, query: String) -> R<Vec<SearchHit>> {
@@ -132,16 +174,89 @@ pub async fn vcard_export(core: Core<'_>, path: String) -> R<VcardReport> {
     core.vcard_export(&path).await
 }
 
+/// Imports a vCard file the user picks in the OS file dialog; `None` when cancelled.
+#[tauri::command]
+pub async fn vcard_import_dialog<Rt: tauri::Runtime>(
+    app: tauri::AppHandle<Rt>,
+    core: Core<'_>,
+    title: String,
+) -> R<Option<VcardReport>> {
+    match pick_file(&app, title, false).await? {
+        Some(path) => core.vcard_import(&path).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Exports the contacts to a vCard file the user names in the OS file dialog; `None`
+/// when cancelled.
+#[tauri::command]
+pub async fn vcard_export_dialog<Rt: tauri::Runtime>(
+    app: tauri::AppHandle<Rt>,
+    core: Core<'_>,
+    title: String,
+) -> R<Option<VcardReport>> {
+    match pick_file(&app, title, true).await? {
+        Some(path) => core.vcard_export(&path).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The OS file dialog (open, or save as `contacts.vcf`), vCard files first.
+async fn pick_file<Rt: tauri::Runtime>(
+    app: &tauri::AppHandle<Rt>,
+    title: String,
+    save: bool,
+) -> R<Option<String>> {
+    use tauri::Manager;
+    use tauri_plugin_dialog::DialogExt;
+    if app.try_state::<tauri_plugin_dialog::Dialog<Rt>>().is_none() {
+        return Err(UiError::new(ErrorCode::NotReady, "no file dialogs here"));
+    }
+    let dialog = app
+        .dialog()
+        .file()
+        .set_title(title)
+        .add_filter("vCard", &["vcf", "vcard"]);
+    let picked = tauri::async_runtime::spawn_blocking(move || {
+        if save {
+            dialog.set_file_name("contacts.vcf").blocking_save_file()
+        } else {
+            dialog.blocking_pick_file()
+        }
+    })
+    .await
+    .map_err(|e| UiError::new(ErrorCode::Environment, e.to_string()))?;
+    picked
+        .map(|p| {
+            p.into_path()
+                .map(|p| p.display().to_string())
+                .map_err(|e| UiError::new(ErrorCode::Environment, e.to_string()))
+        })
+        .transpose()
+}
+
 /// Sets the user's presence (the tray shows it too).
 #[tauri::command]
 pub fn set_presence(core: Core<'_>, presence: Presence) -> R<()> {
     core.set_presence(presence)
 }
 
-/// Changes the settings.
+/// Changes the settings. Hotkeys that cannot be parsed or are given twice are refused
+/// (nothing saved); one another program holds is saved and reported as an error event.
 #[tauri::command]
-pub async fn set_settings(core: Core<'_>, settings: Settings) -> R<Settings> {
-    core.inner().clone().set_settings(settings).await
+pub async fn set_settings<Rt: tauri::Runtime>(
+    app: tauri::AppHandle<Rt>,
+    core: Core<'_>,
+    settings: Settings,
+) -> R<Settings> {
+    crate::hotkeys::check(&settings)?;
+    let hotkeys_changed =
+        crate::hotkeys::of(&core.snapshot().settings) != crate::hotkeys::of(&settings);
+    let saved = core.inner().clone().set_settings(settings).await?;
+    if hotkeys_changed {
+        crate::hotkeys::apply(&app, &saved);
+    }
+    Ok(saved)
 }
 
 /// The accounts.
@@ -154,6 +269,18 @@ pub fn accounts(core: Core<'_>) -> Vec<AccountView> {
 #[tauri::command]
 pub async fn save_account(core: Core<'_>, account: AccountForm) -> R<AccountView> {
     core.inner().clone().save_account(account).await
+}
+
+/// Plays a test tone on the chosen speaker (or ringing device).
+#[tauri::command]
+pub async fn test_tone(core: Core<'_>, ringing: bool) -> R<()> {
+    core.test_tone(ringing).await
+}
+
+/// Starts or stops the microphone test (levels over the media channel).
+#[tauri::command]
+pub fn mic_test(core: Core<'_>, on: bool) -> R<()> {
+    core.mic_test(on)
 }
 
 /// The sound devices.

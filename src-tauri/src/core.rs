@@ -107,8 +107,6 @@ struct SettingsFile {
     mode: Mode,
     settings: Settings,
     presence: Presence,
-    /// Colleagues' presence as this host's switchboard knows it (extension → presence).
-    office_presence: HashMap<String, Presence>,
 }
 
 type Predicate = Box<dyn Fn(&Event) -> bool + Send>;
@@ -134,6 +132,18 @@ struct State {
     waiters: Vec<Waiter>,
     /// The sound devices changed during a call: restart the phone when the calls end.
     restart_when_idle: bool,
+    /// Colleagues' presence from the engine's NOTIFYs (extension → presence), while the
+    /// phone watches them (RFC 3856).
+    office_presence: HashMap<String, Presence>,
+    /// Colleagues' phones from the engine's dialog NOTIFYs (extension → `idle`,
+    /// `ringing`, `busy`; RFC 4235).
+    office_phone: HashMap<String, String>,
+    /// The next outgoing call consults about this call (announced transfer).
+    pending_consult: Option<u64>,
+    /// The notifications' words in the UI's language.
+    notification_text: NotificationText,
+    /// The microphone test running, if any: set to stop it.
+    mic_test: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// The app's core (see the module documentation).
@@ -189,6 +199,57 @@ pub fn dial_target(link: &str) -> Option<String> {
         return Some(link.split('?').next().unwrap_or(link).to_string());
     }
     None
+}
+
+/// The phone's command publishing `p` (RFC 3903): the activity's word, the note, and
+/// the end time as the UI gives it (`HH:MM` or RFC 3339).
+fn publish_command(p: &Presence) -> Command {
+    let activity = match p.activity {
+        Activity::Unknown => "available".to_string(),
+        a => serde_json::to_value(a)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "available".into()),
+    };
+    let until = p.until.trim();
+    Command::SetPresence {
+        until: (!until.is_empty() && activity != "available").then(|| until.to_string()),
+        activity,
+        note: Some(p.note.trim().to_string()).filter(|n| !n.is_empty()),
+        account: None,
+    }
+}
+
+/// A colleague's activity as published (RPID token or our own word) in the UI's
+/// vocabulary; words it has none for read as away (yellow) or busy (red).
+fn activity_of(word: Option<&str>) -> Activity {
+    let Some(w) = word else {
+        return Activity::Available;
+    };
+    let w = w.trim().to_ascii_lowercase().replace('-', "_");
+    if let Ok(a) = serde_json::from_value::<Activity>(serde_json::Value::String(w.clone())) {
+        return a;
+    }
+    match w.as_str() {
+        "on_the_phone" | "available" | "working" | "online" => Activity::Available,
+        "meal" | "breakfast" | "dinner" => Activity::Lunch,
+        "holiday" | "travel" => Activity::Vacation,
+        "appointment" | "presentation" => Activity::Meeting,
+        "dnd" | "do_not_disturb" => Activity::Busy,
+        _ => Activity::Off,
+    }
+}
+
+/// An RFC 3339 end time as local `HH:MM` (what the UI shows and takes); other text as
+/// it is.
+fn local_hhmm(until: &str) -> String {
+    match until.parse::<jiff::Timestamp>() {
+        Ok(t) => t
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%H:%M")
+            .to_string(),
+        Err(_) => until.to_string(),
+    }
 }
 
 impl AppCore {
@@ -425,14 +486,41 @@ impl AppCore {
         config.store = store;
         config.secrets = self.secrets.clone();
         config.audio = audio_config(&self.lock().file.settings);
+        // The settings' switch, applied to every call with sound devices.
+        config.echo_cancellation = self.lock().file.settings.echo_cancellation;
         let (phone, mut events) = Phone::start(config).await.map_err(env_err)?;
         phone.send(Command::Register { account: None });
         phone.send(Command::Snapshot);
+        // Our presence to the server (PUBLISH, RFC 3903); the colleagues of the
+        // directory watched through it (SUBSCRIBE presence + dialog).
+        let (presence, me, colleagues) = {
+            let st = self.lock();
+            let me = st.me.as_ref().map(|m| m.extension.clone());
+            let mut c: Vec<String> = st.names.keys().cloned().collect();
+            c.retain(|e| Some(e) != me.as_ref());
+            c.sort();
+            (st.file.presence.clone(), me, c)
+        };
+        if !accounts.is_empty() {
+            phone.send(publish_command(&presence));
+        }
+        if me.is_some() {
+            for ext in colleagues {
+                phone.send(Command::Watch {
+                    uri: ext,
+                    account: None,
+                    presence: true,
+                    dialog: true,
+                });
+            }
+        }
         let generation = {
             let mut st = self.lock();
             st.generation += 1;
             st.phone = Some(phone);
             st.calls.clear();
+            st.office_presence.clear();
+            st.office_phone.clear();
             st.accounts = accounts
                 .iter()
                 .map(|a| {
@@ -535,6 +623,8 @@ impl AppCore {
                     muted: false,
                     codec: String::new(),
                     answered_at: None,
+                    consult_of: st.pending_consult.take(),
+                    conference: false,
                 };
                 st.calls.insert(call, v.clone());
                 out.push(UiEvent::Call { call: v });
@@ -577,6 +667,8 @@ impl AppCore {
                     muted: false,
                     codec: String::new(),
                     answered_at: None,
+                    consult_of: None,
+                    conference: false,
                 };
                 st.calls.insert(call, v.clone());
                 if replaces.is_none() {
@@ -587,10 +679,11 @@ impl AppCore {
                         } else {
                             format!("{} ({})", v.remote_name, uri_user(&v.remote))
                         };
+                        let words = &st.notification_text;
                         if !via.is_empty() {
-                            who = format!("{who} via {via}");
+                            who = format!("{who} {} {via}", words.via);
                         }
-                        self.sink.notify("Incoming call", &who);
+                        self.sink.notify(&words.incoming_call, &who);
                     }
                     out.push(UiEvent::Incoming { call: v, via });
                 } else {
@@ -633,6 +726,13 @@ impl AppCore {
                 status,
             } => {
                 st.calls.remove(&call);
+                // A consultation about a call that is gone is an ordinary call.
+                for v in st.calls.values_mut() {
+                    if v.consult_of == Some(call) {
+                        v.consult_of = None;
+                        out.push(UiEvent::Call { call: v.clone() });
+                    }
+                }
                 let mut c = serde_json::to_value(cause)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
@@ -651,6 +751,19 @@ impl AppCore {
                 out.push(UiEvent::History {
                     unseen_missed: st.unseen_missed,
                 });
+            }
+            Event::Conference { calls } => {
+                for v in st.calls.values_mut() {
+                    let now_in = calls.contains(&v.call);
+                    if v.conference != now_in {
+                        v.conference = now_in;
+                        // A merged consultation is no longer one.
+                        if now_in {
+                            v.consult_of = None;
+                        }
+                        out.push(UiEvent::Call { call: v.clone() });
+                    }
+                }
             }
             Event::Dtmf { call, digit, .. } => out.push(UiEvent::Dtmf {
                 call,
@@ -703,6 +816,37 @@ impl AppCore {
                     ),
                 })
             }
+            Event::PresenceChanged {
+                uri,
+                status,
+                activity,
+                note,
+                until,
+                ..
+            } => {
+                // Closed without an activity is unknown (grey); an activity stays
+                // readable while they are offline ("vacation until Monday").
+                let p = Presence {
+                    activity: if status == "open" || activity.is_some() {
+                        activity_of(activity.as_deref())
+                    } else {
+                        Activity::Unknown
+                    },
+                    until: until.map(|u| local_hhmm(&u)).unwrap_or_default(),
+                    note: note.unwrap_or_default(),
+                };
+                st.office_presence.insert(uri_user(&uri), p);
+                out.push(UiEvent::Directory);
+            }
+            Event::DialogStateChanged { uri, state, .. } => {
+                let phone = match state.as_str() {
+                    "confirmed" => "busy",
+                    "early" | "trying" => "ringing",
+                    _ => "idle",
+                };
+                st.office_phone.insert(uri_user(&uri), phone.into());
+                out.push(UiEvent::Directory);
+            }
             Event::MissedSeen { .. } => {
                 st.unseen_missed = 0;
                 out.push(UiEvent::History { unseen_missed: 0 });
@@ -753,6 +897,11 @@ impl AppCore {
         }
     }
 
+    /// The embedded engine while hosting the office.
+    pub fn engine(&self) -> Option<EngineHandle> {
+        self.lock().engine.as_ref().map(|e| e.0.clone())
+    }
+
     /// Everything the UI draws from.
     pub fn snapshot(&self) -> Snapshot {
         let st = self.lock();
@@ -775,11 +924,188 @@ impl AppCore {
         if target.is_empty() {
             return Err(bad("nothing to call"));
         }
+        // A second call: the one in progress waits on hold.
+        self.hold_others(None)?;
         self.send(Command::Call {
             uri: target,
             account: None,
             media: Default::default(),
         })
+    }
+
+    /// Holds every call that is up, not held and not `except` (the conference's
+    /// members go on hold together).
+    fn hold_others(&self, except: Option<u64>) -> Result<(), UiError> {
+        let talking: Vec<u64> = self
+            .lock()
+            .calls
+            .values()
+            .filter(|c| c.state == "established" && !c.held && Some(c.call) != except)
+            .map(|c| c.call)
+            .collect();
+        for id in talking {
+            self.send(Command::Hold { call: Some(id) })?;
+        }
+        Ok(())
+    }
+
+    /// Announced transfer, first step: holds `call` and calls `target` to consult them
+    /// (the new call's `consult_of` is `call`).
+    pub fn consult(&self, call: u64, target: &str) -> Result<(), UiError> {
+        self.known_call(call)?;
+        let target = dial_target(target).unwrap_or_else(|| target.trim().to_string());
+        if target.is_empty() {
+            return Err(bad("consult whom?"));
+        }
+        self.hold_others(None)?;
+        self.lock().pending_consult = Some(call);
+        self.send(Command::Call {
+            uri: target,
+            account: None,
+            media: Default::default(),
+        })
+        .inspect_err(|_| self.lock().pending_consult = None)
+    }
+
+    /// Announced transfer, done: the consulted colleague gets the held call (REFER with
+    /// Replaces, RFC 3891 / RFC 5589 §7); `call` is the consultation.
+    pub fn complete_transfer(&self, call: u64) -> Result<(), UiError> {
+        let of = self
+            .lock()
+            .calls
+            .get(&call)
+            .ok_or_else(|| bad(format!("no call {call}")))?
+            .consult_of
+            .ok_or_else(|| bad(format!("call {call} is no consultation")))?;
+        self.send(Command::AttendedTransfer { call: of, to: call })
+    }
+
+    /// Announced transfer, given up: hangs up the consultation and takes the held call
+    /// back.
+    pub fn cancel_consult(&self, call: u64) -> Result<(), UiError> {
+        let of = self
+            .lock()
+            .calls
+            .get(&call)
+            .ok_or_else(|| bad(format!("no call {call}")))?
+            .consult_of
+            .ok_or_else(|| bad(format!("call {call} is no consultation")))?;
+        self.send(Command::Hangup { call: Some(call) })?;
+        self.send(Command::Resume { call: Some(of) })
+    }
+
+    /// Swaps to `call`: the other calls go on hold, `call` resumes.
+    pub fn swap(&self, call: u64) -> Result<(), UiError> {
+        self.known_call(call)?;
+        self.hold_others(Some(call))?;
+        if self.lock().calls.get(&call).is_some_and(|c| c.held) {
+            self.send(Command::Resume { call: Some(call) })?;
+        }
+        Ok(())
+    }
+
+    /// Merges every call that is up into a local conference.
+    pub fn merge(&self) -> Result<(), UiError> {
+        let up = self
+            .lock()
+            .calls
+            .values()
+            .filter(|c| c.state == "established")
+            .count();
+        if up < 2 {
+            return Err(bad("merge needs two calls that are up"));
+        }
+        self.send(Command::Merge { calls: Vec::new() })
+    }
+
+    /// Plays a one-second test tone on the chosen speaker (`ringing`: on the ringing
+    /// device); returns when it has played.
+    pub async fn test_tone(&self, ringing: bool) -> Result<(), UiError> {
+        let config = audio_config(&self.lock().file.settings);
+        let role = if ringing {
+            vaxel_audio::DeviceRole::Ringing
+        } else {
+            vaxel_audio::DeviceRole::Output
+        };
+        tokio::task::spawn_blocking(move || crate::soundcheck::play_tone(config, role, 1.0))
+            .await
+            .map_err(env_err)?
+    }
+
+    /// Starts (or stops) the microphone test: the chosen microphone's level goes to the
+    /// UI as [`MediaUpdate::MicLevel`] ten times a second, for at most a minute.
+    pub fn mic_test(&self, on: bool) -> Result<(), UiError> {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let mut st = self.lock();
+        if let Some(stop) = st.mic_test.take() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        if !on {
+            return Ok(());
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        st.mic_test = Some(stop.clone());
+        let config = audio_config(&st.file.settings);
+        drop(st);
+        let sink = self.sink.clone();
+        std::thread::Builder::new()
+            .name("vaxel-mic-test".into())
+            .spawn(move || {
+                let r =
+                    crate::soundcheck::mic_levels(config, stop, Duration::from_secs(60), |dbfs| {
+                        sink.media(MediaUpdate::MicLevel { dbfs })
+                    });
+                if let Err(error) = r {
+                    sink.event(UiEvent::Error { error });
+                }
+                // The meter falls back when the test ends.
+                sink.media(MediaUpdate::MicLevel { dbfs: -100.0 });
+            })
+            .map_err(env_err)?;
+        Ok(())
+    }
+
+    /// A global hotkey was pressed: `answer` the ringing call, `hangup` or `mute` (toggle)
+    /// the call in progress (the newest one not on hold). Nothing to act on is no error.
+    pub fn hotkey(&self, action: &str) -> Result<(), UiError> {
+        let (ringing, current) = {
+            let st = self.lock();
+            let ringing = st
+                .calls
+                .values()
+                .find(|c| c.direction == "incoming" && c.state == "ringing")
+                .map(|c| c.call);
+            let live: Vec<&CallView> = st
+                .calls
+                .values()
+                .filter(|c| !(c.direction == "incoming" && c.state == "ringing"))
+                .collect();
+            let current = live
+                .iter()
+                .rev()
+                .find(|c| !c.held)
+                .or(live.last())
+                .map(|c| (c.call, c.muted));
+            (ringing, current)
+        };
+        match (action, ringing, current) {
+            ("answer", Some(call), _) => self.answer(call),
+            ("hangup", _, Some((call, _))) => self.hangup(call),
+            ("mute", _, Some((call, muted))) => self.mute(call, !muted),
+            ("answer" | "hangup" | "mute", _, _) => Ok(()),
+            _ => Err(bad(format!("no hotkey action {action:?}"))),
+        }
+    }
+
+    /// The notifications' words, in the language the UI shows (its i18n table).
+    pub fn set_notification_text(&self, text: NotificationText) {
+        self.lock().notification_text = text;
+    }
+
+    /// Sends a ringing call to the user's voicemail (302 to `*59*` + the extension).
+    pub fn send_to_voicemail(&self, call: u64) -> Result<(), UiError> {
+        self.known_call(call)?;
+        self.send(Command::SendToVoicemail { call: Some(call) })
     }
 
     /// Opens a `tel:`/`sip:` link: tells the UI and places the call.
@@ -802,6 +1128,8 @@ impl AppCore {
     /// Answers a ringing call.
     pub fn answer(&self, call: u64) -> Result<(), UiError> {
         self.known_call(call)?;
+        // Call waiting: the call in progress waits on hold.
+        self.hold_others(Some(call))?;
         self.send(Command::Answer {
             call: Some(call),
             media: Default::default(),
@@ -981,27 +1309,29 @@ impl AppCore {
                 Ok(ContactView { id: Some(id), ..c })
             }
             Some(id) => {
-                let mut store = self.profile().open_store().map_err(env_err)?;
-                let cid = vaxel_store::ContactId(id);
-                let mut data = store
-                    .contact(cid)
-                    .map_err(env_err)?
-                    .ok_or_else(|| bad(format!("no contact {id}")))?
-                    .data;
-                data.display_name = c.name.trim().into();
-                data.given_name.clear();
-                data.family_name.clear();
-                data.organisation = c.organisation.clone();
-                data.phones = c
-                    .numbers
-                    .iter()
-                    .map(|n| vaxel_store::Phone::new(vaxel_store::PhoneKind::Other, n.clone()))
-                    .collect();
-                data.sip_uris = c.sip_uris.clone();
-                data.emails = c.emails.clone();
-                data.favourite = c.favourite;
-                store.update_contact(cid, &data).map_err(env_err)?;
-                Ok(c)
+                // Through the phone, like adding: one writer of the store.
+                let contact = NewContact {
+                    name: c.name.trim().into(),
+                    numbers: c.numbers.clone(),
+                    sip_uris: c.sip_uris.clone(),
+                    emails: c.emails.clone(),
+                    organisation: c.organisation.clone(),
+                    favourite: c.favourite,
+                };
+                let e = self
+                    .ask(
+                        Command::ContactUpdate { id, contact },
+                        Box::new(move |e| {
+                            matches!(e, Event::ContactUpdated { id: i, .. } if *i == id)
+                                || matches!(e, Event::Error { message, .. }
+                                    if message == &format!("no contact {id}"))
+                        }),
+                    )
+                    .await?;
+                match e {
+                    Event::ContactUpdated { .. } => Ok(c),
+                    _ => Err(bad(format!("no contact {id}"))),
+                }
             }
         }
     }
@@ -1071,22 +1401,21 @@ impl AppCore {
             .into_iter()
             .map(|d| {
                 let ext = d.user.extension.clone();
+                // Colleagues as the engine's NOTIFYs say; before the first one, from
+                // their registration.
                 let presence = if Some(&ext) == me.as_ref() {
                     st.file.presence.clone()
                 } else {
-                    st.file
-                        .office_presence
-                        .get(&ext)
-                        .cloned()
-                        .unwrap_or(Presence {
-                            activity: if d.devices > 0 {
-                                Activity::Available
-                            } else {
-                                Activity::Unknown
-                            },
-                            ..Presence::default()
-                        })
+                    st.office_presence.get(&ext).cloned().unwrap_or(Presence {
+                        activity: if d.devices > 0 {
+                            Activity::Available
+                        } else {
+                            Activity::Unknown
+                        },
+                        ..Presence::default()
+                    })
                 };
+                let watched_phone = st.office_phone.get(&ext).cloned();
                 Person {
                     extension: ext,
                     name: d.user.name,
@@ -1098,7 +1427,7 @@ impl AppCore {
                     phone: if d.devices == 0 {
                         "offline".into()
                     } else {
-                        d.phone.into()
+                        watched_phone.unwrap_or_else(|| d.phone.into())
                     },
                     presence,
                 }
@@ -1106,7 +1435,8 @@ impl AppCore {
             .collect())
     }
 
-    /// Sets the user's presence.
+    /// Sets the user's presence: saved, and published to the server (the embedded
+    /// engine or the account's) so colleagues see it.
     pub fn set_presence(&self, presence: Presence) -> Result<(), UiError> {
         let file = {
             let mut st = self.lock();
@@ -1114,6 +1444,10 @@ impl AppCore {
             st.file.clone()
         };
         self.save(&file)?;
+        let phone = self.lock().phone.clone();
+        if let Some(phone) = phone {
+            phone.send(publish_command(&presence));
+        }
         self.sink.event(UiEvent::Presence { presence });
         self.sink.event(UiEvent::Directory);
         Ok(())
@@ -1127,7 +1461,9 @@ impl AppCore {
         }
         let (file, devices_changed, idle) = {
             let mut st = self.lock();
-            let changed = audio_config(&st.file.settings) != audio_config(&settings);
+            // Devices and echo cancellation take effect in a restarted phone.
+            let changed = audio_config(&st.file.settings) != audio_config(&settings)
+                || st.file.settings.echo_cancellation != settings.echo_cancellation;
             st.file.settings = settings.clone();
             (
                 st.file.clone(),
@@ -1344,6 +1680,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn presence_words_between_the_ui_and_the_engine() {
+        // What the UI sets goes out as the phone's PUBLISH command.
+        let p = Presence {
+            activity: Activity::InOffice,
+            until: "14:00".into(),
+            note: " desk 3 ".into(),
+        };
+        match publish_command(&p) {
+            Command::SetPresence {
+                activity,
+                note,
+                until,
+                ..
+            } => {
+                assert_eq!(activity, "in_office");
+                assert_eq!(note.as_deref(), Some("desk 3"));
+                assert_eq!(until.as_deref(), Some("14:00"));
+            }
+            c => panic!("{c:?}"),
+        }
+        // Available has no end time.
+        let p = Presence {
+            until: "14:00".into(),
+            ..Presence::default()
+        };
+        assert!(matches!(
+            publish_command(&p),
+            Command::SetPresence { until: None, .. }
+        ));
+        // What colleagues published comes back in the UI's words.
+        assert_eq!(activity_of(None), Activity::Available);
+        assert_eq!(activity_of(Some("meeting")), Activity::Meeting);
+        assert_eq!(activity_of(Some("in_office")), Activity::InOffice);
+        assert_eq!(activity_of(Some("on-the-phone")), Activity::Available);
+        assert_eq!(activity_of(Some("meal")), Activity::Lunch);
+        assert_eq!(activity_of(Some("away")), Activity::Off);
+        assert_eq!(local_hhmm("soon"), "soon");
+        assert_eq!(local_hhmm("2026-11-22T14:05:00Z").len(), 5);
+    }
+
+    #[test]
     fn links_become_dial_targets() {
         assert_eq!(
             dial_target("tel:+45 7010-4002").as_deref(),
@@ -1361,14 +1738,16 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct Seen(Mutex<(Vec<UiEvent>, Vec<String>)>);
+    /// Events, notification bodies; notification titles.
+    struct Seen(Mutex<(Vec<UiEvent>, Vec<String>)>, Mutex<Vec<String>>);
     impl Sink for Seen {
         fn event(&self, e: UiEvent) {
             self.0.lock().unwrap().0.push(e);
         }
         fn media(&self, _: MediaUpdate) {}
-        fn notify(&self, _: &str, body: &str) {
+        fn notify(&self, title: &str, body: &str) {
             self.0.lock().unwrap().1.push(body.to_string());
+            self.1.lock().unwrap().push(title.to_string());
         }
     }
 
@@ -1412,5 +1791,112 @@ mod tests {
         assert_eq!(call.remote, "sip:4005@demo.vaxel.test");
         assert_eq!(notes.len(), 1);
         assert_eq!(notes[0], "Eva Eriksen (4005) via Sales");
+    }
+
+    #[test]
+    fn notifications_use_the_words_the_ui_gave() {
+        let seen = Arc::new(Seen::default());
+        let dir = std::env::temp_dir().join(format!("vaxel-desktop-note-{}", std::process::id()));
+        let core = AppCore::new(
+            CoreOptions {
+                config_dir: dir.join("config"),
+                data_dir: dir.join("data"),
+                engine_sip: None,
+                demo_user: "4001".into(),
+                keychain: Arc::new(MemoryStore::new()),
+            },
+            seen.clone(),
+        );
+        core.set_notification_text(NotificationText {
+            incoming_call: "Indgående opkald".into(),
+            via: "via".into(),
+        });
+        core.phone_event(Event::Incoming {
+            call: 3,
+            account: "demo".into(),
+            from: "sip:4003@demo.vaxel.test".into(),
+            to: "sip:4001@demo.vaxel.test".into(),
+            replaces: None,
+            name: "Carla Christensen".into(),
+            number: "4003".into(),
+            group: None,
+        });
+        let (_, notes) = &*seen.0.lock().unwrap();
+        assert_eq!(notes[0], "Carla Christensen (4003)");
+        assert_eq!(seen.1.lock().unwrap()[0], "Indgående opkald");
+    }
+
+    #[test]
+    fn a_consultation_is_marked_merged_calls_flagged_and_both_cleared_at_the_end() {
+        let seen = Arc::new(Seen::default());
+        let dir = std::env::temp_dir().join(format!("vaxel-desktop-conf-{}", std::process::id()));
+        let core = AppCore::new(
+            CoreOptions {
+                config_dir: dir.join("config"),
+                data_dir: dir.join("data"),
+                engine_sip: None,
+                demo_user: "4001".into(),
+                keychain: Arc::new(MemoryStore::new()),
+            },
+            seen.clone(),
+        );
+        let outgoing = |call: u64, ext: &str| Event::Outgoing {
+            call,
+            account: "demo".into(),
+            uri: format!("sip:{ext}@demo.vaxel.test"),
+        };
+        core.phone_event(outgoing(1, "4002"));
+        // `consult` marks the next outgoing call as the consultation about call 1.
+        core.lock().pending_consult = Some(1);
+        core.phone_event(outgoing(2, "4004"));
+        assert_eq!(core.lock().calls[&2].consult_of, Some(1));
+        assert_eq!(core.lock().calls[&1].consult_of, None);
+        // Without the phone running, the announced-transfer commands say so.
+        assert_eq!(
+            core.complete_transfer(2).unwrap_err().code,
+            ErrorCode::NotReady
+        );
+        assert_eq!(
+            core.complete_transfer(1).unwrap_err().code,
+            ErrorCode::BadCommand,
+            "call 1 is no consultation"
+        );
+        // Hotkeys act on the newest call not on hold (here the consultation, 2); without
+        // the phone that is "not ready", and an unknown action is the caller's fault.
+        assert_eq!(core.hotkey("mute").unwrap_err().code, ErrorCode::NotReady);
+        assert_eq!(
+            core.hotkey("answer").map_err(|e| e.code),
+            Ok(()),
+            "nothing rings"
+        );
+        assert_eq!(
+            core.hotkey("dance").unwrap_err().code,
+            ErrorCode::BadCommand
+        );
+        core.phone_event(Event::Conference { calls: vec![1, 2] });
+        {
+            let st = core.lock();
+            assert!(st.calls[&1].conference && st.calls[&2].conference);
+            assert_eq!(
+                st.calls[&2].consult_of, None,
+                "merged: no longer a consultation"
+            );
+        }
+        core.phone_event(Event::Conference { calls: vec![] });
+        assert!(!core.lock().calls[&1].conference);
+        // The consulted call ending makes a pending consultation an ordinary call.
+        core.lock().calls.get_mut(&2).unwrap().consult_of = Some(1);
+        core.phone_event(Event::Ended {
+            call: 1,
+            cause: EndReason::Transferred,
+            status: None,
+        });
+        assert_eq!(core.lock().calls[&2].consult_of, None);
+        let (events, _) = &*seen.0.lock().unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, UiEvent::Call { call } if call.call == 2 && call.conference))
+        );
     }
 }

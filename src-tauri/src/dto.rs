@@ -145,6 +145,12 @@ pub struct CallView {
     /// When it was answered (ms since the Unix epoch), for the call timer.
     #[ts(type = "number | null")]
     pub answered_at: Option<i64>,
+    /// This call consults a colleague about that (held) call: an announced transfer
+    /// can hand that call over to this one's far end.
+    #[ts(type = "number | null")]
+    pub consult_of: Option<u64>,
+    /// The call is in the local conference (merged).
+    pub conference: bool,
 }
 
 /// Everything the UI needs to draw itself at start; events keep it current.
@@ -296,6 +302,25 @@ pub enum Activity {
     Unknown,
 }
 
+/// The words of the OS notifications, in the UI's language (from its i18n table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationText {
+    /// The title of an incoming call's notification ("Incoming call").
+    pub incoming_call: String,
+    /// The word before a group's name ("via" Sales).
+    pub via: String,
+}
+
+impl Default for NotificationText {
+    fn default() -> Self {
+        NotificationText {
+            incoming_call: "Incoming call".into(),
+            via: "via".into(),
+        }
+    }
+}
+
 /// A presence: activity, until when, and a note.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, TS)]
 #[serde(rename_all = "camelCase")]
@@ -367,6 +392,13 @@ pub struct Settings {
     pub start_minimised: bool,
     /// Show OS notifications for incoming calls.
     pub notifications: bool,
+    /// Global hotkey that answers a ringing call ("Ctrl+Alt+A"; empty: none). Works
+    /// while another program has the focus.
+    pub hotkey_answer: String,
+    /// Global hotkey that hangs up the call in progress.
+    pub hotkey_hangup: String,
+    /// Global hotkey that mutes or unmutes the call in progress.
+    pub hotkey_mute: String,
 }
 
 impl Default for Settings {
@@ -380,6 +412,9 @@ impl Default for Settings {
             ring_device: String::new(),
             start_minimised: false,
             notifications: true,
+            hotkey_answer: "Ctrl+Alt+A".into(),
+            hotkey_hangup: "Ctrl+Alt+E".into(),
+            hotkey_mute: "Ctrl+Alt+M".into(),
         }
     }
 }
@@ -426,6 +461,11 @@ pub enum MediaUpdate {
         jitter_ms: f32,
         /// Round trip in ms.
         rtt_ms: Option<f32>,
+    },
+    /// The settings' microphone test: the level in dBFS, ten times a second.
+    MicLevel {
+        /// RMS over the last 100 ms (−100 silence … 0 full scale).
+        dbfs: f32,
     },
 }
 
@@ -521,6 +561,7 @@ pub fn typescript_bindings() -> String {
         VcardReport::decl(),
         Activity::decl(),
         Presence::decl(),
+        NotificationText::decl(),
         Person::decl(),
         Theme::decl(),
         Settings::decl(),

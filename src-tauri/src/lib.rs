@@ -19,7 +19,9 @@
 pub mod commands;
 pub mod core;
 pub mod dto;
+pub mod hotkeys;
 pub mod links;
+pub mod soundcheck;
 pub mod tray;
 
 use std::path::PathBuf;
@@ -133,6 +135,13 @@ pub fn builder<R: Runtime>() -> tauri::Builder<R> {
             commands::mute,
             commands::dtmf,
             commands::transfer,
+            commands::consult,
+            commands::complete_transfer,
+            commands::cancel_consult,
+            commands::swap,
+            commands::merge,
+            commands::send_to_voicemail,
+            commands::set_notification_text,
             commands::search,
             commands::history,
             commands::mark_missed_seen,
@@ -141,11 +150,15 @@ pub fn builder<R: Runtime>() -> tauri::Builder<R> {
             commands::save_contact,
             commands::vcard_import,
             commands::vcard_export,
+            commands::vcard_import_dialog,
+            commands::vcard_export_dialog,
             commands::set_presence,
             commands::set_settings,
             commands::accounts,
             commands::save_account,
             commands::audio_devices,
+            commands::test_tone,
+            commands::mic_test,
             commands::media_channel,
             commands::register_links,
             commands::ui_ready,
@@ -191,8 +204,62 @@ pub fn attach<R: Runtime>(
     core
 }
 
+/// Another `vaxel-desktop` was started while this one runs (tauri-plugin-single-instance
+/// handed us its arguments; it has exited): come forward and call its `tel:`/`sip:` links.
+pub fn second_launch<R: Runtime>(app: &AppHandle<R>, argv: Vec<String>) {
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.show();
+        let _ = w.unminimize();
+        let _ = w.set_focus();
+    }
+    let Some(core) = app.try_state::<Arc<AppCore>>() else {
+        return;
+    };
+    for link in links::from_args(argv.into_iter().skip(1)) {
+        tracing::info!("a second launch asks to call {link}");
+        if let Err(e) = core.open_link(&link) {
+            core_error(app, e);
+        }
+    }
+}
+
 fn core_error<R: Runtime>(app: &AppHandle<R>, error: dto::UiError) {
     let _ = app.emit(EVENT, UiEvent::Error { error });
+}
+
+/// A lighter WebKitGTK for a one-page app that loads nothing from the network: the
+/// memory cache sized for one document (`DocumentViewer`), no page cache, and no WebGL,
+/// WebAudio, media, media streams, DNS prefetch or offline/database storage (Vaxel's
+/// sound is the phone's, not the page's). `VAXEL_WEBKIT_DEFAULTS=1` keeps WebKit's
+/// defaults (scripts/bench-desktop.sh measures both).
+#[cfg(target_os = "linux")]
+fn lighten_webview(app: &AppHandle<tauri::Wry>) {
+    if std::env::var_os("VAXEL_WEBKIT_DEFAULTS").is_some() {
+        return;
+    }
+    let Some(w) = app.get_webview_window("main") else {
+        return;
+    };
+    let r = w.with_webview(|pv| {
+        use webkit2gtk::{SettingsExt, WebContextExt, WebViewExt};
+        let view = pv.inner();
+        if let Some(ctx) = view.context() {
+            ctx.set_cache_model(webkit2gtk::CacheModel::DocumentViewer);
+        }
+        if let Some(s) = WebViewExt::settings(&view) {
+            s.set_enable_page_cache(false);
+            s.set_enable_webgl(false);
+            s.set_enable_webaudio(false);
+            s.set_enable_media(false);
+            s.set_enable_media_stream(false);
+            s.set_enable_dns_prefetching(false);
+            s.set_enable_html5_database(false);
+            s.set_enable_offline_web_application_cache(false);
+        }
+    });
+    if let Err(e) = r {
+        tracing::debug!("web view settings: {e}");
+    }
 }
 
 /// Runs the desktop app (the `vaxel-desktop` program).
@@ -207,10 +274,19 @@ pub fn run() {
         .init();
     let links = links::from_args(std::env::args().skip(1));
     let app = builder::<tauri::Wry>()
+        // First of the plugins: a second launch gives us its links and exits.
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            second_launch(app, argv)
+        }))
         .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_global_shortcut::Builder::new().build())
+        .plugin(tauri_plugin_dialog::init())
         .setup(move |app| {
             let handle = app.handle().clone();
-            attach(&handle, core_options(&handle), true, links);
+            #[cfg(target_os = "linux")]
+            lighten_webview(&handle);
+            let core = attach(&handle, core_options(&handle), true, links);
+            hotkeys::apply(&handle, &core.snapshot().settings);
             Ok(())
         })
         .build(tauri::generate_context!());

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tauri::Listener;
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{MockRuntime, get_ipc_response, mock_context, noop_assets};
 use tauri::webview::{InvokeRequest, WebviewWindow, WebviewWindowBuilder};
+use tauri::{Listener, Manager};
 use vaxel_desktop::core::CoreOptions;
 
 struct App {
@@ -97,6 +97,27 @@ fn before_the_first_run_choice_nothing_runs_and_errors_say_so() {
     settings["language"] = json!("xx");
     let err = invoke(&app, "set_settings", json!({ "settings": settings })).unwrap_err();
     assert_eq!(err["code"], "bad_command");
+    // Hotkeys: defaults for answer, hang up and mute; a key that is none, or one key for
+    // two actions, is refused and nothing is saved.
+    assert_eq!(snap["settings"]["hotkeyAnswer"], "Ctrl+Alt+A");
+    for (field, key, says) in [
+        ("hotkeyMute", "Ctrl+Alt+Banana", "not a key"),
+        ("hotkeyMute", "ctrl+alt+a", "both answer and mute"),
+    ] {
+        let mut settings = snap["settings"].clone();
+        settings[field] = json!(key);
+        let err = invoke(&app, "set_settings", json!({ "settings": settings })).unwrap_err();
+        assert_eq!(err["code"], "bad_command", "{err}");
+        assert!(err["message"].as_str().unwrap().contains(says), "{err}");
+    }
+    let mut settings = snap["settings"].clone();
+    settings["hotkeyMute"] = json!("Shift+F9");
+    let saved = invoke(&app, "set_settings", json!({ "settings": settings })).unwrap();
+    assert_eq!(saved["hotkeyMute"], "Shift+F9");
+    assert_eq!(
+        invoke(&app, "snapshot", json!({})).unwrap()["settings"]["hotkeyMute"],
+        "Shift+F9"
+    );
 }
 
 #[test]
@@ -164,6 +185,44 @@ fn hosting_the_office_registers_the_demo_user_and_serves_search_directory_and_pr
     assert_eq!(me["presence"]["until"], "14:00");
     let snap = invoke(&app, "snapshot", json!({})).unwrap();
     assert_eq!(snap["presence"]["note"], "board");
+    // … and published to the embedded engine (PUBLISH, RFC 3903), which tells watchers.
+    let core = app
+        .app
+        .state::<Arc<vaxel_desktop::core::AppCore>>()
+        .inner()
+        .clone();
+    let engine = core.engine().expect("hosting runs the engine");
+    let engine_view = |ext: &str| {
+        let all = tauri::async_runtime::block_on(engine.presence()).unwrap();
+        all.into_iter().find(|(e, _)| e == ext).unwrap().1
+    };
+    wait_for("the engine to have my presence", || {
+        let v = engine_view("4001");
+        v.activity.as_deref() == Some("meeting") && v.note.as_deref() == Some("board")
+    });
+    assert_eq!(engine_view("4001").state, "away");
+    // A colleague's presence reaches the directory through the phone's subscription to
+    // the engine (SUBSCRIBE presence, RFC 3856): Bo sets lunch through the engine.
+    tauri::async_runtime::block_on(engine.set_presence(
+        "4002",
+        vaxel_engine::engine::SetPresence {
+            activity: "lunch".into(),
+            note: Some("back at one".into()),
+            until: None,
+        },
+    ))
+    .unwrap();
+    wait_for("Bo's lunch in the directory", || {
+        let dir = invoke(&app, "directory", json!({})).unwrap();
+        let bo = dir
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["extension"] == "4002")
+            .cloned()
+            .unwrap();
+        bo["presence"]["activity"] == "lunch" && bo["presence"]["note"] == "back at one"
+    });
 
     // Contacts: add, change, find.
     let c = invoke(
@@ -181,6 +240,13 @@ fn hosting_the_office_registers_the_demo_user_and_serves_search_directory_and_pr
     .unwrap();
     let list = invoke(&app, "contacts", json!({})).unwrap();
     assert_eq!(list[0]["name"], "Anne Sällström-Berg");
+    let err = invoke(
+        &app,
+        "save_contact",
+        json!({ "contact": { "id": 999, "name": "Nobody", "numbers": [] } }),
+    )
+    .unwrap_err();
+    assert_eq!(err["code"], "bad_command", "{err}");
     assert_eq!(list[0]["favourite"], true);
     let hits = invoke(&app, "search", json!({ "query": "anne" })).unwrap();
     assert_eq!(hits[0]["kind"], "contact");
@@ -215,6 +281,48 @@ fn hosting_the_office_registers_the_demo_user_and_serves_search_directory_and_pr
     assert_eq!(err["code"], "bad_command");
     let err = invoke(&app, "dtmf", json!({ "call": 99, "digits": "x" })).unwrap_err();
     assert_eq!(err["code"], "bad_command");
+    // The file dialogs need the dialog plugin, which the mock runtime does not have.
+    let err = invoke(&app, "vcard_export_dialog", json!({ "title": "Export" })).unwrap_err();
+    assert_eq!(err["code"], "not_ready", "{err}");
+    // A second launch with a link (tauri-plugin-single-instance hands us its arguments):
+    // the UI is told to show the dial screen and the call is placed.
+    vaxel_desktop::second_launch(
+        app.app.handle(),
+        vec!["vaxel-desktop".into(), "--flag".into(), "tel:4002".into()],
+    );
+    wait_for("the link's call", || {
+        app.events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "dial" && e["uri"] == "4002")
+    });
+    wait_for("the link's call to be placed", || {
+        app.events.lock().unwrap().iter().any(|e| {
+            e["type"] == "call" && e["call"]["remote"].as_str().unwrap_or("").contains("4002")
+        })
+    });
+    // Second calls, announced transfer, merge and voicemail: the caller's fault without
+    // the calls they need (the flows themselves run in the end-to-end test).
+    for (cmd, args, says) in [
+        (
+            "consult",
+            json!({ "call": 99, "target": "4004" }),
+            "no call 99",
+        ),
+        ("complete_transfer", json!({ "call": 99 }), "no call 99"),
+        ("cancel_consult", json!({ "call": 99 }), "no call 99"),
+        ("swap", json!({ "call": 99 }), "no call 99"),
+        ("merge", json!({}), "two calls"),
+        ("send_to_voicemail", json!({ "call": 99 }), "no call 99"),
+    ] {
+        let err = invoke(&app, cmd, args).unwrap_err();
+        assert_eq!(err["code"], "bad_command", "{cmd}: {err}");
+        assert!(
+            err["message"].as_str().unwrap().contains(says),
+            "{cmd}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -5,9 +5,16 @@
 // It hosts the office (embedded engine + demo office on a loopback port it picked),
 // registers a `vaxel` CLI phone as 4002 that auto-answers playing a tone, calls it from
 // the dial field, waits for the call to be up and the speaker meter to move, sends a DTMF
-// digit that Bo receives, mutes, holds, hangs up,
-// finds the call in the history, takes an incoming call from a second CLI phone (4003)
-// and declines it, switches presence and sees it in the directory. Screenshots of the
+// digit that Bo receives, mutes, holds, consults Dan (4004, a third CLI phone), swaps,
+// merges the two calls into a conference, lets Dan leave, consults him again and
+// completes the announced transfer (Bo and Dan then talk), finds the call in the
+// history, takes an incoming call from a second CLI phone (4003) and declines it, sends
+// one from 4005 to voicemail, switches presence and sees it in the directory and at a
+// SIP watcher (`vaxel watch`, through the engine's presence server), sees Bo in a call
+// (red) and Carla's own published presence (lunch, yellow) in the directory and back to
+// available when it is removed, launches the app a second time with tel:4004 (the
+// running app takes the link and calls), mutes and hangs up with the global hotkeys
+// (xdotool). Screenshots of the
 // main screens go to docs/screenshots/. Every process it starts is stopped by its pid.
 //
 // Environment: VAXEL_DESKTOP_BIN (the app), VAXEL_BIN (the `vaxel` CLI), both default to
@@ -121,8 +128,14 @@ try {
   const driverPort = await freeTcpPort();
   const nativePort = await freeTcpPort();
   const pulseEnv = await pulse();
+  // A private D-Bus session bus: the single-instance plugin keeps its name there, so a
+  // second launch finds this app.
+  const bus = join(work, 'bus');
+  start('dbus', 'dbus-daemon', ['--session', '--nofork', `--address=unix:path=${bus}`]);
+  await until('dbus-daemon', () => existsSync(bus), 10000);
   const appEnv = {
     ...pulseEnv,
+    DBUS_SESSION_BUS_ADDRESS: `unix:path=${bus}`,
     VAXEL_DESKTOP_DIR: join(work, 'app'),
     VAXEL_ENGINE_SIP: `127.0.0.1:${enginePort}`,
     WEBKIT_DISABLE_COMPOSITING_MODE: '1',
@@ -191,9 +204,56 @@ try {
   await (await $('#hold')).click();
   await until('resume', async () => (await (await $('#hold')).getAttribute('aria-pressed')) === 'false', 10000);
   await until('Bo to see the resume', () => bo.text().includes('"event":"resumed"'), 10000);
-  await (await $('#hangup')).click();
-  await panel.waitForExist({ timeout: 15000, reverse: true });
-  await until('bo to see the call end', () => bo.text().includes('"event":"ended"'), 10000);
+  const count = (p, re) => (p.text().match(re) ?? []).length;
+  const boCall = await panel.getAttribute('data-call');
+
+  // Announced transfer with Dan (4004), another CLI phone that auto-answers: consult him
+  // (search + Enter), swap between the two calls, merge them into a conference, leave it,
+  // consult again and hand Bo over to Dan.
+  const dan = await cliPhone('dan', '4004', 'dan-4004', enginePort,
+    ['listen', '--auto-answer', '--play', tone, '--record', join(work, 'dan-heard.wav')], '"event":"registered"');
+  const consult = async () => {
+    const heldBefore = count(bo, /"event":"held"/g);
+    await (await $('#consult-toggle')).click();
+    await (await $('#consult-input')).setValue('dan dahl');
+    await browser.keys('Enter');
+    await until('the consultation to be up', async () =>
+      (await panel.getAttribute('data-call')) !== boCall && (await panel.getAttribute('data-state')) === 'established', 20000);
+    await until('Bo on hold while we consult', () => count(bo, /"event":"held"/g) > heldBefore, 10000);
+    if (!(await text('#consulting')).includes('Bo Berg')) throw new Error(`consulting: ${await text('#consulting')}`);
+  };
+  await consult();
+  await shot('consult');
+  // Swap back to Bo: Dan waits on hold.
+  await (await $('button[aria-label="Switch to Bo Berg"]')).click();
+  await until('Bo back in the panel', async () => (await panel.getAttribute('data-call')) === boCall, 10000);
+  await until('Dan to see the hold', () => dan.text().includes('"event":"held"'), 10000);
+  // Merge: both far ends hear each other through the app's mixer.
+  await (await $('#merge')).click();
+  await until('the conference', async () => (await browser.$$('#call-conference')).length > 0, 10000);
+  await until('Dan to see the resume', () => dan.text().includes('"event":"resumed"'), 10000);
+  await shot('conference');
+  // Dan leaves (hung up from his row or the panel): the conference ends, Bo stays.
+  const danRow = await $('#other-calls li:not([data-call="' + boCall + '"]) button.danger');
+  if (await danRow.isExisting()) await danRow.click(); else await (await $('#hangup')).click();
+  await until('Dan to see the end', () => dan.text().includes('"event":"ended"'), 10000);
+  await until('only Bo left', async () =>
+    (await panel.getAttribute('data-call')) === boCall && (await browser.$$('#other-calls li')).length === 0, 10000);
+  // Resume Bo if the conference's end left him held, then consult again and complete.
+  if ((await (await $('#hold')).getAttribute('aria-pressed')) === 'true') await (await $('#hold')).click();
+  await consult();
+  const resumedBefore = count(bo, /"event":"resumed"/g);
+  await (await $('#complete-transfer')).click();
+  // Our two calls end; the engine (a B2BUA) takes the REFER itself and joins Bo's leg to
+  // Dan's (Bo sees a re-INVITE: resumed); a plain proxy would pass the REFER on to Bo.
+  await panel.waitForExist({ timeout: 20000, reverse: true });
+  await until('Bo to be handed to Dan', () =>
+    bo.text().includes('"event":"transfer_requested"') || count(bo, /"event":"resumed"/g) > resumedBefore, 15000);
+  await new Promise((r) => setTimeout(r, 1500));
+  if (/"event":"ended"/.test(bo.text()) || count(dan, /"event":"ended"/g) > 1) {
+    throw new Error('Bo or Dan was hung up instead of being connected to each other');
+  }
+  log('announced transfer: Bo and Dan talk, without us');
 
   // History.
   await (await $('#tab-history')).click();
@@ -211,6 +271,17 @@ try {
   await (await $('#decline')).click();
   await banner.waitForExist({ timeout: 10000, reverse: true });
 
+  // Eva (4005) calls; sent to voicemail from the banner: the app redirects the call
+  // (302 to *59*4001) and Eva's call leaves this phone.
+  const eva = await cliPhone('eva', '4005', 'eva-4005', enginePort,
+    ['call', 'sip:4001@demo.vaxel.test', '--play', tone, '--timeout', '30']);
+  await banner.waitForDisplayed({ timeout: 20000 });
+  await (await $('#voicemail')).click();
+  await banner.waitForExist({ timeout: 10000, reverse: true });
+  await until('Eva to be answered by voicemail or turned away', () =>
+    /"event":"(ended|established)"/.test(eva.text()), 15000);
+  log('voicemail: Eva saw', (eva.text().match(/"event":"(ended|established)"[^\n]*/) ?? [''])[0]);
+
   // Presence: Meeting until 14:00, seen in the directory.
   await (await $('#presence-button')).click();
   await (await $('#presence-select')).selectByAttribute('value', 'meeting');
@@ -219,9 +290,36 @@ try {
   await (await $('#tab-directory')).click();
   await until('my presence in the directory', async () =>
     (await browser.$$('#directory-list li[data-extension="4001"][data-presence="meeting"]')).length > 0, 10000);
-  await until('Bo registered in the directory', async () =>
-    (await (await $('#directory-list li[data-extension="4002"]')).getAttribute('data-colour')) === 'green', 10000);
+  // Bo is registered and still talking to Dan since the transfer: red (in a call).
+  await until('Bo in a call in the directory', async () =>
+    (await (await $('#directory-list li[data-extension="4002"]')).getAttribute('data-colour')) === 'red', 10000);
+  // The engine is the presence server: a SIP watcher (`vaxel watch` on Carla's account)
+  // sees the meeting the app published, and Carla's own PUBLISH (`vaxel presence set
+  // lunch`) reaches the app's directory through its subscription to the engine.
+  const carlaPhone = await cliPhone('carla-phone', '4003', 'carla-4003', enginePort,
+    ['listen'], '"event":"registered"');
+  await until('Carla registered in the directory', async () =>
+    (await (await $('#directory-list li[data-extension="4003"]')).getAttribute('data-colour')) === 'green', 10000);
+  const watcher = await cliPhone('carla-watch', '4003', 'carla-4003', enginePort,
+    ['--listen', '127.0.0.1', 'watch', '4001', '--presence-only']);
+  await until('a SIP watcher to see my meeting', () =>
+    /"event":"presence_changed"[^\n]*"activity":"meeting"[^\n]*"note":"Board meeting"/.test(watcher.text())
+    || /"event":"presence_changed"[^\n]*"note":"Board meeting"[^\n]*"activity":"meeting"/.test(watcher.text()), 15000);
+  const lunch = await cliPhone('carla-lunch', '4003', 'carla-4003', enginePort,
+    ['--listen', '127.0.0.1', 'presence', 'set', 'lunch', '--note', 'back at one'], '"event":"presence_published"');
+  await until('Carla at lunch in the directory (yellow)', async () => {
+    const li = await $('#directory-list li[data-extension="4003"]');
+    return (await li.getAttribute('data-presence')) === 'lunch' && (await li.getAttribute('data-colour')) === 'yellow';
+  }, 15000);
+  if (!(await (await $('#directory-list li[data-extension="4003"]')).getText()).includes('back at one')) {
+    throw new Error('the note of Carla\'s presence is not shown');
+  }
   await shot('directory');
+  process.kill(lunch.child.pid, 'SIGINT');
+  process.kill(watcher.child.pid, 'SIGINT');
+  await until('Carla back to available (green)', async () =>
+    (await (await $('#directory-list li[data-extension="4003"]')).getAttribute('data-colour')) === 'green', 15000);
+  process.kill(carlaPhone.child.pid, 'SIGINT');
 
   // Contacts and settings, for the README.
   await (await $('#tab-contacts')).click();
@@ -230,6 +328,24 @@ try {
   await (await $('#contact-numbers')).setValue('+46701234567');
   await (await $('#contact-save')).click();
   await until('the new contact', async () => (await text('#contact-list')).includes('Anne Sällström'), 10000);
+  // vCard export through the OS file dialog (GTK's file chooser, typed into with xdotool).
+  const vcf = join(work, 'anne.vcf');
+  await (await $('#vcard-export-dialog')).click();
+  execFileSync('xdotool', ['search', '--sync', '--name', 'Export vCard', 'windowfocus', '--sync']);
+  await new Promise((r) => setTimeout(r, 500));
+  execFileSync('xdotool', ['key', 'ctrl+a']);
+  execFileSync('xdotool', ['type', '--delay', '20', vcf]);
+  execFileSync('xdotool', ['key', 'Return']);
+  await until('the vCard file', () => existsSync(vcf) && readFileSync(vcf, 'utf8').includes('Sällström'), 15000);
+  // And back in through the open dialog (a typed "/" opens GTK's location field).
+  await (await $('#vcard-import-dialog')).click();
+  execFileSync('xdotool', ['search', '--sync', '--name', 'Import vCard', 'windowfocus', '--sync']);
+  await new Promise((r) => setTimeout(r, 500));
+  execFileSync('xdotool', ['type', '--delay', '20', vcf]);
+  await new Promise((r) => setTimeout(r, 300));
+  execFileSync('xdotool', ['key', 'Return']);
+  await until('the import report', async () => (await text('section[aria-labelledby="contacts-title"]')).includes(`${vcf}: 1`), 15000);
+  log('vCard exported and imported through the file dialogs');
   await shot('contacts');
   await (await $('#tab-settings')).click();
   await (await $('#theme-select')).waitForDisplayed();
@@ -237,6 +353,24 @@ try {
   await (await $('#theme-select')).selectByAttribute('value', 'dark');
   await (await $('#tab-dial')).click();
   await shot('dial-dark');
+
+  // A second launch with a link (as a clicked tel: link does): it hands the link to
+  // this app and exits; this app calls Dan (4004, still auto-answering).
+  const second = start('second-launch', appBin, ['tel:4004'], appEnv);
+  await until('the second launch to exit', () => second.child.exitCode !== null, 20000);
+  if (second.child.exitCode !== 0) throw new Error(`second launch exit ${second.child.exitCode}: ${second.text()}`);
+  const linkCall = await $('[data-testid="in-call"]');
+  await linkCall.waitForExist({ timeout: 15000 });
+  await until('the link\'s call to Dan', async () => (await linkCall.getText()).includes('Dan Dahl'), 15000);
+  await until('the link\'s call to be up', async () => (await linkCall.getAttribute('data-state')) === 'established', 15000);
+  log('a second launch with tel:4004 called Dan in the running app');
+  // Global hotkeys, pressed at the X server (xdotool), not in the page: Ctrl+Alt+M mutes,
+  // Ctrl+Alt+E hangs up.
+  execFileSync('xdotool', ['key', 'ctrl+alt+m']);
+  await until('the mute hotkey', async () => (await (await $('#mute')).getAttribute('aria-pressed')) === 'true', 10000);
+  execFileSync('xdotool', ['key', 'ctrl+alt+e']);
+  await linkCall.waitForExist({ timeout: 15000, reverse: true });
+  log('global hotkeys muted and hung up');
   ok = true;
   log('passed');
 } catch (e) {

@@ -102,12 +102,102 @@ describe('calls', () => {
     await waitFor(() => expect(backend.sent.find((s) => s.cmd === 'transfer')?.args).toEqual({ call: 1, target: '4003' }));
   });
 
+  it('announced transfer: consult the first hit by Enter, then go back, then complete', async () => {
+    const backend = await hosted();
+    backend.ring('sip:4002@demo.vaxel.test', 'Bo Berg');
+    await fireEvent.click(await screen.findByRole('button', { name: 'Answer' }));
+    await fireEvent.click(await screen.findByRole('button', { name: 'Consult' }));
+    const field = screen.getByLabelText('Consult (name or number)');
+    await fireEvent.input(field, { target: { value: 'dan' } });
+    await fireEvent.submit(field.closest('form')!);
+    await waitFor(() => expect(backend.sent.find((s) => s.cmd === 'consult')?.args).toEqual({ call: 1, target: '4004' }));
+    // The panel shows the consultation; Bo waits on hold in the other calls.
+    await waitFor(() => expect(screen.getByTestId('in-call')).toHaveAttribute('data-call', '2'));
+    expect(screen.getByText(/Consulting about Bo Berg/)).toBeInTheDocument();
+    const bo = document.querySelector('#other-calls li[data-call="1"]') as HTMLElement;
+    expect(bo).toHaveTextContent('On hold');
+    // Back: Dan is hung up, Bo resumed.
+    await fireEvent.click(screen.getByRole('button', { name: 'Back to the held call' }));
+    await waitFor(() => expect(screen.getByTestId('in-call')).toHaveAttribute('data-call', '1'));
+    expect(screen.queryByText(/Consulting about/)).toBeNull();
+    // Again, and this time hand Bo over to Dan.
+    await fireEvent.click(screen.getByRole('button', { name: 'Consult' }));
+    await fireEvent.input(screen.getByLabelText('Consult (name or number)'), { target: { value: 'dan dahl' } });
+    await fireEvent.submit(screen.getByLabelText('Consult (name or number)').closest('form')!);
+    await fireEvent.click(await screen.findByRole('button', { name: 'Complete transfer' }));
+    expect(backend.sent).toContainEqual({ cmd: 'complete_transfer', args: 3 });
+    await waitFor(() => expect(screen.queryByTestId('in-call')).toBeNull());
+  });
+
+  it('a second call holds the first; swap goes back and forth; merge makes a conference', async () => {
+    const backend = await hosted();
+    backend.ring('sip:4002@demo.vaxel.test', 'Bo Berg');
+    await fireEvent.click(await screen.findByRole('button', { name: 'Answer' }));
+    // A second call from the dial field: Bo goes on hold.
+    const input = screen.getByLabelText('Name, number or address');
+    await fireEvent.input(input, { target: { value: 'eva' } });
+    await waitFor(() => expect(screen.getAllByRole('option')).toHaveLength(1));
+    await fireEvent.keyDown(input, { key: 'Enter' });
+    await waitFor(() => expect(screen.getByTestId('in-call')).toHaveAttribute('data-call', '2'));
+    expect(screen.getByTestId('in-call')).toHaveTextContent('Eva Eriksen');
+    expect(document.querySelector('#other-calls li[data-call="1"]')).toHaveAttribute('data-held', 'true');
+    // Swap by keyboard-reachable button with a spoken name.
+    await fireEvent.click(screen.getByRole('button', { name: 'Switch to Bo Berg' }));
+    expect(backend.sent).toContainEqual({ cmd: 'swap', args: 1 });
+    await waitFor(() => expect(screen.getByTestId('in-call')).toHaveAttribute('data-call', '1'));
+    expect(document.querySelector('#other-calls li[data-call="2"]')).toHaveAttribute('data-held', 'true');
+    // Merge: both talk, the panel says Conference, no swap in a conference.
+    await fireEvent.click(screen.getByRole('button', { name: 'Merge calls' }));
+    await waitFor(() => expect(document.querySelector('#call-conference')).not.toBeNull());
+    const bo = document.querySelector('#other-calls li[data-call="1"]') as HTMLElement;
+    expect(bo).toHaveAttribute('data-conference', 'true');
+    expect(within(bo).queryByRole('button', { name: /Switch to/ })).toBeNull();
+    expect(screen.queryByRole('button', { name: 'Merge calls' })).toBeNull();
+    await fireEvent.click(within(bo).getByRole('button', { name: 'Hang up Bo Berg' }));
+    await waitFor(() => expect(document.querySelector('#other-calls')).toBeNull());
+    expect(document.querySelector('#call-conference')).toBeNull();
+  });
+
+  it('send to voicemail from the banner', async () => {
+    const backend = await hosted();
+    backend.ring('sip:4003@demo.vaxel.test', 'Carla Christensen');
+    await fireEvent.click(await screen.findByRole('button', { name: 'Send the call to your voicemail' }));
+    await waitFor(() => expect(screen.queryByRole('alertdialog')).toBeNull());
+    expect(backend.sent).toContainEqual({ cmd: 'send_to_voicemail', args: 1 });
+  });
+
   it('decline ends a ringing call', async () => {
     const backend = await hosted();
     backend.ring('sip:4003@demo.vaxel.test');
     await fireEvent.click(await screen.findByRole('button', { name: 'Decline' }));
     await waitFor(() => expect(screen.queryByRole('alertdialog')).toBeNull());
     expect(backend.sent.map((s) => s.cmd)).toContain('decline');
+  });
+});
+
+describe('vCard through the file dialog', () => {
+  it('import and export ask the OS dialog; a cancelled dialog does nothing', async () => {
+    const backend = await hosted();
+    await fireEvent.click(screen.getByRole('button', { name: 'Contacts' }));
+    await fireEvent.click(await screen.findByRole('button', { name: 'Export vCard…' }));
+    expect(await screen.findByText('/home/me/contacts.vcf: 0')).toBeInTheDocument();
+    expect(backend.sent).toContainEqual({ cmd: 'vcard_export_dialog', args: 'Export vCard' });
+    backend.dialogPath = null;
+    await fireEvent.click(screen.getByRole('button', { name: 'Import vCard…' }));
+    await waitFor(() => expect(backend.sent).toContainEqual({ cmd: 'vcard_import_dialog', args: 'Import vCard' }));
+    expect(screen.queryByRole('alert')).toBeNull();
+  });
+});
+
+describe('notifications', () => {
+  it('the core gets the notification words in the chosen language', async () => {
+    const backend = await hosted();
+    await waitFor(() => expect(backend.notificationText).toEqual({ incomingCall: 'Incoming call', via: 'via' }));
+    await fireEvent.click(screen.getByRole('button', { name: /^Settings/ }));
+    const lang = await screen.findByLabelText(/Language/);
+    await fireEvent.change(lang, { target: { value: 'sv' } });
+    await waitFor(() => expect(backend.notificationText?.incomingCall).toBe(translate('sv', 'incomingCall')));
+    expect(translate('sv', 'incomingCall')).not.toBe('Incoming call');
   });
 });
 
@@ -199,6 +289,35 @@ describe('settings and languages', () => {
     expect(await screen.findByRole('button', { name: 'Indstillinger' })).toBeInTheDocument();
     await fireEvent.change(screen.getByLabelText('Tema'), { target: { value: 'dark' } });
     await waitFor(() => expect(document.documentElement.dataset.theme).toBe('dark'));
+  });
+
+  it('microphone test shows a live level; test tones go to the speaker and the ringing device', async () => {
+    const backend = await hosted();
+    await fireEvent.click(screen.getByRole('button', { name: 'Settings' }));
+    await fireEvent.click(await screen.findByRole('button', { name: 'Test the microphone' }));
+    const stop = await screen.findByRole('button', { name: 'Stop the microphone test' });
+    expect(stop).toHaveAttribute('aria-pressed', 'true');
+    await waitFor(() => expect(screen.getByRole('meter', { name: 'Microphone level' })).toHaveAttribute('aria-valuenow', '-18'));
+    await fireEvent.click(stop);
+    await waitFor(() => expect(screen.queryByRole('meter', { name: 'Microphone level' })).toBeNull());
+    expect(backend.sent).toContainEqual({ cmd: 'mic_test', args: false });
+    await fireEvent.click(screen.getByRole('button', { name: 'Play a test tone' }));
+    await fireEvent.click(screen.getByRole('button', { name: 'Test the ringing device' }));
+    await waitFor(() => expect(backend.sent.filter((s) => s.cmd === 'test_tone').map((s) => s.args)).toEqual([false, true]));
+  });
+
+  it('hotkeys are set in the settings; one key for two actions is refused', async () => {
+    const backend = await hosted();
+    await fireEvent.click(screen.getByRole('button', { name: 'Settings' }));
+    const group = (await screen.findByText('Global hotkeys')).closest('fieldset')!;
+    const mute = within(group).getByLabelText('Mute');
+    expect(mute).toHaveValue('Ctrl+Alt+M');
+    expect(mute).toHaveAccessibleDescription(/another program has the focus/);
+    await fireEvent.change(mute, { target: { value: 'Shift+F9' } });
+    await waitFor(() => expect(backend.snap.settings.hotkeyMute).toBe('Shift+F9'));
+    await fireEvent.change(within(group).getByLabelText('Hang up'), { target: { value: 'ctrl+alt+a' } });
+    expect(await screen.findByRole('alert')).toHaveTextContent('two actions');
+    expect(backend.snap.settings.hotkeyHangup).toBe('Ctrl+Alt+E');
   });
 
   it('every language has every text', () => {

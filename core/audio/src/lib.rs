@@ -60,9 +60,11 @@
 
 mod control;
 mod device;
+mod echo;
 mod error;
 mod format;
 mod media;
+pub mod mix;
 pub mod signal;
 mod stream;
 
@@ -74,6 +76,7 @@ pub use device::{
     AudioHost, ConfigRange, DeviceChoice, DeviceInfo, DeviceRole, Direction, HostChoice,
     NativeConfig,
 };
+pub use echo::CallEcho;
 pub use error::{AudioError, Fault};
 pub use format::{
     CaptureConverter, DeviceFormat, FRAME_SAMPLES, Frame, PIPELINE_RATE, PlaybackConverter,

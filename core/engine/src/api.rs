@@ -29,6 +29,7 @@ use crate::engine::{CommandError, EngineHandle};
 use crate::office::{Inbound, Role, Trunk, User};
 
 mod flows;
+mod presence;
 
 /// Lifetime of a token.
 const TOKEN_SECS: u64 = 12 * 3600;
@@ -181,6 +182,7 @@ fn router(api: Api) -> Router {
         .route("/api/office", get(office))
         .route("/api/calls", get(all_calls))
         .merge(flows::routes())
+        .merge(presence::routes())
         .with_state(api)
 }
 
@@ -213,7 +215,7 @@ async fn my_calls(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Val
 
 async fn directory(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     api.authed(&headers).await?;
-    Ok(Json(json!(api.engine.directory().await?)))
+    Ok(Json(presence::directory(&api).await?))
 }
 
 async fn all_calls(State(api): State<Api>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
@@ -456,7 +458,7 @@ async fn office(State(api): State<Api>, headers: HeaderMap) -> Result<Response, 
 }
 
 async fn openapi() -> Json<Value> {
-    Json(flows::with_paths(openapi_document()))
+    Json(presence::with_paths(flows::with_paths(openapi_document())))
 }
 
 /// The OpenAPI 3.1 description of this API.

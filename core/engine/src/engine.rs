@@ -40,17 +40,21 @@ use vaxel_transport::{
     Endpoint, EndpointConfig, EndpointHandle, Peer, SocketsConfig, Target, TransportKind,
 };
 
-use crate::db::{Binding, CallRecord, Db, DbError, UserRow};
+use crate::db::{Binding, BindingChange, CallRecord, Db, DbError, Done, UserRow};
 use crate::office::{Office, Trunk, User};
 use crate::protect::{Guard, Verdict};
 use crate::relay::{Relay, Side, rewrite_sdp};
 
 mod flows;
+mod media;
+mod presence;
 mod timers;
 mod xfer;
 pub use flows::{FlowOptions, GreetingKind, default_prompts_dir};
+pub use presence::SetPresence;
 
-const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER";
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER, SUBSCRIBE, PUBLISH";
 /// Registration lifetimes (RFC 3261 §10.3 step 7): default, floor and ceiling.
 const DEFAULT_EXPIRES: u32 = 3600;
 const MIN_EXPIRES: u32 = 60;
@@ -112,6 +116,13 @@ pub enum EngineEvent {
         callee: String,
         /// `ringing`, `answered`, `ended`.
         state: String,
+    },
+    /// A user's presence changed (R-314; see [`crate::presence::compose`]).
+    Presence {
+        /// Extension.
+        extension: String,
+        /// The presence now.
+        presence: crate::presence::View,
     },
 }
 
@@ -472,6 +483,8 @@ struct Engine {
     last_keep_alive: Instant,
     /// Call flows, voicemail and feature codes (see `flows`).
     flows: flows::Flows,
+    /// The presence server (see `presence`).
+    presence: presence::PresenceServer,
 }
 
 fn unix_now() -> i64 {
@@ -612,6 +625,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         events: events.clone(),
         last_keep_alive: Instant::now(),
         flows,
+        presence: presence::PresenceServer::new(),
     };
     engine.reload()?;
     let restored: usize = engine.bindings.values().map(Vec::len).sum();
@@ -712,6 +726,7 @@ impl Engine {
                 },
                 _ = tick.tick() => self.timer(Tick::Second).await,
             }
+            self.presence_sync().await;
         }
     }
 
@@ -958,9 +973,9 @@ impl Engine {
     }
 
     async fn respond(&self, tx: TxKey, response: Response) {
-        if let Err(e) = self.sip.send_response(tx, response).await {
-            debug!("cannot respond in {tx}: {e}");
-        }
+        // Nothing to do about a failure but log it, which the endpoint does: no need
+        // to wait for its answer.
+        self.sip.respond(tx, response);
     }
 
     async fn reply(&self, tx: TxKey, req: &Request, code: u16) {
@@ -999,7 +1014,8 @@ impl Engine {
                 ok.headers.push(HeaderName::Accept, "application/sdp");
                 self.respond(tx, ok).await;
             }
-            Method::Subscribe | Method::Message | Method::Notify | Method::Publish => {
+            Method::Subscribe | Method::Publish => self.presence_request(tx, req, from).await,
+            Method::Message | Method::Notify => {
                 // Challenged like everything from outside, then refused: these
                 // services are not offered yet.
                 if self
@@ -1007,12 +1023,7 @@ impl Engine {
                     .await
                     .is_some()
                 {
-                    let code = if req.method == Method::Subscribe {
-                        489
-                    } else {
-                        405
-                    };
-                    self.reply(tx, &req, code).await;
+                    self.reply(tx, &req, 405).await;
                 }
             }
             Method::Bye | Method::Info | Method::Update | Method::Prack | Method::Refer => {
@@ -1134,13 +1145,17 @@ impl Engine {
             .unwrap_or_default();
         let now = unix_now();
         let before = self.bindings.get(&ext).map_or(0, Vec::len);
+        let mut changes = Vec::new();
         if contacts.iter().any(|c| matches!(c, Contact::Wildcard)) {
             // §10.3 step 6: `*` only alone and with Expires: 0.
             if contacts.len() != 1 || header_expires != Some(0) {
                 return self.reply(tx, &req, 400).await;
             }
             for b in self.bindings.remove(&ext).unwrap_or_default() {
-                let _ = self.db.get().delete_binding(&ext, &b.contact);
+                changes.push(BindingChange::Delete {
+                    extension: ext.clone(),
+                    contact: b.contact,
+                });
             }
         } else {
             for c in &contacts {
@@ -1164,7 +1179,10 @@ impl Engine {
                 }
                 list.retain(|b| b.contact != contact);
                 if expires == 0 {
-                    let _ = self.db.get().delete_binding(&ext, &contact);
+                    changes.push(BindingChange::Delete {
+                        extension: ext.clone(),
+                        contact,
+                    });
                     continue;
                 }
                 let b = Binding {
@@ -1177,29 +1195,44 @@ impl Engine {
                     cseq,
                     user_agent: ua.clone(),
                 };
-                let stored = self.db.get().put_binding(&b);
-                if let Err(e) = stored {
-                    warn!("cannot store a binding: {e}");
-                    return self.reply(tx, &req, 500).await;
-                }
+                changes.push(BindingChange::Put(b.clone()));
                 list.push(b);
             }
         }
+        let tag = self.tag_for(&req);
         let mut ok = Response::from_request(&req, StatusCode::OK);
-        let _ = ok.set_to_tag(&self.tag_for(&req));
-        let list = self.bindings.get(&ext).cloned().unwrap_or_default();
-        for b in &list {
+        let _ = ok.set_to_tag(&tag);
+        let list = self.bindings.get(&ext).map_or(&[][..], Vec::as_slice);
+        let devices = list.len();
+        for b in list {
             ok.headers.push(
                 HeaderName::Contact,
                 format!("<{}>;expires={}", b.contact, (b.expires_at - now).max(0)),
             );
         }
-        self.respond(tx, ok).await;
-        if list.len() != before {
-            debug!("{ext}: {} devices registered", list.len());
+        if changes.is_empty() {
+            self.respond(tx, ok).await;
+        } else {
+            // The 200 goes out once the bindings are committed (they survive a
+            // kill -9 from then on); the SIP task goes on meanwhile.
+            let mut failed = Response::from_request(&req, status(500));
+            let _ = failed.set_to_tag(&tag);
+            let sip = self.sip.clone();
+            let done: Done = Box::new(move |stored| match stored {
+                Ok(()) => sip.respond(tx, ok),
+                Err(e) => {
+                    warn!("cannot store a binding: {e}");
+                    sip.respond(tx, failed);
+                }
+            });
+            // On failure `done` has answered already.
+            let _ = self.db.get().store_bindings(changes, Some(done));
+        }
+        if devices != before {
+            debug!("{ext}: {devices} devices registered");
             self.emit(EngineEvent::Registration {
                 extension: ext,
-                devices: list.len(),
+                devices,
             });
         }
     }
@@ -1371,12 +1404,11 @@ impl Engine {
                 return self.reply(tx, &req, 500).await;
             }
         };
+        // SRTP is terminated per leg on routed calls (see `relay`).
+        relay.terminate();
         let b_body = if offer {
-            match rewrite_sdp(&req.body, relay.local(Side::B)) {
-                Some((body, remote)) => {
-                    relay.set_remote(Side::A, remote);
-                    Some(body)
-                }
+            match relay.pass(Side::A, &req.body) {
+                Some(body) => Some(body),
                 None => return self.reply(tx, &req, 400).await,
             }
         } else {
@@ -1540,6 +1572,9 @@ impl Engine {
 
     /// A response to an INVITE we sent on a B leg, or to a request passed between legs.
     async fn response(&mut self, tx: TxKey, resp: Response) {
+        if self.presence.owns_tx(tx) {
+            return self.presence_response(tx, resp).await;
+        }
         if self.passed.contains_key(&tx) {
             return self.passed_response(tx, resp).await;
         }
@@ -1575,7 +1610,7 @@ impl Engine {
         };
         let call_id = leg.call;
         let code = resp.status.as_u16();
-        if code == 100 {
+        if code == 100 || self.retry_other_profile(tx, &resp).await {
             return;
         }
         if self
@@ -1632,9 +1667,8 @@ impl Engine {
         );
         // Early media (183 with SDP) goes through the relay too.
         if has_sdp(&resp.headers, &resp.body)
-            && let Some((body, remote)) = rewrite_sdp(&resp.body, call.relay.local(Side::A))
+            && let Some(body) = call.relay.pass(Side::B, &resp.body)
         {
-            call.relay.set_remote(Side::B, remote);
             set_response_body(&mut r, &sdp_type(), Bytes::from(body));
         }
         if let Some(a) = self.legs.get_mut(&call.a) {
@@ -1710,9 +1744,8 @@ impl Engine {
             .collect();
         let mut a_body = None;
         if has_sdp(&resp.headers, &resp.body)
-            && let Some((body, remote)) = rewrite_sdp(&resp.body, call.relay.local(Side::A))
+            && let Some(body) = call.relay.pass(Side::B, &resp.body)
         {
-            call.relay.set_remote(Side::B, remote);
             a_body = Some(body);
         }
         let (caller, callee) = (call.caller.clone(), call.callee.clone());
@@ -1979,9 +2012,8 @@ impl Engine {
             self.sip.via(b.target.peer.transport).to_string(),
         );
         if has_sdp(&ack.headers, &ack.body)
-            && let Some((body, remote)) = rewrite_sdp(&ack.body, call.relay.local(Side::B))
+            && let Some(body) = call.relay.pass(Side::A, &ack.body)
         {
-            call.relay.set_remote(Side::A, remote);
             out.set_body(&sdp_type(), Bytes::from(body));
         }
         let _ = self.sip.send_ack(out, b.target.clone()).await;
@@ -2009,6 +2041,9 @@ impl Engine {
     }
 
     async fn tx_failed(&mut self, tx: TxKey) {
+        if self.presence.owns_tx(tx) {
+            return self.presence_tx_failed(tx).await;
+        }
         if let Some(call) = self.probes.remove(&tx) {
             self.refreshing.remove(&tx);
             return self.drop_dead_call(call).await;
@@ -2080,6 +2115,9 @@ impl Engine {
     }
 
     async fn in_dialog(&mut self, tx: TxKey, req: Request) {
+        if req.method == Method::Subscribe && self.presence_in_dialog(tx, &req).await {
+            return;
+        }
         let Some(leg_id) = self.leg_of_request(&req) else {
             debug!(
                 "{} for no dialog we know: {:?} {:?} known {:?}",
@@ -2167,16 +2205,8 @@ impl Engine {
         if has_sdp(&req.headers, &req.body)
             && let Some(call) = self.calls.get(&call_id)
         {
-            let to_side = if from_side == Side::A {
-                Side::B
-            } else {
-                Side::A
-            };
-            match rewrite_sdp(&req.body, call.relay.local(to_side)) {
-                Some((b, remote)) => {
-                    call.relay.set_remote(from_side, remote);
-                    body = Some(b);
-                }
+            match call.relay.pass(from_side, &req.body) {
+                Some(b) => body = Some(b),
                 None => return self.reply(tx, &req, 400).await,
             }
             if let Some(l) = self.legs.get_mut(&from_leg) {
@@ -2421,9 +2451,9 @@ impl Engine {
             Some(c) => c.relay.prepare(side).await,
             None => return self.reply(tx, &req, 481).await,
         };
-        let Ok(local) = prepared else {
+        if prepared.is_err() {
             return self.reply(tx, &req, 503).await;
-        };
+        }
         let mut ok = Response::from_request(&req, status(202));
         ok.headers.push(
             HeaderName::Contact,
@@ -2432,7 +2462,11 @@ impl Engine {
         self.respond(tx, ok).await;
         self.notify_referrer(leg_id, "SIP/2.0 100 Trying", false)
             .await;
-        let body = sdp.and_then(|b| rewrite_sdp(&b, local)).map(|(b, _)| b);
+        let body = sdp.and_then(|b| {
+            self.calls
+                .get(&call_id)
+                .and_then(|c| c.relay.sdp_for_prepared(side, &b))
+        });
         let legs = self
             .ring_transfer_target(call_id, side, record, &party, &ext, body)
             .await;
@@ -2632,7 +2666,7 @@ impl Engine {
             .map(|t| t.legs.into_iter().filter(|l| *l != leg_id).collect())
             .unwrap_or_default();
         let remote = if has_sdp(&resp.headers, &resp.body) {
-            rewrite_sdp(&resp.body, call.relay.local(side)).and_then(|(_, r)| r)
+            call.relay.heard_prepared(side, &resp.body)
         } else {
             None
         };
@@ -2701,9 +2735,7 @@ impl Engine {
         if has_sdp(&resp.headers, &resp.body)
             && let Some(call) = self.calls.get(&call_id)
         {
-            let from_side = if to_side == Side::A { Side::B } else { Side::A };
-            if let Some((b, remote)) = rewrite_sdp(&resp.body, call.relay.local(from_side)) {
-                call.relay.set_remote(to_side, remote);
+            if let Some(b) = call.relay.pass(to_side, &resp.body) {
                 set_response_body(&mut r, &sdp_type(), Bytes::from(b));
             }
             if let Some(l) = self.legs.get_mut(&p.to_leg) {

@@ -23,6 +23,10 @@
 //!   answers a caller itself; `engine`'s `flows` part carries out the router's
 //!   decisions with it.
 //! - [`mail`]: voicemail e-mail notification over SMTP.
+//! - [`presence`]: the presence service's state: published documents (RFC
+//!   3903), the presence composed from them, registrations, calls and `*24*`
+//!   profiles, and the NOTIFY bodies; `engine`'s `presence` part serves SUBSCRIBE and
+//!   PUBLISH with it.
 
 pub mod api;
 pub mod callflow;
@@ -31,5 +35,6 @@ pub mod engine;
 pub mod mail;
 pub mod media_server;
 pub mod office;
+pub mod presence;
 pub mod protect;
 pub mod relay;

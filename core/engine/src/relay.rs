@@ -5,8 +5,16 @@
 //! address, and the other way round. The address to send to starts as the one in the
 //! leg's SDP and then *latches* to where that leg's packets really come from (the
 //! first packet after each SDP change), which is what makes calls work with phones
-//! behind NAT that advertise private addresses. Packets are relayed as they are, so
-//! SRTP with `a=crypto` passes end to end.
+//! behind NAT that advertise private addresses.
+//!
+//! SRTP is terminated per leg (RFC 3711, keyed by SDES, RFC 4568) on the calls the
+//! engine routes ([`Relay::terminate`]): each party that uses `a=crypto` gets the
+//! engine's own key in the SDP the engine sends it, its packets are decrypted with its
+//! key and re-encrypted with the other party's engine key (or passed plain to a party
+//! without SRTP). A party the engine offers to first (the callee) is offered
+//! opportunistic SRTP (RTP/AVP with `a=crypto`, RFC 8643), which a phone without
+//! SRTP ignores. Without [`Relay::terminate`] (the flows, which answer callers
+//! themselves) packets are relayed as they are, so `a=crypto` passes end to end.
 //!
 //! When a transfer replaces the party on one side, the new party gets a *fresh*
 //! socket ([`Relay::prepare`]) that takes over that side when it answers
@@ -18,9 +26,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::sync::Mutex;
+
+use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tracing::debug;
 use vaxel_media::dtmf::{DtmfNotice, DtmfReceiver};
+use vaxel_media::sdp::SessionDescription;
+use vaxel_media::srtp::{CryptoAttribute, SrtpMasterKey, SrtpSession, SrtpSuite};
 
 /// Which side of the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,6 +43,16 @@ pub enum Side {
     A,
     /// The callee's leg.
     B,
+}
+
+impl Side {
+    /// The side across the relay.
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
 }
 
 /// Packet counters of one relay.
@@ -52,6 +76,8 @@ enum Control {
     KeysB(Option<(u8, mpsc::UnboundedSender<char>)>),
     /// Consultation: B's party talks with the prepared B socket's party.
     Consult(Option<SocketAddr>),
+    /// The SRTP contexts of a side's party (`None`: plain RTP).
+    Srtp(Side, Option<Box<SrtpSession>>),
 }
 
 /// A packet that arrived on leg A's socket while the relay is tapped: its bytes and
@@ -70,6 +96,119 @@ pub struct Relay {
     stats: Arc<RelayStats>,
     task: tokio::task::JoinHandle<()>,
     a_socket: Arc<UdpSocket>,
+    /// What each side's party said in SDP and what the engine told it.
+    sdp: Mutex<SdpState>,
+}
+
+/// The per-leg SDP knowledge behind SRTP termination.
+#[derive(Debug, Default)]
+struct SdpState {
+    /// Whether SRTP is terminated per leg (see [`Relay::terminate`]).
+    terminate: bool,
+    sides: [PartySdp; 2],
+    /// The parties waiting on prepared sockets.
+    prepared: [Option<PartySdp>; 2],
+}
+
+/// One party's SDP as the relay knows it.
+#[derive(Debug)]
+struct PartySdp {
+    /// The engine's master key toward this party (RFC 4568 §6.1: each sender keys
+    /// its own direction).
+    key: SrtpMasterKey,
+    /// The party's last SDP: its transport profile and the crypto line taken from it.
+    heard: Option<(String, Option<CryptoAttribute>)>,
+    /// The crypto line of the engine's last SDP toward the party (`Some(None)`: plain).
+    sent: Option<Option<(u32, SrtpSuite)>>,
+    /// The keys the relay task uses for this party now.
+    installed: Option<(SrtpSuite, SrtpMasterKey)>,
+}
+
+impl Default for PartySdp {
+    fn default() -> Self {
+        PartySdp {
+            key: SrtpMasterKey::generate(&mut rand::rng()),
+            heard: None,
+            sent: None,
+            installed: None,
+        }
+    }
+}
+
+impl PartySdp {
+    /// Learns the party's transport profile and first usable `a=crypto` line
+    /// (RFC 4568 §7.1.1: the answerer takes the first one it supports).
+    fn hear(&mut self, sd: &SessionDescription) {
+        let Some(m) = sd.media.iter().find(|m| m.kind == "audio" && m.port != 0) else {
+            return;
+        };
+        let crypto = m
+            .attribute_values("crypto")
+            .find_map(|v| CryptoAttribute::parse(v).ok());
+        self.heard = Some((m.protocol.clone(), crypto));
+    }
+
+    /// Shapes the engine's SDP toward this party: its own profile and an `a=crypto`
+    /// line with the engine's key if it uses SRTP (echoing its tag and suite), none
+    /// if it does not, and opportunistic SRTP (RFC 8643) if it has not said yet.
+    fn shape(&mut self, sd: &mut SessionDescription) {
+        let Some(m) = sd
+            .media
+            .iter_mut()
+            .find(|m| m.kind == "audio" && m.port != 0)
+        else {
+            return;
+        };
+        m.attributes
+            .retain(|a| !a.name.eq_ignore_ascii_case("crypto"));
+        let (proto, line) = match &self.heard {
+            Some((proto, Some(c))) => (proto.clone(), Some((c.tag, c.suite))),
+            Some((proto, None)) => (proto.clone(), None),
+            // Not heard yet: an offer. The profile follows the other party's (RTP/SAVP
+            // for a party that requires SRTP, RTP/AVP with `a=crypto` otherwise);
+            // a 488 gets the other one (see `other_profile`).
+            None => (
+                if m.protocol.contains("SAVP") {
+                    "RTP/SAVP".to_owned()
+                } else {
+                    "RTP/AVP".to_owned()
+                },
+                Some((1, SrtpSuite::AesCm128HmacSha1_80)),
+            ),
+        };
+        m.protocol = proto;
+        if let Some((tag, suite)) = line {
+            let ours = CryptoAttribute {
+                tag,
+                suite,
+                key: self.key.clone(),
+            };
+            m.attributes
+                .push(vaxel_media::sdp::Attribute::new("crypto", ours.to_value()));
+        }
+        self.sent = Some(line);
+    }
+
+    /// The SRTP contexts the party's packets need, if they changed since the last
+    /// call: `Some(None)` switches to plain RTP.
+    fn update(&mut self) -> Option<Option<Box<SrtpSession>>> {
+        let want = match (&self.heard, self.sent) {
+            (Some((_, Some(theirs))), Some(Some((_, suite)))) if theirs.suite == suite => {
+                Some((suite, theirs.key.clone()))
+            }
+            _ => None,
+        };
+        if want == self.installed {
+            return None;
+        }
+        self.installed = want.clone();
+        Some(want.and_then(|(suite, theirs)| {
+            SrtpSession::new(suite, &self.key, &theirs)
+                .map_err(|e| debug!("no SRTP for a leg: {e}"))
+                .ok()
+                .map(Box::new)
+        }))
+    }
 }
 
 impl Drop for Relay {
@@ -84,6 +223,8 @@ struct Leg {
     sdp: Option<SocketAddr>,
     /// Where this leg's packets come from.
     latched: Option<SocketAddr>,
+    /// SRTP contexts when the leg's party uses SRTP (terminated per leg).
+    srtp: Option<Box<SrtpSession>>,
 }
 
 impl Leg {
@@ -107,11 +248,13 @@ impl Relay {
                 socket: a,
                 sdp: None,
                 latched: None,
+                srtp: None,
             },
             Leg {
                 socket: b,
                 sdp: None,
                 latched: None,
+                srtp: None,
             },
             rx,
             stats.clone(),
@@ -125,7 +268,89 @@ impl Relay {
             stats,
             task,
             a_socket,
+            sdp: Mutex::new(SdpState::default()),
         })
+    }
+
+    /// Terminates SRTP per leg from now on (see the module doc). The engine calls
+    /// this for the calls it routes between two parties, before the first SDP.
+    pub fn terminate(&self) {
+        self.state().terminate = true;
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, SdpState> {
+        self.sdp.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// SDP from the party on `side` (an offer or an answer, RFC 3264): its media
+    /// address goes to the relay (as [`Relay::set_remote`]) and, when terminating,
+    /// its keys. Returns the address (`Some(None)` for hold), `None` for a body that
+    /// is not SDP.
+    pub fn heard(&self, side: Side, body: &[u8]) -> Option<Option<SocketAddr>> {
+        let sd = vaxel_media::sdp::parse(body).ok()?;
+        let remote = media_address(&sd);
+        self.set_remote(side, remote);
+        let mut st = self.state();
+        if st.terminate {
+            let p = &mut st.sides[side as usize];
+            p.hear(&sd);
+            if let Some(s) = p.update() {
+                let _ = self.control.send(Control::Srtp(side, s));
+            }
+        }
+        Some(remote)
+    }
+
+    /// Any SDP rewritten for the party on `side`: pointed at `side`'s relay socket
+    /// and, when terminating, with the engine's key for that party (see
+    /// [`PartySdp`]). `None` for a body that is not SDP.
+    pub fn sdp_for(&self, side: Side, body: &[u8]) -> Option<String> {
+        let mut sd = vaxel_media::sdp::parse(body).ok()?;
+        rewrite(&mut sd, self.local(side));
+        let mut st = self.state();
+        if st.terminate {
+            let p = &mut st.sides[side as usize];
+            p.shape(&mut sd);
+            if let Some(s) = p.update() {
+                let _ = self.control.send(Control::Srtp(side, s));
+            }
+        }
+        Some(sd.to_string())
+    }
+
+    /// SDP from the party on `from`, for the party on the other side: [`Relay::heard`]
+    /// then [`Relay::sdp_for`]. `None` for a body that is not SDP.
+    pub fn pass(&self, from: Side, body: &[u8]) -> Option<String> {
+        self.heard(from, body)?;
+        self.sdp_for(from.other(), body)
+    }
+
+    /// [`Relay::heard`] for the party waiting on `side`'s prepared socket: takes
+    /// effect at [`Relay::commit`]. Returns its media address.
+    pub fn heard_prepared(&self, side: Side, body: &[u8]) -> Option<SocketAddr> {
+        let sd = vaxel_media::sdp::parse(body).ok()?;
+        let mut st = self.state();
+        if st.terminate {
+            st.prepared[side as usize]
+                .get_or_insert_with(PartySdp::default)
+                .hear(&sd);
+        }
+        media_address(&sd)
+    }
+
+    /// [`Relay::sdp_for`] for the party waiting on `side`'s prepared socket (see
+    /// [`Relay::prepare`]).
+    pub fn sdp_for_prepared(&self, side: Side, body: &[u8]) -> Option<String> {
+        let local = self.pending[side as usize]?;
+        let mut sd = vaxel_media::sdp::parse(body).ok()?;
+        rewrite(&mut sd, local);
+        let mut st = self.state();
+        if st.terminate {
+            st.prepared[side as usize]
+                .get_or_insert_with(PartySdp::default)
+                .shape(&mut sd);
+        }
+        Some(sd.to_string())
     }
 
     /// Media-server mode (the engine itself answers the caller): while `tap` is
@@ -178,6 +403,7 @@ impl Relay {
         let socket = UdpSocket::bind(SocketAddr::new(self.ip, 0)).await?;
         let addr = socket.local_addr()?;
         self.pending[side as usize] = Some(addr);
+        self.state().prepared[side as usize] = Some(PartySdp::default());
         let _ = self.control.send(Control::Prepare(side, socket));
         Ok(addr)
     }
@@ -194,6 +420,14 @@ impl Relay {
                     Side::B => self.b_port = local,
                 }
                 let _ = self.control.send(Control::Commit(side, addr));
+                // The new party's keys replace the departing party's.
+                let mut st = self.state();
+                let party = st.prepared[side as usize].take().unwrap_or_default();
+                let p = &mut st.sides[side as usize];
+                *p = party;
+                if let Some(s) = p.update() {
+                    let _ = self.control.send(Control::Srtp(side, s));
+                }
             }
             None => self.set_remote(side, addr),
         }
@@ -202,6 +436,7 @@ impl Relay {
     /// Frees a prepared socket that will not be used.
     pub fn abandon(&mut self, side: Side) {
         if self.pending[side as usize].take().is_some() {
+            self.state().prepared[side as usize] = None;
             let _ = self.control.send(Control::Abandon(side));
         }
     }
@@ -233,6 +468,9 @@ async fn run(
     // The consulted party (on the prepared B socket), while a consultation runs.
     let mut consult: Option<Leg> = None;
     loop {
+        // The consultation socket, apart from its leg: the leg's SRTP contexts must
+        // not be borrowed across the receive.
+        let consult_socket = consult.as_ref().map(|c| c.socket.clone());
         tokio::select! {
             c = control.recv() => match c {
                 Some(Control::Remote(side, addr)) => {
@@ -250,6 +488,8 @@ async fn run(
                     }
                     leg.sdp = addr.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
                     leg.latched = None;
+                    // A new party: its keys (if any) follow in a `Control::Srtp`.
+                    leg.srtp = None;
                 }
                 Some(Control::Abandon(side)) => {
                     pending[side as usize] = None;
@@ -263,6 +503,7 @@ async fn run(
                             socket: Arc::new(socket),
                             sdp: Some(addr).filter(|a| !a.ip().is_unspecified() && a.port() != 0),
                             latched: None,
+                            srtp: None,
                         });
                     }
                     (_, socket) => {
@@ -274,27 +515,33 @@ async fn run(
                 Some(Control::KeysB(w)) => {
                     keys = w.map(|(pt, tx)| (pt, tx, DtmfReceiver::new(8000)));
                 }
+                Some(Control::Srtp(side, s)) => {
+                    if side == Side::A { a.srtp = s } else { b.srtp = s }
+                }
                 None => return,
             },
             r = a.socket.recv_from(&mut buf_a) => {
-                if let Ok((n, from)) = r {
-                    a.latched.get_or_insert(from);
+                if let Ok((n, from)) = r
+                    && let Some(plain) = receive(&mut a, &buf_a[..n], from)
+                {
+                    let plain = plain.as_deref().unwrap_or(&buf_a[..n]);
                     if let Some(t) = &tap {
-                        let _ = t.send((bytes::Bytes::copy_from_slice(&buf_a[..n]), from));
-                    } else if a.latched == Some(from)
-                        && let Some(to) = b.target()
-                        && b.socket.send_to(&buf_a[..n], to).await.is_ok()
+                        let _ = t.send((Bytes::copy_from_slice(plain), from));
+                    } else if let Some(to) = b.target()
+                        && let Some(wire) = protect(&mut b, plain)
+                        && b.socket.send_to(wire.as_deref().unwrap_or(plain), to).await.is_ok()
                     {
                         stats.a_to_b.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
             r = b.socket.recv_from(&mut buf_b) => {
-                if let Ok((n, from)) = r {
-                    b.latched.get_or_insert(from);
+                if let Ok((n, from)) = r
+                    && let Some(plain) = receive(&mut b, &buf_b[..n], from)
+                {
+                    let plain = plain.as_deref().unwrap_or(&buf_b[..n]);
                     if let Some((pt, tx, rx)) = keys.as_mut()
-                        && b.latched == Some(from)
-                        && let Some((p, ts, payload)) = crate::media_server::parse_rtp(&buf_b[..n])
+                        && let Some((p, ts, payload)) = crate::media_server::parse_rtp(plain)
                         && p == *pt
                     {
                         let now = std::time::Instant::now();
@@ -305,35 +552,79 @@ async fn run(
                             }
                         }
                     }
-                    if let Some(c) = &consult
-                        && b.latched == Some(from)
+                    if let Some(c) = consult.as_mut()
                         && let Some(to) = c.target()
                     {
-                        let _ = c.socket.send_to(&buf_b[..n], to).await;
+                        if let Some(wire) = protect(c, plain) {
+                            let _ = c.socket.send_to(wire.as_deref().unwrap_or(plain), to).await;
+                        }
                     } else if tap.is_none()
-                        && b.latched == Some(from)
                         && let Some(to) = a.target()
-                        && a.socket.send_to(&buf_b[..n], to).await.is_ok()
+                        && let Some(wire) = protect(&mut a, plain)
+                        && a.socket.send_to(wire.as_deref().unwrap_or(plain), to).await.is_ok()
                     {
                         stats.b_to_a.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
             r = async {
-                match &consult {
-                    Some(c) => c.socket.recv_from(&mut buf_c).await,
+                match &consult_socket {
+                    Some(socket) => socket.recv_from(&mut buf_c).await,
                     None => std::future::pending().await,
                 }
             } => {
-                if let (Ok((n, from)), Some(c)) = (r, consult.as_mut()) {
-                    c.latched.get_or_insert(from);
-                    if c.latched == Some(from)
-                        && let Some(to) = b.target()
+                if let (Ok((n, from)), Some(c)) = (r, consult.as_mut())
+                    && let Some(plain) = receive(c, &buf_c[..n], from)
+                {
+                    let plain = plain.as_deref().unwrap_or(&buf_c[..n]);
+                    if let Some(to) = b.target()
+                        && let Some(wire) = protect(&mut b, plain)
                     {
-                        let _ = b.socket.send_to(&buf_c[..n], to).await;
+                        let _ = b.socket.send_to(wire.as_deref().unwrap_or(plain), to).await;
                     }
                 }
             }
+        }
+    }
+}
+
+/// A datagram that arrived on `leg`'s socket from `from`: `None` to drop it (not
+/// from the latched address, or failing SRTP authentication — such a packet does
+/// not latch), `Some(None)` to use it as it is, `Some(Some(plain))` decrypted.
+fn receive(leg: &mut Leg, packet: &[u8], from: SocketAddr) -> Option<Option<Bytes>> {
+    if leg.latched.is_some_and(|l| l != from) {
+        return None;
+    }
+    let plain = match leg.srtp.as_mut() {
+        None => None,
+        Some(s) => {
+            let r = if vaxel_media::rtp::is_rtcp(packet) {
+                s.unprotect_rtcp(packet)
+            } else {
+                s.unprotect_rtp(packet)
+            };
+            match r {
+                Ok(p) => Some(p),
+                Err(_) => return None,
+            }
+        }
+    };
+    leg.latched.get_or_insert(from);
+    Some(plain)
+}
+
+/// A plain packet to send to `leg`'s party: `Some(None)` as it is, `Some(Some(_))`
+/// encrypted with the engine's key for that party, `None` if it cannot be.
+fn protect(leg: &mut Leg, plain: &[u8]) -> Option<Option<Bytes>> {
+    match leg.srtp.as_mut() {
+        None => Some(None),
+        Some(s) => {
+            let r = if vaxel_media::rtp::is_rtcp(plain) {
+                s.protect_rtcp(plain)
+            } else {
+                s.protect_rtp(plain)
+            };
+            r.ok().map(Some)
         }
     }
 }
@@ -344,19 +635,28 @@ async fn run(
 /// address the body announced (`None` for a hold address or a hostname).
 pub fn rewrite_sdp(body: &[u8], local: SocketAddr) -> Option<(String, Option<SocketAddr>)> {
     let mut sd = vaxel_media::sdp::parse(body).ok()?;
+    let remote = media_address(&sd);
+    rewrite(&mut sd, local);
+    Some((sd.to_string(), remote))
+}
+
+/// The media address of the first audio stream (`None` for hold or a hostname).
+fn media_address(sd: &SessionDescription) -> Option<SocketAddr> {
+    let m = sd.media.iter().find(|m| m.kind == "audio" && m.port != 0)?;
+    let ip = m
+        .connection
+        .as_ref()
+        .or(sd.connection.as_ref())
+        .and_then(|c| c.ip())?;
+    Some(SocketAddr::new(ip, m.port)).filter(|r| !r.ip().is_unspecified())
+}
+
+/// Points the first audio stream at `local` (see [`rewrite_sdp`]).
+fn rewrite(sd: &mut SessionDescription, local: SocketAddr) {
     let audio = sd
         .media
         .iter()
         .position(|m| m.kind == "audio" && m.port != 0);
-    let remote = audio.and_then(|i| {
-        let m = &sd.media[i];
-        let ip = m
-            .connection
-            .as_ref()
-            .or(sd.connection.as_ref())
-            .and_then(|c| c.ip())?;
-        Some(SocketAddr::new(ip, m.port))
-    });
     let hold = audio.is_some_and(|i| {
         sd.media[i]
             .connection
@@ -370,10 +670,7 @@ pub fn rewrite_sdp(body: &[u8], local: SocketAddr) -> Option<(String, Option<Soc
     } else {
         local.ip().to_string()
     };
-    let conn = vaxel_media::sdp::Connection {
-        address: addr.clone(),
-    };
-    sd.connection = Some(conn.clone());
+    sd.connection = Some(vaxel_media::sdp::Connection { address: addr });
     sd.origin.address = local.ip().to_string();
     for (i, m) in sd.media.iter_mut().enumerate() {
         if Some(i) == audio {
@@ -387,7 +684,27 @@ pub fn rewrite_sdp(body: &[u8], local: SocketAddr) -> Option<(String, Option<Soc
             m.port = 0;
         }
     }
-    Some((sd.to_string(), remote.filter(|r| !r.ip().is_unspecified())))
+}
+
+/// The engine's SRTP offer with the other transport profile: RTP/SAVP becomes
+/// RTP/AVP with the same `a=crypto` (opportunistic, RFC 8643) and the other way
+/// round. For a callee that refused the first offer with 488 (RFC 3261 §21.4.26):
+/// a phone without SRTP refuses RTP/SAVP, one that requires SRTP refuses RTP/AVP.
+/// `None` when the offer has no `a=crypto` (nothing else to try).
+pub fn other_profile(offer: &[u8]) -> Option<String> {
+    let mut sd = vaxel_media::sdp::parse(offer).ok()?;
+    let m = sd
+        .media
+        .iter_mut()
+        .find(|m| m.kind == "audio" && m.port != 0)?;
+    m.attribute("crypto")?;
+    m.protocol = if m.protocol.contains("SAVP") {
+        "RTP/AVP".to_owned()
+    } else {
+        "RTP/SAVP".to_owned()
+    };
+    sd.origin.session_version += 1;
+    Some(sd.to_string())
 }
 
 /// The same SDP with every stream made `sendrecv` (RFC 3264 §6.1): what a party
@@ -477,5 +794,127 @@ mod tests {
         pa.send_to(b"to new", relay.local(Side::A)).await.unwrap();
         let (n, _) = new.recv_from(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"to new");
+    }
+
+    fn rtp(seq: u16, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 160, 0x11, 0x22, 0x33, 0x44];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn crypto_of(sdp: &str) -> CryptoAttribute {
+        let line = sdp
+            .lines()
+            .find_map(|l| l.strip_prefix("a=crypto:"))
+            .unwrap_or_else(|| panic!("no a=crypto in {sdp}"));
+        CryptoAttribute::parse(line).unwrap()
+    }
+
+    fn sdp(port: u16, proto: &str, crypto: Option<&CryptoAttribute>) -> String {
+        let mut s = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} {proto} 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+        );
+        if let Some(c) = crypto {
+            s.push_str(&format!("a=crypto:{}\r\n", c.to_value()));
+        }
+        s
+    }
+
+    /// RFC 4568 per leg: an SRTP caller and an SRTP callee each get the engine's
+    /// key, never the other's; packets are re-encrypted across the relay.
+    #[tokio::test]
+    async fn srtp_is_terminated_per_leg() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let relay = Relay::start(lo).await.unwrap();
+        relay.terminate();
+        let pa = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let pb = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut rng = rand::rng();
+        let ka = CryptoAttribute {
+            tag: 3,
+            suite: SrtpSuite::AesCm128HmacSha1_32,
+            key: SrtpMasterKey::generate(&mut rng),
+        };
+        let offer_a = sdp(pa.local_addr().unwrap().port(), "RTP/SAVP", Some(&ka));
+        let to_b = relay.pass(Side::A, offer_a.as_bytes()).unwrap();
+        // The callee is offered the caller's profile with the engine's own key; after
+        // a 488 the other profile (opportunistic SRTP), same key.
+        assert!(to_b.contains("RTP/SAVP"), "{to_b}");
+        let eb = crypto_of(&to_b);
+        assert_ne!(eb.key, ka.key);
+        let retry = other_profile(to_b.as_bytes()).unwrap();
+        assert!(
+            retry.contains("m=audio") && retry.contains(" RTP/AVP "),
+            "{retry}"
+        );
+        assert_eq!(crypto_of(&retry), eb);
+        let kb = CryptoAttribute {
+            tag: eb.tag,
+            suite: eb.suite,
+            key: SrtpMasterKey::generate(&mut rng),
+        };
+        let answer_b = sdp(pb.local_addr().unwrap().port(), "RTP/AVP", Some(&kb));
+        let to_a = relay.pass(Side::B, answer_b.as_bytes()).unwrap();
+        // The caller's answer echoes its tag, suite and profile with the engine's key.
+        assert!(to_a.contains("RTP/SAVP"), "{to_a}");
+        let ea = crypto_of(&to_a);
+        assert_eq!((ea.tag, ea.suite), (3, SrtpSuite::AesCm128HmacSha1_32));
+        assert!(ea.key != ka.key && ea.key != kb.key && ea.key != eb.key);
+        let mut a = SrtpSession::new(ka.suite, &ka.key, &ea.key).unwrap();
+        let mut b = SrtpSession::new(kb.suite, &kb.key, &eb.key).unwrap();
+        tokio::task::yield_now().await;
+        let mut buf = [0u8; 256];
+        for seq in 1..4u16 {
+            let wire = a.protect_rtp(&rtp(seq, b"hello b")).unwrap();
+            pa.send_to(&wire, relay.local(Side::A)).await.unwrap();
+            let (n, _) = pb.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&b.unprotect_rtp(&buf[..n]).unwrap()[12..], b"hello b");
+            let wire = b.protect_rtp(&rtp(seq, b"hello a")).unwrap();
+            pb.send_to(&wire, relay.local(Side::B)).await.unwrap();
+            let (n, _) = pa.recv_from(&mut buf).await.unwrap();
+            assert_eq!(&a.unprotect_rtp(&buf[..n]).unwrap()[12..], b"hello a");
+        }
+    }
+
+    /// An SRTP caller and a callee without SRTP (it ignores the opportunistic
+    /// `a=crypto`): the callee gets plain RTP, the caller SRTP; a forged packet
+    /// neither latches nor passes.
+    #[tokio::test]
+    async fn srtp_caller_talks_to_a_plain_callee() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let relay = Relay::start(lo).await.unwrap();
+        relay.terminate();
+        let pa = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let pb = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let forger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ka = CryptoAttribute {
+            tag: 1,
+            suite: SrtpSuite::AesCm128HmacSha1_80,
+            key: SrtpMasterKey::generate(&mut rand::rng()),
+        };
+        let offer_a = sdp(pa.local_addr().unwrap().port(), "RTP/SAVP", Some(&ka));
+        relay.pass(Side::A, offer_a.as_bytes()).unwrap();
+        let answer_b = sdp(pb.local_addr().unwrap().port(), "RTP/AVP", None);
+        let to_a = relay.pass(Side::B, answer_b.as_bytes()).unwrap();
+        let ea = crypto_of(&to_a);
+        let mut a = SrtpSession::new(ka.suite, &ka.key, &ea.key).unwrap();
+        tokio::task::yield_now().await;
+        forger
+            .send_to(&rtp(9, b"forged"), relay.local(Side::A))
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let wire = a.protect_rtp(&rtp(1, b"to plain b")).unwrap();
+        pa.send_to(&wire, relay.local(Side::A)).await.unwrap();
+        let mut buf = [0u8; 256];
+        let (n, _) = pb.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[12..n], b"to plain b");
+        pb.send_to(&rtp(1, b"plain to a"), relay.local(Side::B))
+            .await
+            .unwrap();
+        let (n, _) = pa.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&a.unprotect_rtp(&buf[..n]).unwrap()[12..], b"plain to a");
+        assert_eq!(relay.stats().a_to_b.load(Ordering::Relaxed), 1);
     }
 }

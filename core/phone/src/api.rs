@@ -175,6 +175,24 @@ pub enum Command {
         /// The consultation call.
         to: CallId,
     },
+    /// Merge calls into a local three-party (or larger) conference: held ones are
+    /// resumed, and each far end hears the microphone and every other far end, mixed in
+    /// this phone (no conference server needed). Reported by [`Event::Conference`].
+    /// A call leaves the conference when it ends; with one left the conference ends.
+    Merge {
+        /// The calls; empty for every call that is up (and the conference's members).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        calls: Vec<CallId>,
+    },
+    /// Send a ringing call to the account's voicemail: answer the INVITE with
+    /// `302 Moved Temporarily` (RFC 3261 §21.3.3) and `Contact: <sip:*59*USER@domain>`
+    /// (the Vaxel engine's "leave a message for USER" code), USER being the account's
+    /// own user. The caller's server follows the redirect to the mailbox.
+    SendToVoicemail {
+        /// The ringing call.
+        #[serde(default)]
+        call: Option<CallId>,
+    },
     /// Send an instant message (SIP MESSAGE).
     Message {
         /// To whom.
@@ -249,6 +267,16 @@ pub enum Command {
     /// Add a personal contact; reply with [`Event::ContactAdded`].
     ContactAdd {
         /// The contact.
+        #[serde(flatten)]
+        contact: NewContact,
+    },
+    /// Change a personal contact: its name, numbers, SIP addresses, e-mails,
+    /// organisation and favourite become these (other vCard fields are kept); reply with
+    /// [`Event::ContactUpdated`].
+    ContactUpdate {
+        /// The contact's id.
+        id: i64,
+        /// What it becomes.
         #[serde(flatten)]
         contact: NewContact,
     },
@@ -742,6 +770,12 @@ pub enum Event {
         /// The status.
         status: u16,
     },
+    /// The local conference's members changed ([`Command::Merge`]): these calls hear
+    /// each other now; empty when the conference ended.
+    Conference {
+        /// The members.
+        calls: Vec<CallId>,
+    },
     /// Our transfer worked; the call ends.
     Transferred {
         /// The transferred call.
@@ -894,6 +928,13 @@ pub enum Event {
         /// Its name.
         name: String,
     },
+    /// A contact was changed ([`Command::ContactUpdate`]).
+    ContactUpdated {
+        /// Its id.
+        id: i64,
+        /// Its name now.
+        name: String,
+    },
     /// The answer to [`Command::Contacts`].
     Contacts {
         /// Every personal contact.
@@ -939,7 +980,7 @@ impl Event {
 /// `call URI [--play F] [--record F]`, `answer [ID]`, `reject [ID] [CODE]`,
 /// `hangup [ID]`, `hold [ID]`, `resume [ID]`, `mute [ID]`, `unmute [ID]`,
 /// `dtmf [ID] DIGITS`, `info [ID] DIGITS`, `transfer [ID] TARGET`,
-/// `attended-transfer ID TO_ID`, `message TO TEXT…`, `register [ACCOUNT]`,
+/// `attended-transfer ID TO_ID`, `merge [ID…]`, `voicemail [ID]`, `message TO TEXT…`, `register [ACCOUNT]`,
 /// `unregister [ACCOUNT]`, `presence [set] ACTIVITY [--note TEXT…] [--until TIME]`,
 /// `watch URI [--presence-only|--dialog-only]`, `unwatch URI`,
 /// `network-changed [IP]`, `snapshot`, `history [N] [--missed]`, `missed [N]`,
@@ -1034,6 +1075,13 @@ pub fn parse_line(line: &str) -> Result<Command, String> {
             },
             _ => return Err("attended-transfer: give CALL and TO call ids".into()),
         },
+        "merge" | "conference" => Command::Merge {
+            calls: rest
+                .iter()
+                .map(|w| w.parse().map_err(|_| format!("merge: not a call id: {w}")))
+                .collect::<Result<_, _>>()?,
+        },
+        "voicemail" | "send-to-voicemail" => Command::SendToVoicemail { call },
         "message" | "msg" => match rest {
             [to, text @ ..] if !text.is_empty() => Command::Message {
                 to: to.to_string(),
@@ -1130,7 +1178,21 @@ pub fn parse_line(line: &str) -> Result<Command, String> {
                 limit: None,
             }
         }
-        "contact-add" | "contact_add" => {
+        "contact-add" | "contact_add" | "contact-update" | "contact_update" => {
+            let update = verb.starts_with("contact-u") || verb.starts_with("contact_u");
+            let (id, rest) = match (update, rest.split_first()) {
+                (true, Some((id, rest))) => (
+                    Some(
+                        id.parse::<i64>()
+                            .map_err(|_| format!("{verb}: give ID NAME [NUMBER|SIP-URI|EMAIL]…"))?,
+                    ),
+                    rest,
+                ),
+                (true, None) => {
+                    return Err(format!("{verb}: give ID NAME [NUMBER|SIP-URI|EMAIL]…"));
+                }
+                (false, _) => (None, rest),
+            };
             let mut c = NewContact::default();
             let mut name = Vec::new();
             for w in rest {
@@ -1148,7 +1210,10 @@ pub fn parse_line(line: &str) -> Result<Command, String> {
                 return Err("contact-add: give NAME [NUMBER|SIP-URI|EMAIL]…".into());
             }
             c.name = name.join(" ");
-            Command::ContactAdd { contact: c }
+            match id {
+                Some(id) => Command::ContactUpdate { id, contact: c },
+                None => Command::ContactAdd { contact: c },
+            }
         }
         "contacts" => Command::Contacts,
         "vcard-import" | "vcard_import" | "import" => Command::VcardImport {
@@ -1285,6 +1350,35 @@ mod tests {
         assert_eq!(
             parse_line("attended-transfer 1 2").unwrap(),
             Command::AttendedTransfer { call: 1, to: 2 }
+        );
+        assert_eq!(
+            parse_line("contact-update 7 Anne Berg +4512345678").unwrap(),
+            Command::ContactUpdate {
+                id: 7,
+                contact: NewContact {
+                    name: "Anne Berg".into(),
+                    numbers: vec!["+4512345678".into()],
+                    ..NewContact::default()
+                }
+            }
+        );
+        assert!(parse_line("contact-update Anne").is_err());
+        assert_eq!(
+            parse_line("merge").unwrap(),
+            Command::Merge { calls: vec![] }
+        );
+        assert_eq!(
+            parse_line("merge 1 3").unwrap(),
+            Command::Merge { calls: vec![1, 3] }
+        );
+        assert!(parse_line("merge x").is_err());
+        assert_eq!(
+            parse_line("voicemail 2").unwrap(),
+            Command::SendToVoicemail { call: Some(2) }
+        );
+        assert_eq!(
+            parse_line(r#"{"cmd":"send_to_voicemail"}"#).unwrap(),
+            Command::SendToVoicemail { call: None }
         );
         assert_eq!(
             parse_line("message sip:a@b hello there").unwrap(),

@@ -100,6 +100,10 @@ pub struct PhoneConfig {
     /// (a company CA, a test CA). TLS accounts and `sips:` targets check the server's
     /// certificate against these and the OS's roots (RFC 5922 name checks).
     pub tls_ca: Vec<std::path::PathBuf>,
+    /// Cancel the speaker's echo in the microphone on calls with sound devices (on by
+    /// default; only in builds with vaxel-audio's `aec` feature, see
+    /// [`vaxel_audio::CallEcho`]).
+    pub echo_cancellation: bool,
 }
 
 impl std::fmt::Debug for PhoneConfig {
@@ -134,6 +138,7 @@ impl PhoneConfig {
             user_agent: format!("Vaxel/{}", env!("CARGO_PKG_VERSION")),
             tls_ca: Vec::new(),
             tones: vaxel_media::tones::Country::Dk,
+            echo_cancellation: true,
         }
     }
 }
@@ -504,6 +509,11 @@ struct Core {
     /// Colleagues watched (one entry per subscription).
     watches: BTreeMap<u64, Watch>,
     next_watch: u64,
+    /// The local conference ([`Command::Merge`]): its bus and members.
+    conference: Option<(
+        vaxel_audio::mix::ConferenceBus,
+        std::collections::BTreeSet<CallId>,
+    )>,
 }
 
 impl Core {
@@ -548,6 +558,7 @@ impl Core {
             next_flow_check: Instant::now() + FLOW_CHECK,
             watches: BTreeMap::new(),
             next_watch: 1,
+            conference: None,
         };
         for (c, password) in accounts {
             let local = core.local_for(&acct::user(&c), c.transport);
@@ -888,6 +899,13 @@ impl Core {
                     self.records.run(move |r| r.contact_add(contact));
                     Ok(())
                 }
+                Command::ContactUpdate { id, contact } => {
+                    if contact.name.trim().is_empty() {
+                        return Err(bad("contact_update: give a name".into()));
+                    }
+                    self.records.run(move |r| r.contact_update(id, contact));
+                    Ok(())
+                }
                 Command::Contacts => {
                     self.records.run(|r| r.contacts());
                     Ok(())
@@ -1033,6 +1051,27 @@ impl Core {
                         .refer_replacing(now, target, replaces.as_ref())
                         .map_err(|e| (ErrorCode::BadCommand, e.to_string(), Some(call)))
                 }
+                Command::Merge { calls } => self.merge(calls, now),
+                Command::SendToVoicemail { call } => {
+                    let id = self.pick_call(call, true).map_err(bad)?;
+                    let c = self.calls.get_mut(&id).ok_or_else(|| bad("gone".into()))?;
+                    let aor = self.accounts[c.account].aor.uri.as_sip().cloned();
+                    let Some(aor) = aor else {
+                        return Err(bad("voicemail: the account has no SIP address".into()));
+                    };
+                    let user = aor.user.as_deref().unwrap_or_default();
+                    let host = match aor.port {
+                        Some(p) => format!("{}:{p}", aor.host),
+                        None => aor.host.to_string(),
+                    };
+                    let scheme = if aor.secure { "sips" } else { "sip" };
+                    let target = parse_sip_uri(&format!("{scheme}:*59*{user}@{host}"))
+                        .map_err(|e| bad(e.to_string()))?;
+                    c.ringtone = None;
+                    c.session
+                        .redirect(now, 302, &target)
+                        .map_err(|e| (ErrorCode::BadCommand, e.to_string(), Some(id)))
+                }
                 Command::Message { to, text, account } => {
                     let a = self.account_index(account.as_deref()).map_err(bad)?;
                     let uri = self.target_uri(a, &to).map_err(bad)?;
@@ -1144,6 +1183,101 @@ impl Core {
         if let Err((code, message, call)) = r {
             self.fail(code, message, call);
         }
+    }
+
+    /// [`Command::Merge`]: a local conference of the given calls (or every call that is
+    /// up), held ones resumed; each call's media joins the mixing bus.
+    fn merge(
+        &mut self,
+        calls: Vec<CallId>,
+        now: Instant,
+    ) -> Result<(), (ErrorCode, String, Option<CallId>)> {
+        let mut ids: std::collections::BTreeSet<CallId> = if calls.is_empty() {
+            self.calls
+                .values()
+                .filter(|c| {
+                    c.established
+                        && !c.transferred
+                        && c.session.state() == &SessionState::Established
+                })
+                .map(|c| c.id)
+                .collect()
+        } else {
+            calls.into_iter().collect()
+        };
+        if let Some((_, members)) = &self.conference {
+            ids.extend(members.iter().copied());
+        }
+        for id in &ids {
+            let up = self
+                .calls
+                .get(id)
+                .is_some_and(|c| c.established && c.media.is_some());
+            if !up {
+                return Err((
+                    ErrorCode::BadCommand,
+                    format!("merge: call {id} is not up"),
+                    Some(*id),
+                ));
+            }
+        }
+        if ids.len() < 2 {
+            return Err((
+                ErrorCode::BadCommand,
+                "merge: needs two calls that are up".into(),
+                None,
+            ));
+        }
+        let (bus, members) = self
+            .conference
+            .get_or_insert_with(|| (vaxel_audio::mix::ConferenceBus::new(), Default::default()));
+        let bus = bus.clone();
+        let new: Vec<CallId> = ids
+            .iter()
+            .filter(|id| !members.contains(id))
+            .copied()
+            .collect();
+        members.extend(new.iter().copied());
+        for id in new {
+            if let Some(m) = self.calls.get(&id).and_then(|c| c.media.as_ref()) {
+                let _ = m.set_conference(Some(bus.join(id)));
+            }
+        }
+        for id in &ids {
+            let held = self.calls.get(id).is_some_and(|c| {
+                (c.held && c.pending_hold != Some(false)) || c.pending_hold == Some(true)
+            });
+            if held {
+                self.set_hold(*id, false, now)?;
+            }
+        }
+        self.emit(Event::Conference {
+            calls: ids.into_iter().collect(),
+        });
+        Ok(())
+    }
+
+    /// A call ended: it leaves the conference; with one member left the conference ends.
+    fn leave_conference(&mut self, id: CallId) {
+        let Some((_, members)) = self.conference.as_mut() else {
+            return;
+        };
+        if !members.remove(&id) {
+            return;
+        }
+        if members.len() >= 2 {
+            let calls = members.iter().copied().collect();
+            self.emit(Event::Conference { calls });
+            return;
+        }
+        let rest: Vec<CallId> = members.iter().copied().collect();
+        self.conference = None;
+        for other in rest {
+            if let Some(m) = self.calls.get(&other).and_then(|c| c.media.as_ref()) {
+                let _ = m.set_conference(None);
+            }
+        }
+        self.emit(Event::Conference { calls: Vec::new() });
     }
 
     fn snapshot(&self) -> Event {
@@ -1664,7 +1798,9 @@ impl Core {
                 return;
             }
         };
-        match CallMedia::start(CallMediaConfig::new(ports, audio, io)) {
+        let mut media_config = CallMediaConfig::new(ports, audio, io);
+        media_config.tuning.echo_cancellation = self.config.echo_cancellation;
+        match CallMedia::start(media_config) {
             Ok((handle, mut events)) => {
                 let tx = self.media_tx.clone();
                 tokio::spawn(async move {
@@ -2792,6 +2928,7 @@ impl Core {
             cause: reason,
             status,
         });
+        self.leave_conference(id);
     }
 }
 

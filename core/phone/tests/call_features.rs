@@ -7,7 +7,11 @@
 //! - DTMF by SIP INFO (`info`), both ways: the digits arrive as `dtmf` events `via: info`;
 //! - call waiting and swapping: a talks to b, c calls a (a second incoming call while in a
 //!   call), a holds b and answers c, then swaps back (holds c, resumes b); c's recording
-//!   has a's voice, b's has it again at the end, the held sides see `held`/`resumed`.
+//!   has a's voice, b's has it again at the end, the held sides see `held`/`resumed`;
+//! - a local three-party conference: a talks to b, holds b, consults c, then `merge`s:
+//!   b is resumed, and b's recording has c's tone as well as a's, c's has b's and a's
+//!   (the far ends hear each other through a's mixer); when c hangs up the conference
+//!   ends and a and b still talk.
 //!
 //! (Cancel before answer is in `cli_direct`; early media and a failed attended transfer
 //! in `sipp_edge`.)
@@ -285,5 +289,106 @@ fn call_waiting_and_swapping_between_two_calls() {
         v.send("quit");
         assert_eq!(v.wait(10), 0);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Share of each of `freqs` in each full second of a 16 kHz recording (1.0: all the
+/// energy of a pure tone at that frequency).
+fn shares_per_second(path: &Path, freqs: &[f64]) -> Vec<Vec<f64>> {
+    let p = vaxel_media::wav::Prompt::from_wav(std::fs::File::open(path).unwrap(), 16_000).unwrap();
+    p.samples()
+        .chunks(16_000)
+        .filter(|c| c.len() == 16_000)
+        .map(|chunk| {
+            let energy = chunk.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>() / 16_000.0;
+            freqs
+                .iter()
+                .map(|&f| {
+                    2.0 * vaxel_media::dsp::goertzel_power(chunk, 16_000, f) / energy.max(1.0)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn merge_makes_a_local_three_party_conference() {
+    let dir = temp_dir("merge");
+    let (t500, t700, t1000) = (
+        dir.join("t500.wav"),
+        dir.join("t700.wav"),
+        dir.join("t1000.wav"),
+    );
+    tone_wav(&t500, 500.0, 2);
+    tone_wav(&t700, 700.0, 2);
+    tone_wav(&t1000, 1000.0, 2);
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let mut a = phone(&dir, "a", pa, &t500);
+    let mut b = phone(&dir, "b", pb, &t700);
+    let mut c = phone(&dir, "c", pc, &t1000);
+
+    // a talks to b, holds b and consults c: the announced-transfer start.
+    a.send(&format!("call sip:b@127.0.0.1:{pb}"));
+    let inc = b.event("incoming", 10);
+    b.send(&format!("answer {}", inc["call"]));
+    a.expect("a-b up", 10, |v| {
+        v["event"] == "established" && v["call"] == 1
+    });
+    a.send("hold 1");
+    b.expect("b held", 10, |v| {
+        v["event"] == "held" && v["by"] == "remote"
+    });
+    a.send(&format!("call sip:c@127.0.0.1:{pc}"));
+    let inc = c.event("incoming", 10);
+    c.send(&format!("answer {}", inc["call"]));
+    a.expect("a-c up", 10, |v| {
+        v["event"] == "established" && v["call"] == 2
+    });
+
+    // Merge: b comes back from hold and everyone hears everyone.
+    a.send("merge");
+    let conf = a.event("conference", 5);
+    assert_eq!(conf["calls"], serde_json::json!([1, 2]), "{conf}");
+    b.expect("b resumed", 10, |v| {
+        v["event"] == "resumed" && v["by"] == "remote"
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+
+    // c leaves: the conference ends, a and b go on.
+    c.send("hangup");
+    a.expect("c gone", 10, |v| v["event"] == "ended" && v["call"] == 2);
+    let conf = a.expect_new("conference over", 5, |v| v["event"] == "conference");
+    assert_eq!(conf["calls"], serde_json::json!([]), "{conf}");
+    a.send("merge");
+    a.expect("one call cannot merge", 5, |v| {
+        v["event"] == "error" && v["message"].as_str().unwrap_or("").contains("merge")
+    });
+    std::thread::sleep(Duration::from_millis(2000));
+    a.send("hangup 1");
+    b.event("ended", 10);
+    for v in [&mut a, &mut b, &mut c] {
+        v.send("quit");
+        assert_eq!(v.wait(10), 0);
+    }
+
+    let freqs = [500.0, 700.0, 1000.0];
+    // c's last second was in the conference: a's and b's tones, about half each.
+    let hc = shares_per_second(&dir.join("c.wav"), &freqs);
+    let last = hc.last().expect("c recorded");
+    assert!(
+        last[0] > 0.2 && last[1] > 0.2 && last[2] < 0.05,
+        "c hears a and b: {hc:?}"
+    );
+    // b heard c (only possible through a's mixer) and a; never itself; only a at the end.
+    let hb = shares_per_second(&dir.join("b.wav"), &freqs);
+    assert!(
+        hb.iter().any(|s| s[0] > 0.2 && s[2] > 0.2 && s[1] < 0.05),
+        "b hears a and c in the conference: {hb:?}"
+    );
+    let last = hb.last().expect("b recorded");
+    assert!(
+        last[0] > 0.5 && last[2] < 0.05,
+        "b hears only a at the end: {hb:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -21,6 +21,10 @@
 //!   (From `"Sales" <sip:4005%231@…>`): vaxel's `incoming` carries number 4005 and group
 //!   Sales (id 1), and the history row keeps both.
 //!
+//! - `voicemail_302.xml`: "send to voicemail" — SIPp calls, vaxel gets `voicemail`
+//!   while it rings and answers 302 Moved Temporarily with `Contact:
+//!   <sip:*59*vaxel@…>` (checked by SIPp); the history row says why.
+//!
 //! Each fails unless SIPp reports its call successful (exit status 0). Skips (or fails
 //! with `VAXEL_REQUIRE_PEERS=1`) when sipp is not installed.
 
@@ -506,6 +510,44 @@ fn sipp_call_via_group_gives_number_and_group() {
     let row = &h["calls"][0];
     assert_eq!(row["number"], "4005", "{h}");
     assert_eq!(row["group"], "Sales", "{h}");
+    quit(v);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sipp_send_to_voicemail_redirects_with_302() {
+    if !have_peer("sipp") {
+        return;
+    }
+    let dir = temp_dir("sipp-voicemail");
+    let vport = free_port();
+    let mut v = Vaxel::spawn(
+        "vaxel",
+        &[
+            "--profile",
+            dir.join("profile").to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{vport}"),
+            "run",
+        ],
+        &[],
+    );
+    v.event("started", 10);
+    let s = sipp(
+        &dir,
+        "voicemail_302.xml",
+        free_port(),
+        Some(&format!("127.0.0.1:{vport}")),
+    );
+    let inc = v.event("incoming", 10);
+    v.send(&format!("voicemail {}", inc["call"]));
+    sipp_ok(&dir, "voicemail_302.xml", s, 30);
+    let ended = v.event("ended", 5);
+    assert_eq!(ended["cause"], "local_rejected", "{ended}");
+    assert_eq!(ended["status"], 302, "{ended}");
+    v.send("history");
+    let h = v.event("history", 5);
+    assert_eq!(h["calls"][0]["cause"], "local_rejected 302", "{h}");
     quit(v);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -97,6 +97,29 @@ fn reject_busy_and_decline() {
 }
 
 #[test]
+fn redirect_302_ends_both_sides_with_the_status() {
+    let mut sim = pair(2, LinkConditions::default());
+    sim.call(0, 1, sdp("alice", "sendrecv"));
+    sim.run_for(Duration::from_millis(100));
+    let now = sim.now();
+    sim.eps[1].sessions[0]
+        .redirect(now, 302, &uri("sip:*59*bob@example.com"))
+        .unwrap();
+    sim.run_for(Duration::from_secs(40));
+    assert_eq!(ended(&sim, 0, 0), Some(EndCause::Rejected(302)));
+    assert_eq!(ended(&sim, 1, 0), Some(EndCause::LocalRejected(302)));
+    let ladder = sim.ladder().join("\n");
+    assert!(ladder.contains("302 Moved Temporarily"), "{ladder}");
+    // Only a pending INVITE can be redirected.
+    let now = sim.now();
+    assert!(
+        sim.eps[1].sessions[0]
+            .redirect(now, 302, &uri("sip:x@example.com"))
+            .is_err()
+    );
+}
+
+#[test]
 fn cancel_before_any_provisional() {
     let mut sim = pair(3, LinkConditions::default());
     let i = sim.call(0, 1, sdp("alice", "sendrecv"));

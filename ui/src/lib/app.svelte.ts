@@ -19,20 +19,34 @@ export class AppState {
   directory = $state<Person[]>([]);
   historyVersion = $state(0);
   dialText = $state('');
+  /** The settings' microphone test, dBFS. */
+  micLevel = $state(-100);
 
   constructor(public backend: Backend) {}
 
   t = (key: Key) => translate(this.snap?.settings.language ?? 'en', key);
 
   get calls(): CallView[] { return this.snap?.calls ?? []; }
+  /** Calls past ringing in (placed, up, held), oldest first. */
+  get liveCalls(): CallView[] {
+    return this.calls.filter((c) => !(c.direction === 'incoming' && c.state === 'ringing'));
+  }
+  /** The call the in-call panel shows: the newest one not on hold, else the newest. */
   get activeCall(): CallView | undefined {
-    return this.calls.find((c) => !(c.direction === 'incoming' && c.state === 'ringing'));
+    const live = this.liveCalls;
+    return [...live].reverse().find((c) => !c.held) ?? live[live.length - 1];
+  }
+  /** The other calls (on hold, or in the conference with the active one). */
+  get otherCalls(): CallView[] {
+    const a = this.activeCall;
+    return this.liveCalls.filter((c) => c.call !== a?.call);
   }
 
   async init() {
     await this.backend.onEvent((e) => this.apply(e));
     await this.backend.onMedia((m) => {
       if (m.type === 'levels') this.levels[m.call] = { input: m.input, output: m.output };
+      else if (m.type === 'mic_level') this.micLevel = m.dbfs;
       else this.quality[m.call] = { codec: m.codec, lossPercent: m.lossPercent, jitterMs: m.jitterMs, rttMs: m.rttMs };
     });
     this.snap = await this.backend.snapshot();

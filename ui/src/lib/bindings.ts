@@ -127,7 +127,16 @@ codec: string,
 /**
  * When it was answered (ms since the Unix epoch), for the call timer.
  */
-answeredAt: number | null, };
+answeredAt: number | null, 
+/**
+ * This call consults a colleague about that (held) call: an announced transfer
+ * can hand that call over to this one's far end.
+ */
+consultOf: number | null, 
+/**
+ * The call is in the local conference (merged).
+ */
+conference: boolean, };
 
 export type Snapshot = { 
 /**
@@ -305,6 +314,16 @@ until: string,
  */
 note: string, };
 
+export type NotificationText = { 
+/**
+ * The title of an incoming call's notification ("Incoming call").
+ */
+incomingCall: string, 
+/**
+ * The word before a group's name ("via" Sales).
+ */
+via: string, };
+
 export type Person = { 
 /**
  * Extension.
@@ -377,7 +396,20 @@ startMinimised: boolean,
 /**
  * Show OS notifications for incoming calls.
  */
-notifications: boolean, };
+notifications: boolean, 
+/**
+ * Global hotkey that answers a ringing call ("Ctrl+Alt+A"; empty: none). Works
+ * while another program has the focus.
+ */
+hotkeyAnswer: string, 
+/**
+ * Global hotkey that hangs up the call in progress.
+ */
+hotkeyHangup: string, 
+/**
+ * Global hotkey that mutes or unmutes the call in progress.
+ */
+hotkeyMute: string, };
 
 export type AudioDevice = { 
 /**
@@ -429,7 +461,11 @@ jitterMs: number,
 /**
  * Round trip in ms.
  */
-rttMs: number | null, };
+rttMs: number | null, } | { "type": "mic_level", 
+/**
+ * RMS over the last 100 ms (−100 silence … 0 full scale).
+ */
+dbfs: number, };
 
 export type UiEvent = { "type": "reset" } | { "type": "account", 
 /**

@@ -110,6 +110,26 @@ const en = {
   error: 'Error',
   dismiss: 'Dismiss',
   saved: 'Saved',
+  voicemail: 'To voicemail',
+  voicemailLabel: 'Send the call to your voicemail',
+  consult: 'Consult',
+  consultTo: 'Consult (name or number)',
+  consulting: 'Consulting about',
+  completeTransfer: 'Complete transfer',
+  backToCall: 'Back to the held call',
+  swap: 'Swap',
+  swapTo: 'Switch to',
+  merge: 'Merge calls',
+  conference: 'Conference',
+  onHold: 'On hold',
+  otherCalls: 'Other calls',
+  micTest: 'Test the microphone',
+  micTestStop: 'Stop the microphone test',
+  micLevel: 'Microphone level',
+  testTone: 'Play a test tone',
+  testRing: 'Test the ringing device',
+  hotkeys: 'Global hotkeys',
+  hotkeyHint: 'They work while another program has the focus, e.g. Ctrl+Alt+A. Empty: none.',
 };
 export type Key = keyof typeof en;
 
@@ -145,6 +165,14 @@ const da: Partial<Record<Key, string>> = {
   notifications: 'Giv besked om indgående opkald', links: 'Åbn tel:- og sip:-links med Vaxel',
   registered: 'Registreret', registering: 'Registrerer…', failed: 'Registrering mislykkedes', office: 'Kontor',
   error: 'Fejl', dismiss: 'Luk', saved: 'Gemt',
+  voicemail: 'Til telefonsvarer', voicemailLabel: 'Send opkaldet til din telefonsvarer',
+  consult: 'Forespørg', consultTo: 'Forespørg hos (navn eller nummer)', consulting: 'Forespørgsel om',
+  completeTransfer: 'Fuldfør viderestilling', backToCall: 'Tilbage til det ventende opkald',
+  swap: 'Skift', swapTo: 'Skift til', merge: 'Saml opkaldene', conference: 'Konference',
+  onHold: 'Venter', otherCalls: 'Andre opkald',
+  micTest: 'Test mikrofonen', micTestStop: 'Stop mikrofontesten', micLevel: 'Mikrofonniveau',
+  testTone: 'Afspil en testtone', testRing: 'Test ringeenheden',
+  hotkeys: 'Globale genvejstaster', hotkeyHint: 'Virker mens et andet program har fokus, f.eks. Ctrl+Alt+A. Tom: ingen.',
 };
 
 const sv: Partial<Record<Key, string>> = {
@@ -179,6 +207,14 @@ const sv: Partial<Record<Key, string>> = {
   startMinimised: 'Starta minimerad i aktivitetsfältet', notifications: 'Meddela mig om inkommande samtal',
   links: 'Öppna tel:- och sip:-länkar med Vaxel', registered: 'Registrerad', registering: 'Registrerar…',
   failed: 'Registreringen misslyckades', office: 'Kontor', error: 'Fel', dismiss: 'Stäng', saved: 'Sparat',
+  voicemail: 'Till röstbrevlådan', voicemailLabel: 'Skicka samtalet till din röstbrevlåda',
+  consult: 'Förfråga', consultTo: 'Förfråga hos (namn eller nummer)', consulting: 'Förfrågan om',
+  completeTransfer: 'Slutför kopplingen', backToCall: 'Tillbaka till det parkerade samtalet',
+  swap: 'Växla', swapTo: 'Växla till', merge: 'Slå ihop samtalen', conference: 'Konferens',
+  onHold: 'Parkerat', otherCalls: 'Andra samtal',
+  micTest: 'Testa mikrofonen', micTestStop: 'Stoppa mikrofontestet', micLevel: 'Mikrofonnivå',
+  testTone: 'Spela en testton', testRing: 'Testa ringenheten',
+  hotkeys: 'Globala snabbtangenter', hotkeyHint: 'Fungerar medan ett annat program har fokus, t.ex. Ctrl+Alt+A. Tomt: ingen.',
 };
 
 const nb: Partial<Record<Key, string>> = {
@@ -212,6 +248,14 @@ const nb: Partial<Record<Key, string>> = {
   startMinimised: 'Start minimert i systemstatusfeltet', notifications: 'Varsle meg om innkommende anrop',
   links: 'Åpne tel:- og sip:-lenker med Vaxel', registered: 'Registrert', registering: 'Registrerer…',
   failed: 'Registrering mislyktes', office: 'Kontor', error: 'Feil', dismiss: 'Lukk', saved: 'Lagret',
+  voicemail: 'Til talepost', voicemailLabel: 'Send samtalen til taleposten din',
+  consult: 'Forespør', consultTo: 'Forespør hos (navn eller nummer)', consulting: 'Forespørsel om',
+  completeTransfer: 'Fullfør overføringen', backToCall: 'Tilbake til samtalen på vent',
+  swap: 'Bytt', swapTo: 'Bytt til', merge: 'Slå sammen samtalene', conference: 'Konferanse',
+  onHold: 'På vent', otherCalls: 'Andre samtaler',
+  micTest: 'Test mikrofonen', micTestStop: 'Stopp mikrofontesten', micLevel: 'Mikrofonnivå',
+  testTone: 'Spill av en testtone', testRing: 'Test ringeenheten',
+  hotkeys: 'Globale hurtigtaster', hotkeyHint: 'Virker mens et annet program har fokus, f.eks. Ctrl+Alt+A. Tom: ingen.',
 };
 
 const fi: Partial<Record<Key, string>> = {
@@ -246,6 +290,14 @@ const fi: Partial<Record<Key, string>> = {
   notifications: 'Ilmoita saapuvista puheluista', links: 'Avaa tel:- ja sip:-linkit Vaxelilla',
   registered: 'Rekisteröity', registering: 'Rekisteröidään…', failed: 'Rekisteröinti epäonnistui',
   office: 'Toimisto', error: 'Virhe', dismiss: 'Sulje', saved: 'Tallennettu',
+  voicemail: 'Vastaajaan', voicemailLabel: 'Ohjaa puhelu vastaajaasi',
+  consult: 'Tiedustele', consultTo: 'Tiedustele (nimi tai numero)', consulting: 'Tiedustelu puhelusta',
+  completeTransfer: 'Viimeistele siirto', backToCall: 'Takaisin pidossa olevaan puheluun',
+  swap: 'Vaihda', swapTo: 'Vaihda puheluun', merge: 'Yhdistä puhelut', conference: 'Neuvottelu',
+  onHold: 'Pidossa', otherCalls: 'Muut puhelut',
+  micTest: 'Testaa mikrofoni', micTestStop: 'Lopeta mikrofonitesti', micLevel: 'Mikrofonin taso',
+  testTone: 'Soita testiääni', testRing: 'Testaa soittolaite',
+  hotkeys: 'Yleiset pikanäppäimet', hotkeyHint: 'Toimivat toisen ohjelman ollessa aktiivinen, esim. Ctrl+Alt+A. Tyhjä: ei mitään.',
 };
 
 export const table: Record<Lang, Partial<Record<Key, string>>> = { en, da, sv, nb, fi };

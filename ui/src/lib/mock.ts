@@ -4,7 +4,7 @@
 import type { Backend } from './backend';
 import type {
   AccountForm, AccountView, AudioDevice, CallView, ContactView, HistoryItem, HistoryPage,
-  MediaUpdate, Person, Presence, SearchHit, Settings, Snapshot, UiError, UiEvent, VcardReport,
+  MediaUpdate, NotificationText, Person, Presence, SearchHit, Settings, Snapshot, UiError, UiEvent, VcardReport,
 } from './bindings';
 
 const people: Person[] = [
@@ -29,6 +29,7 @@ export class MockBackend implements Backend {
     settings: {
       theme: 'system', language: 'en', echoCancellation: true, inputDevice: '', outputDevice: '',
       ringDevice: '', startMinimised: false, notifications: true,
+      hotkeyAnswer: 'Ctrl+Alt+A', hotkeyHangup: 'Ctrl+Alt+E', hotkeyMute: 'Ctrl+Alt+M',
     },
     engine: null, version: '0.1.0',
   };
@@ -65,6 +66,9 @@ export class MockBackend implements Backend {
     if (outcome === 'missed') this.snap.unseenMissed += 1;
     this.emit({ type: 'ended', call: c.call, cause });
     this.emit({ type: 'history', unseenMissed: this.snap.unseenMissed });
+    // With one member left the conference is over, as the phone says.
+    const members = this.snap.calls.filter((x) => x.conference);
+    if (members.length === 1) this.update({ ...members[0], conference: false });
   }
 
   /** The group each incoming call came through ("via Sales"). */
@@ -73,7 +77,8 @@ export class MockBackend implements Backend {
   ring(from: string, name = '', via = ''): number {
     const c: CallView = {
       call: this.nextCall++, remote: from, remoteName: name, direction: 'incoming', state: 'ringing',
-      held: false, remoteHeld: false, muted: false, codec: '', answeredAt: null,
+      held: false, remoteHeld: false, muted: false, codec: '', answeredAt: null, consultOf: null,
+      conference: false,
     };
     this.snap.calls.push(c);
     if (via) this.viaOf.set(c.call, via);
@@ -99,14 +104,21 @@ export class MockBackend implements Backend {
     this.snap.accounts = [{ name: account.name, uri: account.uri, proxy: account.proxy, registration: 'registering', reason: '' }];
     return this.snapshot();
   }
-  async call(target: string) {
+  /** Holds every call that is up and not `except`, as the app's core does. */
+  private holdOthers(except: number | null) {
+    for (const c of this.snap.calls) {
+      if (c.state === 'established' && !c.held && c.call !== except) this.update({ ...c, held: true, conference: false });
+    }
+  }
+  async call(target: string, consultOf: number | null = null) {
     this.log('call', target);
     if (!target.trim()) throw err('bad_command', 'nothing to call');
+    this.holdOthers(null);
     const p = people.find((p) => p.extension === target || p.number === target);
     const c: CallView = {
       call: this.nextCall++, remote: `sip:${target}@demo.vaxel.test`, remoteName: p?.name ?? '',
       direction: 'outgoing', state: 'calling', held: false, remoteHeld: false, muted: false,
-      codec: '', answeredAt: null,
+      codec: '', answeredAt: null, consultOf, conference: false,
     };
     this.snap.calls.push(c);
     this.emit({ type: 'call', call: { ...c } });
@@ -117,6 +129,7 @@ export class MockBackend implements Backend {
   async answer(call: number) {
     this.log('answer', call);
     const c = this.find(call);
+    this.holdOthers(call);
     this.update({ ...c, state: 'established', codec: 'opus', answeredAt: Date.now() });
   }
   async decline(call: number) {
@@ -134,6 +147,45 @@ export class MockBackend implements Backend {
   async transfer(call: number, target: string) {
     this.log('transfer', { call, target });
     this.end(this.find(call), 'answered', 'transferred');
+  }
+  async consult(call: number, target: string) {
+    this.find(call);
+    this.log('consult', { call, target });
+    await this.call(target, call);
+  }
+  async completeTransfer(call: number) {
+    const c = this.find(call);
+    if (c.consultOf == null) throw err('bad_command', `call ${call} is no consultation`);
+    this.log('complete_transfer', call);
+    this.end(this.find(c.consultOf), 'answered', 'transferred');
+    this.end(c, 'answered', 'transferred');
+  }
+  async cancelConsult(call: number) {
+    const c = this.find(call);
+    if (c.consultOf == null) throw err('bad_command', `call ${call} is no consultation`);
+    this.log('cancel_consult', call);
+    const held = this.find(c.consultOf);
+    this.end(c, 'answered', 'local_hangup');
+    this.update({ ...held, held: false });
+  }
+  async swap(call: number) {
+    this.log('swap', call);
+    const c = this.find(call);
+    this.holdOthers(call);
+    this.update({ ...c, held: false });
+  }
+  async merge() {
+    const up = this.snap.calls.filter((c) => c.state === 'established');
+    if (up.length < 2) throw err('bad_command', 'merge needs two calls that are up');
+    this.log('merge');
+    for (const c of up) this.update({ ...c, held: false, conference: true, consultOf: null });
+  }
+  /** The notifications' words the UI sent last. */
+  notificationText: NotificationText | null = null;
+  async setNotificationText(text: NotificationText) { this.notificationText = text; }
+  async sendToVoicemail(call: number) {
+    this.log('send_to_voicemail', call);
+    this.end(this.find(call), 'declined', 'local_rejected 302');
   }
   async search(query: string): Promise<SearchHit[]> {
     this.log('search', query);
@@ -174,13 +226,29 @@ export class MockBackend implements Backend {
   }
   async vcardImport(path: string): Promise<VcardReport> { return { path, contacts: 0, errors: [] }; }
   async vcardExport(path: string): Promise<VcardReport> { return { path, contacts: this.contactList.length, errors: [] }; }
+  /** What the next file dialog answers (null: cancelled). */
+  dialogPath: string | null = '/home/me/contacts.vcf';
+  async vcardImportDialog(title: string) {
+    this.log('vcard_import_dialog', title);
+    return this.dialogPath == null ? null : this.vcardImport(this.dialogPath);
+  }
+  async vcardExportDialog(title: string) {
+    this.log('vcard_export_dialog', title);
+    return this.dialogPath == null ? null : this.vcardExport(this.dialogPath);
+  }
   async setPresence(presence: Presence) {
     this.log('set_presence', presence);
     this.snap.presence = presence;
     this.emit({ type: 'presence', presence });
     this.emit({ type: 'directory' });
   }
-  async setSettings(settings: Settings) { this.snap.settings = settings; return settings; }
+  async setSettings(settings: Settings) {
+    this.log('set_settings', settings);
+    const keys = [settings.hotkeyAnswer, settings.hotkeyHangup, settings.hotkeyMute].filter((k) => k.trim()).map((k) => k.toLowerCase());
+    if (new Set(keys).size !== keys.length) throw err('bad_command', 'a hotkey is set for two actions');
+    this.snap.settings = settings;
+    return settings;
+  }
   async accounts(): Promise<AccountView[]> { return structuredClone(this.snap.accounts); }
   async saveAccount(a: AccountForm): Promise<AccountView> {
     const v = { name: a.name, uri: a.uri, proxy: a.proxy, registration: 'registering', reason: '' };
@@ -192,6 +260,12 @@ export class MockBackend implements Backend {
       { id: 'mock:mic', name: 'Built-in microphone', direction: 'input', isDefault: true },
       { id: 'mock:speaker', name: 'Built-in speaker', direction: 'output', isDefault: true },
     ];
+  }
+  async testTone(ringing: boolean) { this.log('test_tone', ringing); }
+  async micTest(on: boolean) {
+    this.log('mic_test', on);
+    // A talking microphone while the test runs.
+    if (on) queueMicrotask(() => this.emitMedia({ type: 'mic_level', dbfs: -18 }));
   }
   async registerLinks() { return 'registered'; }
   async uiReady() { this.log('ui_ready'); }

@@ -1773,10 +1773,10 @@ impl Engine {
         v.answered = Some(picker_leg);
         let (v_a, v_record) = (v.a, v.record);
         // The picker's media goes to the picked call's B side.
-        let Some((p_to_a, p_remote)) = rewrite_sdp(&p_offer, v.relay.local(Side::A)) else {
+        // (With SRTP terminated per leg, each gets the engine's key: see `relay`.)
+        let Some(p_to_a) = v.relay.pass(Side::B, &p_offer) else {
             return false;
         };
-        v.relay.set_remote(Side::B, p_remote);
         let caller_sdp = match &answered_by_us {
             Some(a) => Some(Bytes::from(a.clone())),
             None => self.legs.get(&v_a).map(|a| a.invite.body.clone()),
@@ -1784,8 +1784,7 @@ impl Engine {
         let Some(v) = self.calls.get(&victim) else {
             return false;
         };
-        let Some((to_picker, _)) = caller_sdp.and_then(|b| rewrite_sdp(&b, v.relay.local(Side::B)))
-        else {
+        let Some(to_picker) = caller_sdp.and_then(|b| v.relay.sdp_for(Side::B, &b)) else {
             return false;
         };
         // Answer the picker.

@@ -23,7 +23,7 @@ use super::{
     ALLOW, CallId, Engine, Leg, LegId, LegState, has_sdp, sdp_type, set_response_body, status,
     unix_now,
 };
-use crate::relay::{Side, rewrite_sdp, sendrecv};
+use crate::relay::{Side, sendrecv};
 
 /// A re-INVITE moving a party into another call (attended transfer), waiting for its
 /// answer.
@@ -143,17 +143,16 @@ impl Engine {
             .get(&y_peer)
             .and_then(|l| l.sdp.clone())
             .ok_or(488u16)?;
-        let local = self
-            .calls
-            .get_mut(&y_call)
-            .ok_or(481u16)?
-            .relay
-            .prepare(side)
-            .await
-            .map_err(|_| 503u16)?;
+        let mover_sdp = self.legs.get(&mover).and_then(|l| l.sdp.clone());
+        let relay = &mut self.calls.get_mut(&y_call).ok_or(481u16)?.relay;
+        relay.prepare(side).await.map_err(|_| 503u16)?;
+        // The mover's profile and crypto line as it last stated them, so the offer
+        // keeps them (its answer then brings its keys).
+        if let Some(m) = mover_sdp {
+            relay.heard_prepared(side, &m);
+        }
         let body = sendrecv(&y_sdp)
-            .and_then(|b| rewrite_sdp(&b, local))
-            .map(|(b, _)| b)
+            .and_then(|b| relay.sdp_for_prepared(side, &b))
             .ok_or(488u16)?;
         let m = self.legs.get_mut(&mover).ok_or(481u16)?;
         let target = m.target.clone();
@@ -226,7 +225,7 @@ impl Engine {
             return self.join_failed(j, 481).await;
         };
         let remote = if has_sdp(&resp.headers, &resp.body) {
-            rewrite_sdp(&resp.body, y.relay.local(j.side)).and_then(|(_, r)| r)
+            y.relay.heard_prepared(j.side, &resp.body)
         } else {
             None
         };
@@ -297,8 +296,7 @@ impl Engine {
         let Some(call) = self.calls.get(&l.call) else {
             return;
         };
-        let local = call.relay.local(side);
-        let Some((body, _)) = sendrecv(sdp).and_then(|b| rewrite_sdp(&b, local)) else {
+        let Some(body) = sendrecv(sdp).and_then(|b| call.relay.sdp_for(side, &b)) else {
             return;
         };
         let Some(l) = self.legs.get_mut(&leg) else {
@@ -353,10 +351,8 @@ impl Engine {
         let _ = self.sip.send_ack(ack, target).await;
         if has_sdp(&resp.headers, &resp.body) {
             l.sdp = Some(resp.body.clone());
-            if let Some(c) = self.calls.get(&call_id)
-                && let Some((_, remote)) = rewrite_sdp(&resp.body, c.relay.local(side))
-            {
-                c.relay.set_remote(side, remote);
+            if let Some(c) = self.calls.get(&call_id) {
+                let _ = c.relay.heard(side, &resp.body);
             }
         }
     }
@@ -408,17 +404,19 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&call_id) else {
             return self.reply(tx, &req, 481).await;
         };
-        let Ok(local) = call.relay.prepare(side).await else {
+        if call.relay.prepare(side).await.is_err() {
             return self.reply(tx, &req, 503).await;
-        };
-        let Some((answer, _)) = sendrecv(&stays_sdp).and_then(|b| rewrite_sdp(&b, local)) else {
-            return self.reply(tx, &req, 488).await;
-        };
+        }
+        // The new party's offer first, so the answer echoes its crypto line.
         let offer = has_sdp(&req.headers, &req.body);
         let remote = if offer {
-            rewrite_sdp(&req.body, local).and_then(|(_, r)| r)
+            call.relay.heard_prepared(side, &req.body)
         } else {
             None
+        };
+        let Some(answer) = sendrecv(&stays_sdp).and_then(|b| call.relay.sdp_for_prepared(side, &b))
+        else {
+            return self.reply(tx, &req, 488).await;
         };
         let tag = self.tag_for(&req);
         let mut ok = Response::from_request(&req, StatusCode::OK);

@@ -189,6 +189,9 @@ pub struct MediaTuning {
     pub inband_dtmf: InbandDtmf,
     /// RTCP CNAME (RFC 3550 §6.5.1).
     pub cname: String,
+    /// Cancel the speaker's echo in the microphone (sound devices only; needs a build
+    /// with vaxel-audio's `aec` feature, see [`vaxel_audio::CallEcho`]).
+    pub echo_cancellation: bool,
 }
 
 impl Default for MediaTuning {
@@ -199,6 +202,7 @@ impl Default for MediaTuning {
             dtmf_duration: Duration::from_millis(100),
             inband_dtmf: InbandDtmf::Auto,
             cname: "vaxel".into(),
+            echo_cancellation: false,
         }
     }
 }
@@ -339,6 +343,7 @@ pub(crate) enum Control {
     Update(Box<NegotiatedAudio>),
     Mute(bool),
     Dtmf(String),
+    Conference(Option<vaxel_audio::mix::BusMember>),
     Stop,
 }
 
@@ -358,6 +363,7 @@ impl std::fmt::Debug for Control {
             Control::Update(_) => f.write_str("Update"),
             Control::Mute(m) => write!(f, "Mute({m})"),
             Control::Dtmf(d) => write!(f, "Dtmf({d:?})"),
+            Control::Conference(m) => write!(f, "Conference({:?})", m.as_ref().map(|m| m.id())),
             Control::Stop => f.write_str("Stop"),
         }
     }
@@ -448,6 +454,17 @@ impl CallMediaHandle {
             vaxel_media::dtmf::event_code(d).map_err(|_| MediaError::BadDigit(d))?;
         }
         self.send(Control::Dtmf(digits.to_owned()))
+    }
+
+    /// Joins a local conference (or leaves it with `None`): from then on what the
+    /// other members' far ends say is added to what this call sends, and what this
+    /// call's far end says goes to them (see [`vaxel_audio::mix`]). Mute still silences
+    /// only the microphone.
+    pub fn set_conference(
+        &self,
+        member: Option<vaxel_audio::mix::BusMember>,
+    ) -> Result<(), MediaError> {
+        self.send(Control::Conference(member))
     }
 
     /// Stops the media: sends RTCP BYE, finishes the sink (a recording's header), ends the

@@ -202,6 +202,10 @@ pub(crate) struct Pipeline {
     min_wait: (f64, u32),
     shift_pending: Option<u32>,
     shifts: u64,
+    /// The local conference this call is in, if any, and what the other members' far
+    /// ends said this frame (added to what we send).
+    conference: Option<vaxel_audio::mix::BusMember>,
+    others: Frame,
 }
 
 impl Pipeline {
@@ -258,6 +262,8 @@ impl Pipeline {
             min_wait: (f64::MAX, 0),
             shift_pending: None,
             shifts: 0,
+            conference: None,
+            others: [0.0; FRAME_SAMPLES],
             audio,
             tuning,
         })
@@ -352,6 +358,11 @@ impl Pipeline {
     }
 
     /// The latest statistics.
+    /// Whether the device loop should cancel echo.
+    pub(crate) fn echo_cancellation(&self) -> bool {
+        self.tuning.echo_cancellation
+    }
+
     pub(crate) fn stats(&self) -> MediaStats {
         self.last_stats.clone()
     }
@@ -369,6 +380,10 @@ impl Pipeline {
         }
         self.receive(now);
         self.play(now, output);
+        self.others.fill(0.0);
+        if let Some(member) = &self.conference {
+            member.exchange(output, &mut self.others);
+        }
         self.send(now, input);
         self.rtcp(now);
         self.frames += 1;
@@ -438,6 +453,7 @@ impl Pipeline {
                 Err(std_mpsc::TryRecvError::Empty) => return false,
                 Ok(Control::Mute(m)) => self.muted = m,
                 Ok(Control::Dtmf(digits)) => self.queue_dtmf(&digits),
+                Ok(Control::Conference(member)) => self.conference = member,
                 Ok(Control::Update(audio)) => {
                     if let Err(e) = self.update(*audio, now) {
                         self.emit(CallMediaEvent::Error(e));
@@ -760,13 +776,11 @@ impl Pipeline {
 
     fn send(&mut self, now: Instant, input: &Frame) {
         let mut sum = 0.0;
-        for (o, &x) in self.pcm48.iter_mut().zip(input.iter()) {
+        for ((o, &x), &other) in self.pcm48.iter_mut().zip(input.iter()).zip(&self.others) {
             sum += (x as f64) * (x as f64);
-            *o = if self.muted {
-                0
-            } else {
-                vaxel_media::dsp::to_i16(x * 32768.0)
-            };
+            // Mute silences the microphone, not the conference's other far ends.
+            let mic = if self.muted { 0.0 } else { x };
+            *o = vaxel_media::dsp::to_i16((mic + other).clamp(-1.0, 1.0) * 32768.0);
         }
         self.level_in.0 += sum;
         self.level_in.1 += FRAME_SAMPLES as u64;

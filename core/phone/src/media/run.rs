@@ -42,6 +42,11 @@ fn device_loop(
     let mut window_len = 0u32;
     let mut trim_pending: Option<u32> = None;
     let mut level_sum = 0.0;
+    let mut echo = if pipeline.echo_cancellation() {
+        vaxel_audio::CallEcho::new()
+    } else {
+        None
+    };
     loop {
         if capture.read_frame(&mut input) {
             if !started {
@@ -60,7 +65,13 @@ fn device_loop(
             continue;
         }
         output.fill(0.0);
+        if let Some(e) = echo.as_mut() {
+            e.near_end(&mut input);
+        }
         let flow = pipeline.tick(Instant::now(), &input, &mut output);
+        if let Some(e) = echo.as_mut() {
+            e.far_end(&output);
+        }
         let level = playback.queued_ms();
         level_sum += level;
         window_min = window_min.min(level);

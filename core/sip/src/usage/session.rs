@@ -645,6 +645,25 @@ impl Session {
         Ok(())
     }
 
+    /// UAS: redirects the call (RFC 3261 §8.2.6.2, §21.3): a 3xx (302 Moved Temporarily
+    /// unless another 3xx is given) whose Contact is `target` — the caller (or its
+    /// proxy) sends the INVITE there instead.
+    pub fn redirect(&mut self, _now: Instant, code: u16, target: &Uri) -> Result<(), SessionError> {
+        self.check_uas_pending("redirect")?;
+        let code = if (300..400).contains(&code) {
+            code
+        } else {
+            302
+        };
+        let (Some(mut r), Some(tx)) = (self.uas_response(code), self.server_tx) else {
+            return Err(SessionError::InvalidState("redirect"));
+        };
+        r.headers.push(HeaderName::Contact, format!("<{target}>"));
+        self.out.push_back(Output::Response { tx, response: r });
+        self.end(EndCause::LocalRejected(code));
+        Ok(())
+    }
+
     /// UAS: the caller cancelled (`TxEvent::Cancelled` for our INVITE): 487.
     pub fn handle_cancelled(&mut self, now: Instant) {
         if self.role == Role::Uas && self.check_uas_pending("cancel").is_ok() {

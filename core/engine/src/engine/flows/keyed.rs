@@ -283,10 +283,15 @@ impl Engine {
             Some(c) => c.relay.prepare(Side::B).await,
             None => return,
         };
-        let Ok(local) = prepared else {
+        if prepared.is_err() {
             return;
-        };
-        let body = sdp.and_then(|b| rewrite_sdp(&b, local)).map(|(b, _)| b);
+        }
+        // The target's SDP carries the engine's key for it (SRTP per leg, see `relay`).
+        let body = sdp.and_then(|b| {
+            self.calls
+                .get(&call_id)
+                .and_then(|c| c.relay.sdp_for_prepared(Side::B, &b))
+        });
         let legs = match outside {
             Err(ext) => {
                 self.ring_transfer_target(call_id, Side::B, record, &party, &ext, body)
