@@ -384,12 +384,13 @@ impl Engine {
                 _ => {}
             }
         }
-        if over && let Some(sub) = self.presence.subs.remove(&id) {
-            if let Some(ids) = self.presence.by_call_id.get_mut(&sub.call_id) {
-                ids.retain(|i| *i != id);
-                if ids.is_empty() {
-                    self.presence.by_call_id.remove(&sub.call_id);
-                }
+        if over
+            && let Some(sub) = self.presence.subs.remove(&id)
+            && let Some(ids) = self.presence.by_call_id.get_mut(&sub.call_id)
+        {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.presence.by_call_id.remove(&sub.call_id);
             }
         }
     }
