@@ -8,7 +8,8 @@
 //!   and Alice shows `on-the-phone` while the call is up;
 //! - Bob sets "lunch" through the control API (`PUT /api/me/presence`): Carla, a SIP
 //!   watcher, sees it, and `GET /api/directory` and the WebSocket events show it;
-//! - Alice unregisters: Carla sees her closed (offline);
+//! - Alice unregisters: Carla sees her closed (offline); Carla unregisters: her
+//!   subscriptions end (`deactivated`);
 //! - an unauthenticated SUBSCRIBE and PUBLISH are challenged (407); watching someone
 //!   outside the office is refused (404); a raw SUBSCRIBE for 5 s ends with NOTIFY
 //!   `terminated;reason=timeout` (RFC 6665 §4.2.2).
@@ -469,6 +470,14 @@ fn presence_and_busy_lamps_served_by_the_engine() {
     carla.expect("alice offline", 10, |v| {
         v["event"] == "presence_changed" && v["uri"] == "4001" && v["status"] == "closed"
     });
+
+    // When the watcher's last device unregisters, its subscriptions end (`deactivated`,
+    // RFC 6665 §4.2.2).
+    carla.send("unregister");
+    let ended = carla.expect("carla's watch ended", 10, |v| {
+        v["event"] == "watch_ended" && v["uri"] == "4002" && v["package"] == "dialog"
+    });
+    assert_eq!(ended["reason"], "deactivated", "{ended}");
 
     // 6. Without credentials SUBSCRIBE and PUBLISH are challenged.
     let raw = Raw::new(engine.sip);
