@@ -174,6 +174,67 @@ pub async fn vcard_export(core: Core<'_>, path: String) -> R<VcardReport> {
     core.vcard_export(&path).await
 }
 
+/// Imports a vCard file the user picks in the OS file dialog; `None` when cancelled.
+#[tauri::command]
+pub async fn vcard_import_dialog<Rt: tauri::Runtime>(
+    app: tauri::AppHandle<Rt>,
+    core: Core<'_>,
+    title: String,
+) -> R<Option<VcardReport>> {
+    match pick_file(&app, title, false).await? {
+        Some(path) => core.vcard_import(&path).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Exports the contacts to a vCard file the user names in the OS file dialog; `None`
+/// when cancelled.
+#[tauri::command]
+pub async fn vcard_export_dialog<Rt: tauri::Runtime>(
+    app: tauri::AppHandle<Rt>,
+    core: Core<'_>,
+    title: String,
+) -> R<Option<VcardReport>> {
+    match pick_file(&app, title, true).await? {
+        Some(path) => core.vcard_export(&path).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The OS file dialog (open, or save as `contacts.vcf`), vCard files first.
+async fn pick_file<Rt: tauri::Runtime>(
+    app: &tauri::AppHandle<Rt>,
+    title: String,
+    save: bool,
+) -> R<Option<String>> {
+    use tauri::Manager;
+    use tauri_plugin_dialog::DialogExt;
+    if app.try_state::<tauri_plugin_dialog::Dialog<Rt>>().is_none() {
+        return Err(UiError::new(ErrorCode::NotReady, "no file dialogs here"));
+    }
+    let dialog = app
+        .dialog()
+        .file()
+        .set_title(title)
+        .add_filter("vCard", &["vcf", "vcard"]);
+    let picked = tauri::async_runtime::spawn_blocking(move || {
+        if save {
+            dialog.set_file_name("contacts.vcf").blocking_save_file()
+        } else {
+            dialog.blocking_pick_file()
+        }
+    })
+    .await
+    .map_err(|e| UiError::new(ErrorCode::Environment, e.to_string()))?;
+    picked
+        .map(|p| {
+            p.into_path()
+                .map(|p| p.display().to_string())
+                .map_err(|e| UiError::new(ErrorCode::Environment, e.to_string()))
+        })
+        .transpose()
+}
+
 /// Sets the user's presence (the tray shows it too).
 #[tauri::command]
 pub fn set_presence(core: Core<'_>, presence: Presence) -> R<()> {

@@ -1309,27 +1309,29 @@ impl AppCore {
                 Ok(ContactView { id: Some(id), ..c })
             }
             Some(id) => {
-                let mut store = self.profile().open_store().map_err(env_err)?;
-                let cid = vaxel_store::ContactId(id);
-                let mut data = store
-                    .contact(cid)
-                    .map_err(env_err)?
-                    .ok_or_else(|| bad(format!("no contact {id}")))?
-                    .data;
-                data.display_name = c.name.trim().into();
-                data.given_name.clear();
-                data.family_name.clear();
-                data.organisation = c.organisation.clone();
-                data.phones = c
-                    .numbers
-                    .iter()
-                    .map(|n| vaxel_store::Phone::new(vaxel_store::PhoneKind::Other, n.clone()))
-                    .collect();
-                data.sip_uris = c.sip_uris.clone();
-                data.emails = c.emails.clone();
-                data.favourite = c.favourite;
-                store.update_contact(cid, &data).map_err(env_err)?;
-                Ok(c)
+                // Through the phone, like adding: one writer of the store.
+                let contact = NewContact {
+                    name: c.name.trim().into(),
+                    numbers: c.numbers.clone(),
+                    sip_uris: c.sip_uris.clone(),
+                    emails: c.emails.clone(),
+                    organisation: c.organisation.clone(),
+                    favourite: c.favourite,
+                };
+                let e = self
+                    .ask(
+                        Command::ContactUpdate { id, contact },
+                        Box::new(move |e| {
+                            matches!(e, Event::ContactUpdated { id: i, .. } if *i == id)
+                                || matches!(e, Event::Error { message, .. }
+                                    if message == &format!("no contact {id}"))
+                        }),
+                    )
+                    .await?;
+                match e {
+                    Event::ContactUpdated { .. } => Ok(c),
+                    _ => Err(bad(format!("no contact {id}"))),
+                }
             }
         }
     }

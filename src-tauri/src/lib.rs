@@ -150,6 +150,8 @@ pub fn builder<R: Runtime>() -> tauri::Builder<R> {
             commands::save_contact,
             commands::vcard_import,
             commands::vcard_export,
+            commands::vcard_import_dialog,
+            commands::vcard_export_dialog,
             commands::set_presence,
             commands::set_settings,
             commands::accounts,
@@ -278,6 +280,7 @@ pub fn run() {
         }))
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_global_shortcut::Builder::new().build())
+        .plugin(tauri_plugin_dialog::init())
         .setup(move |app| {
             let handle = app.handle().clone();
             #[cfg(target_os = "linux")]

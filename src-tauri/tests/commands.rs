@@ -240,6 +240,13 @@ fn hosting_the_office_registers_the_demo_user_and_serves_search_directory_and_pr
     .unwrap();
     let list = invoke(&app, "contacts", json!({})).unwrap();
     assert_eq!(list[0]["name"], "Anne Sällström-Berg");
+    let err = invoke(
+        &app,
+        "save_contact",
+        json!({ "contact": { "id": 999, "name": "Nobody", "numbers": [] } }),
+    )
+    .unwrap_err();
+    assert_eq!(err["code"], "bad_command", "{err}");
     assert_eq!(list[0]["favourite"], true);
     let hits = invoke(&app, "search", json!({ "query": "anne" })).unwrap();
     assert_eq!(hits[0]["kind"], "contact");
@@ -274,6 +281,9 @@ fn hosting_the_office_registers_the_demo_user_and_serves_search_directory_and_pr
     assert_eq!(err["code"], "bad_command");
     let err = invoke(&app, "dtmf", json!({ "call": 99, "digits": "x" })).unwrap_err();
     assert_eq!(err["code"], "bad_command");
+    // The file dialogs need the dialog plugin, which the mock runtime does not have.
+    let err = invoke(&app, "vcard_export_dialog", json!({ "title": "Export" })).unwrap_err();
+    assert_eq!(err["code"], "not_ready", "{err}");
     // A second launch with a link (tauri-plugin-single-instance hands us its arguments):
     // the UI is told to show the dial screen and the call is placed.
     vaxel_desktop::second_launch(

@@ -328,6 +328,24 @@ try {
   await (await $('#contact-numbers')).setValue('+46701234567');
   await (await $('#contact-save')).click();
   await until('the new contact', async () => (await text('#contact-list')).includes('Anne Sällström'), 10000);
+  // vCard export through the OS file dialog (GTK's file chooser, typed into with xdotool).
+  const vcf = join(work, 'anne.vcf');
+  await (await $('#vcard-export-dialog')).click();
+  execFileSync('xdotool', ['search', '--sync', '--name', 'Export vCard', 'windowfocus', '--sync']);
+  await new Promise((r) => setTimeout(r, 500));
+  execFileSync('xdotool', ['key', 'ctrl+a']);
+  execFileSync('xdotool', ['type', '--delay', '20', vcf]);
+  execFileSync('xdotool', ['key', 'Return']);
+  await until('the vCard file', () => existsSync(vcf) && readFileSync(vcf, 'utf8').includes('Sällström'), 15000);
+  // And back in through the open dialog (a typed "/" opens GTK's location field).
+  await (await $('#vcard-import-dialog')).click();
+  execFileSync('xdotool', ['search', '--sync', '--name', 'Import vCard', 'windowfocus', '--sync']);
+  await new Promise((r) => setTimeout(r, 500));
+  execFileSync('xdotool', ['type', '--delay', '20', vcf]);
+  await new Promise((r) => setTimeout(r, 300));
+  execFileSync('xdotool', ['key', 'Return']);
+  await until('the import report', async () => (await text('section[aria-labelledby="contacts-title"]')).includes(`${vcf}: 1`), 15000);
+  log('vCard exported and imported through the file dialogs');
   await shot('contacts');
   await (await $('#tab-settings')).click();
   await (await $('#theme-select')).waitForDisplayed();

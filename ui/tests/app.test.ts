@@ -175,6 +175,20 @@ describe('calls', () => {
   });
 });
 
+describe('vCard through the file dialog', () => {
+  it('import and export ask the OS dialog; a cancelled dialog does nothing', async () => {
+    const backend = await hosted();
+    await fireEvent.click(screen.getByRole('button', { name: 'Contacts' }));
+    await fireEvent.click(await screen.findByRole('button', { name: 'Export vCard…' }));
+    expect(await screen.findByText('/home/me/contacts.vcf: 0')).toBeInTheDocument();
+    expect(backend.sent).toContainEqual({ cmd: 'vcard_export_dialog', args: 'Export vCard' });
+    backend.dialogPath = null;
+    await fireEvent.click(screen.getByRole('button', { name: 'Import vCard…' }));
+    await waitFor(() => expect(backend.sent).toContainEqual({ cmd: 'vcard_import_dialog', args: 'Import vCard' }));
+    expect(screen.queryByRole('alert')).toBeNull();
+  });
+});
+
 describe('notifications', () => {
   it('the core gets the notification words in the chosen language', async () => {
     const backend = await hosted();

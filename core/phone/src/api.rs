@@ -270,6 +270,16 @@ pub enum Command {
         #[serde(flatten)]
         contact: NewContact,
     },
+    /// Change a personal contact: its name, numbers, SIP addresses, e-mails,
+    /// organisation and favourite become these (other vCard fields are kept); reply with
+    /// [`Event::ContactUpdated`].
+    ContactUpdate {
+        /// The contact's id.
+        id: i64,
+        /// What it becomes.
+        #[serde(flatten)]
+        contact: NewContact,
+    },
     /// Reply with [`Event::Contacts`]: every personal contact.
     Contacts,
     /// Import the contacts of a vCard file (3.0 or 4.0); reply with
@@ -918,6 +928,13 @@ pub enum Event {
         /// Its name.
         name: String,
     },
+    /// A contact was changed ([`Command::ContactUpdate`]).
+    ContactUpdated {
+        /// Its id.
+        id: i64,
+        /// Its name now.
+        name: String,
+    },
     /// The answer to [`Command::Contacts`].
     Contacts {
         /// Every personal contact.
@@ -1161,7 +1178,21 @@ pub fn parse_line(line: &str) -> Result<Command, String> {
                 limit: None,
             }
         }
-        "contact-add" | "contact_add" => {
+        "contact-add" | "contact_add" | "contact-update" | "contact_update" => {
+            let update = verb.starts_with("contact-u") || verb.starts_with("contact_u");
+            let (id, rest) = match (update, rest.split_first()) {
+                (true, Some((id, rest))) => (
+                    Some(
+                        id.parse::<i64>()
+                            .map_err(|_| format!("{verb}: give ID NAME [NUMBER|SIP-URI|EMAIL]…"))?,
+                    ),
+                    rest,
+                ),
+                (true, None) => {
+                    return Err(format!("{verb}: give ID NAME [NUMBER|SIP-URI|EMAIL]…"));
+                }
+                (false, _) => (None, rest),
+            };
             let mut c = NewContact::default();
             let mut name = Vec::new();
             for w in rest {
@@ -1179,7 +1210,10 @@ pub fn parse_line(line: &str) -> Result<Command, String> {
                 return Err("contact-add: give NAME [NUMBER|SIP-URI|EMAIL]…".into());
             }
             c.name = name.join(" ");
-            Command::ContactAdd { contact: c }
+            match id {
+                Some(id) => Command::ContactUpdate { id, contact: c },
+                None => Command::ContactAdd { contact: c },
+            }
         }
         "contacts" => Command::Contacts,
         "vcard-import" | "vcard_import" | "import" => Command::VcardImport {
@@ -1317,6 +1351,18 @@ mod tests {
             parse_line("attended-transfer 1 2").unwrap(),
             Command::AttendedTransfer { call: 1, to: 2 }
         );
+        assert_eq!(
+            parse_line("contact-update 7 Anne Berg +4512345678").unwrap(),
+            Command::ContactUpdate {
+                id: 7,
+                contact: NewContact {
+                    name: "Anne Berg".into(),
+                    numbers: vec!["+4512345678".into()],
+                    ..NewContact::default()
+                }
+            }
+        );
+        assert!(parse_line("contact-update Anne").is_err());
         assert_eq!(
             parse_line("merge").unwrap(),
             Command::Merge { calls: vec![] }

@@ -899,6 +899,13 @@ impl Core {
                     self.records.run(move |r| r.contact_add(contact));
                     Ok(())
                 }
+                Command::ContactUpdate { id, contact } => {
+                    if contact.name.trim().is_empty() {
+                        return Err(bad("contact_update: give a name".into()));
+                    }
+                    self.records.run(move |r| r.contact_update(id, contact));
+                    Ok(())
+                }
                 Command::Contacts => {
                     self.records.run(|r| r.contacts());
                     Ok(())

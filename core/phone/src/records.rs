@@ -257,6 +257,42 @@ impl Records {
         }
     }
 
+    pub(crate) fn contact_update(&mut self, id: i64, c: NewContact) {
+        let cid = vaxel_store::ContactId(id);
+        let mut data = match self.store.contact(cid) {
+            Ok(Some(existing)) => existing.data,
+            Ok(None) => {
+                self.emit(Event::error(
+                    crate::api::ErrorCode::BadCommand,
+                    format!("no contact {id}"),
+                    None,
+                ));
+                return;
+            }
+            Err(e) => return self.fail(e),
+        };
+        // The name as given: given and family names would otherwise make another one.
+        data.display_name = c.name.trim().to_string();
+        data.given_name.clear();
+        data.family_name.clear();
+        data.organisation = c.organisation;
+        data.phones = c
+            .numbers
+            .into_iter()
+            .map(|n| StorePhone::new(PhoneKind::Other, n))
+            .collect();
+        data.sip_uris = c.sip_uris;
+        data.emails = c.emails;
+        data.favourite = c.favourite;
+        match self.store.update_contact(cid, &data) {
+            Ok(_) => self.emit(Event::ContactUpdated {
+                id,
+                name: data.display(),
+            }),
+            Err(e) => self.fail(e),
+        }
+    }
+
     pub(crate) fn contacts(&mut self) {
         match self.store.contacts() {
             Ok(all) => self.emit(Event::Contacts {

@@ -185,6 +185,35 @@ fn history_missed_badge_contacts_search_and_vcard() {
             && v["query"] == "0701234"
             && v["hits"][0]["kind"] == "contact"
     });
+    // Edit: the new name and number are found, the old number no more.
+    let id = b
+        .seen
+        .iter()
+        .rev()
+        .find(|v| v["event"] == "contact_added")
+        .unwrap()["id"]
+        .clone();
+    b.send(&format!(
+        "contact-update {id} Anne Berg +4511223344 sip:anne@example.com"
+    ));
+    let up = b.event("contact_updated", 5);
+    assert_eq!(up["name"], "Anne Berg", "{up}");
+    b.send("search berg");
+    b.expect("the new name", 5, |v| {
+        v["event"] == "search_results"
+            && v["query"] == "berg"
+            && v["hits"][0]["number"] == "+4511223344"
+    });
+    b.send("contact-update 999 Nobody");
+    b.expect("no such contact", 5, |v| {
+        v["event"] == "error" && v["message"] == "no contact 999"
+    });
+    b.send(&format!(
+        "contact-update {id} Anne Sällström +46701234567 sip:anne@example.com"
+    ));
+    b.expect_new("the name back", 5, |v| {
+        v["event"] == "contact_updated" && v["name"] == "Anne Sällström"
+    });
     b.send("search vaxel");
     b.expect("history hit", 5, |v| {
         v["event"] == "search_results" && v["query"] == "vaxel" && v["hits"][0]["kind"] == "history"

@@ -39,6 +39,9 @@ export interface Backend {
   saveContact(contact: ContactView): Promise<ContactView>;
   vcardImport(path: string): Promise<VcardReport>;
   vcardExport(path: string): Promise<VcardReport>;
+  /** Import / export through the OS file dialog (titled `title`); null when cancelled. */
+  vcardImportDialog(title: string): Promise<VcardReport | null>;
+  vcardExportDialog(title: string): Promise<VcardReport | null>;
   setPresence(presence: Presence): Promise<void>;
   setSettings(settings: Settings): Promise<Settings>;
   accounts(): Promise<AccountView[]>;

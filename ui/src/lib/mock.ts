@@ -226,6 +226,16 @@ export class MockBackend implements Backend {
   }
   async vcardImport(path: string): Promise<VcardReport> { return { path, contacts: 0, errors: [] }; }
   async vcardExport(path: string): Promise<VcardReport> { return { path, contacts: this.contactList.length, errors: [] }; }
+  /** What the next file dialog answers (null: cancelled). */
+  dialogPath: string | null = '/home/me/contacts.vcf';
+  async vcardImportDialog(title: string) {
+    this.log('vcard_import_dialog', title);
+    return this.dialogPath == null ? null : this.vcardImport(this.dialogPath);
+  }
+  async vcardExportDialog(title: string) {
+    this.log('vcard_export_dialog', title);
+    return this.dialogPath == null ? null : this.vcardExport(this.dialogPath);
+  }
   async setPresence(presence: Presence) {
     this.log('set_presence', presence);
     this.snap.presence = presence;

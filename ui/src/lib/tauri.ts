@@ -34,6 +34,8 @@ export class TauriBackend implements Backend {
   saveContact(contact: ContactView) { return invoke<ContactView>('save_contact', { contact }); }
   vcardImport(path: string) { return invoke<VcardReport>('vcard_import', { path }); }
   vcardExport(path: string) { return invoke<VcardReport>('vcard_export', { path }); }
+  vcardImportDialog(title: string) { return invoke<VcardReport | null>('vcard_import_dialog', { title }); }
+  vcardExportDialog(title: string) { return invoke<VcardReport | null>('vcard_export_dialog', { title }); }
   setPresence(presence: Presence) { return invoke<void>('set_presence', { presence }); }
   setSettings(settings: Settings) { return invoke<Settings>('set_settings', { settings }); }
   accounts() { return invoke<AccountView[]>('accounts'); }
