@@ -4151,3 +4151,104 @@ fn a_ringing_device_sends_the_call_to_voicemail_or_redirects_it_with_302() {
     let c = last_call(&engine);
     assert_eq!(c.answered_by.as_deref(), Some("004612345678"), "{c:?}");
 }
+
+/// The project's softphone's "send to voicemail" on a ringing call (`vaxel run`,
+/// command `voicemail CALL`): its `302` with `Contact: <sip:*59*4002@…>` takes the
+/// caller to 4002's voicemail greeting.
+#[test]
+fn the_vaxel_softphone_sends_a_ringing_call_to_voicemail() {
+    let _serial = one_at_a_time();
+    let Some(vaxel) = vaxel_bin() else {
+        assert!(
+            skip_or_fail(
+                "vaxel send to voicemail",
+                "the vaxel binary (cargo build -p vaxel-phone --bin vaxel)"
+            ),
+            "vaxel binary missing"
+        );
+        return;
+    };
+    if !need_sipp("vaxel send to voicemail") {
+        return;
+    }
+    let dir = temp_dir("flow-vaxel-vm");
+    let engine = start_engine(&dir, free_port(), true);
+    let profile = dir.join("bob");
+    let status = std::process::Command::new(&vaxel)
+        .arg("--profile")
+        .arg(&profile)
+        .args(["account", "add", "--name", "bob"])
+        .args(["--uri", &format!("sip:4002@{DOMAIN}")])
+        .args(["--proxy", &format!("sip:{}", engine.sip)])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut child = std::process::Command::new(&vaxel)
+        .arg("--profile")
+        .arg(&profile)
+        .args(["--listen", "127.0.0.1", "run"])
+        .env("VAXEL_PASSWORD", "bob-pw")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("vaxel starts");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let _child = Kill(child);
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("[vaxel 4002] {line}");
+            if let Ok(v) = serde_json::from_str(&line)
+                && tx.send(v).is_err()
+            {
+                break;
+            }
+        }
+    });
+    let wait_event = |name: &str, secs: u64| -> serde_json::Value {
+        let end = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(v) if v["event"] == name => return v,
+                Ok(_) => {}
+                Err(_) => panic!("vaxel: no {name} event within {secs} s"),
+            }
+        }
+    };
+    wait_event("registered", 15);
+    let rtp = RtpEnd::new();
+    let caller = call(
+        &dir,
+        &engine,
+        "to-vaxel-vm",
+        "4001",
+        "alice-pw",
+        "4002",
+        rtp.port(),
+        End::HangUp(5000),
+    );
+    let incoming = wait_event("incoming", 10);
+    writeln!(stdin, "voicemail {}", incoming["call"]).unwrap();
+    stdin.flush().unwrap();
+    let run = caller.join().unwrap();
+    assert!(run.ok, "the engine answered the caller: {}", run.output);
+    assert!(
+        heard_prompt(&rtp.heard(), "vm_greeting"),
+        "the caller hears 4002's voicemail greeting"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    let legs = legs_of(&engine, c.id);
+    assert!(legs.contains(&"b:4002:redirected".to_owned()), "{legs:?}");
+}
