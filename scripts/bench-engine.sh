@@ -2,6 +2,12 @@
 # Benchmark of the Vaxel engine against Kamailio (prints figures; not a test).
 #
 #   scripts/bench-engine.sh [seconds-per-step]
+#   scripts/bench-engine.sh --profile [kamailio-]calls|register [rate] [seconds]
+#
+# With --profile, only the engine (or Kamailio) runs, under one steady SIPp load
+# (default 1000/s for 10 s); it prints the CPU time the server and SIPp used per
+# call or REGISTER (is SIPp the bottleneck?) and, for the engine, the top frames of
+# a `perf record -g` profile, kept in $CARGO_TARGET_DIR/profile/.
 #
 # 1. Calls: the highest INVITE→200→ACK→BYE rate with zero failed calls, SIPp uac →
 #    server → SIPp uas (signalling only), first with vaxel-engine (B2BUA: two dialogs,
@@ -25,7 +31,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh bench
-STEP=${1:-5}
+PROFILE=
+if [ "${1:-}" = --profile ]; then
+    PROFILE=${2:?--profile calls|register [rate] [seconds]}
+    PROFILE_RATE=${3:-1000}
+    PROFILE_SECS=${4:-10}
+    STEP=$PROFILE_SECS
+else
+    STEP=${1:-5}
+fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/vaxel/target}
 cargo build --release -q -p vaxel-engine --bin vaxel-engine --example relay_bench
 ENGINE="$CARGO_TARGET_DIR/release/vaxel-engine"
@@ -317,14 +331,87 @@ register_uas() {
         { say "the callee could not register (is the server up? see $1)"; cat "$1" >&2; exit 1; }
 }
 
+start_engine() {
+    mkdir -p "$WORK/data"
+    "$ENGINE" --data "$WORK/data" --office "$WORK/office.toml" --sip "127.0.0.1:$SERVER_PORT" \
+        --api 127.0.0.1:0 >/dev/null 2>"$WORK/engine.log" &
+    ENGINE_PID=$!
+    PIDS+=("$ENGINE_PID")
+    sleep 1
+    register_uas "$WORK/engine.log"
+    uas
+}
+
+start_kamailio() {
+    kamailio -f "$WORK/kamailio.cfg" -m 512 -M 32 -DD -E -Y "$WORK" -P "$WORK/kam.pid" >/dev/null 2>"$WORK/kamailio.log" &
+    KAM_PID=$!
+    PIDS+=("$KAM_PID")
+    sleep 1
+    register_uas "$WORK/kamailio.log"
+    uas
+}
+
+# CPU seconds (user + system) the processes $@ and their children have used so far.
+cpu_secs() {
+    local hz p t=0
+    hz=$(getconf CLK_TCK)
+    for p in "$@" $(pgrep -P "$1" || true); do
+        t=$(awk -v t="$t" -v hz="$hz" '{ printf "%.2f", t + ($14 + $15) / hz }' "/proc/$p/stat" 2>/dev/null || echo "$t")
+    done
+    echo "$t"
+}
+
+if [ -n "$PROFILE" ]; then
+    OUT=${CARGO_TARGET_DIR}/profile
+    mkdir -p "$OUT"
+    PERF=
+    if [ "${PROFILE#kamailio-}" != "$PROFILE" ]; then
+        PROFILE=${PROFILE#kamailio-}
+        start_kamailio
+        SERVER=$KAM_PID
+        say "Kamailio: $PROFILE at $PROFILE_RATE/s for $PROFILE_SECS s"
+    else
+        start_engine
+        SERVER=$ENGINE_PID
+        say "profiling the engine: $PROFILE at $PROFILE_RATE/s for $PROFILE_SECS s"
+        perf record ${PERF_CALL_GRAPH:--g} -F 499 -o "$OUT/perf-$PROFILE.data" -p "$ENGINE_PID" 2>"$OUT/perf.log" &
+        PERF=$!
+    fi
+    e0=$(cpu_secs "$SERVER")
+    t0=$(date +%s.%N)
+    case $PROFILE in
+        calls) sipp -sf "$WORK/uac.xml" -i 127.0.0.2 -p "$UAC_PORT" "127.0.0.1:$SERVER_PORT" \
+                -r "$PROFILE_RATE" -m $(( PROFILE_RATE * PROFILE_SECS )) -l $(( PROFILE_RATE * 4 + 10 )) \
+                -nostdin -timeout $(( PROFILE_SECS + 30 ))s -timeout_error \
+                -trace_stat -stf "$OUT/sipp-$PROFILE.csv" -trace_err -error_file "$OUT/sipp-$PROFILE.err" >/dev/null 2>&1 & ;;
+        register) sipp -sf "$WORK/register.xml" -inf "$WORK/users.csv" -i 127.0.0.1 -p "$REG_PORT" \
+                "127.0.0.1:$SERVER_PORT" -r "$PROFILE_RATE" -m $(( PROFILE_RATE * PROFILE_SECS )) \
+                -l $(( PROFILE_RATE * 4 + 10 )) -nostdin -timeout $(( PROFILE_SECS + 30 ))s -timeout_error \
+                -trace_stat -stf "$OUT/sipp-$PROFILE.csv" -trace_err -error_file "$OUT/sipp-$PROFILE.err" >/dev/null 2>&1 & ;;
+        *) say "--profile calls|register"; exit 2 ;;
+    esac
+    SIPP=$!
+    sleep 1
+    s0=$(cpu_secs "$SIPP" 2>/dev/null || echo 0)
+    sleep $(( PROFILE_SECS - 2 ))
+    s1=$(cpu_secs "$SIPP" 2>/dev/null || echo 0)
+    rc=0; wait "$SIPP" || rc=$?
+    t1=$(date +%s.%N)
+    e1=$(cpu_secs "$SERVER")
+    say "SIPp exit $rc (0: no failed call) after $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
+    say "server CPU: $(awk -v a="$e0" -v b="$e1" -v n=$(( PROFILE_RATE * PROFILE_SECS )) 'BEGIN { printf "%.2f s, %.0f us per %s", b - a, (b - a) * 1e6 / n, "'"$PROFILE"'" }')"
+    say "SIPp CPU over $(( PROFILE_SECS - 2 )) s of steady load: $(awk -v a="$s0" -v b="$s1" -v s=$(( PROFILE_SECS - 2 )) 'BEGIN { printf "%.0f %% of a core", (b - a) * 100 / s }')"
+    if [ -n "$PERF" ]; then
+        kill -INT "$PERF"; wait "$PERF" || true
+        perf report -i "$OUT/perf-$PROFILE.data" --no-children --percent-limit 1.5 --stdio -g none 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -40
+        say "full profile: perf report -i $OUT/perf-$PROFILE.data"
+    fi
+    exit 0
+fi
+
 say "vaxel-engine: calls"
-mkdir -p "$WORK/data"
-"$ENGINE" --data "$WORK/data" --office "$WORK/office.toml" --sip "127.0.0.1:$SERVER_PORT" \
-    --api 127.0.0.1:0 >/dev/null 2>"$WORK/engine.log" &
-PIDS+=($!)
-sleep 1
-register_uas "$WORK/engine.log"
-uas
+start_engine
 ENGINE_CALLS=$(search calls_ok)
 say "vaxel-engine: $ENGINE_CALLS calls/s; REGISTER/s"
 ENGINE_REGS=$(search registers_ok)
@@ -332,11 +419,7 @@ say "vaxel-engine: $ENGINE_REGS REGISTER/s"
 stop_all
 
 say "Kamailio: calls"
-kamailio -f "$WORK/kamailio.cfg" -m 512 -M 32 -DD -E -Y "$WORK" -P "$WORK/kam.pid" >/dev/null 2>"$WORK/kamailio.log" &
-PIDS+=($!)
-sleep 1
-register_uas "$WORK/kamailio.log"
-uas
+start_kamailio
 KAM_CALLS=$(search calls_ok)
 say "Kamailio: $KAM_CALLS calls/s; REGISTER/s"
 KAM_REGS=$(search registers_ok)

@@ -40,7 +40,7 @@ use vaxel_transport::{
     Endpoint, EndpointConfig, EndpointHandle, Peer, SocketsConfig, Target, TransportKind,
 };
 
-use crate::db::{Binding, CallRecord, Db, DbError, UserRow};
+use crate::db::{Binding, BindingChange, CallRecord, Db, DbError, Done, UserRow};
 use crate::office::{Office, Trunk, User};
 use crate::protect::{Guard, Verdict};
 use crate::relay::{Relay, Side, rewrite_sdp};
@@ -467,6 +467,8 @@ struct Engine {
     joins: HashMap<TxKey, xfer::Join>,
     /// Re-INVITEs telling a party who stayed about its new peer's media.
     reoffers: HashMap<TxKey, xfer::Reoffer>,
+    /// Re-INVITEs that met glare (491), with when to send them again.
+    glare: Vec<(Instant, xfer::Glare)>,
     /// Session timers (RFC 4028) of the legs that negotiated one.
     session_timers: HashMap<LegId, timers::SessionTimer>,
     /// Our refreshing UPDATEs waiting for an answer.
@@ -613,6 +615,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         probes: HashMap::new(),
         joins: HashMap::new(),
         reoffers: HashMap::new(),
+        glare: Vec::new(),
         session_timers: HashMap::new(),
         refreshing: HashMap::new(),
         min_se: config.session_min_se.max(1),
@@ -910,6 +913,7 @@ impl Engine {
             self.probe_calls().await;
         }
         self.session_timers_tick().await;
+        self.glare_tick().await;
         if self.last_keep_alive.elapsed() >= KEEP_ALIVE {
             self.last_keep_alive = Instant::now();
             self.keep_alive().await;
@@ -973,9 +977,9 @@ impl Engine {
     }
 
     async fn respond(&self, tx: TxKey, response: Response) {
-        if let Err(e) = self.sip.send_response(tx, response).await {
-            debug!("cannot respond in {tx}: {e}");
-        }
+        // Nothing to do about a failure but log it, which the endpoint does: no need
+        // to wait for its answer.
+        self.sip.respond(tx, response);
     }
 
     async fn reply(&self, tx: TxKey, req: &Request, code: u16) {
@@ -1145,13 +1149,17 @@ impl Engine {
             .unwrap_or_default();
         let now = unix_now();
         let before = self.bindings.get(&ext).map_or(0, Vec::len);
+        let mut changes = Vec::new();
         if contacts.iter().any(|c| matches!(c, Contact::Wildcard)) {
             // §10.3 step 6: `*` only alone and with Expires: 0.
             if contacts.len() != 1 || header_expires != Some(0) {
                 return self.reply(tx, &req, 400).await;
             }
             for b in self.bindings.remove(&ext).unwrap_or_default() {
-                let _ = self.db.get().delete_binding(&ext, &b.contact);
+                changes.push(BindingChange::Delete {
+                    extension: ext.clone(),
+                    contact: b.contact,
+                });
             }
         } else {
             for c in &contacts {
@@ -1175,7 +1183,10 @@ impl Engine {
                 }
                 list.retain(|b| b.contact != contact);
                 if expires == 0 {
-                    let _ = self.db.get().delete_binding(&ext, &contact);
+                    changes.push(BindingChange::Delete {
+                        extension: ext.clone(),
+                        contact,
+                    });
                     continue;
                 }
                 let b = Binding {
@@ -1188,29 +1199,44 @@ impl Engine {
                     cseq,
                     user_agent: ua.clone(),
                 };
-                let stored = self.db.get().put_binding(&b);
-                if let Err(e) = stored {
-                    warn!("cannot store a binding: {e}");
-                    return self.reply(tx, &req, 500).await;
-                }
+                changes.push(BindingChange::Put(b.clone()));
                 list.push(b);
             }
         }
+        let tag = self.tag_for(&req);
         let mut ok = Response::from_request(&req, StatusCode::OK);
-        let _ = ok.set_to_tag(&self.tag_for(&req));
-        let list = self.bindings.get(&ext).cloned().unwrap_or_default();
-        for b in &list {
+        let _ = ok.set_to_tag(&tag);
+        let list = self.bindings.get(&ext).map_or(&[][..], Vec::as_slice);
+        let devices = list.len();
+        for b in list {
             ok.headers.push(
                 HeaderName::Contact,
                 format!("<{}>;expires={}", b.contact, (b.expires_at - now).max(0)),
             );
         }
-        self.respond(tx, ok).await;
-        if list.len() != before {
-            debug!("{ext}: {} devices registered", list.len());
+        if changes.is_empty() {
+            self.respond(tx, ok).await;
+        } else {
+            // The 200 goes out once the bindings are committed (they survive a
+            // kill -9 from then on); the SIP task goes on meanwhile.
+            let mut failed = Response::from_request(&req, status(500));
+            let _ = failed.set_to_tag(&tag);
+            let sip = self.sip.clone();
+            let done: Done = Box::new(move |stored| match stored {
+                Ok(()) => sip.respond(tx, ok),
+                Err(e) => {
+                    warn!("cannot store a binding: {e}");
+                    sip.respond(tx, failed);
+                }
+            });
+            // On failure `done` has answered already.
+            let _ = self.db.get().store_bindings(changes, Some(done));
+        }
+        if devices != before {
+            debug!("{ext}: {devices} devices registered");
             self.emit(EngineEvent::Registration {
                 extension: ext,
-                devices: list.len(),
+                devices,
             });
         }
     }
@@ -1457,6 +1483,7 @@ impl Engine {
                 format!("<{}>", self.sip.contact_uri("vaxel", target.peer.transport)),
             );
             invite.headers.push(HeaderName::Allow, ALLOW);
+            self.session_timer_request(&mut invite);
             if matches!(targets, Targets::Trunk(..)) {
                 invite.headers.push(
                     HeaderName::PAssertedIdentity,
@@ -1573,7 +1600,7 @@ impl Engine {
             return;
         }
         if let Some(call) = self.probes.remove(&tx) {
-            self.refresh_answered(tx, resp.status.as_u16());
+            self.refresh_answered(tx, &resp).await;
             // Only "no such dialog" and timeouts mean dead; 405/501 are alive phones.
             if matches!(resp.status.as_u16(), 481 | 408) {
                 self.drop_dead_call(call).await;
@@ -1609,7 +1636,8 @@ impl Engine {
             self.b_provisional(call_id, leg_id, resp).await;
         } else if resp.status.is_success() {
             self.b_answered(call_id, leg_id, resp).await;
-        } else {
+        } else if !((300..400).contains(&code) && self.flow_redirect(call_id, leg_id, &resp).await)
+        {
             self.b_failed(call_id, leg_id, code).await;
         }
     }

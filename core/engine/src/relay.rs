@@ -36,6 +36,10 @@ use vaxel_media::dtmf::{DtmfNotice, DtmfReceiver};
 use vaxel_media::sdp::SessionDescription;
 use vaxel_media::srtp::{CryptoAttribute, SrtpMasterKey, SrtpSession, SrtpSuite};
 
+use self::transcode::{Format, Transcoder};
+
+pub mod transcode;
+
 /// Which side of the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -78,6 +82,9 @@ enum Control {
     Consult(Option<SocketAddr>),
     /// The SRTP contexts of a side's party (`None`: plain RTP).
     Srtp(Side, Option<Box<SrtpSession>>),
+    /// Transcoders A→B and B→A when the parties share no codec (`None`: relay
+    /// packets as they are).
+    Transcode(Option<Box<(Transcoder, Transcoder)>>),
 }
 
 /// A packet that arrived on leg A's socket while the relay is tapped: its bytes and
@@ -108,6 +115,34 @@ struct SdpState {
     sides: [PartySdp; 2],
     /// The parties waiting on prepared sockets.
     prepared: [Option<PartySdp>; 2],
+    /// The formats the relay transcodes between now (A's, B's).
+    transcoding: Option<(Format, Format)>,
+}
+
+impl SdpState {
+    /// Transcoders for the current parties' formats when they share no codec;
+    /// `Some(..)` when that changed.
+    fn update_transcoding(&mut self) -> Option<Option<Box<(Transcoder, Transcoder)>>> {
+        let want = match (&self.sides[0].format, &self.sides[1].format) {
+            (Some(a), Some(b))
+                if !a.shares_with(b) && !a.codecs.is_empty() && !b.codecs.is_empty() =>
+            {
+                Some((a.clone(), b.clone()))
+            }
+            _ => None,
+        };
+        if want == self.transcoding {
+            return None;
+        }
+        self.transcoding = want.clone();
+        Some(want.and_then(|(a, b)| {
+            let pair = Transcoder::new(&a, &b).zip(Transcoder::new(&b, &a));
+            if pair.is_none() {
+                debug!("no transcoder between {a:?} and {b:?}");
+            }
+            pair.map(Box::new)
+        }))
+    }
 }
 
 /// One party's SDP as the relay knows it.
@@ -122,6 +157,10 @@ struct PartySdp {
     sent: Option<Option<(u32, SrtpSuite)>>,
     /// The keys the relay task uses for this party now.
     installed: Option<(SrtpSuite, SrtpMasterKey)>,
+    /// The party's audio format from its last SDP.
+    format: Option<Format>,
+    /// The engine's last SDP toward the party (for a session refresh, RFC 4028 §7.4).
+    last: Option<String>,
 }
 
 impl Default for PartySdp {
@@ -131,6 +170,8 @@ impl Default for PartySdp {
             heard: None,
             sent: None,
             installed: None,
+            format: None,
+            last: None,
         }
     }
 }
@@ -146,6 +187,7 @@ impl PartySdp {
             .attribute_values("crypto")
             .find_map(|v| CryptoAttribute::parse(v).ok());
         self.heard = Some((m.protocol.clone(), crypto));
+        self.format = Some(Format::of(m));
     }
 
     /// Shapes the engine's SDP toward this party: its own profile and an `a=crypto`
@@ -161,6 +203,7 @@ impl PartySdp {
         };
         m.attributes
             .retain(|a| !a.name.eq_ignore_ascii_case("crypto"));
+        shape_codecs(m, self.format.as_ref());
         let (proto, line) = match &self.heard {
             Some((proto, Some(c))) => (proto.clone(), Some((c.tag, c.suite))),
             Some((proto, None)) => (proto.clone(), None),
@@ -297,6 +340,9 @@ impl Relay {
             if let Some(s) = p.update() {
                 let _ = self.control.send(Control::Srtp(side, s));
             }
+            if let Some(t) = st.update_transcoding() {
+                let _ = self.control.send(Control::Transcode(t));
+            }
         }
         Some(remote)
     }
@@ -315,7 +361,9 @@ impl Relay {
                 let _ = self.control.send(Control::Srtp(side, s));
             }
         }
-        Some(sd.to_string())
+        let out = sd.to_string();
+        st.sides[side as usize].last = Some(out.clone());
+        Some(out)
     }
 
     /// SDP from the party on `from`, for the party on the other side: [`Relay::heard`]
@@ -338,6 +386,18 @@ impl Relay {
         media_address(&sd)
     }
 
+    /// Records that the party on `side` got `sdp` instead (the other profile after a
+    /// 488, see [`other_profile`]).
+    pub fn sent_instead(&self, side: Side, sdp: &str) {
+        self.state().sides[side as usize].last = Some(sdp.to_owned());
+    }
+
+    /// The SDP the engine last sent the party on `side` through [`Relay::sdp_for`]
+    /// (unchanged, it is a re-INVITE's offer that changes nothing, RFC 3264 §8).
+    pub fn last_sdp(&self, side: Side) -> Option<String> {
+        self.state().sides[side as usize].last.clone()
+    }
+
     /// [`Relay::sdp_for`] for the party waiting on `side`'s prepared socket (see
     /// [`Relay::prepare`]).
     pub fn sdp_for_prepared(&self, side: Side, body: &[u8]) -> Option<String> {
@@ -345,12 +405,14 @@ impl Relay {
         let mut sd = vaxel_media::sdp::parse(body).ok()?;
         rewrite(&mut sd, local);
         let mut st = self.state();
-        if st.terminate {
-            st.prepared[side as usize]
-                .get_or_insert_with(PartySdp::default)
-                .shape(&mut sd);
+        let terminate = st.terminate;
+        let p = st.prepared[side as usize].get_or_insert_with(PartySdp::default);
+        if terminate {
+            p.shape(&mut sd);
         }
-        Some(sd.to_string())
+        let out = sd.to_string();
+        p.last = Some(out.clone());
+        Some(out)
     }
 
     /// Media-server mode (the engine itself answers the caller): while `tap` is
@@ -428,6 +490,9 @@ impl Relay {
                 if let Some(s) = p.update() {
                     let _ = self.control.send(Control::Srtp(side, s));
                 }
+                if let Some(t) = st.update_transcoding() {
+                    let _ = self.control.send(Control::Transcode(t));
+                }
             }
             None => self.set_remote(side, addr),
         }
@@ -464,6 +529,8 @@ async fn run(
     let mut pending: [Option<UdpSocket>; 2] = [None, None];
     let mut tap: Option<mpsc::UnboundedSender<Tapped>> = None;
     let mut keys: Option<(u8, mpsc::UnboundedSender<char>, DtmfReceiver)> = None;
+    let mut xcode: Option<Box<(Transcoder, Transcoder)>> = None;
+    let mut out: Vec<Vec<u8>> = Vec::new();
     let mut buf_c = vec![0u8; 2048];
     // The consulted party (on the prepared B socket), while a consultation runs.
     let mut consult: Option<Leg> = None;
@@ -518,6 +585,7 @@ async fn run(
                 Some(Control::Srtp(side, s)) => {
                     if side == Side::A { a.srtp = s } else { b.srtp = s }
                 }
+                Some(Control::Transcode(t)) => xcode = t,
                 None => return,
             },
             r = a.socket.recv_from(&mut buf_a) => {
@@ -527,6 +595,11 @@ async fn run(
                     let plain = plain.as_deref().unwrap_or(&buf_a[..n]);
                     if let Some(t) = &tap {
                         let _ = t.send((Bytes::copy_from_slice(plain), from));
+                    } else if let Some(x) = xcode.as_mut() {
+                        out.clear();
+                        x.0.convert(plain, &mut out);
+                        let n = send_all(&mut b, &out).await;
+                        stats.a_to_b.fetch_add(n, Ordering::Relaxed);
                     } else if let Some(to) = b.target()
                         && let Some(wire) = protect(&mut b, plain)
                         && b.socket.send_to(wire.as_deref().unwrap_or(plain), to).await.is_ok()
@@ -558,8 +631,13 @@ async fn run(
                         if let Some(wire) = protect(c, plain) {
                             let _ = c.socket.send_to(wire.as_deref().unwrap_or(plain), to).await;
                         }
-                    } else if tap.is_none()
-                        && let Some(to) = a.target()
+                    } else if tap.is_some() {
+                    } else if let Some(x) = xcode.as_mut() {
+                        out.clear();
+                        x.1.convert(plain, &mut out);
+                        let n = send_all(&mut a, &out).await;
+                        stats.b_to_a.fetch_add(n, Ordering::Relaxed);
+                    } else if let Some(to) = a.target()
                         && let Some(wire) = protect(&mut a, plain)
                         && a.socket.send_to(wire.as_deref().unwrap_or(plain), to).await.is_ok()
                     {
@@ -611,6 +689,25 @@ fn receive(leg: &mut Leg, packet: &[u8], from: SocketAddr) -> Option<Option<Byte
     };
     leg.latched.get_or_insert(from);
     Some(plain)
+}
+
+/// Sends transcoded packets to `leg`'s party (encrypted if it uses SRTP); returns
+/// how many went out.
+async fn send_all(leg: &mut Leg, packets: &[Vec<u8>]) -> u64 {
+    let Some(to) = leg.target() else { return 0 };
+    let mut n = 0;
+    for p in packets {
+        if let Some(wire) = protect(leg, p)
+            && leg
+                .socket
+                .send_to(wire.as_deref().unwrap_or(p), to)
+                .await
+                .is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// A plain packet to send to `leg`'s party: `Some(None)` as it is, `Some(Some(_))`
@@ -683,6 +780,64 @@ fn rewrite(sd: &mut SessionDescription, local: SocketAddr) {
             // Only one audio stream is anchored; others are refused (RFC 3264 §6).
             m.port = 0;
         }
+    }
+}
+
+/// The codecs of an SDP from one party for the other (RFC 3264 §6.1): offered as
+/// they are plus what the engine can transcode to when the receiving party has not
+/// stated its format yet; when it has and the two share no codec, its own format
+/// (the relay transcodes, see [`transcode`]).
+fn shape_codecs(m: &mut vaxel_media::sdp::MediaDescription, to: Option<&Format>) {
+    use vaxel_media::sdp::Attribute;
+    let src = Format::of(m);
+    match to {
+        None => {
+            let used = m.payload_types();
+            for (pt, kind) in transcode::additions(&src, &used) {
+                m.formats.push(pt.to_string());
+                let map = match kind.rtpmap_channels() {
+                    Some(c) => format!(
+                        "{pt} {}/{}/{c}",
+                        kind.encoding_name(),
+                        kind.rtp_clock_rate()
+                    ),
+                    None => format!("{pt} {}/{}", kind.encoding_name(), kind.rtp_clock_rate()),
+                };
+                m.attributes.push(Attribute::new("rtpmap", map));
+            }
+        }
+        Some(to) if !src.shares_with(to) && !src.codecs.is_empty() => {
+            let Some(&(pt, kind)) = to.codecs.first() else {
+                return;
+            };
+            m.formats = vec![pt.to_string()];
+            m.attributes.retain(|a| {
+                !["rtpmap", "fmtp", "ptime", "maxptime"]
+                    .iter()
+                    .any(|n| a.name.eq_ignore_ascii_case(n))
+            });
+            let map = match kind.rtpmap_channels() {
+                Some(c) => format!(
+                    "{pt} {}/{}/{c}",
+                    kind.encoding_name(),
+                    kind.rtp_clock_rate()
+                ),
+                None => format!("{pt} {}/{}", kind.encoding_name(), kind.rtp_clock_rate()),
+            };
+            m.attributes.push(Attribute::new("rtpmap", map));
+            if let (Some(_), Some((ev, clock))) = (src.events, to.events) {
+                m.formats.push(ev.to_string());
+                m.attributes.push(Attribute::new(
+                    "rtpmap",
+                    format!("{ev} telephone-event/{clock}"),
+                ));
+                m.attributes
+                    .push(Attribute::new("fmtp", format!("{ev} 0-16")));
+            }
+            m.attributes
+                .push(Attribute::new("ptime", to.ptime.to_string()));
+        }
+        Some(_) => {}
     }
 }
 

@@ -3931,3 +3931,223 @@ fn the_media_server_answers_an_opus_only_caller_and_a_late_offer() {
         "the welcome prompt after a late offer: {score:.2}"
     );
 }
+
+/// A device that rings and then answers the engine's INVITE with `302 Moved
+/// Temporarily` and `Contact: <sip:CONTACT@office.test>` (a phone's "send to
+/// voicemail" or "redirect" button).
+fn redirect_scenario(contact: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="redirect">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]r[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="400"/>
+  <send><![CDATA[
+SIP/2.0 302 Moved Temporarily
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]r[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:{contact}@{DOMAIN}>
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+</scenario>
+"#,
+        contact = contact.replace('#', "%23")
+    )
+}
+
+/// 4001 calls `to` expecting the engine to answer `code` (then ACK).
+fn refused_call(dir: &Path, engine: &EngineProc, name: &str, to: &str, code: u16) -> SippRun {
+    let full = caller_scenario(engine.sip, "4001", "alice-pw", to, free_port(), End::Wait);
+    let cut = full
+        .find("  <recv response=\"200\" rrs=\"true\"/>")
+        .unwrap();
+    let scenario = format!(
+        r#"{}  <recv response="{code}"/>
+  <send><![CDATA[
+ACK sip:{to}@{sip} SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-1]
+From: <sip:4001@{DOMAIN}>;tag=[pid]c[call_number]
+To: <sip:{to}@{DOMAIN}>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#,
+        &full[..cut],
+        sip = engine.sip
+    );
+    sipp(
+        dir,
+        name,
+        &scenario,
+        &engine.sip.to_string(),
+        &["-m", "1", "-p", &free_port().to_string()],
+    )
+}
+
+/// "Send to voicemail" from a ringing phone: a device of 4002 answers the engine's
+/// INVITE with 302 and `Contact: <sip:*59*4002@…>`; the engine answers the caller
+/// with 4002's voicemail greeting and cancels 4002's other ringing device. A 302 to
+/// an internal number rings that user (Diversion reason=deflection); one to a number
+/// outside is followed through the trunk only when the called user may call out
+/// (else the caller gets 480).
+#[test]
+fn a_ringing_device_sends_the_call_to_voicemail_or_redirects_it_with_302() {
+    let _serial = one_at_a_time();
+    if !need_sipp("302 redirect") {
+        return;
+    }
+    let dir = temp_dir("flow-redirect");
+    let provider = free_port();
+    let text = format!(
+        "{}\n[[trunks]]\nname = \"provider\"\nhost = \"127.0.0.3\"\nport = {provider}\noutbound_prefixes = [\"00\"]\ncaller_id = \"+4570100000\"\n",
+        flow_office(free_port())
+    );
+    let offset = offset_to(10).to_string();
+    let prompts = prompts_dir();
+    let engine = EngineProc::start_with(
+        &dir,
+        Some(&text),
+        free_port(),
+        &[
+            "--clock-offset-secs",
+            &offset,
+            "--prompts",
+            prompts.to_str().unwrap(),
+        ],
+    );
+    // Outside: Bob may not call out, so his phone's 302 to a number outside is not
+    // followed (480 to the caller). (First, while Bob has no other device.)
+    let mut button = one_call_member(&dir, &engine, "4002", &redirect_scenario("004612345678"));
+    let run = refused_call(&dir, &engine, "bob-out", "4002", 480);
+    assert!(run.ok, "not followed for Bob: {}", run.output);
+    assert!(wait_bg(&mut button, 3));
+    // To voicemail: one device redirects, the other rings and is cancelled.
+    let mut button = one_call_member(&dir, &engine, "4002", &redirect_scenario("*59*4002"));
+    let mut other = one_call_member(&dir, &engine, "4002", &ringer_scenario("4001"));
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "to-voicemail",
+        "4001",
+        "alice-pw",
+        "4002",
+        rtp.port(),
+        End::HangUp(4000),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "the engine answered the caller: {}", run.output);
+    assert!(wait_bg(&mut button, 3), "the 302 was acknowledged");
+    assert!(wait_bg(&mut other, 3), "4002's other device was cancelled");
+    assert!(
+        heard_prompt(&rtp.heard(), "vm_greeting"),
+        "the caller hears 4002's voicemail greeting"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    let legs = legs_of(&engine, c.id);
+    assert!(
+        legs.iter().filter(|l| l.starts_with("b:4002:")).count() >= 2
+            && legs
+                .iter()
+                .filter(|l| l.starts_with("b:"))
+                .all(|l| l == "b:4002:redirected"),
+        "{legs:?}"
+    );
+
+    // To a colleague.
+    let mut button = one_call_member(&dir, &engine, "4002", &redirect_scenario("4003"));
+    let mut carla = one_call_member(
+        &dir,
+        &engine,
+        "4003",
+        &answerer_scenario(
+            "sip:4001@",
+            Some(("Diversion:", "sip:4002@.*reason=deflection")),
+        ),
+    );
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "to-carla",
+        "4001",
+        "alice-pw",
+        "4002",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    assert!(
+        wait_bg(&mut button, 3) && wait_bg(&mut carla, 3),
+        "redirected to 4003"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("4003"), "{c:?}");
+
+    // Outside: Carla may call out.
+    let mut out = sipp_bg(
+        &dir,
+        "provider-redirect",
+        &answerer_scenario(
+            "sip:\\+4570104001@",
+            Some(("Diversion:", "sip:4003@.*reason=deflection")),
+        ),
+        &[
+            "-m",
+            "1",
+            "-i",
+            "127.0.0.3",
+            "-p",
+            &provider.to_string(),
+            "-mp",
+            &media_port().to_string(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut button = one_call_member(&dir, &engine, "4003", &redirect_scenario("004612345678"));
+    let rtp = RtpEnd::new();
+    let run = call(
+        &dir,
+        &engine,
+        "carla-out",
+        "4001",
+        "alice-pw",
+        "4003",
+        rtp.port(),
+        End::HangUp(800),
+    )
+    .join()
+    .unwrap();
+    assert!(run.ok, "{}", run.output);
+    assert!(
+        wait_bg(&mut button, 3) && wait_bg(&mut out, 3),
+        "followed out for Carla"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let c = last_call(&engine);
+    assert_eq!(c.answered_by.as_deref(), Some("004612345678"), "{c:?}");
+}

@@ -90,7 +90,7 @@ struct PhoneSetup<'a> {
     outbound: String,
     /// baresip `mediaenc` (`srtp`: RTP/AVP with `a=crypto`, `srtp-mand`: RTP/SAVP).
     mediaenc: Option<&'a str>,
-    /// baresip `audio_codecs`, e.g. `PCMU` or `opus/48000/2`.
+    /// baresip `audio_codecs`, e.g. `PCMU` or `opus/48000/1` (baresip registers Opus mono here).
     codecs: &'a str,
     tone: f64,
 }
@@ -383,4 +383,93 @@ fn two_srtp_phones_each_get_the_engines_keys() {
     // checks the keys in the SDP differ per leg).
     assert!(alice.used_srtp(), "{}", alice.log());
     assert!(bob.used_srtp(), "{}", bob.log());
+}
+
+/// Transcoding: an Opus-only phone calls a PCMU-only phone. The engine offers the
+/// callee Opus plus G.711, the callee answers PCMU, and the relay decodes,
+/// resamples (48 kHz ↔ 8 kHz) and encodes every packet; each phone hears the
+/// other's tone.
+#[test]
+fn an_opus_phone_and_a_pcmu_phone_talk_through_the_engine() {
+    let _serial = one_at_a_time();
+    if !peers_present("Opus to PCMU") {
+        return;
+    }
+    let dir = temp_dir("opus-pcmu");
+    let engine = EngineProc::start(&dir, Some(&office("")), free_port());
+    let alice = Baresip::start(
+        &dir.join("alice"),
+        &PhoneSetup {
+            user: "4001",
+            password: "alice-pw",
+            outbound: format!("sip:{}", engine.sip),
+            mediaenc: None,
+            codecs: "opus/48000/1",
+            tone: 440.0,
+        },
+    );
+    let bob = Baresip::start(
+        &dir.join("bob"),
+        &PhoneSetup {
+            user: "4002",
+            password: "bob-pw",
+            outbound: format!("sip:{}", engine.sip),
+            mediaenc: None,
+            codecs: "PCMU",
+            tone: 1000.0,
+        },
+    );
+    let db = vaxel_engine::db::Db::open(&dir).unwrap();
+    call(&db, &alice, "4002");
+    assert!(
+        alice.log().contains("Set audio encoder: opus"),
+        "{}",
+        alice.log()
+    );
+    assert!(
+        bob.log().contains("Set audio encoder: PCMU"),
+        "{}",
+        bob.log()
+    );
+    assert_heard(&alice, "Alice (Opus)", 1000.0);
+    assert_heard(&bob, "Bob (PCMU)", 440.0);
+}
+
+/// Transcoding and SRTP together: an Opus phone with SRTP over TLS calls a
+/// PCMU-only phone without SRTP.
+#[test]
+fn an_opus_srtp_phone_and_a_plain_pcmu_phone_talk_through_the_engine() {
+    let _serial = one_at_a_time();
+    if !peers_present("Opus SRTP to PCMU") {
+        return;
+    }
+    let dir = temp_dir("opus-srtp-pcmu");
+    let (engine, tls) = engine_with_tls(&dir);
+    let alice = Baresip::start(
+        &dir.join("alice"),
+        &PhoneSetup {
+            user: "4001",
+            password: "alice-pw",
+            outbound: tls,
+            mediaenc: Some("srtp-mand"),
+            codecs: "opus/48000/1",
+            tone: 440.0,
+        },
+    );
+    let bob = Baresip::start(
+        &dir.join("bob"),
+        &PhoneSetup {
+            user: "4002",
+            password: "bob-pw",
+            outbound: format!("sip:{}", engine.sip),
+            mediaenc: None,
+            codecs: "PCMU",
+            tone: 1000.0,
+        },
+    );
+    let db = vaxel_engine::db::Db::open(&dir).unwrap();
+    call(&db, &bob, "4001");
+    assert_heard(&alice, "Alice (Opus, SRTP)", 1000.0);
+    assert_heard(&bob, "Bob (PCMU)", 440.0);
+    assert!(alice.used_srtp(), "{}", alice.log());
 }

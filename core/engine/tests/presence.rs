@@ -8,7 +8,8 @@
 //!   and Alice shows `on-the-phone` while the call is up;
 //! - Bob sets "lunch" through the control API (`PUT /api/me/presence`): Carla, a SIP
 //!   watcher, sees it, and `GET /api/directory` and the WebSocket events show it;
-//! - Alice unregisters: Carla sees her closed (offline);
+//! - Alice unregisters: Carla sees her closed (offline); Carla unregisters: her
+//!   subscriptions end (`deactivated`);
 //! - an unauthenticated SUBSCRIBE and PUBLISH are challenged (407); watching someone
 //!   outside the office is refused (404); a raw SUBSCRIBE for 5 s ends with NOTIFY
 //!   `terminated;reason=timeout` (RFC 6665 §4.2.2).
@@ -311,22 +312,34 @@ fn presence_and_busy_lamps_served_by_the_engine() {
     });
 
     // 1. Alice: in a meeting, with a note, until 14:00 (PUBLISH with PIDF + RPID).
+    let sent = Instant::now();
     alice.send("presence set meeting --note weekly sync --until 14:00");
     let p = alice.expect("published", 10, |v| v["event"] == "presence_published");
     let until = p["until"].as_str().unwrap().to_owned();
     let seen = carla.expect("alice in a meeting", 10, |v| {
         v["event"] == "presence_changed" && v["uri"] == "4001" && v["activity"] == "meeting"
     });
+    // A figure, not a test: from the command to the watcher's event (PUBLISH, 200,
+    // NOTIFY, 200, both phones' event plumbing).
+    println!(
+        "figure: presence set → watcher sees it: {} ms",
+        sent.elapsed().as_millis()
+    );
     assert_eq!(seen["status"], "open");
     assert_eq!(seen["note"], "weekly sync");
     assert_eq!(seen["until"], until.as_str());
 
     // 2. Alice calls Bob: Carla's lamp for Bob goes early, confirmed, terminated.
+    let dialled = Instant::now();
     alice.send("call 4002");
     let inc = bob.expect("incoming", 10, |v| v["event"] == "incoming");
     carla.expect("bob early", 10, |v| {
         v["event"] == "dialog_state_changed" && v["uri"] == "4002" && v["state"] == "early"
     });
+    println!(
+        "figure: call placed → busy lamp early at the watcher: {} ms",
+        dialled.elapsed().as_millis()
+    );
     bob.send(&format!("answer {}", inc["call"]));
     alice.expect("established", 10, |v| v["event"] == "established");
     let up = carla.expect("bob confirmed", 10, |v| {
@@ -457,6 +470,14 @@ fn presence_and_busy_lamps_served_by_the_engine() {
     carla.expect("alice offline", 10, |v| {
         v["event"] == "presence_changed" && v["uri"] == "4001" && v["status"] == "closed"
     });
+
+    // When the watcher's last device unregisters, its subscriptions end (`deactivated`,
+    // RFC 6665 §4.2.2).
+    carla.send("unregister");
+    let ended = carla.expect("carla's watch ended", 10, |v| {
+        v["event"] == "watch_ended" && v["uri"] == "4002" && v["package"] == "dialog"
+    });
+    assert_eq!(ended["reason"], "deactivated", "{ended}");
 
     // 6. Without credentials SUBSCRIBE and PUBLISH are challenged.
     let raw = Raw::new(engine.sip);

@@ -399,3 +399,261 @@ fn sipp_invite_with_replaces_takes_an_answered_legs_place() {
     assert_eq!(db.leg_count(call.id).unwrap(), 3, "A, B and Dan's leg");
     assert!(call.ended_at.is_some());
 }
+
+/// RFC 4028 on the callee's leg: the engine's INVITE asks for a session timer with
+/// itself as refresher (§7.1); the callee (SIPp) answers a 6 s session, refresher
+/// uac, and the engine refreshes it at half the interval (§7.4, §10): with a
+/// re-INVITE offering its last SDP unchanged when the callee does not list UPDATE
+/// in Allow, with UPDATE when it does. The call goes on until the caller hangs up.
+fn callee_refreshed_by_the_engine(update: bool) {
+    let name = if update { "cstimer-upd" } else { "cstimer-inv" };
+    let dir = temp_dir(name);
+    let engine = EngineProc::start_with(
+        &dir,
+        Some(&office("")),
+        free_port(),
+        &["--session-min-se", "4", "--session-check-secs", "3600"],
+    );
+    let bob_port = free_port();
+    register_at(&dir, &engine, "4002", "bob-pw", bob_port);
+    let allow = if update {
+        "Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE\n"
+    } else {
+        "Allow: INVITE, ACK, BYE, CANCEL, OPTIONS\n"
+    };
+    let sdp = "v=0
+o=user2 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+";
+    let refresh = if update {
+        format!(
+            r#"  <recv request="UPDATE" timeout="6000">
+    <action><ereg regexp="6;refresher=uac" search_in="hdr" header="Session-Expires:" check_it="true" assign_to="r1"/></action>
+  </recv>
+{OK_TO_LAST}"#
+        )
+    } else {
+        format!(
+            r#"  <recv request="INVITE" timeout="6000">
+    <action><ereg regexp="6;refresher=uac" search_in="hdr" header="Session-Expires:" check_it="true" assign_to="r1"/><ereg regexp="m=audio [0-9]+ RTP/AVP 8" search_in="body" check_it="true" assign_to="r2"/></action>
+  </recv>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{sdp}]]></send>
+  <recv request="ACK"/>
+"#
+        )
+    };
+    let refs = if update { "i1,i2,r1" } else { "i1,i2,r1,r2" };
+    let bob_scn = format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="callee with a session timer">
+  <recv request="INVITE">
+    <action><ereg regexp="refresher=uac" search_in="hdr" header="Session-Expires:" check_it="true" assign_to="i1"/><ereg regexp="timer" search_in="hdr" header="Supported:" check_it="true" assign_to="i2"/></action>
+  </recv>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]b[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Session-Expires: 6;refresher=uac
+Require: timer
+{allow}Content-Type: application/sdp
+Content-Length: [len]
+
+{sdp}]]></send>
+  <recv request="ACK"/>
+{refresh}  <recv request="BYE" timeout="10000"/>
+{OK_TO_LAST}  <Reference variables="{refs}"/>
+</scenario>
+"#
+    );
+    let bob_args = sipp_args(bob_port);
+    let mut bob = sipp_bg(&dir, "bob", &bob_scn, &strs(&bob_args));
+    std::thread::sleep(Duration::from_millis(300));
+    let after = format!(
+        "  <pause milliseconds=\"5000\"/>\n{}  <recv response=\"200\"/>\n",
+        caller_request("4001", "4002", 3, "BYE", "Content-Length: 0\n")
+    );
+    let run = sipp(
+        &dir,
+        "alice",
+        &caller(engine.sip, "4001", "alice-pw", "4002", "", "", &after),
+        &engine.sip.to_string(),
+        &strs(&sipp_args(free_port())),
+    );
+    assert!(
+        run.ok,
+        "the caller's call lasted until its BYE: {}",
+        run.output
+    );
+    assert!(
+        wait_bg(&mut bob, 10),
+        "the callee was asked for a timer, refreshed by {} and got BYE: {}",
+        if update { "UPDATE" } else { "re-INVITE" },
+        std::fs::read_to_string(dir.join("bob.log")).unwrap_or_default()
+    );
+}
+
+#[test]
+fn sipp_callee_session_refreshed_by_reinvite() {
+    if !have("sipp") && skip_or_fail("callee session timer", "sipp (sip-tester)") {
+        return;
+    }
+    callee_refreshed_by_the_engine(false);
+}
+
+#[test]
+fn sipp_callee_session_refreshed_by_update() {
+    if !have("sipp") && skip_or_fail("callee session timer", "sipp (sip-tester)") {
+        return;
+    }
+    callee_refreshed_by_the_engine(true);
+}
+
+/// Glare (RFC 3261 §14.1) on the engine's re-INVITE after a blind transfer: Alice
+/// calls Bob, Bob REFERs her to Carla; when Carla answers, the engine re-INVITEs
+/// Alice with Carla's media. Alice answers 491 Request Pending (as if her own
+/// re-INVITE crossed it); the engine sends the re-INVITE again after the §14.1
+/// delay (0 to 2 s: Alice chose the Call-ID) and Alice accepts it.
+#[test]
+fn sipp_transfer_reinvite_is_retried_after_491() {
+    if !have("sipp") && skip_or_fail("glare on a transfer re-INVITE", "sipp (sip-tester)") {
+        return;
+    }
+    let dir = temp_dir("glare");
+    let engine = EngineProc::start(&dir, Some(&office("")), free_port());
+    let (bob_port, carla_port) = (free_port(), free_port());
+    register_at(&dir, &engine, "4002", "bob-pw", bob_port);
+    register_at(&dir, &engine, "4003", "carla-pw", carla_port);
+    let carla_args = sipp_args(carla_port);
+    let mut carla = sipp_bg(&dir, "carla", &callee("", ""), &strs(&carla_args));
+    let bob_scn = format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="referrer">
+  <recv request="INVITE" rrs="true">
+    <action><ereg regexp=".*" search_in="hdr" header="From:" assign_to="peer"/></action>
+  </recv>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]b[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user2 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+]]></send>
+  <recv request="ACK"/>
+  <pause milliseconds="500"/>
+  <send retrans="500"><![CDATA[
+REFER [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:4002@{DOMAIN}>;tag=[pid]b[call_number]
+To:[$peer]
+Call-ID: [call_id]
+CSeq: 1 REFER
+Contact: <sip:[local_ip]:[local_port]>
+Refer-To: <sip:4003@{DOMAIN}>
+Referred-By: <sip:4002@{DOMAIN}>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="202"/>
+  <recv request="NOTIFY"/>
+{OK_TO_LAST}  <recv request="NOTIFY"/>
+{OK_TO_LAST}  <recv request="BYE"/>
+{OK_TO_LAST}</scenario>
+"#
+    );
+    let bob_args = sipp_args(bob_port);
+    let mut bob = sipp_bg(&dir, "bob", &bob_scn, &strs(&bob_args));
+    std::thread::sleep(Duration::from_millis(300));
+    let after = format!(
+        r#"  <recv request="INVITE" timeout="10000"/>
+  <send><![CDATA[
+SIP/2.0 491 Request Pending
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+  <recv request="INVITE" timeout="6000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:4001@[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687638 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+]]></send>
+  <recv request="ACK"/>
+  <pause milliseconds="500"/>
+{}  <recv response="200"/>
+"#,
+        caller_request("4001", "4002", 3, "BYE", "Content-Length: 0\n")
+    );
+    let run = sipp(
+        &dir,
+        "alice",
+        &caller(engine.sip, "4001", "alice-pw", "4002", "", "", &after),
+        &engine.sip.to_string(),
+        &strs(&sipp_args(free_port())),
+    );
+    assert!(
+        run.ok,
+        "Alice refused the first re-INVITE with 491 and got it again: {}",
+        run.output
+    );
+    for (name, p) in [("bob", &mut bob), ("carla", &mut carla)] {
+        assert!(
+            wait_bg(p, 10),
+            "{name}: {}",
+            std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
+        );
+    }
+}

@@ -227,7 +227,10 @@ impl Endpoint {
                     .transactions
                     .send_response(now, tx, response)
                     .map_err(EndpointError::from);
-                let _ = reply.send(r);
+                if let Err(Err(e)) = reply.send(r) {
+                    // Sent with `respond`: nobody waits for the outcome.
+                    debug!("cannot respond in {tx}: {e}");
+                }
             }
             Command::Cancel { invite, reply } => {
                 let r = self
@@ -371,6 +374,19 @@ impl EndpointHandle {
             reply,
         })
         .await
+    }
+
+    /// Sends a response in the server transaction `tx` without waiting for the
+    /// outcome, from any thread (a TU with nothing to do about a failure: it is
+    /// logged at debug level). Commands keep their order, so a request sent after
+    /// this goes out after the response.
+    pub fn respond(&self, tx: TxKey, response: Response) {
+        let (reply, _) = oneshot::channel();
+        let _ = self.inner.commands.send(Command::SendResponse {
+            tx,
+            response,
+            reply,
+        });
     }
 
     /// Cancels the pending INVITE client transaction `invite` (§9.1); returns

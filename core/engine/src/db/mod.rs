@@ -4,6 +4,11 @@
 //! Migrations run by `PRAGMA user_version`. Every change that touches more than one
 //! row runs in one transaction, so a bad change never half-applies and a `kill -9`
 //! leaves the last committed state (R-502).
+//!
+//! Bindings and call records, written on every REGISTER and call, go through a
+//! writer thread that commits whatever is queued in one transaction ([`writer`]);
+//! the registrar answers 200 only once its binding is committed
+//! ([`Db::store_bindings`]). Reads of those tables first wait for the queue.
 
 use std::path::Path;
 
@@ -11,12 +16,15 @@ use rusqlite::{Connection, OptionalExtension, params};
 use vaxel_sip::auth::{DigestHash, ha1};
 
 mod flows;
+mod writer;
 pub use flows::{IvrChoice, Message};
+pub use writer::Done;
 
 use crate::office::{Emergency, Office, OfficeInfo, Protection, Role, Trunk, User};
 
 /// Schema migrations; entry `i` brings `user_version` from `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE office (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -76,7 +84,10 @@ CREATE TABLE legs (
     ended_at   INTEGER,
     outcome    TEXT NOT NULL DEFAULT 'in progress'
 );
-"#];
+"#,
+    // Ending a call updates its legs: without this every call end scanned them all.
+    "CREATE INDEX legs_call ON legs(call);",
+];
 
 /// A database error: ours (a bug or a broken disk), never the network's.
 pub type DbError = rusqlite::Error;
@@ -176,6 +187,25 @@ pub struct CallRecord {
 #[derive(Debug)]
 pub struct Db {
     conn: Connection,
+    /// Write-behind for bindings and call records (`None`: in memory, written directly).
+    writer: Option<writer::Writer>,
+    /// Ids of the next call record and leg: given out at once, the rows follow.
+    next_call: i64,
+    next_leg: i64,
+}
+
+/// A change to the registrar's bindings (see [`Db::store_bindings`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindingChange {
+    /// Store or refresh a binding.
+    Put(Binding),
+    /// Remove the binding of `extension` for `contact`.
+    Delete {
+        /// The user.
+        extension: String,
+        /// The Contact URI.
+        contact: String,
+    },
 }
 
 fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
@@ -202,10 +232,13 @@ const USER_COLS: &str = "extension, number, name, email, department, title, mobi
 impl Db {
     /// Opens (creating) `engine.sqlite` in `dir` in WAL mode and migrates it.
     pub fn open(dir: &Path) -> Result<Db, DbError> {
-        Db::from_connection(Connection::open(dir.join("engine.sqlite"))?)
+        let path = dir.join("engine.sqlite");
+        let mut db = Db::from_connection(Connection::open(&path)?)?;
+        db.writer = writer::Writer::start(path)?;
+        Ok(db)
     }
 
-    /// A private in-memory database (tests).
+    /// A private in-memory database (tests); writes go straight to it.
     pub fn in_memory() -> Result<Db, DbError> {
         Db::from_connection(Connection::open_in_memory()?)
     }
@@ -217,10 +250,54 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut db = Db { conn };
+        conn.set_prepared_statement_cache_capacity(64);
+        let mut db = Db {
+            conn,
+            writer: None,
+            next_call: 0,
+            next_leg: 0,
+        };
         db.migrate()?;
         db.flow_tables()?;
+        let max = |table: &str| -> Result<i64, DbError> {
+            db.conn.query_row(
+                &format!("SELECT COALESCE(MAX(id), 0) FROM {table}"),
+                [],
+                |r| r.get(0),
+            )
+        };
+        db.next_call = max("calls")? + 1;
+        db.next_leg = max("legs")? + 1;
         Ok(db)
+    }
+
+    /// Runs `op` on the writer thread (in its next batch), or at once in its own
+    /// transaction without one; `done` is told the outcome after the commit.
+    fn queue(&mut self, op: writer::Op, done: Option<Done>) -> Result<(), DbError> {
+        let (op, done) = match &self.writer {
+            Some(w) => match w.write(op, done) {
+                Ok(()) => return Ok(()),
+                Err(back) => back,
+            },
+            None => (op, done),
+        };
+        let result = (|| {
+            let tx = self.conn.unchecked_transaction()?;
+            op(&tx)?;
+            tx.commit()
+        })();
+        if let Some(done) = done {
+            done(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
+        result
+    }
+
+    /// Waits until every queued write is committed, so reads on this connection see
+    /// them.
+    pub fn sync(&self) {
+        if let Some(w) = &self.writer {
+            w.sync();
+        }
     }
 
     fn migrate(&mut self) -> Result<(), DbError> {
@@ -416,6 +493,7 @@ impl Db {
 
     /// Removes a user and their bindings; whether they existed.
     pub fn delete_user(&mut self, extension: &str) -> Result<bool, DbError> {
+        self.sync();
         Ok(self
             .conn
             .execute("DELETE FROM users WHERE extension = ?1", [extension])?
@@ -456,45 +534,82 @@ impl Db {
             > 0)
     }
 
+    /// Applies registrar changes in one transaction (RFC 3261 §10.3: a REGISTER's
+    /// bindings change together); `done` is told the outcome once they are committed,
+    /// so the 200 sent from it promises bindings that survive a crash.
+    pub fn store_bindings(
+        &mut self,
+        changes: Vec<BindingChange>,
+        done: Option<Done>,
+    ) -> Result<(), DbError> {
+        self.queue(
+            Box::new(move |c| {
+                for change in &changes {
+                    match change {
+                        BindingChange::Put(b) => {
+                            c.prepare_cached(
+                                "INSERT INTO bindings (extension, contact, transport, source, expires_at, call_id, cseq, user_agent)
+                                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                                 ON CONFLICT(extension, contact) DO UPDATE SET transport = excluded.transport,
+                                   source = excluded.source, expires_at = excluded.expires_at,
+                                   call_id = excluded.call_id, cseq = excluded.cseq, user_agent = excluded.user_agent",
+                            )?
+                            .execute(params![
+                                b.extension,
+                                b.contact,
+                                b.transport,
+                                b.source,
+                                b.expires_at,
+                                b.call_id,
+                                b.cseq,
+                                b.user_agent
+                            ])?;
+                        }
+                        BindingChange::Delete { extension, contact } => {
+                            c.prepare_cached(
+                                "DELETE FROM bindings WHERE extension = ?1 AND contact = ?2",
+                            )?
+                            .execute([extension, contact])?;
+                        }
+                    }
+                }
+                Ok(())
+            }),
+            done,
+        )
+    }
+
     /// Stores (or refreshes) a binding.
     pub fn put_binding(&mut self, b: &Binding) -> Result<(), DbError> {
-        self.conn.execute(
-            "INSERT INTO bindings (extension, contact, transport, source, expires_at, call_id, cseq, user_agent)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT(extension, contact) DO UPDATE SET transport = excluded.transport,
-               source = excluded.source, expires_at = excluded.expires_at,
-               call_id = excluded.call_id, cseq = excluded.cseq, user_agent = excluded.user_agent",
-            params![
-                b.extension,
-                b.contact,
-                b.transport,
-                b.source,
-                b.expires_at,
-                b.call_id,
-                b.cseq,
-                b.user_agent
-            ],
-        )?;
-        Ok(())
+        self.store_bindings(vec![BindingChange::Put(b.clone())], None)
     }
 
     /// Removes one binding.
     pub fn delete_binding(&mut self, extension: &str, contact: &str) -> Result<(), DbError> {
-        self.conn.execute(
-            "DELETE FROM bindings WHERE extension = ?1 AND contact = ?2",
-            [extension, contact],
-        )?;
-        Ok(())
+        self.store_bindings(
+            vec![BindingChange::Delete {
+                extension: extension.to_owned(),
+                contact: contact.to_owned(),
+            }],
+            None,
+        )
     }
 
     /// Removes bindings that expired at or before `now` (unix seconds).
-    pub fn expire_bindings(&mut self, now: i64) -> Result<usize, DbError> {
-        self.conn
-            .execute("DELETE FROM bindings WHERE expires_at <= ?1", [now])
+    pub fn expire_bindings(&mut self, now: i64) -> Result<(), DbError> {
+        self.queue(
+            Box::new(move |c| {
+                c.prepare_cached("DELETE FROM bindings WHERE expires_at <= ?1")?
+                    .execute([now])?;
+                Ok(())
+            }),
+            None,
+        )
     }
 
     /// Every binding not yet expired at `now`.
     pub fn bindings(&self, now: i64) -> Result<Vec<Binding>, DbError> {
+        self.sync();
         let mut st = self.conn.prepare(
             "SELECT extension, contact, transport, source, expires_at, call_id, cseq, user_agent
              FROM bindings WHERE expires_at > ?1 ORDER BY extension, contact",
@@ -522,11 +637,21 @@ impl Db {
         direction: &str,
         now: i64,
     ) -> Result<i64, DbError> {
-        self.conn.execute(
-            "INSERT INTO calls (caller, callee, direction, started_at) VALUES (?1, ?2, ?3, ?4)",
-            params![caller, callee, direction, now],
+        let id = self.next_call;
+        self.next_call += 1;
+        let (caller, callee, direction) =
+            (caller.to_owned(), callee.to_owned(), direction.to_owned());
+        self.queue(
+            Box::new(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO calls (id, caller, callee, direction, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![id, caller, callee, direction, now])?;
+                Ok(())
+            }),
+            None,
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(id)
     }
 
     /// Records a leg of a call; its id.
@@ -538,58 +663,90 @@ impl Db {
         target: &str,
         now: i64,
     ) -> Result<i64, DbError> {
-        self.conn.execute(
-            "INSERT INTO legs (call, role, party, target, started_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![call, role, party, target, now],
+        let id = self.next_leg;
+        self.next_leg += 1;
+        let (role, party, target) = (role.to_owned(), party.to_owned(), target.to_owned());
+        self.queue(
+            Box::new(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO legs (id, call, role, party, target, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![id, call, role, party, target, now])?;
+                Ok(())
+            }),
+            None,
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(id)
     }
 
     /// Ends a leg.
     pub fn end_leg(&mut self, leg: i64, outcome: &str, now: i64) -> Result<(), DbError> {
-        self.conn.execute(
-            "UPDATE legs SET ended_at = ?2, outcome = ?3 WHERE id = ?1 AND ended_at IS NULL",
-            params![leg, now, outcome],
-        )?;
-        Ok(())
+        let outcome = outcome.to_owned();
+        self.queue(
+            Box::new(move |c| {
+                c.prepare_cached(
+                    "UPDATE legs SET ended_at = ?2, outcome = ?3 WHERE id = ?1 AND ended_at IS NULL",
+                )?
+                .execute(params![leg, now, outcome])?;
+                Ok(())
+            }),
+            None,
+        )
     }
 
     /// Marks a call answered.
     pub fn answer_call(&mut self, call: i64, by: &str, now: i64) -> Result<(), DbError> {
-        self.conn.execute(
-            "UPDATE calls SET answered_at = ?2, answered_by = ?3, outcome = 'answered' WHERE id = ?1",
-            params![call, now, by],
-        )?;
-        Ok(())
+        let by = by.to_owned();
+        self.queue(
+            Box::new(move |c| {
+                c.prepare_cached(
+                    "UPDATE calls SET answered_at = ?2, answered_by = ?3, outcome = 'answered' WHERE id = ?1",
+                )?
+                .execute(params![call, now, by])?;
+                Ok(())
+            }),
+            None,
+        )
     }
 
     /// Ends a call with `outcome` (kept as `answered` when it was answered).
     pub fn end_call(&mut self, call: i64, outcome: &str, now: i64) -> Result<(), DbError> {
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE calls SET ended_at = ?2,
-               outcome = CASE WHEN answered_at IS NULL THEN ?3 ELSE 'answered' END
-             WHERE id = ?1 AND ended_at IS NULL",
-            params![call, now, outcome],
-        )?;
-        tx.execute(
-            "UPDATE legs SET ended_at = ?2, outcome = ?3 WHERE call = ?1 AND ended_at IS NULL",
-            params![call, now, outcome],
-        )?;
-        tx.commit()
+        let outcome = outcome.to_owned();
+        self.queue(
+            Box::new(move |c| {
+                c.prepare_cached(
+                    "UPDATE calls SET ended_at = ?2,
+                       outcome = CASE WHEN answered_at IS NULL THEN ?3 ELSE 'answered' END
+                     WHERE id = ?1 AND ended_at IS NULL",
+                )?
+                .execute(params![call, now, outcome])?;
+                c.prepare_cached(
+                    "UPDATE legs SET ended_at = ?2, outcome = ?3 WHERE call = ?1 AND ended_at IS NULL",
+                )?
+                .execute(params![call, now, outcome])?;
+                Ok(())
+            }),
+            None,
+        )
     }
 
     /// Stores the relay's packet counts of a call.
     pub fn call_packets(&mut self, call: i64, a_to_b: u64, b_to_a: u64) -> Result<(), DbError> {
-        self.conn.execute(
-            "UPDATE calls SET packets_a_to_b = ?2, packets_b_to_a = ?3 WHERE id = ?1",
-            params![call, a_to_b as i64, b_to_a as i64],
-        )?;
-        Ok(())
+        self.queue(
+            Box::new(move |c| {
+                c.prepare_cached(
+                    "UPDATE calls SET packets_a_to_b = ?2, packets_b_to_a = ?3 WHERE id = ?1",
+                )?
+                .execute(params![call, a_to_b as i64, b_to_a as i64])?;
+                Ok(())
+            }),
+            None,
+        )
     }
 
     /// Calls still open (the engine stopped during them): closed as `interrupted`.
     pub fn close_interrupted_calls(&mut self, now: i64) -> Result<usize, DbError> {
+        self.sync();
         let tx = self.conn.transaction()?;
         let n = tx.execute(
             "UPDATE calls SET ended_at = ?1,
@@ -607,6 +764,7 @@ impl Db {
 
     /// Calls `party` (extension or number) made or received, newest first.
     pub fn calls_of(&self, party: &[&str], limit: u32) -> Result<Vec<CallRecord>, DbError> {
+        self.sync();
         let mut out = Vec::new();
         let mut st = self.conn.prepare(
             "SELECT id, caller, callee, direction, started_at, answered_at, ended_at, outcome, answered_by, packets_a_to_b, packets_b_to_a
@@ -629,6 +787,7 @@ impl Db {
 
     /// Every call, newest first.
     pub fn calls(&self, limit: u32) -> Result<Vec<CallRecord>, DbError> {
+        self.sync();
         let mut st = self.conn.prepare(
             "SELECT id, caller, callee, direction, started_at, answered_at, ended_at, outcome, answered_by, packets_a_to_b, packets_b_to_a
              FROM calls ORDER BY id DESC LIMIT ?1",
@@ -638,6 +797,7 @@ impl Db {
 
     /// The outcome of each leg of a call, in order.
     pub fn leg_outcomes(&self, call: i64) -> Result<Vec<String>, DbError> {
+        self.sync();
         let mut st = self
             .conn
             .prepare("SELECT outcome FROM legs WHERE call = ?1 ORDER BY id")?;
@@ -646,6 +806,7 @@ impl Db {
 
     /// The number of legs a call had.
     pub fn leg_count(&self, call: i64) -> Result<i64, DbError> {
+        self.sync();
         self.conn
             .query_row("SELECT COUNT(*) FROM legs WHERE call = ?1", [call], |r| {
                 r.get(0)
@@ -860,5 +1021,63 @@ outbound_prefixes = ["00"]
         let calls = db.calls_of(&["4002"], 10).unwrap();
         assert_eq!(calls[0].outcome, "answered");
         assert_eq!(calls[0].ended_at, Some(20));
+    }
+
+    /// On disk the hot writes go through the writer thread: a binding is committed
+    /// when `done` hears so (another connection, like a restarted engine, sees it),
+    /// call records are readable after `sync`, and a reopened database goes on with
+    /// fresh record ids.
+    #[test]
+    fn queued_writes_are_committed_before_done_and_ids_survive_a_reopen() {
+        let dir = std::env::temp_dir().join(format!("vaxel-db-writer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let office = Office::parse("t", OFFICE).unwrap();
+        let mut db = Db::open(&dir).unwrap();
+        db.import_office(&office).unwrap();
+        let b = Binding {
+            extension: "4001".into(),
+            contact: "sip:4001@10.0.0.1:5062".into(),
+            transport: "UDP".into(),
+            source: "10.0.0.1:5062".into(),
+            expires_at: 1000,
+            call_id: "c".into(),
+            cseq: 1,
+            user_agent: "x".into(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let other = dir.join("engine.sqlite");
+        db.store_bindings(
+            vec![BindingChange::Put(b.clone())],
+            Some(Box::new(move |r| {
+                // Read from a separate connection inside the callback: the row must
+                // already be committed.
+                let c = Connection::open(other).unwrap();
+                let n: i64 = c
+                    .query_row("SELECT COUNT(*) FROM bindings", [], |r| r.get(0))
+                    .unwrap();
+                tx.send((r, n)).unwrap();
+            })),
+        )
+        .unwrap();
+        let (r, n) = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        assert_eq!((r, n), (Ok(()), 1));
+        let first = db.start_call("4001", "4002", "internal", 10).unwrap();
+        let leg = db.add_leg(first, "a", "4001", "x", 10).unwrap();
+        db.end_call(first, "cancelled", 11).unwrap();
+        assert_eq!(db.calls(10).unwrap()[0].outcome, "cancelled");
+        assert_eq!(
+            db.leg_outcomes(first).unwrap(),
+            vec!["cancelled".to_owned()]
+        );
+        drop(db);
+        let mut db = Db::open(&dir).unwrap();
+        assert_eq!(db.bindings(999).unwrap(), vec![b]);
+        let second = db.start_call("4002", "4001", "internal", 20).unwrap();
+        assert!(second > first);
+        assert!(db.add_leg(second, "a", "4002", "x", 20).unwrap() > leg);
+        assert_eq!(db.calls(10).unwrap().len(), 2);
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

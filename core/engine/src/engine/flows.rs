@@ -36,6 +36,7 @@ use crate::db::{IvrChoice, Message as VmMessage};
 use crate::media_server::{MediaCmd, MediaFormat, MediaNote, MediaSession, beep};
 
 mod keyed;
+mod redirect;
 
 /// A router leg id (one user; all the user's devices ring as engine legs).
 type RLeg = u64;
@@ -558,6 +559,34 @@ impl Engine {
             state: "ringing".into(),
         });
         Some(call_id)
+    }
+
+    /// Makes an ordinary call of the engine a flow call (a redirect from a ringing
+    /// device), so the flows can ring, forward or take it to voicemail.
+    fn flow_adopt(&mut self, call_id: CallId) {
+        if self.flows.calls.contains_key(&call_id) {
+            return;
+        }
+        let Some(c) = self.calls.get(&call_id) else {
+            return;
+        };
+        let language = self.flows.routing.language.clone();
+        self.flows.calls.insert(
+            call_id,
+            FlowCall {
+                record: c.record,
+                caller: c.caller.clone(),
+                media: None,
+                answer: None,
+                late: None,
+                mode: Mode::Direct,
+                display: vaxel_routing::caller_display(&c.caller, None),
+                hidden: false,
+                language,
+                rang: true,
+                busy: false,
+            },
+        );
     }
 
     /// Answers the caller with the engine's own media (G.711 or Opus, telephone-event)

@@ -34,6 +34,9 @@ impl Engine {
         let Some(body) = other_profile(&leg.invite.body) else {
             return false;
         };
+        if let Some(c) = self.calls.get(&leg.call) {
+            c.relay.sent_instead(leg.side, &body);
+        }
         let mut invite = leg.invite.clone();
         let target = leg.target.clone();
         invite.headers.remove(&HeaderName::Via);

@@ -63,8 +63,9 @@ struct Sub {
 pub(super) struct PresenceServer {
     pub(super) compositor: Compositor,
     subs: HashMap<u64, Sub>,
-    /// SIP Call-ID → subscription (in-dialog SUBSCRIBEs).
-    by_call_id: HashMap<String, u64>,
+    /// SIP Call-ID → subscriptions (in-dialog SUBSCRIBEs; a phone may hold several
+    /// in one Call-ID, told apart by our tag).
+    by_call_id: HashMap<String, Vec<u64>>,
     /// Our NOTIFY client transactions → (subscription, branch).
     txs: HashMap<TxKey, (u64, String)>,
     /// What the control API listeners were last told, per user.
@@ -283,7 +284,11 @@ impl Engine {
         let id = self.presence.next_id;
         debug!("{watcher} watches {target} ({package:?})");
         self.presence.subs.insert(id, sub);
-        self.presence.by_call_id.insert(call_id, id);
+        self.presence
+            .by_call_id
+            .entry(call_id)
+            .or_default()
+            .push(id);
         self.presence_drain(id).await;
     }
 
@@ -293,15 +298,24 @@ impl Engine {
         let Some(cid) = req.headers.call_id().ok().map(|c| c.to_string()) else {
             return false;
         };
-        let Some(&id) = self.presence.by_call_id.get(&cid) else {
+        let Some(ids) = self.presence.by_call_id.get(&cid) else {
+            return false;
+        };
+        let mut owner = None;
+        for id in ids.clone() {
+            if let Some(sub) = self.presence.subs.get_mut(&id)
+                && sub.n().owns_request(req)
+            {
+                owner = Some(id);
+                break;
+            }
+        }
+        let Some(id) = owner else {
             return false;
         };
         let Some(sub) = self.presence.subs.get_mut(&id) else {
             return false;
         };
-        if !sub.n().owns_request(req) {
-            return false;
-        }
         sub.n().handle_request(Instant::now(), tx, req);
         self.presence_drain(id).await;
         true
@@ -370,8 +384,14 @@ impl Engine {
                 _ => {}
             }
         }
-        if over && let Some(sub) = self.presence.subs.remove(&id) {
-            self.presence.by_call_id.remove(&sub.call_id);
+        if over
+            && let Some(sub) = self.presence.subs.remove(&id)
+            && let Some(ids) = self.presence.by_call_id.get_mut(&sub.call_id)
+        {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.presence.by_call_id.remove(&sub.call_id);
+            }
         }
     }
 

@@ -4,19 +4,28 @@
 //!   Min-SE gets 422 with `Min-SE` (§8.1.1). Otherwise the 2xx carries
 //!   `Session-Expires` with the refresher: the caller (`uac`) when it supports
 //!   `timer`, else the engine (`uas`) (§9).
-//! - B leg (the engine is UAC): the INVITE says `Supported: timer`; when the callee's
-//!   2xx carries `Session-Expires`, its refresher is honoured (§7.2).
+//! - B leg (the engine is UAC): the INVITE asks for a session (`Supported: timer`,
+//!   `Session-Expires` of [`REQUESTED_INTERVAL`] with the engine as refresher,
+//!   `Min-SE`, §7.1); when the callee's 2xx carries `Session-Expires`, the interval
+//!   and refresher it names are honoured (§7.2).
 //! - The refresher of a leg is expected to refresh (re-INVITE or UPDATE) within the
 //!   interval; when no refresh came by `interval − min(32, interval/3)` seconds
 //!   (§10), both legs get BYE and the call ends. Where the engine is the refresher it
-//!   sends UPDATE at half the interval; 481, 408 or no answer ends the call.
+//!   refreshes at half the interval: with UPDATE when the party allows it (its
+//!   `Allow`), else with a re-INVITE offering the SDP it last got from the engine
+//!   unchanged (§7.4, RFC 3264 §8); 481, 408 or no answer ends the call.
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tracing::debug;
 use vaxel_sip::msg::{HeaderName, Method, Request, Response};
 
-use super::{CallId, Engine, LegId};
+use super::{CallId, Engine, LegId, has_sdp, sdp_type};
+
+/// The session interval the engine asks a callee for (RFC 4028 §4 recommends 1800 s);
+/// never below the engine's Min-SE.
+pub(super) const REQUESTED_INTERVAL: u32 = 1800;
 
 /// The timer of one leg.
 #[derive(Debug)]
@@ -29,6 +38,10 @@ pub(super) struct SessionTimer {
     refreshed: Instant,
     /// A refresh of ours is on its way.
     pending: bool,
+    /// The party accepts UPDATE (RFC 3311), so refreshes need no offer.
+    update_ok: bool,
+    /// Our refreshing re-INVITE waiting for its answer (to acknowledge a 2xx).
+    sent: Option<Request>,
 }
 
 impl SessionTimer {
@@ -41,6 +54,11 @@ impl SessionTimer {
     fn refresh_at(&self) -> Instant {
         self.refreshed + Duration::from_secs(u64::from(self.interval / 2))
     }
+}
+
+/// Whether a request's or response's `Allow` lists UPDATE.
+fn allows_update(headers: &vaxel_sip::msg::Headers) -> bool {
+    headers.allow().is_ok_and(|m| m.contains(&Method::Update))
 }
 
 fn supports_timer(req_or_resp_supported: &[bytestring::ByteString]) -> bool {
@@ -102,8 +120,23 @@ impl Engine {
                 we_refresh: refresher == "uas",
                 refreshed: Instant::now(),
                 pending: false,
+                update_ok: allows_update(&invite.headers),
+                sent: None,
             },
         );
+    }
+
+    /// §7.1: the headers of an INVITE the engine sends a callee, asking for a
+    /// session timer with the engine as refresher.
+    pub(super) fn session_timer_request(&self, invite: &mut Request) {
+        invite.headers.push(HeaderName::Supported, "timer");
+        invite.headers.push(
+            HeaderName::SessionExpires,
+            format!("{};refresher=uac", REQUESTED_INTERVAL.max(self.min_se)),
+        );
+        invite
+            .headers
+            .push(HeaderName::MinSe, self.min_se.to_string());
     }
 
     /// A B leg's 2xx: when it carries Session-Expires, the leg's timer starts with
@@ -122,6 +155,8 @@ impl Engine {
                 we_refresh,
                 refreshed: Instant::now(),
                 pending: false,
+                update_ok: allows_update(&resp.headers),
+                sent: None,
             },
         );
     }
@@ -187,11 +222,27 @@ impl Engine {
         }
     }
 
-    /// UPDATE as a session refresh (§7.4 as the refresher), answered via `probes`:
-    /// 481 or 408 or no answer ends the call; a 2xx restarts the timer.
+    /// A session refresh (§7.4 as the refresher), UPDATE or re-INVITE, answered via
+    /// `probes`: 481 or 408 or no answer ends the call; a 2xx restarts the timer.
     async fn send_refresh(&mut self, leg_id: LegId) {
-        let Some(interval) = self.session_timers.get(&leg_id).map(|t| t.interval) else {
+        let Some((interval, update_ok)) = self
+            .session_timers
+            .get(&leg_id)
+            .map(|t| (t.interval, t.update_ok))
+        else {
             return;
+        };
+        // A re-INVITE offers what the party last got from us, unchanged.
+        let offer = match (update_ok, self.legs.get(&leg_id)) {
+            (false, Some(l)) => self
+                .calls
+                .get(&l.call)
+                .and_then(|c| c.relay.last_sdp(l.side))
+                .or_else(|| {
+                    has_sdp(&l.invite.headers, &l.invite.body)
+                        .then(|| String::from_utf8_lossy(&l.invite.body).into_owned())
+                }),
+            _ => None,
         };
         let Some(leg) = self.legs.get_mut(&leg_id) else {
             self.session_timers.remove(&leg_id);
@@ -200,7 +251,12 @@ impl Engine {
         let call = leg.call;
         let target = leg.target.clone();
         let Some(d) = leg.dialog.as_mut() else { return };
-        let mut u = d.new_request(Method::Update);
+        let method = if offer.is_some() {
+            Method::Invite
+        } else {
+            Method::Update
+        };
+        let mut u = d.new_request(method);
         u.headers.insert_first(
             HeaderName::Via,
             self.sip.via(target.peer.transport).to_string(),
@@ -214,29 +270,59 @@ impl Engine {
             HeaderName::SessionExpires,
             format!("{interval};refresher=uac"),
         );
-        if let Ok(key) = self.sip.send_request(u, target).await {
+        if let Some(o) = offer {
+            u.headers.push(HeaderName::Allow, super::ALLOW);
+            u.set_body(&sdp_type(), Bytes::from(o));
+        }
+        if let Ok(key) = self.sip.send_request(u.clone(), target).await {
             self.probes.insert(key, call);
             self.refreshing.insert(key, leg_id);
             if let Some(t) = self.session_timers.get_mut(&leg_id) {
                 t.pending = true;
+                t.sent = (u.method == Method::Invite).then_some(u);
             }
         }
     }
 
-    /// The answer to our refreshing UPDATE (the call-ending answers are handled as
-    /// probes). A 2xx restarts the timer; 405/501 (no UPDATE there) makes the timer
-    /// the party's problem: we stop refreshing and rely on the OPTIONS probes.
-    pub(super) fn refresh_answered(&mut self, key: vaxel_sip::transaction::TxKey, code: u16) {
+    /// The answer to our refresh (the call-ending answers are handled as probes). A
+    /// 2xx restarts the timer (a re-INVITE's is acknowledged, its SDP goes to the
+    /// relay); another refusal (405/501, 488, 491) makes the timer the party's
+    /// problem: we stop refreshing and rely on the OPTIONS probes.
+    pub(super) async fn refresh_answered(
+        &mut self,
+        key: vaxel_sip::transaction::TxKey,
+        resp: &Response,
+    ) {
         let Some(leg) = self.refreshing.remove(&key) else {
             return;
         };
-        if (200..300).contains(&code) {
-            if let Some(t) = self.session_timers.get_mut(&leg) {
-                t.refreshed = Instant::now();
-                t.pending = false;
-            }
-        } else {
+        if !resp.status.is_success() {
             self.session_timers.remove(&leg);
+            return;
+        }
+        let sent = self.session_timers.get_mut(&leg).and_then(|t| {
+            t.refreshed = Instant::now();
+            t.pending = false;
+            t.sent.take()
+        });
+        let Some(sent) = sent else { return };
+        let Some(l) = self.legs.get_mut(&leg) else {
+            return;
+        };
+        let (side, call, target) = (l.side, l.call, l.target.clone());
+        if let Some(d) = l.dialog.as_mut() {
+            d.handle_response(&sent, resp);
+            let mut ack = d.new_ack(&sent);
+            ack.headers.insert_first(
+                HeaderName::Via,
+                self.sip.via(target.peer.transport).to_string(),
+            );
+            let _ = self.sip.send_ack(ack, target).await;
+        }
+        if has_sdp(&resp.headers, &resp.body)
+            && let Some(c) = self.calls.get(&call)
+        {
+            let _ = c.relay.heard(side, &resp.body);
         }
     }
 }

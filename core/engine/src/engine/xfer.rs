@@ -41,6 +41,8 @@ pub(super) struct Join {
     side: Side,
     /// The re-INVITE sent to the mover.
     sent: Request,
+    /// How many times it met glare (491) so far.
+    glare: u8,
 }
 
 /// A re-INVITE telling a party who stayed in a call about its new peer's media
@@ -50,7 +52,22 @@ pub(super) struct Join {
 pub(super) struct Reoffer {
     leg: LegId,
     sent: Request,
+    /// How many times it met glare (491) so far.
+    glare: u8,
 }
+
+/// A re-INVITE of ours that met glare (491, RFC 3261 §14.1), waiting to be sent
+/// again.
+#[derive(Debug)]
+pub(super) enum Glare {
+    /// A join (attended transfer).
+    Join(Join),
+    /// A re-offer after a transfer.
+    Reoffer(Reoffer),
+}
+
+/// Re-INVITEs are retried at most this often after 491 before the attempt fails.
+const GLARE_RETRIES: u8 = 3;
 
 /// The Replaces header embedded in a Refer-To URI (RFC 3891 §6.1, RFC 3261 §19.1.1).
 pub(super) fn replaces_in(uri: &Uri) -> Option<Replaces> {
@@ -179,6 +196,7 @@ impl Engine {
                         into: y_call,
                         side,
                         sent: invite,
+                        glare: 0,
                     },
                 );
                 Ok(())
@@ -214,6 +232,11 @@ impl Engine {
                     let _ = self.sip.send_ack(ack, target).await;
                 }
             }
+        }
+        if resp.status.as_u16() == 491 && j.glare < GLARE_RETRIES {
+            let at = self.glare_at(j.mover);
+            self.glare.push((at, Glare::Join(j)));
+            return;
         }
         if !ok {
             return self.join_failed(j, resp.status.as_u16()).await;
@@ -316,7 +339,14 @@ impl Engine {
         invite.headers.push(HeaderName::Allow, ALLOW);
         invite.set_body(&sdp_type(), Bytes::from(body));
         if let Ok(key) = self.sip.send_request(invite.clone(), target).await {
-            self.reoffers.insert(key, Reoffer { leg, sent: invite });
+            self.reoffers.insert(
+                key,
+                Reoffer {
+                    leg,
+                    sent: invite,
+                    glare: 0,
+                },
+            );
         }
     }
 
@@ -335,6 +365,11 @@ impl Engine {
         let (side, call_id, target) = (l.side, l.call, l.target.clone());
         let Some(d) = l.dialog.as_mut() else { return };
         d.handle_response(&r.sent, &resp);
+        if resp.status.as_u16() == 491 && r.glare < GLARE_RETRIES {
+            let at = self.glare_at(r.leg);
+            self.glare.push((at, Glare::Reoffer(r)));
+            return;
+        }
         if !resp.status.is_success() {
             debug!(
                 "re-INVITE after a transfer refused: {}",
@@ -353,6 +388,77 @@ impl Engine {
             l.sdp = Some(resp.body.clone());
             if let Some(c) = self.calls.get(&call_id) {
                 let _ = c.relay.heard(side, &resp.body);
+            }
+        }
+    }
+
+    /// §14.1: when a re-INVITE on `leg` that met 491 may be sent again: after 2.1 to
+    /// 4 s (in 10 ms steps) when the engine chose the dialog's Call-ID (it sent the
+    /// initial INVITE), else after 0 to 2 s.
+    fn glare_at(&self, leg: LegId) -> std::time::Instant {
+        use rand::Rng;
+        let ours = self.legs.get(&leg).is_some_and(|l| {
+            l.invite
+                .headers
+                .from()
+                .ok()
+                .and_then(|f| f.tag().map(|t| t == l.local_tag.as_str()))
+                .unwrap_or(false)
+        });
+        let steps = if ours {
+            rand::rng().random_range(210..=400u64)
+        } else {
+            rand::rng().random_range(0..=200u64)
+        };
+        std::time::Instant::now() + std::time::Duration::from_millis(steps * 10)
+    }
+
+    /// Sends the re-INVITEs whose glare delay is over again (new CSeq and branch,
+    /// same offer).
+    pub(super) async fn glare_tick(&mut self) {
+        let now = std::time::Instant::now();
+        let (due, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.glare)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.glare = wait;
+        for (_, g) in due {
+            let (leg, sent) = match &g {
+                Glare::Join(j) => (j.mover, &j.sent),
+                Glare::Reoffer(r) => (r.leg, &r.sent),
+            };
+            let Some(l) = self.legs.get_mut(&leg) else {
+                if let Glare::Join(j) = g {
+                    self.join_failed(j, 481).await;
+                }
+                continue;
+            };
+            let target = l.target.clone();
+            let Some(d) = l.dialog.as_mut() else { continue };
+            let mut invite = d.new_request(Method::Invite);
+            invite.headers.insert_first(
+                HeaderName::Via,
+                self.sip.via(target.peer.transport).to_string(),
+            );
+            invite.headers.push(
+                HeaderName::Contact,
+                format!("<{}>", self.sip.contact_uri("vaxel", target.peer.transport)),
+            );
+            invite.headers.push(HeaderName::Allow, ALLOW);
+            invite.set_body(&sdp_type(), sent.body.clone());
+            debug!("leg {leg}: re-INVITE again after 491");
+            match (self.sip.send_request(invite.clone(), target).await, g) {
+                (Ok(key), Glare::Join(mut j)) => {
+                    j.sent = invite;
+                    j.glare += 1;
+                    self.joins.insert(key, j);
+                }
+                (Ok(key), Glare::Reoffer(mut r)) => {
+                    r.sent = invite;
+                    r.glare += 1;
+                    self.reoffers.insert(key, r);
+                }
+                (Err(_), Glare::Join(j)) => self.join_failed(j, 503).await,
+                (Err(_), Glare::Reoffer(_)) => {}
             }
         }
     }
