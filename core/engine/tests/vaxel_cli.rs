@@ -2,7 +2,9 @@
 //! and calls through it: audio both ways through the engine's relay (each phone
 //! plays its own tone, the other's recording must hold it), DTMF (RFC 4733 events
 //! relayed end to end), and attended transfer executed by the engine (REFER with
-//! Replaces: the engine joins the two remaining phones, who then hear each other).
+//! Replaces: the engine joins the two remaining phones, who then hear each other), and
+//! "send to voicemail" from a ringing vaxel (`voicemail`: 302 to `*59*4002`), which the
+//! engine follows to the mailbox, where the caller leaves a message.
 //!
 //! The `vaxel` binary is the one `cargo test --workspace` builds next to this test
 //! (`npm test` does that); alone, build it first: `cargo build -p vaxel-phone --bin
@@ -87,6 +89,18 @@ impl Vaxel {
     /// Adds the account (`sip:EXT@office.test` through the engine as outbound proxy)
     /// and starts `vaxel run` playing `play` and recording to `record`.
     fn start(dir: &Path, ext: &str, password: &str, engine: &EngineProc, play: &Path) -> Vaxel {
+        Vaxel::start_with(dir, ext, password, engine, play, true)
+    }
+
+    /// [`Vaxel::start`], answering calls by itself or not.
+    fn start_with(
+        dir: &Path,
+        ext: &str,
+        password: &str,
+        engine: &EngineProc,
+        play: &Path,
+        auto_answer: bool,
+    ) -> Vaxel {
         let profile = dir.join(ext);
         let status = Command::new(vaxel_bin())
             .arg("--profile")
@@ -100,7 +114,9 @@ impl Vaxel {
         let mut child = Command::new(vaxel_bin())
             .arg("--profile")
             .arg(&profile)
-            .args(["--listen", "127.0.0.1", "run", "--auto-answer", "--play"])
+            .args(["--listen", "127.0.0.1", "run"])
+            .args(auto_answer.then_some("--auto-answer"))
+            .arg("--play")
             .arg(play)
             .arg("--record")
             .arg(dir.join(format!("{ext}.wav")))
@@ -304,4 +320,47 @@ fn vaxel_attended_transfer_executed_by_the_engine() {
         second.packets_a_to_b > 100 && second.packets_b_to_a > 100,
         "{second:?}"
     );
+}
+
+/// "Send to voicemail" from the ringing phone: Bob's vaxel answers Alice's call with
+/// 302 and `Contact: <sip:*59*4002@…>` (`voicemail`), the engine follows it to Bob's
+/// mailbox: Alice's call is answered by the voicemail and her tone is left as a
+/// message in Bob's box.
+#[test]
+fn vaxel_sends_a_ringing_call_to_voicemail_and_the_engine_follows() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = temp_dir("vaxel-voicemail");
+    let engine = EngineProc::start(&dir, Some(&office("")), free_port());
+    let (t1000, quiet) = (dir.join("t1000.wav"), dir.join("quiet.wav"));
+    tone_wav(&t1000, 1000.0, 2);
+    tone_wav(&quiet, 0.0, 2);
+    let mut alice = Vaxel::start(&dir, "4001", "alice-pw", &engine, &t1000);
+    let mut bob = Vaxel::start_with(&dir, "4002", "bob-pw", &engine, &quiet, false);
+    alice.send("call 4002");
+    let inc = bob.event("incoming", 15);
+    bob.send(&format!("voicemail {}", inc["call"]));
+    bob.expect("Bob's phone redirected", 10, |v| {
+        v["event"] == "ended" && v["cause"] == "local_rejected" && v["status"] == 302
+    });
+    alice.expect("answered by Bob's voicemail", 15, |v| {
+        v["event"] == "established" && v["call"] == 1
+    });
+    // The greeting, the beep, then a few seconds of Alice's tone as the message.
+    let boxdir = dir.join("voicemail").join("4002");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let has_message = || {
+        std::fs::read_dir(&boxdir)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.path().extension().is_some_and(|x| x == "wav"))
+            })
+            .unwrap_or(false)
+    };
+    std::thread::sleep(Duration::from_secs(12));
+    alice.send("hangup 1");
+    alice.expect("ended", 10, |v| v["event"] == "ended");
+    while !has_message() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(has_message(), "a message in {}", boxdir.display());
 }
