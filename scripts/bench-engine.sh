@@ -42,7 +42,8 @@ else
 fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/vaxel/target}
 cargo build --release -q -p vaxel-engine --bin vaxel-engine --example relay_bench
-ENGINE="$CARGO_TARGET_DIR/release/vaxel-engine"
+# VAXEL_ENGINE_BIN: another build of the engine to measure (A/B comparisons).
+ENGINE=${VAXEL_ENGINE_BIN:-$CARGO_TARGET_DIR/release/vaxel-engine}
 RELAY_BENCH="$CARGO_TARGET_DIR/release/examples/relay_bench"
 WORK=$(mktemp -d)
 PIDS=()

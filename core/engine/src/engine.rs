@@ -582,6 +582,12 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         // digest still covers method and nonce, and replays are stopped by the
         // nonce-count window, so the exact-URI rule of RFC 7616 §3.4.6 is relaxed.
         c.check_uri = false;
+        // Every REGISTER and INVITE from outside gets its own nonce. With the default
+        // 4096 tracked nonces, more than ~4000 challenges a second forgot nonces
+        // issued in the same second, and their (correct) answers got stale=true: that,
+        // not CPU, capped REGISTER/s at ~4000. 65536 (a few MB) keeps replay
+        // protection exact up to tens of thousands of challenges a second.
+        c.max_tracked_nonces = 65536;
         if !algorithms.is_empty() {
             c.algorithms = algorithms.clone();
         }
@@ -1070,15 +1076,19 @@ impl Engine {
             ChallengeKind::Proxy => &mut self.proxy_auth,
         };
         let verdict = server.verify(&parts, &refs, now, |q| {
-            users
-                .values()
-                .find(|u| q.matches(&u.extension))
-                .and_then(|u| {
-                    Some(StoredUser {
-                        username: u.extension.clone(),
-                        ha1: u.ha1(q.hash)?.to_owned(),
-                    })
+            // A plain username is the key; only a userhash (RFC 7616 §3.4.4) needs
+            // every user hashed.
+            let found = if q.is_userhash {
+                users.values().find(|u| q.matches(&u.extension))
+            } else {
+                users.get(q.username)
+            };
+            found.and_then(|u| {
+                Some(StoredUser {
+                    username: u.extension.clone(),
+                    ha1: u.ha1(q.hash)?.to_owned(),
                 })
+            })
         });
         match verdict {
             Verification::Authenticated(u) => return self.users.get(u.username()).cloned(),

@@ -52,7 +52,12 @@ struct Args {
     export: bool,
 }
 
-#[tokio::main]
+/// One thread runs everything (SIP, RTP relays, API): on the 2-core machine the
+/// wake-ups between a multi-thread runtime's workers cost more than the second
+/// worker gained (CPU per call +30 % in `scripts/bench-engine.sh --profile calls`),
+/// and one core relays ~425 calls (`examples/relay_bench.rs`). Call records and
+/// bindings are written by their own thread (`db::writer`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
