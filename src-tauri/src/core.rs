@@ -107,6 +107,9 @@ struct SettingsFile {
     mode: Mode,
     settings: Settings,
     presence: Presence,
+    /// The Vaxel engine's control API of the server connected to (`http://host:port`),
+    /// empty for none. Not secret: the token is asked for at each start.
+    control_api: String,
 }
 
 type Predicate = Box<dyn Fn(&Event) -> bool + Send>;
@@ -142,6 +145,8 @@ struct State {
     pending_consult: Option<u64>,
     /// The notifications' words in the UI's language.
     notification_text: NotificationText,
+    /// The remote engine's control API, logged in, when connected to one.
+    remote: Option<Arc<crate::remote::Remote>>,
     /// The microphone test running, if any: set to stop it.
     mic_test: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
@@ -299,8 +304,67 @@ impl AppCore {
         match mode {
             Mode::Unset => Ok(()),
             Mode::Host => self.start_host().await,
-            Mode::Server => self.start_phone(None).await,
+            Mode::Server => {
+                // The engine's API is a bonus: the phone starts even when it is down.
+                if let Err(e) = self.connect_remote().await {
+                    tracing::warn!("control API: {}", e.message);
+                }
+                self.start_phone(None).await
+            }
         }
+    }
+
+    /// Logs in to the saved control API with the first account's SIP credentials
+    /// (the password from the keychain), reads the directory and follows its events.
+    async fn connect_remote(self: &Arc<Self>) -> Result<(), UiError> {
+        let api = self.lock().file.control_api.clone();
+        if api.trim().is_empty() {
+            return Ok(());
+        }
+        let store = self.profile().open_store().map_err(env_err)?;
+        let account = store
+            .accounts()
+            .map_err(env_err)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| bad("no account to log in to the control API with"))?;
+        drop(store);
+        let password = self
+            .secrets
+            .get(&account.secret_key())
+            .map_err(env_err)?
+            .ok_or_else(|| {
+                UiError::new(
+                    ErrorCode::BadCredentials,
+                    "no password stored for the account: enter it again",
+                )
+            })?;
+        let remote =
+            crate::remote::Remote::login(&api, &uri_user(&account.sip_uri), password.expose())
+                .await?;
+        self.use_remote(remote).await
+    }
+
+    /// Takes a logged-in control API: reads the directory, follows its events.
+    async fn use_remote(self: &Arc<Self>, remote: crate::remote::Remote) -> Result<(), UiError> {
+        let remote = Arc::new(remote);
+        let entries = remote.refresh().await?;
+        {
+            let mut st = self.lock();
+            st.names = entries
+                .iter()
+                .map(|e| (e.extension.clone(), e.name.clone()))
+                .collect();
+            st.remote = Some(remote.clone());
+        }
+        let weak = Arc::downgrade(self);
+        remote.follow(move || {
+            if let Some(core) = weak.upgrade() {
+                core.sink.event(UiEvent::Directory);
+            }
+        });
+        self.sink.event(UiEvent::Directory);
+        Ok(())
     }
 
     /// First run, "host this office's switchboard": the engine in-process with the
@@ -317,11 +381,38 @@ impl AppCore {
     /// First run, "connect to a server": any SIP account. The password goes to the
     /// keychain.
     pub async fn setup_server(self: &Arc<Self>, form: AccountForm) -> Result<Snapshot, UiError> {
+        // A control API is checked first: a wrong password or an unreachable engine
+        // is reported before anything is saved.
+        let remote = if form.api.trim().is_empty() {
+            None
+        } else {
+            let uri = vaxel_phone::account::parse_sip_uri(&form.uri).map_err(bad)?;
+            Some(
+                crate::remote::Remote::login(
+                    &form.api,
+                    &uri_user(&uri.to_string()),
+                    &form.password,
+                )
+                .await?,
+            )
+        };
+        let api = remote
+            .as_ref()
+            .map(|r| r.base().to_string())
+            .unwrap_or_default();
         self.save_account(form).await?;
         let mut file = self.lock().file.clone();
         file.mode = Mode::Server;
+        file.control_api = api.clone();
         self.save(&file)?;
-        self.lock().file.mode = Mode::Server;
+        {
+            let mut st = self.lock();
+            st.file.mode = Mode::Server;
+            st.file.control_api = api;
+        }
+        if let Some(remote) = remote {
+            self.use_remote(remote).await?;
+        }
         self.start_phone(None).await?;
         Ok(self.snapshot())
     }
@@ -462,6 +553,23 @@ impl AppCore {
                 .iter()
                 .map(|d| (d.user.extension.clone(), d.user.name.clone()))
                 .collect();
+        } else if let Some(remote) = self.lock().remote.clone() {
+            let entries: Vec<vaxel_store::DirectoryEntry> = remote
+                .entries()
+                .into_iter()
+                .map(|d| vaxel_store::DirectoryEntry {
+                    engine_id: d.extension.clone(),
+                    name: d.name,
+                    extension: d.extension,
+                    number: d.number.unwrap_or_default(),
+                    mobile: d.mobile,
+                    email: d.email,
+                    department: d.department,
+                    title: d.title,
+                    location: String::new(),
+                })
+                .collect();
+            store.replace_directory(&entries).map_err(env_err)?;
         }
         let ip = ip.unwrap_or_else(|| {
             let proxy = accounts.first().map(|a| {
@@ -914,6 +1022,11 @@ impl AppCore {
             presence: st.file.presence.clone(),
             settings: st.file.settings.clone(),
             engine: st.engine.as_ref().map(|e| e.1.clone()),
+            control_api: st
+                .remote
+                .as_ref()
+                .map(|r| r.base().to_string())
+                .unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION").into(),
         }
     }
@@ -1392,7 +1505,7 @@ impl AppCore {
     pub async fn directory(&self) -> Result<Vec<Person>, UiError> {
         let engine = self.lock().engine.clone();
         let Some((engine, _)) = engine else {
-            return Ok(Vec::new());
+            return Ok(self.remote_directory());
         };
         let dir = engine.directory().await.map_err(env_err)?;
         let st = self.lock();
@@ -1433,6 +1546,63 @@ impl AppCore {
                 }
             })
             .collect())
+    }
+
+    /// The remote engine's directory as its control API reported it (empty when not
+    /// connected to one).
+    fn remote_directory(&self) -> Vec<Person> {
+        let st = self.lock();
+        let Some(remote) = &st.remote else {
+            return Vec::new();
+        };
+        let me = st.me.as_ref().map(|m| m.extension.clone());
+        remote
+            .entries()
+            .into_iter()
+            .map(|d| {
+                let presence = if Some(&d.extension) == me.as_ref() {
+                    st.file.presence.clone()
+                } else {
+                    match &d.presence {
+                        Some(p) => Presence {
+                            // Offline without an activity is unknown (grey).
+                            activity: if p.state != "offline" || p.activity.is_some() {
+                                activity_of(p.activity.as_deref())
+                            } else {
+                                Activity::Unknown
+                            },
+                            until: p.until.as_deref().map(local_hhmm).unwrap_or_default(),
+                            note: p.note.clone().unwrap_or_default(),
+                        },
+                        None if d.devices > 0 => Presence {
+                            activity: Activity::Available,
+                            ..Presence::default()
+                        },
+                        None => Presence {
+                            activity: Activity::Unknown,
+                            ..Presence::default()
+                        },
+                    }
+                };
+                Person {
+                    phone: if d.devices == 0 {
+                        "offline".into()
+                    } else if d.phone.is_empty() {
+                        "idle".into()
+                    } else {
+                        d.phone
+                    },
+                    extension: d.extension,
+                    name: d.name,
+                    number: d.number.unwrap_or_default(),
+                    mobile: d.mobile,
+                    email: d.email,
+                    department: d.department,
+                    title: d.title,
+                    presence,
+                }
+            })
+            .collect()
     }
 
     /// Sets the user's presence: saved, and published to the server (the embedded
@@ -1553,6 +1723,7 @@ impl AppCore {
             p.send(Command::Quit);
         }
         st.engine = None;
+        st.remote = None;
     }
 }
 
