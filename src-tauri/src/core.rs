@@ -1331,9 +1331,26 @@ impl AppCore {
         else {
             unreachable!("the waiter only takes history")
         };
+        let remote = self.lock().remote.clone();
+        // Connected to a Vaxel engine: the calls it recorded for the user (from any of
+        // their phones) join the local ones; the engine's trouble only costs those.
+        let engine_calls = match &remote {
+            Some(r) => r.my_calls().await.unwrap_or_else(|e| {
+                tracing::warn!("call history from the control API: {}", e.message);
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
         let st = self.lock();
+        let local: Vec<HistoryItem> = calls.into_iter().map(|h| history_item(&st, h)).collect();
+        let calls = match &st.me {
+            Some(me) if remote.is_some() => {
+                merge_history(local, engine_calls, me, &st.names, limit as usize)
+            }
+            _ => local,
+        };
         Ok(HistoryPage {
-            calls: calls.into_iter().map(|h| history_item(&st, h)).collect(),
+            calls,
             unseen_missed,
         })
     }
@@ -1727,6 +1744,63 @@ impl AppCore {
     }
 }
 
+/// The local history with the engine's records of the user's calls (R-315 `GET
+/// /api/me/calls`) that it lacks: a record is the same call as a local one when the
+/// other party matches and they started within ten seconds. Engine-only calls get
+/// negative ids (the engine's, negated) so they never clash with the phone's; they
+/// count as seen (the badge is the phone's). Newest first, at most `limit`.
+fn merge_history(
+    mut local: Vec<HistoryItem>,
+    engine: Vec<crate::remote::CallRecord>,
+    me: &Me,
+    names: &HashMap<String, String>,
+    limit: usize,
+) -> Vec<HistoryItem> {
+    let domain = me.uri.split_once('@').map(|(_, d)| d).unwrap_or("");
+    let mut extra = Vec::new();
+    for r in engine {
+        let outgoing = r.caller == me.extension;
+        let other = if outgoing { &r.callee } else { &r.caller };
+        let started_at = r.started_at * 1000;
+        let known = local.iter().any(|h| {
+            (h.started_at - started_at).abs() <= 10_000
+                && (h.number == *other || uri_user(&h.remote) == *other)
+        });
+        if known {
+            continue;
+        }
+        let outcome = match (r.answered_at, outgoing, r.outcome.as_str()) {
+            (Some(_), _, _) => "answered",
+            (None, false, _) => "missed",
+            (None, true, "busy" | "failed") => "failed",
+            (None, true, _) => "cancelled",
+        };
+        extra.push(HistoryItem {
+            id: -r.id,
+            direction: if outgoing { "outgoing" } else { "incoming" }.into(),
+            outcome: outcome.into(),
+            remote: if domain.is_empty() {
+                format!("sip:{other}")
+            } else {
+                format!("sip:{other}@{domain}")
+            },
+            name: names.get(other).cloned().unwrap_or_default(),
+            number: other.clone(),
+            started_at,
+            duration_s: match (r.answered_at, r.ended_at) {
+                (Some(a), Some(e)) => Some((e - a).max(0)),
+                _ => None,
+            },
+            seen: true,
+            via: String::new(),
+        });
+    }
+    local.extend(extra);
+    local.sort_by_key(|h| std::cmp::Reverse(h.started_at));
+    local.truncate(limit);
+    local
+}
+
 fn history_item(st: &State, h: HistoryEntry) -> HistoryItem {
     let name = if h.name.is_empty() {
         st.names.get(&h.number).cloned().unwrap_or_default()
@@ -1889,6 +1963,68 @@ mod tests {
         assert_eq!(activity_of(Some("away")), Activity::Off);
         assert_eq!(local_hhmm("soon"), "soon");
         assert_eq!(local_hhmm("2026-11-22T14:05:00Z").len(), 5);
+    }
+
+    #[test]
+    fn the_engines_call_records_join_the_local_history_once() {
+        let me = Me {
+            extension: "4001".into(),
+            name: "Alice Andersen".into(),
+            uri: "sip:4001@demo.vaxel.test".into(),
+        };
+        let names: HashMap<String, String> = [("4002".to_string(), "Bo Berg".to_string())].into();
+        let local = vec![HistoryItem {
+            id: 7,
+            direction: "outgoing".into(),
+            outcome: "answered".into(),
+            remote: "sip:4002@demo.vaxel.test".into(),
+            name: "Bo Berg".into(),
+            number: "4002".into(),
+            started_at: 1_000_000_000,
+            duration_s: Some(30),
+            seen: true,
+            via: String::new(),
+        }];
+        let record = |id, caller: &str, callee: &str, at: i64, answered: Option<i64>| {
+            crate::remote::CallRecord {
+                id,
+                caller: caller.into(),
+                callee: callee.into(),
+                started_at: at,
+                answered_at: answered,
+                ended_at: answered.map(|a| a + 12),
+                outcome: if answered.is_some() {
+                    "answered"
+                } else {
+                    "no answer"
+                }
+                .into(),
+            }
+        };
+        let merged = merge_history(
+            local,
+            vec![
+                // The same call as the local one (the engine's clock, 2 s apart).
+                record(1, "4001", "4002", 1_000_002, Some(1_000_004)),
+                // A call Bo made to Alice's desk phone, unanswered.
+                record(2, "4002", "4001", 1_000_100, None),
+                // An older call from the desk phone, answered.
+                record(3, "4001", "+4512345678", 999_000, Some(999_010)),
+            ],
+            &me,
+            &names,
+            10,
+        );
+        assert_eq!(merged.len(), 3, "{merged:?}");
+        assert_eq!(merged[0].id, -2);
+        assert_eq!(merged[0].outcome, "missed");
+        assert_eq!(merged[0].direction, "incoming");
+        assert_eq!(merged[0].name, "Bo Berg");
+        assert_eq!(merged[0].remote, "sip:4002@demo.vaxel.test");
+        assert_eq!(merged[1].id, 7);
+        assert_eq!(merged[2].number, "+4512345678");
+        assert_eq!(merged[2].duration_s, Some(12));
+        assert_eq!(merged[2].outcome, "answered");
     }
 
     #[test]

@@ -144,25 +144,22 @@ async fn api_error(base: &str, r: reqwest::Response) -> UiError {
 /// `http://host:port` as typed: trimmed, without a trailing `/`, `http://` added when
 /// no scheme is given.
 pub fn normalise_base(api: &str) -> Result<String, UiError> {
-    let api = api.trim().trim_end_matches('/');
-    let base = if api.contains("://") {
-        api.to_string()
-    } else {
-        format!("http://{api}")
-    };
-    if !base.starts_with("http://") {
+    let api = api.trim();
+    let (scheme, rest) = api.split_once("://").unwrap_or(("http", api));
+    if !scheme.eq_ignore_ascii_case("http") {
         return Err(UiError::new(
             ErrorCode::BadCommand,
             format!("the control API address must be http://host:port, not {api:?}"),
         ));
     }
-    if base.len() <= "http://".len() {
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() {
         return Err(UiError::new(
             ErrorCode::BadCommand,
             "the control API address has no host",
         ));
     }
-    Ok(base)
+    Ok(format!("http://{host}"))
 }
 
 impl Remote {

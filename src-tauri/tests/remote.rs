@@ -179,5 +179,50 @@ async fn connecting_to_a_vaxel_engine_fills_the_directory_and_keeps_presence_liv
             .any(|h| h.kind == "directory" && h.display == "Bo Berg"),
         "{hits:?}"
     );
+
+    // A call Alice makes from the app (to 8000, the voicemail the engine answers) is in
+    // the engine's records of her calls (the client reads `GET /api/me/calls`) and in
+    // her merged history once, not twice.
+    core.call("8000").unwrap();
+    eventually("the call to 8000 placed", || async {
+        seen.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, UiEvent::Call { call } if call.remote.contains("8000")))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for c in core.snapshot().calls {
+        let _ = core.hangup(c.call);
+    }
+    eventually("the call ended", || async {
+        core.snapshot().calls.is_empty()
+    })
+    .await;
+    let alice = vaxel_desktop::remote::Remote::login(&base, "4001", "alice-4001")
+        .await
+        .unwrap();
+    eventually("the engine's record of the call", || async {
+        alice
+            .my_calls()
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c.caller == "4001" && c.callee == "8000")
+    })
+    .await;
+    let history = core.history(50).await.unwrap();
+    let to_voicemail: Vec<_> = history
+        .calls
+        .iter()
+        .filter(|h| h.number == "8000")
+        .collect();
+    assert_eq!(to_voicemail.len(), 1, "{:?}", history.calls);
+    assert_eq!(to_voicemail[0].direction, "outgoing");
+    assert!(
+        to_voicemail[0].id > 0,
+        "the phone's own entry, not the engine's copy"
+    );
     core.shutdown();
 }
