@@ -26,6 +26,9 @@ use crate::dto::*;
 /// The demo office every "host" install starts from (assets/demo-office.toml).
 pub const DEMO_OFFICE: &str = include_str!("../../assets/demo-office.toml");
 
+/// How often a lost control API session is tried again.
+const REMOTE_RETRY: Duration = Duration::from_secs(30);
+
 /// How long a request waits for the phone's reply event.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -309,7 +312,9 @@ impl AppCore {
                 if let Err(e) = self.connect_remote().await {
                     tracing::warn!("control API: {}", e.message);
                 }
-                self.start_phone(None).await
+                self.start_phone(None).await?;
+                self.keep_remote();
+                Ok(())
             }
         }
     }
@@ -343,6 +348,34 @@ impl AppCore {
             crate::remote::Remote::login(&api, &uri_user(&account.sip_uri), password.expose())
                 .await?;
         self.use_remote(remote).await
+    }
+
+    /// Keeps the control API session while the phone runs: logs in again every
+    /// [`REMOTE_RETRY`] while the engine could not be reached, and before the token's
+    /// 12 hours are up.
+    fn keep_remote(self: &Arc<Self>) {
+        if self.lock().file.control_api.trim().is_empty() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REMOTE_RETRY).await;
+                let Some(core) = weak.upgrade() else { return };
+                let stale = {
+                    let st = core.lock();
+                    if st.phone.is_none() || st.file.mode != Mode::Server {
+                        return;
+                    }
+                    st.remote
+                        .as_ref()
+                        .is_none_or(|r| r.age() > Duration::from_secs(11 * 3600))
+                };
+                if stale && let Err(e) = core.connect_remote().await {
+                    tracing::warn!("control API: {}", e.message);
+                }
+            }
+        });
     }
 
     /// Takes a logged-in control API: reads the directory, follows its events.
@@ -414,6 +447,7 @@ impl AppCore {
             self.use_remote(remote).await?;
         }
         self.start_phone(None).await?;
+        self.keep_remote();
         Ok(self.snapshot())
     }
 

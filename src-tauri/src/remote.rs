@@ -106,6 +106,8 @@ pub struct Remote {
     base: String,
     token: String,
     http: reqwest::Client,
+    /// When the token was issued.
+    since: std::time::Instant,
     /// The directory as last read and updated by the events.
     entries: Mutex<Vec<Entry>>,
 }
@@ -190,8 +192,14 @@ impl Remote {
             base,
             token: login.token,
             http,
+            since: std::time::Instant::now(),
             entries: Mutex::new(Vec::new()),
         })
+    }
+
+    /// How long ago the token was issued (the engine's last 12 hours).
+    pub fn age(&self) -> Duration {
+        self.since.elapsed()
     }
 
     /// The API's address.

@@ -69,16 +69,15 @@ async fn connecting_to_a_vaxel_engine_fills_the_directory_and_keeps_presence_liv
 
     // The desktop on this computer: not hosting, connecting.
     let seen = Arc::new(Seen::default());
-    let core = AppCore::new(
-        CoreOptions {
-            config_dir: dir.0.join("config"),
-            data_dir: dir.0.join("data"),
-            engine_sip: None,
-            demo_user: "4001".into(),
-            keychain: Arc::new(vaxel_store::MemoryStore::new()),
-        },
-        seen.clone(),
-    );
+    let keychain = Arc::new(vaxel_store::MemoryStore::new());
+    let options = || CoreOptions {
+        config_dir: dir.0.join("config"),
+        data_dir: dir.0.join("data"),
+        engine_sip: None,
+        demo_user: "4001".into(),
+        keychain: keychain.clone(),
+    };
+    let core = AppCore::new(options(), seen.clone());
     let form = |password: &str, api: &str| AccountForm {
         name: "office".into(),
         uri: "sip:4001@demo.vaxel.test".into(),
@@ -225,4 +224,13 @@ async fn connecting_to_a_vaxel_engine_fills_the_directory_and_keeps_presence_liv
         "the phone's own entry, not the engine's copy"
     );
     core.shutdown();
+    drop(core);
+
+    // The next start: the password from the keychain logs in again (the token was in
+    // memory only) and the directory is back.
+    let again = AppCore::new(options(), Arc::new(Seen::default()));
+    again.start().await.expect("starts as saved");
+    assert_eq!(again.snapshot().control_api, base);
+    assert_eq!(again.directory().await.unwrap().len(), 5);
+    again.shutdown();
 }
