@@ -411,8 +411,10 @@ impl AppCore {
         Ok(self.snapshot())
     }
 
-    /// First run, "connect to a server": any SIP account. The password goes to the
-    /// keychain.
+    /// First run, "connect to a server": any SIP account, or a Vaxel engine and its
+    /// control API (`form.api`): then the directory, colleagues' presence and the call
+    /// history come from the engine. The password goes to the keychain; the
+    /// API's token stays in memory.
     pub async fn setup_server(self: &Arc<Self>, form: AccountForm) -> Result<Snapshot, UiError> {
         // A control API is checked first: a wrong password or an unreachable engine
         // is reported before anything is saved.
