@@ -30,7 +30,8 @@ pub async fn setup_host(core: Core<'_>) -> R<Snapshot> {
     core.inner().clone().setup_host().await
 }
 
-/// First run: connect to a server with a SIP account.
+/// First run: connect to a server with a SIP account, and a Vaxel engine's control API
+/// when the form names one.
 #[tauri::command]
 pub async fn setup_server(core: Core<'_>, account: AccountForm) -> R<Snapshot> {
     core.inner().clone().setup_server(account).await

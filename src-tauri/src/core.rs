@@ -26,6 +26,9 @@ use crate::dto::*;
 /// The demo office every "host" install starts from (assets/demo-office.toml).
 pub const DEMO_OFFICE: &str = include_str!("../../assets/demo-office.toml");
 
+/// How often a lost control API session is tried again.
+const REMOTE_RETRY: Duration = Duration::from_secs(30);
+
 /// How long a request waits for the phone's reply event.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -107,6 +110,9 @@ struct SettingsFile {
     mode: Mode,
     settings: Settings,
     presence: Presence,
+    /// The Vaxel engine's control API of the server connected to (`http://host:port`),
+    /// empty for none. Not secret: the token is asked for at each start.
+    control_api: String,
 }
 
 type Predicate = Box<dyn Fn(&Event) -> bool + Send>;
@@ -142,6 +148,8 @@ struct State {
     pending_consult: Option<u64>,
     /// The notifications' words in the UI's language.
     notification_text: NotificationText,
+    /// The remote engine's control API, logged in, when connected to one.
+    remote: Option<Arc<crate::remote::Remote>>,
     /// The microphone test running, if any: set to stop it.
     mic_test: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
@@ -299,8 +307,97 @@ impl AppCore {
         match mode {
             Mode::Unset => Ok(()),
             Mode::Host => self.start_host().await,
-            Mode::Server => self.start_phone(None).await,
+            Mode::Server => {
+                // The engine's API is a bonus: the phone starts even when it is down.
+                if let Err(e) = self.connect_remote().await {
+                    tracing::warn!("control API: {}", e.message);
+                }
+                self.start_phone(None).await?;
+                self.keep_remote();
+                Ok(())
+            }
         }
+    }
+
+    /// Logs in to the saved control API with the first account's SIP credentials
+    /// (the password from the keychain), reads the directory and follows its events.
+    async fn connect_remote(self: &Arc<Self>) -> Result<(), UiError> {
+        let api = self.lock().file.control_api.clone();
+        if api.trim().is_empty() {
+            return Ok(());
+        }
+        let store = self.profile().open_store().map_err(env_err)?;
+        let account = store
+            .accounts()
+            .map_err(env_err)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| bad("no account to log in to the control API with"))?;
+        drop(store);
+        let password = self
+            .secrets
+            .get(&account.secret_key())
+            .map_err(env_err)?
+            .ok_or_else(|| {
+                UiError::new(
+                    ErrorCode::BadCredentials,
+                    "no password stored for the account: enter it again",
+                )
+            })?;
+        let remote =
+            crate::remote::Remote::login(&api, &uri_user(&account.sip_uri), password.expose())
+                .await?;
+        self.use_remote(remote).await
+    }
+
+    /// Keeps the control API session while the phone runs: logs in again every
+    /// [`REMOTE_RETRY`] while the engine could not be reached, and before the token's
+    /// 12 hours are up.
+    fn keep_remote(self: &Arc<Self>) {
+        if self.lock().file.control_api.trim().is_empty() {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REMOTE_RETRY).await;
+                let Some(core) = weak.upgrade() else { return };
+                let stale = {
+                    let st = core.lock();
+                    if st.phone.is_none() || st.file.mode != Mode::Server {
+                        return;
+                    }
+                    st.remote
+                        .as_ref()
+                        .is_none_or(|r| r.age() > Duration::from_secs(11 * 3600))
+                };
+                if stale && let Err(e) = core.connect_remote().await {
+                    tracing::warn!("control API: {}", e.message);
+                }
+            }
+        });
+    }
+
+    /// Takes a logged-in control API: reads the directory, follows its events.
+    async fn use_remote(self: &Arc<Self>, remote: crate::remote::Remote) -> Result<(), UiError> {
+        let remote = Arc::new(remote);
+        let entries = remote.refresh().await?;
+        {
+            let mut st = self.lock();
+            st.names = entries
+                .iter()
+                .map(|e| (e.extension.clone(), e.name.clone()))
+                .collect();
+            st.remote = Some(remote.clone());
+        }
+        let weak = Arc::downgrade(self);
+        remote.follow(move || {
+            if let Some(core) = weak.upgrade() {
+                core.sink.event(UiEvent::Directory);
+            }
+        });
+        self.sink.event(UiEvent::Directory);
+        Ok(())
     }
 
     /// First run, "host this office's switchboard": the engine in-process with the
@@ -314,15 +411,45 @@ impl AppCore {
         Ok(self.snapshot())
     }
 
-    /// First run, "connect to a server": any SIP account. The password goes to the
-    /// keychain.
+    /// First run, "connect to a server": any SIP account, or a Vaxel engine and its
+    /// control API (`form.api`): then the directory, colleagues' presence and the call
+    /// history come from the engine. The password goes to the keychain; the
+    /// API's token stays in memory.
     pub async fn setup_server(self: &Arc<Self>, form: AccountForm) -> Result<Snapshot, UiError> {
+        // A control API is checked first: a wrong password or an unreachable engine
+        // is reported before anything is saved.
+        let remote = if form.api.trim().is_empty() {
+            None
+        } else {
+            let uri = vaxel_phone::account::parse_sip_uri(&form.uri).map_err(bad)?;
+            Some(
+                crate::remote::Remote::login(
+                    &form.api,
+                    &uri_user(&uri.to_string()),
+                    &form.password,
+                )
+                .await?,
+            )
+        };
+        let api = remote
+            .as_ref()
+            .map(|r| r.base().to_string())
+            .unwrap_or_default();
         self.save_account(form).await?;
         let mut file = self.lock().file.clone();
         file.mode = Mode::Server;
+        file.control_api = api.clone();
         self.save(&file)?;
-        self.lock().file.mode = Mode::Server;
+        {
+            let mut st = self.lock();
+            st.file.mode = Mode::Server;
+            st.file.control_api = api;
+        }
+        if let Some(remote) = remote {
+            self.use_remote(remote).await?;
+        }
         self.start_phone(None).await?;
+        self.keep_remote();
         Ok(self.snapshot())
     }
 
@@ -462,6 +589,23 @@ impl AppCore {
                 .iter()
                 .map(|d| (d.user.extension.clone(), d.user.name.clone()))
                 .collect();
+        } else if let Some(remote) = self.lock().remote.clone() {
+            let entries: Vec<vaxel_store::DirectoryEntry> = remote
+                .entries()
+                .into_iter()
+                .map(|d| vaxel_store::DirectoryEntry {
+                    engine_id: d.extension.clone(),
+                    name: d.name,
+                    extension: d.extension,
+                    number: d.number.unwrap_or_default(),
+                    mobile: d.mobile,
+                    email: d.email,
+                    department: d.department,
+                    title: d.title,
+                    location: String::new(),
+                })
+                .collect();
+            store.replace_directory(&entries).map_err(env_err)?;
         }
         let ip = ip.unwrap_or_else(|| {
             let proxy = accounts.first().map(|a| {
@@ -914,6 +1058,11 @@ impl AppCore {
             presence: st.file.presence.clone(),
             settings: st.file.settings.clone(),
             engine: st.engine.as_ref().map(|e| e.1.clone()),
+            control_api: st
+                .remote
+                .as_ref()
+                .map(|r| r.base().to_string())
+                .unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION").into(),
         }
     }
@@ -1218,9 +1367,26 @@ impl AppCore {
         else {
             unreachable!("the waiter only takes history")
         };
+        let remote = self.lock().remote.clone();
+        // Connected to a Vaxel engine: the calls it recorded for the user (from any of
+        // their phones) join the local ones; the engine's trouble only costs those.
+        let engine_calls = match &remote {
+            Some(r) => r.my_calls().await.unwrap_or_else(|e| {
+                tracing::warn!("call history from the control API: {}", e.message);
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
         let st = self.lock();
+        let local: Vec<HistoryItem> = calls.into_iter().map(|h| history_item(&st, h)).collect();
+        let calls = match &st.me {
+            Some(me) if remote.is_some() => {
+                merge_history(local, engine_calls, me, &st.names, limit as usize)
+            }
+            _ => local,
+        };
         Ok(HistoryPage {
-            calls: calls.into_iter().map(|h| history_item(&st, h)).collect(),
+            calls,
             unseen_missed,
         })
     }
@@ -1392,7 +1558,7 @@ impl AppCore {
     pub async fn directory(&self) -> Result<Vec<Person>, UiError> {
         let engine = self.lock().engine.clone();
         let Some((engine, _)) = engine else {
-            return Ok(Vec::new());
+            return Ok(self.remote_directory());
         };
         let dir = engine.directory().await.map_err(env_err)?;
         let st = self.lock();
@@ -1433,6 +1599,63 @@ impl AppCore {
                 }
             })
             .collect())
+    }
+
+    /// The remote engine's directory as its control API reported it (empty when not
+    /// connected to one).
+    fn remote_directory(&self) -> Vec<Person> {
+        let st = self.lock();
+        let Some(remote) = &st.remote else {
+            return Vec::new();
+        };
+        let me = st.me.as_ref().map(|m| m.extension.clone());
+        remote
+            .entries()
+            .into_iter()
+            .map(|d| {
+                let presence = if Some(&d.extension) == me.as_ref() {
+                    st.file.presence.clone()
+                } else {
+                    match &d.presence {
+                        Some(p) => Presence {
+                            // Offline without an activity is unknown (grey).
+                            activity: if p.state != "offline" || p.activity.is_some() {
+                                activity_of(p.activity.as_deref())
+                            } else {
+                                Activity::Unknown
+                            },
+                            until: p.until.as_deref().map(local_hhmm).unwrap_or_default(),
+                            note: p.note.clone().unwrap_or_default(),
+                        },
+                        None if d.devices > 0 => Presence {
+                            activity: Activity::Available,
+                            ..Presence::default()
+                        },
+                        None => Presence {
+                            activity: Activity::Unknown,
+                            ..Presence::default()
+                        },
+                    }
+                };
+                Person {
+                    phone: if d.devices == 0 {
+                        "offline".into()
+                    } else if d.phone.is_empty() {
+                        "idle".into()
+                    } else {
+                        d.phone
+                    },
+                    extension: d.extension,
+                    name: d.name,
+                    number: d.number.unwrap_or_default(),
+                    mobile: d.mobile,
+                    email: d.email,
+                    department: d.department,
+                    title: d.title,
+                    presence,
+                }
+            })
+            .collect()
     }
 
     /// Sets the user's presence: saved, and published to the server (the embedded
@@ -1553,7 +1776,65 @@ impl AppCore {
             p.send(Command::Quit);
         }
         st.engine = None;
+        st.remote = None;
     }
+}
+
+/// The local history with the engine's records of the user's calls (R-315 `GET
+/// /api/me/calls`) that it lacks: a record is the same call as a local one when the
+/// other party matches and they started within ten seconds. Engine-only calls get
+/// negative ids (the engine's, negated) so they never clash with the phone's; they
+/// count as seen (the badge is the phone's). Newest first, at most `limit`.
+fn merge_history(
+    mut local: Vec<HistoryItem>,
+    engine: Vec<crate::remote::CallRecord>,
+    me: &Me,
+    names: &HashMap<String, String>,
+    limit: usize,
+) -> Vec<HistoryItem> {
+    let domain = me.uri.split_once('@').map(|(_, d)| d).unwrap_or("");
+    let mut extra = Vec::new();
+    for r in engine {
+        let outgoing = r.caller == me.extension;
+        let other = if outgoing { &r.callee } else { &r.caller };
+        let started_at = r.started_at * 1000;
+        let known = local.iter().any(|h| {
+            (h.started_at - started_at).abs() <= 10_000
+                && (h.number == *other || uri_user(&h.remote) == *other)
+        });
+        if known {
+            continue;
+        }
+        let outcome = match (r.answered_at, outgoing, r.outcome.as_str()) {
+            (Some(_), _, _) => "answered",
+            (None, false, _) => "missed",
+            (None, true, "busy" | "failed") => "failed",
+            (None, true, _) => "cancelled",
+        };
+        extra.push(HistoryItem {
+            id: -r.id,
+            direction: if outgoing { "outgoing" } else { "incoming" }.into(),
+            outcome: outcome.into(),
+            remote: if domain.is_empty() {
+                format!("sip:{other}")
+            } else {
+                format!("sip:{other}@{domain}")
+            },
+            name: names.get(other).cloned().unwrap_or_default(),
+            number: other.clone(),
+            started_at,
+            duration_s: match (r.answered_at, r.ended_at) {
+                (Some(a), Some(e)) => Some((e - a).max(0)),
+                _ => None,
+            },
+            seen: true,
+            via: String::new(),
+        });
+    }
+    local.extend(extra);
+    local.sort_by_key(|h| std::cmp::Reverse(h.started_at));
+    local.truncate(limit);
+    local
 }
 
 fn history_item(st: &State, h: HistoryEntry) -> HistoryItem {
@@ -1718,6 +1999,68 @@ mod tests {
         assert_eq!(activity_of(Some("away")), Activity::Off);
         assert_eq!(local_hhmm("soon"), "soon");
         assert_eq!(local_hhmm("2026-11-22T14:05:00Z").len(), 5);
+    }
+
+    #[test]
+    fn the_engines_call_records_join_the_local_history_once() {
+        let me = Me {
+            extension: "4001".into(),
+            name: "Alice Andersen".into(),
+            uri: "sip:4001@demo.vaxel.test".into(),
+        };
+        let names: HashMap<String, String> = [("4002".to_string(), "Bo Berg".to_string())].into();
+        let local = vec![HistoryItem {
+            id: 7,
+            direction: "outgoing".into(),
+            outcome: "answered".into(),
+            remote: "sip:4002@demo.vaxel.test".into(),
+            name: "Bo Berg".into(),
+            number: "4002".into(),
+            started_at: 1_000_000_000,
+            duration_s: Some(30),
+            seen: true,
+            via: String::new(),
+        }];
+        let record = |id, caller: &str, callee: &str, at: i64, answered: Option<i64>| {
+            crate::remote::CallRecord {
+                id,
+                caller: caller.into(),
+                callee: callee.into(),
+                started_at: at,
+                answered_at: answered,
+                ended_at: answered.map(|a| a + 12),
+                outcome: if answered.is_some() {
+                    "answered"
+                } else {
+                    "no answer"
+                }
+                .into(),
+            }
+        };
+        let merged = merge_history(
+            local,
+            vec![
+                // The same call as the local one (the engine's clock, 2 s apart).
+                record(1, "4001", "4002", 1_000_002, Some(1_000_004)),
+                // A call Bo made to Alice's desk phone, unanswered.
+                record(2, "4002", "4001", 1_000_100, None),
+                // An older call from the desk phone, answered.
+                record(3, "4001", "+4512345678", 999_000, Some(999_010)),
+            ],
+            &me,
+            &names,
+            10,
+        );
+        assert_eq!(merged.len(), 3, "{merged:?}");
+        assert_eq!(merged[0].id, -2);
+        assert_eq!(merged[0].outcome, "missed");
+        assert_eq!(merged[0].direction, "incoming");
+        assert_eq!(merged[0].name, "Bo Berg");
+        assert_eq!(merged[0].remote, "sip:4002@demo.vaxel.test");
+        assert_eq!(merged[1].id, 7);
+        assert_eq!(merged[2].number, "+4512345678");
+        assert_eq!(merged[2].duration_s, Some(12));
+        assert_eq!(merged[2].outcome, "answered");
     }
 
     #[test]

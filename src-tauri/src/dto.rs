@@ -43,6 +43,9 @@ pub enum ErrorCode {
     NotReady,
     /// The phone did not answer in time.
     Timeout,
+    /// The server refused the user's credentials (the user's: wrong username or
+    /// password).
+    BadCredentials,
 }
 
 /// How this computer takes part: chosen on first run.
@@ -77,6 +80,10 @@ pub struct AccountForm {
     /// The password; empty keeps the stored one.
     #[serde(default)]
     pub password: String,
+    /// A Vaxel engine's control API (`http://host:port`), empty for none: the
+    /// directory, colleagues' presence and the call history come from it.
+    #[serde(default)]
+    pub api: String,
 }
 
 /// An account and its registration.
@@ -174,6 +181,9 @@ pub struct Snapshot {
     pub settings: Settings,
     /// The embedded engine, when hosting.
     pub engine: Option<EngineInfo>,
+    /// The remote engine's control API the directory comes from, when connected to
+    /// one (`http://host:port`); empty otherwise.
+    pub control_api: String,
     /// The app's version.
     pub version: String,
 }

@@ -21,6 +21,7 @@ pub mod core;
 pub mod dto;
 pub mod hotkeys;
 pub mod links;
+pub mod remote;
 pub mod soundcheck;
 pub mod tray;
 

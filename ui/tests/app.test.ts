@@ -34,6 +34,31 @@ describe('first run', () => {
     expect(alert).toHaveTextContent('not a SIP URI: nonsense');
     expect(alert.querySelector('[data-code="bad_command"]')).not.toBeNull();
   });
+
+  it('the optional control API field is labelled, sent with the account, and a refused login says so', async () => {
+    const backend = new MockBackend();
+    render(App, { props: { backend } });
+    await fireEvent.click(await screen.findByRole('button', { name: /Connect to a server/ }));
+    const api = screen.getByLabelText('Control API (Vaxel engine, optional)');
+    expect(api).toHaveAccessibleDescription(/control API address/);
+    expect(api).not.toBeRequired();
+    await fireEvent.input(screen.getByLabelText('SIP address'), { target: { value: 'sip:4001@demo.vaxel.test' } });
+    await fireEvent.input(api, { target: { value: '127.0.0.1:8080' } });
+    await fireEvent.input(screen.getByLabelText('Password'), { target: { value: 'wrong' } });
+    await fireEvent.submit(screen.getByRole('form', { name: 'Connect to a server' }));
+    const alert = await screen.findByRole('alert');
+    expect(alert).toHaveTextContent('wrong username or password');
+    expect(alert.querySelector('[data-code="bad_credentials"]')).not.toBeNull();
+    await fireEvent.input(screen.getByLabelText('Password'), { target: { value: 'alice-4001' } });
+    await fireEvent.submit(screen.getByRole('form', { name: 'Connect to a server' }));
+    await waitFor(() => expect(backend.snap.mode).toBe('server'));
+    const sent = backend.sent.filter((s) => s.cmd === 'setup_server').map((s) => s.args as { api: string });
+    expect(sent.at(-1)?.api).toBe('127.0.0.1:8080');
+    expect(backend.snap.controlApi).toBe('http://127.0.0.1:8080');
+    // Connected to an engine: the directory tab lists the colleagues.
+    await fireEvent.click(await screen.findByRole('button', { name: 'Directory' }));
+    await waitFor(() => expect(document.querySelectorAll('#directory-list li')).toHaveLength(5));
+  });
 });
 
 describe('dial and search', () => {

@@ -11,7 +11,7 @@ code: ErrorCode,
  */
 message: string, };
 
-export type ErrorCode = "bad_command" | "network" | "environment" | "not_ready" | "timeout";
+export type ErrorCode = "bad_command" | "network" | "environment" | "not_ready" | "timeout" | "bad_credentials";
 
 export type Mode = "unset" | "host" | "server";
 
@@ -35,7 +35,12 @@ transport: string,
 /**
  * The password; empty keeps the stored one.
  */
-password: string, };
+password: string, 
+/**
+ * A Vaxel engine's control API (`http://host:port`), empty for none: the
+ * directory, colleagues' presence and the call history come from it (R-315).
+ */
+api: string, };
 
 export type AccountView = { 
 /**
@@ -171,6 +176,11 @@ settings: Settings,
  * The embedded engine, when hosting.
  */
 engine: EngineInfo | null, 
+/**
+ * The remote engine's control API the directory comes from, when connected to
+ * one (`http://host:port`); empty otherwise.
+ */
+controlApi: string, 
 /**
  * The app's version.
  */

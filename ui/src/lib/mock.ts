@@ -31,7 +31,7 @@ export class MockBackend implements Backend {
       ringDevice: '', startMinimised: false, notifications: true,
       hotkeyAnswer: 'Ctrl+Alt+A', hotkeyHangup: 'Ctrl+Alt+E', hotkeyMute: 'Ctrl+Alt+M',
     },
-    engine: null, version: '0.1.0',
+    engine: null, controlApi: '', version: '0.1.0',
   };
   contactList: ContactView[] = [];
   historyList: HistoryItem[] = [];
@@ -100,7 +100,12 @@ export class MockBackend implements Backend {
   async setupServer(account: AccountForm) {
     this.log('setup_server', account);
     if (!account.uri.includes('@')) throw err('bad_command', `not a SIP URI: ${account.uri}`);
+    // A Vaxel engine's control API: the demo office's password, as the engine checks it.
+    if (account.api.trim() && account.password !== 'alice-4001') {
+      throw err('bad_credentials', `the engine at ${account.api} refused the login: wrong username or password`);
+    }
     this.snap.mode = 'server';
+    this.snap.controlApi = account.api.trim() ? (account.api.includes('://') ? account.api : `http://${account.api}`) : '';
     this.snap.accounts = [{ name: account.name, uri: account.uri, proxy: account.proxy, registration: 'registering', reason: '' }];
     return this.snapshot();
   }
@@ -211,6 +216,8 @@ export class MockBackend implements Backend {
     this.emit({ type: 'history', unseenMissed: 0 });
   }
   async directory() {
+    // Only an engine (hosted, or a remote one's control API) has a directory.
+    if (!this.snap.engine && !this.snap.controlApi) return [];
     return people.map((p) => (p.extension === this.snap.me?.extension ? { ...p, presence: { ...this.snap.presence } } : { ...p }));
   }
   async contacts() { return structuredClone(this.contactList); }
