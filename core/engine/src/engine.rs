@@ -370,6 +370,22 @@ struct Leg {
     sdp: Option<Bytes>,
 }
 
+/// A new outgoing leg of a call, for [`Engine::start_leg`].
+struct Outgoing<'a> {
+    call: CallId,
+    side: Side,
+    /// The leg's role in the call record ("b", "transfer").
+    role: &'static str,
+    /// The call record's row.
+    record: i64,
+    party: &'a str,
+    invite: Request,
+    /// Our From tag and the INVITE's Call-ID: the dialog's key.
+    tag: String,
+    call_id: String,
+    target: Target,
+}
+
 #[derive(Debug)]
 struct Call {
     record: i64,
@@ -1503,37 +1519,19 @@ impl Engine {
             if let Some(body) = &b_body {
                 invite.set_body(&sdp_type(), Bytes::from(body.clone()));
             }
-            let b_record = self
-                .db
-                .get()
-                .add_leg(record, "b", &party, &uri.to_string(), now)
-                .unwrap_or(0);
-            match self.sip.send_request(invite.clone(), target.clone()).await {
-                Ok(key) => {
-                    self.invite_txs.insert(key, leg);
-                    self.dialogs.insert((cid, tag.clone()), leg);
-                    self.legs.insert(
-                        leg,
-                        Leg {
-                            call: call_id,
-                            side: Side::B,
-                            invite,
-                            invite_tx: Some(key),
-                            local_tag: tag,
-                            dialog: None,
-                            target,
-                            state: LegState::Calling,
-                            record: b_record,
-                            party,
-                            sdp: None,
-                        },
-                    );
-                    forks.push(leg);
-                }
-                Err(e) => {
-                    debug!("cannot send INVITE: {e}");
-                    let _ = self.db.get().end_leg(b_record, "failed", now);
-                }
+            let out = Outgoing {
+                call: call_id,
+                side: Side::B,
+                role: "b",
+                record,
+                party: &party,
+                invite,
+                tag,
+                call_id: cid,
+                target,
+            };
+            if self.start_leg(leg, out, now).await {
+                forks.push(leg);
             }
         }
         self.calls.insert(
@@ -2550,34 +2548,71 @@ impl Engine {
             if let Some(body) = &body {
                 invite.set_body(&sdp_type(), Bytes::from(body.clone()));
             }
-            let leg_record = self
-                .db
-                .get()
-                .add_leg(record, "transfer", ext, &uri.to_string(), now)
-                .unwrap_or(0);
-            if let Ok(key) = self.sip.send_request(invite.clone(), target.clone()).await {
-                self.invite_txs.insert(key, leg);
-                self.dialogs.insert((cid, tag.clone()), leg);
-                self.legs.insert(
-                    leg,
-                    Leg {
-                        call: call_id,
-                        side,
-                        invite,
-                        invite_tx: Some(key),
-                        local_tag: tag,
-                        dialog: None,
-                        target,
-                        state: LegState::Calling,
-                        record: leg_record,
-                        party: ext.to_owned(),
-                        sdp: None,
-                    },
-                );
+            let out = Outgoing {
+                call: call_id,
+                side,
+                role: "transfer",
+                record,
+                party: ext,
+                invite,
+                tag,
+                call_id: cid,
+                target,
+            };
+            if self.start_leg(leg, out, now).await {
                 legs.push(leg);
             }
         }
         legs
+    }
+
+    /// Records leg `leg` of the call, sends its INVITE and tracks it: the INVITE
+    /// transaction, the dialog key (Call-ID, our tag) and the leg in `Calling`.
+    /// False, with the leg's row ended `failed`, when the INVITE could not be sent.
+    async fn start_leg(&mut self, leg: LegId, out: Outgoing<'_>, now: i64) -> bool {
+        let row = self
+            .db
+            .get()
+            .add_leg(
+                out.record,
+                out.role,
+                out.party,
+                &out.invite.uri.to_string(),
+                now,
+            )
+            .unwrap_or(0);
+        match self
+            .sip
+            .send_request(out.invite.clone(), out.target.clone())
+            .await
+        {
+            Ok(key) => {
+                self.invite_txs.insert(key, leg);
+                self.dialogs.insert((out.call_id, out.tag.clone()), leg);
+                self.legs.insert(
+                    leg,
+                    Leg {
+                        call: out.call,
+                        side: out.side,
+                        invite: out.invite,
+                        invite_tx: Some(key),
+                        local_tag: out.tag,
+                        dialog: None,
+                        target: out.target,
+                        state: LegState::Calling,
+                        record: row,
+                        party: out.party.to_owned(),
+                        sdp: None,
+                    },
+                );
+                true
+            }
+            Err(e) => {
+                debug!("cannot send INVITE: {e}");
+                let _ = self.db.get().end_leg(row, "failed", now);
+                false
+            }
+        }
     }
 
     /// NOTIFY with a sipfrag of the transfer's progress (RFC 3515 §2.4.4).

@@ -1034,47 +1034,29 @@ impl Engine {
                 );
             }
             invite.set_body(&sdp_type(), Bytes::from(offer.clone()));
-            let b_record = self
-                .db
-                .get()
-                .add_leg(record, "b", &party, &uri.to_string(), now)
-                .unwrap_or(0);
-            match self.sip.send_request(invite.clone(), target.clone()).await {
-                Ok(key) => {
-                    self.invite_txs.insert(key, leg);
-                    self.dialogs.insert((cid, tag.clone()), leg);
-                    self.legs.insert(
-                        leg,
-                        Leg {
-                            call: call_id,
-                            side: Side::B,
-                            invite,
-                            invite_tx: Some(key),
-                            local_tag: tag,
-                            dialog: None,
-                            target,
-                            state: LegState::Calling,
-                            record: b_record,
-                            party: party.clone(),
-                            sdp: None,
-                        },
-                    );
-                    if let Some(c) = self.calls.get_mut(&call_id) {
-                        c.forks.push(leg);
-                    }
-                    self.flows.legs.insert(leg, (call_id, rleg));
-                    if let Some(f) = self.flows.calls.get_mut(&call_id) {
-                        f.rang = true;
-                    }
-                    if let Some(r) = rleg {
-                        self.flows.rlegs.entry(r).or_default().push(leg);
-                    }
-                    sent += 1;
+            let out = Outgoing {
+                call: call_id,
+                side: Side::B,
+                role: "b",
+                record,
+                party: &party,
+                invite,
+                tag,
+                call_id: cid,
+                target,
+            };
+            if self.start_leg(leg, out, now).await {
+                if let Some(c) = self.calls.get_mut(&call_id) {
+                    c.forks.push(leg);
                 }
-                Err(e) => {
-                    debug!("cannot send INVITE: {e}");
-                    let _ = self.db.get().end_leg(b_record, "failed", now);
+                self.flows.legs.insert(leg, (call_id, rleg));
+                if let Some(f) = self.flows.calls.get_mut(&call_id) {
+                    f.rang = true;
                 }
+                if let Some(r) = rleg {
+                    self.flows.rlegs.entry(r).or_default().push(leg);
+                }
+                sent += 1;
             }
         }
         sent

@@ -384,33 +384,22 @@ impl Engine {
         if let Some(body) = body {
             invite.set_body(&sdp_type(), Bytes::from(body));
         }
-        let leg_record = self
-            .db
-            .get()
-            .add_leg(record, "transfer", number, &uri.to_string(), unix_now())
-            .unwrap_or(0);
-        let Ok(key) = self.sip.send_request(invite.clone(), target.clone()).await else {
-            return Vec::new();
+        let out = Outgoing {
+            call: call_id,
+            side: Side::B,
+            role: "transfer",
+            record,
+            party: number,
+            invite,
+            tag,
+            call_id: cid,
+            target,
         };
-        self.invite_txs.insert(key, leg);
-        self.dialogs.insert((cid, tag.clone()), leg);
-        self.legs.insert(
-            leg,
-            Leg {
-                call: call_id,
-                side: Side::B,
-                invite,
-                invite_tx: Some(key),
-                local_tag: tag,
-                dialog: None,
-                target,
-                state: LegState::Calling,
-                record: leg_record,
-                party: number.to_owned(),
-                sdp: None,
-            },
-        );
-        vec![leg]
+        if self.start_leg(leg, out, unix_now()).await {
+            vec![leg]
+        } else {
+            Vec::new()
+        }
     }
 
     /// Hook from `notify_referrer`: a move started with `#n#` has no REFER
