@@ -3,6 +3,11 @@
 #
 #   scripts/bench-engine.sh [seconds-per-step]
 #   scripts/bench-engine.sh --profile [kamailio-]calls|register [rate] [seconds]
+#   scripts/bench-engine.sh --calls [seconds-per-step]
+#   VAXEL_BENCH_PERF=0 scripts/bench-engine.sh --profile ...   (CPU figures without perf)
+#
+# With --calls, only part 1 runs (the calls/s search for both servers and the ratio):
+# the quick check after a change to the engine's call path.
 #
 # With --profile, only the engine (or Kamailio) runs, under one steady SIPp load
 # (default 1000/s for 10 s); it prints the CPU time the server and SIPp used per
@@ -32,7 +37,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh bench
 PROFILE=
-if [ "${1:-}" = --profile ]; then
+CALLS_ONLY=
+if [ "${1:-}" = --calls ]; then
+    CALLS_ONLY=1
+    STEP=${2:-5}
+elif [ "${1:-}" = --profile ]; then
     PROFILE=${2:?--profile calls|register [rate] [seconds]}
     PROFILE_RATE=${3:-1000}
     PROFILE_SECS=${4:-10}
@@ -375,10 +384,13 @@ if [ -n "$PROFILE" ]; then
         start_engine
         SERVER=$ENGINE_PID
         say "profiling the engine: $PROFILE at $PROFILE_RATE/s for $PROFILE_SECS s"
-        perf record ${PERF_CALL_GRAPH:--g} -F 499 -o "$OUT/perf-$PROFILE.data" -p "$ENGINE_PID" 2>"$OUT/perf.log" &
-        PERF=$!
+        if [ "${VAXEL_BENCH_PERF:-1}" != 0 ]; then
+            perf record ${PERF_CALL_GRAPH:--g} -F 499 -o "$OUT/perf-$PROFILE.data" -p "$ENGINE_PID" 2>"$OUT/perf.log" &
+            PERF=$!
+        fi
     fi
     e0=$(cpu_secs "$SERVER")
+    m0=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$SERVER/task/$SERVER/stat")
     t0=$(date +%s.%N)
     case $PROFILE in
         calls) sipp -sf "$WORK/uac.xml" -i 127.0.0.2 -p "$UAC_PORT" "127.0.0.1:$SERVER_PORT" \
@@ -399,8 +411,10 @@ if [ -n "$PROFILE" ]; then
     rc=0; wait "$SIPP" || rc=$?
     t1=$(date +%s.%N)
     e1=$(cpu_secs "$SERVER")
+    m1=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$SERVER/task/$SERVER/stat")
     say "SIPp exit $rc (0: no failed call) after $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
     say "server CPU: $(awk -v a="$e0" -v b="$e1" -v n=$(( PROFILE_RATE * PROFILE_SECS )) 'BEGIN { printf "%.2f s, %.0f us per %s", b - a, (b - a) * 1e6 / n, "'"$PROFILE"'" }')"
+    say "server's main thread: $(awk -v a="$m0" -v b="$m1" -v n=$(( PROFILE_RATE * PROFILE_SECS )) 'BEGIN { printf "%.2f s, %.0f us per %s", b - a, (b - a) * 1e6 / n, "'"$PROFILE"'" }')"
     say "SIPp CPU over $(( PROFILE_SECS - 2 )) s of steady load: $(awk -v a="$s0" -v b="$s1" -v s=$(( PROFILE_SECS - 2 )) 'BEGIN { printf "%.0f %% of a core", (b - a) * 100 / s }')"
     if [ -n "$PERF" ]; then
         kill -INT "$PERF"; wait "$PERF" || true
@@ -414,7 +428,17 @@ fi
 say "vaxel-engine: calls"
 start_engine
 ENGINE_CALLS=$(search calls_ok)
-say "vaxel-engine: $ENGINE_CALLS calls/s; REGISTER/s"
+say "vaxel-engine: $ENGINE_CALLS calls/s"
+if [ -n "$CALLS_ONLY" ]; then
+    stop_all
+    start_kamailio
+    KAM_CALLS=$(search calls_ok)
+    stop_all
+    echo "calls/s (INVITE-200-ACK-BYE, $STEP s per step): vaxel $ENGINE_CALLS, kamailio $KAM_CALLS," \
+        "ratio $(awk -v a="$ENGINE_CALLS" -v b="$KAM_CALLS" 'BEGIN { printf "%.2f", a / b }');" \
+        "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    exit 0
+fi
 ENGINE_REGS=$(search registers_ok)
 say "vaxel-engine: $ENGINE_REGS REGISTER/s"
 stop_all

@@ -522,6 +522,7 @@ impl AppCore {
             flows: Default::default(),
             session_min_se: 90,
             tls: None,
+            udp_threads: false,
         };
         match self.opts.engine_sip {
             Some(sip) => vaxel_engine::engine::start(start(sip))

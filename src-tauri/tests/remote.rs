@@ -59,6 +59,7 @@ async fn connecting_to_a_vaxel_engine_fills_the_directory_and_keeps_presence_liv
         flows: Default::default(),
         session_min_se: 90,
         tls: None,
+        udp_threads: false,
     })
     .await
     .expect("the engine starts");

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::Interest;
 
 use tokio::net::UdpSocket;
-use vaxel_engine::relay::{Relay, Side};
+use vaxel_engine::relay::{Relay, Side, SocketPool};
 use vaxel_media::codec::CodecKind;
 use vaxel_media::srtp::{CryptoAttribute, SrtpMasterKey, SrtpSession, SrtpSuite};
 
@@ -151,10 +151,11 @@ fn step(calls: usize, secs: u64, mode: Mode) -> std::io::Result<Step> {
             .enable_all()
             .build()?;
         rt.block_on(async move {
+            let pool = SocketPool::new(LO);
             let mut relays = Vec::with_capacity(phones.len());
             let mut addrs = Vec::with_capacity(phones.len());
             for (a, b) in phones {
-                let r = Relay::start(LO).await?;
+                let r = Relay::start(&pool).await?;
                 let mut keys = None;
                 match mode {
                     Mode::Plain => {

@@ -43,7 +43,7 @@ use vaxel_transport::{
 use crate::db::{Binding, BindingChange, CallRecord, Db, DbError, Done, UserRow};
 use crate::office::{Office, Trunk, User};
 use crate::protect::{Guard, Verdict};
-use crate::relay::{Relay, Side, rewrite_sdp};
+use crate::relay::{Relay, Side, SocketPool, rewrite_sdp};
 
 mod flows;
 mod media;
@@ -82,6 +82,10 @@ pub struct EngineConfig {
     pub session_min_se: u32,
     /// SIP over TLS (RFC 3261 §26.2): where to listen and the certificate to show.
     pub tls: Option<TlsListener>,
+    /// Serve SIP over UDP from threads of its own (see
+    /// `vaxel_transport::sockets::SocketsConfig::udp_threads`): the daemon does, so
+    /// a busy engine uses a second core; an engine inside the desktop app does not.
+    pub udp_threads: bool,
 }
 
 /// A TLS listener of the engine.
@@ -496,7 +500,8 @@ struct Engine {
     next_id: u64,
     /// Keys the To tags of our answers to requests outside a dialog.
     tag_key: std::collections::hash_map::RandomState,
-    media_ip: IpAddr,
+    /// The relays' sockets on the media address, reused across calls.
+    relay_pool: std::sync::Arc<SocketPool>,
     events: broadcast::Sender<EngineEvent>,
     last_keep_alive: Instant,
     /// Call flows, voicemail and feature codes (see `flows`).
@@ -574,6 +579,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
             tcp: vec![config.sip],
             tls,
             tls_server,
+            udp_threads: config.udp_threads,
             ..Default::default()
         },
         ..Default::default()
@@ -646,7 +652,7 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
         trunk_registrations: Vec::new(),
         next_id: 1,
         tag_key: std::collections::hash_map::RandomState::new(),
-        media_ip,
+        relay_pool: SocketPool::new(media_ip),
         events: events.clone(),
         last_keep_alive: Instant::now(),
         flows,
@@ -1411,7 +1417,7 @@ impl Engine {
         if b_targets.is_empty() {
             return self.reply(tx, &req, 480).await;
         }
-        let relay = match Relay::start(self.media_ip).await {
+        let relay = match Relay::start(&self.relay_pool).await {
             Ok(r) => r,
             Err(e) => {
                 warn!("no media relay: {e}");

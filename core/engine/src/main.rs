@@ -57,8 +57,24 @@ struct Args {
 /// worker gained (CPU per call +30 % in `scripts/bench-engine.sh --profile calls`),
 /// and one core relays ~425 calls (`examples/relay_bench.rs`). Call records and
 /// bindings are written by their own thread (`db::writer`).
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
+    // One thread for the engine (a multi-thread runtime cost +30 % CPU per call on two
+    // cores); SIP over UDP is served by threads of its own, whose batches of outgoing
+    // datagrams are handed over whenever this thread is about to wait.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_park(vaxel_transport::sockets::flush_udp)
+        .build();
+    match runtime {
+        Ok(rt) => rt.block_on(run()),
+        Err(e) => {
+            eprintln!("vaxel-engine: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("VAXEL_LOG")
@@ -93,6 +109,7 @@ async fn main() {
             }
             _ => None,
         },
+        udp_threads: true,
     };
     let engine = match vaxel_engine::engine::start(config).await {
         Ok(e) => e,

@@ -21,12 +21,21 @@
 //! ([`Relay::commit`]). Reusing the old port would let the departing party's last
 //! packets (it keeps sending until our BYE reaches it) win the latch, and the new
 //! party's audio would be dropped for the rest of the call.
+//!
+//! Ended relays give their sockets back to the engine's [`SocketPool`], which hands
+//! a socket out again only after it has been quiet for [`QUIET`]: binding, registering
+//! and closing two sockets was ~8 % of a call's CPU (perf, `scripts/bench-engine.sh
+//! --profile calls`). A socket on which anything arrived after its call ended — late
+//! packets of the departed party, a phone that missed the BYE — is closed instead, so
+//! a reused port is never latched by a stranger (the kernel's own port reuse on a
+//! fresh bind gives no such guarantee).
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
@@ -59,6 +68,90 @@ impl Side {
     }
 }
 
+/// How long a socket given back to the pool must stay quiet before it is reused:
+/// longer than a late packet's flight, and ten packet times of a phone that goes on
+/// sending (such a socket is closed, not reused).
+pub const QUIET: Duration = Duration::from_millis(500);
+
+/// At most this many sockets wait in the pool (each is a file descriptor); more are
+/// closed.
+const POOL_MAX: usize = 8192;
+
+/// The engine's media sockets on one address, reused across calls (see the module
+/// doc). Shared by every relay of one engine; tokio sockets belong to the runtime that
+/// registered them, so a pool must not outlive or leave its engine's runtime.
+#[derive(Debug)]
+pub struct SocketPool {
+    ip: IpAddr,
+    /// Sockets with their addresses (asking the system costs a call per socket).
+    free: Mutex<VecDeque<(Instant, UdpSocket, SocketAddr)>>,
+}
+
+impl SocketPool {
+    /// An empty pool for sockets on `ip`.
+    pub fn new(ip: IpAddr) -> Arc<SocketPool> {
+        Arc::new(SocketPool {
+            ip,
+            free: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// A socket on the pool's address and its address: one that has been quiet for
+    /// [`QUIET`] since its call ended, else a fresh bind.
+    pub async fn socket(&self) -> std::io::Result<(UdpSocket, SocketAddr)> {
+        if let Some(s) = self.reusable(Instant::now()) {
+            return Ok(s);
+        }
+        let socket = UdpSocket::bind(SocketAddr::new(self.ip, 0)).await?;
+        let addr = socket.local_addr()?;
+        Ok((socket, addr))
+    }
+
+    fn reusable(&self, now: Instant) -> Option<(UdpSocket, SocketAddr)> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while free
+            .front()
+            .is_some_and(|(since, _, _)| now.duration_since(*since) >= QUIET)
+        {
+            let (_, socket, addr) = free.pop_front()?;
+            // Anything queued since the call ended makes the socket unsafe to reuse.
+            let mut probe = [0u8; 1];
+            match socket.try_recv_from(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Some((socket, addr));
+                }
+                _ => debug!("a media socket heard packets after its call; closed"),
+            }
+        }
+        None
+    }
+
+    /// Takes back a socket (bound to `addr`) whose call has ended.
+    fn give(&self, socket: UdpSocket, addr: SocketAddr) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        if free.len() < POOL_MAX {
+            free.push_back((Instant::now(), socket, addr));
+        }
+    }
+
+    /// Takes back a relay leg's socket when nobody else holds it.
+    fn give_shared(&self, socket: Arc<UdpSocket>, addr: SocketAddr) {
+        if let Ok(s) = Arc::try_unwrap(socket) {
+            self.give(s, addr);
+        }
+    }
+
+    /// How many sockets wait in the pool.
+    pub fn len(&self) -> usize {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether no socket waits in the pool.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Packet counters of one relay.
 #[derive(Debug, Default)]
 pub struct RelayStats {
@@ -71,7 +164,7 @@ pub struct RelayStats {
 enum Control {
     Remote(Side, Option<SocketAddr>),
     /// A socket waiting to take over a side.
-    Prepare(Side, UdpSocket),
+    Prepare(Side, UdpSocket, SocketAddr),
     /// The prepared socket takes over the side, with the new party's SDP address.
     Commit(Side, Option<SocketAddr>),
     /// The prepared socket is not needed (the transfer failed).
@@ -91,17 +184,17 @@ enum Control {
 /// where it came from.
 pub type Tapped = (bytes::Bytes, SocketAddr);
 
-/// A running relay; dropping it stops the task and frees the ports.
+/// A running relay; dropping it stops the task and gives the sockets back to the
+/// pool.
 #[derive(Debug)]
 pub struct Relay {
-    ip: IpAddr,
+    pool: Arc<SocketPool>,
     a_port: SocketAddr,
     b_port: SocketAddr,
     /// Prepared sockets' addresses, until committed or abandoned.
     pending: [Option<SocketAddr>; 2],
     control: mpsc::UnboundedSender<Control>,
     stats: Arc<RelayStats>,
-    task: tokio::task::JoinHandle<()>,
     a_socket: Arc<UdpSocket>,
     /// What each side's party said in SDP and what the engine told it.
     sdp: Mutex<SdpState>,
@@ -254,14 +347,10 @@ impl PartySdp {
     }
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 struct Leg {
     socket: Arc<UdpSocket>,
+    /// The socket's address.
+    local: SocketAddr,
     /// From the SDP, until latched.
     sdp: Option<SocketAddr>,
     /// Where this leg's packets come from.
@@ -277,39 +366,41 @@ impl Leg {
 }
 
 impl Relay {
-    /// Binds two sockets on `ip` and starts relaying.
-    pub async fn start(ip: IpAddr) -> std::io::Result<Relay> {
-        let a = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
-        let b = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
-        let (a_port, b_port) = (a.local_addr()?, b.local_addr()?);
+    /// Takes two sockets from `pool` and starts relaying; the task ends, giving
+    /// them back, when the relay is dropped.
+    pub async fn start(pool: &Arc<SocketPool>) -> std::io::Result<Relay> {
+        let (a, a_port) = pool.socket().await?;
+        let (b, b_port) = pool.socket().await?;
         let (a, b) = (Arc::new(a), Arc::new(b));
         let a_socket = a.clone();
         let (control, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(RelayStats::default());
-        let task = tokio::spawn(run(
+        tokio::spawn(run(
             Leg {
                 socket: a,
+                local: a_port,
                 sdp: None,
                 latched: None,
                 srtp: None,
             },
             Leg {
                 socket: b,
+                local: b_port,
                 sdp: None,
                 latched: None,
                 srtp: None,
             },
             rx,
             stats.clone(),
+            pool.clone(),
         ));
         Ok(Relay {
-            ip,
+            pool: pool.clone(),
             a_port,
             b_port,
             pending: [None, None],
             control,
             stats,
-            task,
             a_socket,
             sdp: Mutex::new(SdpState::default()),
         })
@@ -462,11 +553,10 @@ impl Relay {
         if let Some(addr) = self.pending[side as usize] {
             return Ok(addr);
         }
-        let socket = UdpSocket::bind(SocketAddr::new(self.ip, 0)).await?;
-        let addr = socket.local_addr()?;
+        let (socket, addr) = self.pool.socket().await?;
         self.pending[side as usize] = Some(addr);
         self.state().prepared[side as usize] = Some(PartySdp::default());
-        let _ = self.control.send(Control::Prepare(side, socket));
+        let _ = self.control.send(Control::Prepare(side, socket, addr));
         Ok(addr)
     }
 
@@ -523,10 +613,11 @@ async fn run(
     mut b: Leg,
     mut control: mpsc::UnboundedReceiver<Control>,
     stats: Arc<RelayStats>,
+    pool: Arc<SocketPool>,
 ) {
     let mut buf_a = vec![0u8; 2048];
     let mut buf_b = vec![0u8; 2048];
-    let mut pending: [Option<UdpSocket>; 2] = [None, None];
+    let mut pending: [Option<(UdpSocket, SocketAddr)>; 2] = [None, None];
     let mut tap: Option<mpsc::UnboundedSender<Tapped>> = None;
     let mut keys: Option<(u8, mpsc::UnboundedSender<char>, DtmfReceiver)> = None;
     let mut xcode: Option<Box<(Transcoder, Transcoder)>> = None;
@@ -545,13 +636,21 @@ async fn run(
                     leg.sdp = addr.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
                     leg.latched = None;
                 }
-                Some(Control::Prepare(side, socket)) => pending[side as usize] = Some(socket),
+                Some(Control::Prepare(side, socket, addr)) => {
+                    pending[side as usize] = Some((socket, addr));
+                }
                 Some(Control::Commit(side, addr)) => {
                     let leg = if side == Side::A { &mut a } else { &mut b };
-                    if let Some(socket) = pending[side as usize].take() {
-                        leg.socket = Arc::new(socket);
+                    let old = if let Some((socket, addr)) = pending[side as usize].take() {
+                        Some((std::mem::replace(&mut leg.socket, Arc::new(socket)), std::mem::replace(&mut leg.local, addr)))
                     } else if side == Side::B && let Some(c) = consult.take() {
-                        leg.socket = c.socket;
+                        Some((std::mem::replace(&mut leg.socket, c.socket), std::mem::replace(&mut leg.local, c.local)))
+                    } else {
+                        None
+                    };
+                    // The departed party's socket rests in the pool before reuse.
+                    if let Some((socket, addr)) = old {
+                        pool.give_shared(socket, addr);
                     }
                     leg.sdp = addr.filter(|a| !a.ip().is_unspecified() && a.port() != 0);
                     leg.latched = None;
@@ -565,9 +664,10 @@ async fn run(
                     }
                 }
                 Some(Control::Consult(with)) => match (with, pending[Side::B as usize].take()) {
-                    (Some(addr), Some(socket)) => {
+                    (Some(addr), Some((socket, local))) => {
                         consult = Some(Leg {
                             socket: Arc::new(socket),
+                            local,
                             sdp: Some(addr).filter(|a| !a.ip().is_unspecified() && a.port() != 0),
                             latched: None,
                             srtp: None,
@@ -586,7 +686,7 @@ async fn run(
                     if side == Side::A { a.srtp = s } else { b.srtp = s }
                 }
                 Some(Control::Transcode(t)) => xcode = t,
-                None => return,
+                None => break,
             },
             r = a.socket.recv_from(&mut buf_a) => {
                 if let Ok((n, from)) = r
@@ -663,6 +763,13 @@ async fn run(
                 }
             }
         }
+    }
+    // The relay was dropped: its sockets go back to the pool.
+    for leg in [Some(a), Some(b), consult].into_iter().flatten() {
+        pool.give_shared(leg.socket, leg.local);
+    }
+    for (socket, addr) in pending.into_iter().flatten() {
+        pool.give(socket, addr);
     }
 }
 
@@ -903,7 +1010,7 @@ mod tests {
     #[tokio::test]
     async fn relays_both_ways_and_latches() {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        let relay = Relay::start(lo).await.unwrap();
+        let relay = Relay::start(&SocketPool::new(lo)).await.unwrap();
         let pa = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let pb = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         // A announced a wrong (private) address; B announced the right one.
@@ -927,7 +1034,7 @@ mod tests {
     #[tokio::test]
     async fn a_replaced_party_cannot_steal_the_side() {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        let mut relay = Relay::start(lo).await.unwrap();
+        let mut relay = Relay::start(&SocketPool::new(lo)).await.unwrap();
         let pa = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let old = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let new = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -981,7 +1088,7 @@ mod tests {
     #[tokio::test]
     async fn srtp_is_terminated_per_leg() {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        let relay = Relay::start(lo).await.unwrap();
+        let relay = Relay::start(&SocketPool::new(lo)).await.unwrap();
         relay.terminate();
         let pa = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let pb = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -1038,7 +1145,7 @@ mod tests {
     #[tokio::test]
     async fn srtp_caller_talks_to_a_plain_callee() {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        let relay = Relay::start(lo).await.unwrap();
+        let relay = Relay::start(&SocketPool::new(lo)).await.unwrap();
         relay.terminate();
         let pa = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let pb = UdpSocket::bind("127.0.0.1:0").await.unwrap();

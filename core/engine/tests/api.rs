@@ -96,6 +96,7 @@ async fn login_directory_history_admin_events_and_openapi() {
         flows: Default::default(),
         session_min_se: 90,
         tls: None,
+        udp_threads: false,
     })
     .await
     .unwrap();

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -62,6 +62,16 @@ pub struct SocketsConfig {
     pub pong_timeout: Duration,
     /// Bound on TCP connect plus TLS handshake.
     pub connect_timeout: Duration,
+    /// Serve each UDP socket from two threads of its own — one blocked in
+    /// `recvfrom`, one sending — instead of from the runtime's thread. The runtime's
+    /// thread then only handles messages, and the system calls (on loopback the
+    /// sender also pays for delivering the datagram to its receiver) run on another
+    /// core: a busy server's throughput grows on a multi-core machine, at the cost of
+    /// a thread wake-up per message while it is idle. Datagrams go to the sending
+    /// thread in batches: the runtime's thread must call [`flush_udp`] before it
+    /// parks (tokio: `Builder::on_thread_park`). For a server (the engine), not for
+    /// a phone.
+    pub udp_threads: bool,
 }
 
 impl std::fmt::Debug for SocketsConfig {
@@ -76,6 +86,7 @@ impl std::fmt::Debug for SocketsConfig {
             .field("keep_alive_interval", &self.keep_alive_interval)
             .field("pong_timeout", &self.pong_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("udp_threads", &self.udp_threads)
             .finish()
     }
 }
@@ -93,6 +104,7 @@ impl Default for SocketsConfig {
             keep_alive_interval: Some(Duration::from_secs(100)),
             pong_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            udp_threads: false,
         }
     }
 }
@@ -116,6 +128,7 @@ pub struct Stats {
     pongs_sent: AtomicU64,
     pongs_received: AtomicU64,
     transport_errors: AtomicU64,
+    udp_dropped: AtomicU64,
 }
 
 /// A copy of the [`Stats`] counters at one moment.
@@ -151,6 +164,9 @@ pub struct StatsSnapshot {
     pub pongs_received: u64,
     /// Transport errors reported to the transaction layer.
     pub transport_errors: u64,
+    /// Datagrams dropped because too many waited for the owner (an overloaded
+    /// server; see [`SocketsConfig::udp_threads`]).
+    pub udp_dropped: u64,
 }
 
 macro_rules! counters {
@@ -178,7 +194,8 @@ counters!(
     pings_sent,
     pongs_sent,
     pongs_received,
-    transport_errors
+    transport_errors,
+    udp_dropped
 );
 
 fn bump(c: &AtomicU64) {
@@ -307,7 +324,16 @@ struct ConnShared {
     stats: Arc<Stats>,
     internal: mpsc::UnboundedSender<Internal>,
     next_id: AtomicU64,
+    /// Datagrams handed up and not yet taken by the owner (see [`UDP_QUEUE_MAX`]).
+    udp_queued: std::sync::atomic::AtomicUsize,
 }
+
+/// At most this many received datagrams wait for the owner; more are dropped, as a
+/// full socket buffer would drop them. Without the bound, a UDP receiving thread
+/// ([`SocketsConfig::udp_threads`]) feeding an overloaded owner queues without
+/// limit: every message then waits longer than its transaction's timers, and the
+/// server stops completing anything instead of completing what it can.
+const UDP_QUEUE_MAX: usize = 2048;
 
 /// A bound local address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -318,9 +344,73 @@ pub struct LocalAddr {
     pub addr: SocketAddr,
 }
 
+/// Where datagrams from one local UDP address go out.
+#[derive(Clone)]
+enum UdpOut {
+    /// Sent from the runtime's thread.
+    Runtime(Arc<UdpSocket>),
+    /// Collected in the socket's outbox for its sending thread
+    /// ([`SocketsConfig::udp_threads`]).
+    Thread(Arc<Outbox>),
+}
+
+/// Datagrams for one sending thread, handed over together: one wake-up of the
+/// thread per batch rather than per datagram (waking a sleeping thread cost the
+/// sender as much as the `sendto` itself).
+type Batch = Vec<(Bytes, SocketAddr)>;
+
+/// A batch is handed over when it has this many datagrams, or earlier by
+/// [`flush_udp`].
+const BATCH_MAX: usize = 32;
+
+/// The datagrams waiting for one UDP sending thread.
+struct Outbox {
+    tx: std::sync::mpsc::Sender<Batch>,
+    pending: std::sync::Mutex<Batch>,
+}
+
+impl Outbox {
+    fn push(&self, bytes: Bytes, to: SocketAddr) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.push((bytes, to));
+        if pending.len() >= BATCH_MAX {
+            let batch = std::mem::take(&mut *pending);
+            drop(pending);
+            // The thread ends only with this channel; a lost batch is a lost datagram.
+            let _ = self.tx.send(batch);
+        }
+    }
+
+    fn flush(&self) {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        if !batch.is_empty() {
+            let _ = self.tx.send(batch);
+        }
+    }
+}
+
+/// Every live outbox, for [`flush_udp`].
+static OUTBOXES: std::sync::Mutex<Vec<std::sync::Weak<Outbox>>> = std::sync::Mutex::new(Vec::new());
+
+/// Hands every collected datagram to its UDP sending thread
+/// ([`SocketsConfig::udp_threads`]). Call it whenever the thread that sends is about
+/// to wait for something — for a tokio runtime, build it with
+/// `on_thread_park(vaxel_transport::sockets::flush_udp)` — so that a busy server
+/// sends in batches and an idle one adds no delay.
+pub fn flush_udp() {
+    let mut all = OUTBOXES.lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|o| match o.upgrade() {
+        Some(o) => {
+            o.flush();
+            true
+        }
+        None => false,
+    });
+}
+
 /// The UDP sockets, listeners and connections of one endpoint.
 pub struct Sockets {
-    udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    udp: Vec<(SocketAddr, UdpOut)>,
     local: Vec<LocalAddr>,
     conns: HashMap<Peer, Conn>,
     /// TLS server names to use when a connection to an address is opened.
@@ -328,7 +418,13 @@ pub struct Sockets {
     shared: Arc<ConnShared>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     tasks: Vec<JoinHandle<()>>,
+    /// Tells the UDP receiving threads to end (they look between datagrams and at
+    /// least every [`THREAD_POLL`]).
+    stop_threads: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How often a UDP receiving thread with nothing to read checks whether it is to end.
+const THREAD_POLL: Duration = Duration::from_millis(500);
 
 impl std::fmt::Debug for Sockets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -344,6 +440,8 @@ impl Drop for Sockets {
         for t in &self.tasks {
             t.abort();
         }
+        // The sending threads end when their channels close with `udp`.
+        self.stop_threads.store(true, Ordering::Relaxed);
     }
 }
 
@@ -358,6 +456,7 @@ impl Sockets {
             stats,
             internal,
             next_id: AtomicU64::new(1),
+            udp_queued: std::sync::atomic::AtomicUsize::new(0),
         });
         let mut s = Sockets {
             udp: Vec::new(),
@@ -367,15 +466,33 @@ impl Sockets {
             shared,
             internal_rx,
             tasks: Vec::new(),
+            stop_threads: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         };
         for addr in &config.udp {
+            if config.udp_threads {
+                let (local, tx) = udp_threads(*addr, s.shared.clone(), s.stop_threads.clone())?;
+                s.local.push(LocalAddr {
+                    transport: TransportKind::Udp,
+                    addr: local,
+                });
+                let outbox = Arc::new(Outbox {
+                    tx,
+                    pending: std::sync::Mutex::new(Vec::new()),
+                });
+                OUTBOXES
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Arc::downgrade(&outbox));
+                s.udp.push((local, UdpOut::Thread(outbox)));
+                continue;
+            }
             let sock = Arc::new(UdpSocket::bind(addr).await?);
             let local = sock.local_addr()?;
             s.local.push(LocalAddr {
                 transport: TransportKind::Udp,
                 addr: local,
             });
-            s.udp.push((local, sock.clone()));
+            s.udp.push((local, UdpOut::Runtime(sock.clone())));
             s.tasks
                 .push(tokio::spawn(udp_receive(sock, local, s.shared.clone())));
         }
@@ -445,7 +562,7 @@ impl Sockets {
         match peer.transport {
             TransportKind::Udp => {
                 let n = bytes.len();
-                udp_send(self.udp_for(peer.addr)?, bytes, peer.addr)?;
+                self.udp_send(peer.addr, bytes)?;
                 self.shared.stats.sent(n);
                 Ok(())
             }
@@ -467,11 +584,7 @@ impl Sockets {
     pub fn keep_alive(&mut self, peer: Peer) -> Result<(), SendError> {
         match peer.transport {
             TransportKind::Udp => {
-                udp_send(
-                    self.udp_for(peer.addr)?,
-                    Bytes::from_static(PING),
-                    peer.addr,
-                )?;
+                self.udp_send(peer.addr, Bytes::from_static(PING))?;
                 bump(&self.shared.stats.pings_sent);
                 Ok(())
             }
@@ -518,6 +631,9 @@ impl Sockets {
     fn handle_internal(&mut self, m: Internal) -> Option<Inbound> {
         match m {
             Internal::Message { bytes, from, local } => {
+                if from.transport == TransportKind::Udp {
+                    self.shared.udp_queued.fetch_sub(1, Ordering::Relaxed);
+                }
                 Some(Inbound::Message { bytes, from, local })
             }
             Internal::Accepted { peer, id, tx } => {
@@ -538,7 +654,17 @@ impl Sockets {
         }
     }
 
-    fn udp_for(&self, to: SocketAddr) -> Result<Arc<UdpSocket>, SendError> {
+    fn udp_send(&self, to: SocketAddr, bytes: Bytes) -> Result<(), SendError> {
+        match self.udp_for(to)? {
+            UdpOut::Runtime(sock) => udp_send(sock, bytes, to),
+            UdpOut::Thread(outbox) => {
+                outbox.push(bytes, to);
+                Ok(())
+            }
+        }
+    }
+
+    fn udp_for(&self, to: SocketAddr) -> Result<UdpOut, SendError> {
         self.udp
             .iter()
             .find(|(a, _)| a.is_ipv4() == to.is_ipv4())
@@ -598,42 +724,103 @@ fn is_blank(b: &[u8]) -> bool {
         .all(|c| matches!(c, b'\r' | b'\n' | b' ' | b'\t' | 0))
 }
 
-async fn udp_receive(sock: Arc<UdpSocket>, local: SocketAddr, shared: Arc<ConnShared>) {
-    // One buffer, split per datagram: each message keeps only its own slice
-    // alive, and a fresh block is allocated when the rest runs short.
-    let mut buf = BytesMut::new();
-    loop {
-        buf.reserve(65_536);
-        match sock.recv_buf_from(&mut buf).await {
-            Ok((n, from)) => {
-                let bytes = buf.split_to(n).freeze();
-                shared
-                    .stats
-                    .bytes_received
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                // CRLF keep-alives on UDP carry no message (RFC 5626 §3.5.1 is
-                // for streams; registrars accept them on UDP too).
-                if is_blank(&bytes) {
-                    trace!(%from, "UDP keep-alive");
-                    continue;
+/// Binds `addr` as a blocking socket served by a receiving and a sending thread
+/// ([`SocketsConfig::udp_threads`]); returns the bound address and the sending
+/// thread's channel.
+fn udp_threads(
+    addr: SocketAddr,
+    shared: Arc<ConnShared>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> io::Result<(SocketAddr, std::sync::mpsc::Sender<Batch>)> {
+    let sock = std::net::UdpSocket::bind(addr)?;
+    let local = sock.local_addr()?;
+    sock.set_read_timeout(Some(THREAD_POLL))?;
+    let rx_sock = sock.try_clone()?;
+    std::thread::Builder::new()
+        .name("vaxel-udp-rx".into())
+        .spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while !stop.load(Ordering::Relaxed) {
+                match rx_sock.recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        if !received(&shared, &buf[..n], from, local) {
+                            return;
+                        }
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) => debug!(%local, error = %e, "UDP receive error"),
                 }
-                bump(&shared.stats.messages_received);
-                let from = Peer {
-                    transport: TransportKind::Udp,
-                    addr: from,
-                };
-                if shared
-                    .internal
-                    .send(Internal::Message { bytes, from, local })
-                    .is_err()
-                {
+            }
+        })?;
+    let (tx, rx) = std::sync::mpsc::channel::<Batch>();
+    std::thread::Builder::new()
+        .name("vaxel-udp-tx".into())
+        .spawn(move || {
+            while let Ok(batch) = rx.recv() {
+                for (bytes, to) in batch {
+                    if let Err(e) = sock.send_to(&bytes, to) {
+                        debug!(%to, error = %e, "UDP send failed");
+                    }
+                }
+            }
+        })?;
+    Ok((local, tx))
+}
+
+/// A datagram from `from` on `local`: counted and handed to the owner (CRLF
+/// keep-alives are only counted). `false` when the owner is gone.
+fn received(shared: &ConnShared, datagram: &[u8], from: SocketAddr, local: SocketAddr) -> bool {
+    shared
+        .stats
+        .bytes_received
+        .fetch_add(datagram.len() as u64, Ordering::Relaxed);
+    // CRLF keep-alives on UDP carry no message (RFC 5626 §3.5.1 is for streams;
+    // registrars accept them on UDP too).
+    if is_blank(datagram) {
+        trace!(%from, "UDP keep-alive");
+        return true;
+    }
+    bump(&shared.stats.messages_received);
+    if shared.udp_queued.fetch_add(1, Ordering::Relaxed) >= UDP_QUEUE_MAX {
+        shared.udp_queued.fetch_sub(1, Ordering::Relaxed);
+        bump(&shared.stats.udp_dropped);
+        return true;
+    }
+    let from = Peer {
+        transport: TransportKind::Udp,
+        addr: from,
+    };
+    shared
+        .internal
+        .send(Internal::Message {
+            bytes: Bytes::copy_from_slice(datagram),
+            from,
+            local,
+        })
+        .is_ok()
+}
+
+async fn udp_receive(sock: Arc<UdpSocket>, local: SocketAddr, shared: Arc<ConnShared>) {
+    // One receive buffer for the largest datagram, reused; each message is copied
+    // out into an allocation of its own size. (Splitting a shared block per
+    // datagram kept a whole 64 KiB block alive for as long as any message cut from
+    // it lived — a stored request pinned 64 KiB — and allocated a fresh block for
+    // nearly every datagram: a page-faulting 64 KiB malloc per message.)
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        match sock.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                if !received(&shared, &buf[..n], from, local) {
                     return;
                 }
             }
             Err(e) => {
                 // ICMP errors surface here on some systems; the socket stays usable.
                 debug!(%local, error = %e, "UDP receive error");
-                buf.clear();
             }
         }
     }

@@ -38,6 +38,79 @@ fn expect_message(i: Inbound) -> (Bytes, Peer) {
     }
 }
 
+/// UDP served by threads of its own: datagrams both ways, batches handed over when
+/// the runtime parks (`flush_udp`) and when full, keep-alives swallowed, and an
+/// overloaded owner's excess dropped and counted rather than queued without bound.
+#[test]
+fn udp_threads_round_trip_batches_and_bounded_queue() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_park(vaxel_transport::sockets::flush_udp)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut threaded = Sockets::bind(SocketsConfig {
+            udp: vec![loopback()],
+            udp_threads: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let peer = tokio::net::UdpSocket::bind(loopback()).await.unwrap();
+        let addr = threaded.local_addr(TransportKind::Udp).unwrap();
+        let to_peer = Peer {
+            transport: TransportKind::Udp,
+            addr: peer.local_addr().unwrap(),
+        };
+        // Fewer than a batch: they go out when the runtime parks (awaiting the peer).
+        for i in 0..3u8 {
+            threaded
+                .send(to_peer, Bytes::from(vec![b'a' + i; 10]))
+                .unwrap();
+        }
+        let mut buf = [0u8; 2048];
+        for i in 0..3u8 {
+            let (n, from) = timeout(Duration::from_secs(5), peer.recv_from(&mut buf))
+                .await
+                .expect("a small batch was not sent")
+                .unwrap();
+            assert_eq!(from, addr);
+            assert_eq!(&buf[..n], &[b'a' + i; 10][..], "order kept");
+        }
+        // More than a batch, in order.
+        for i in 0..100u32 {
+            threaded.send(to_peer, Bytes::from(i.to_string())).unwrap();
+        }
+        for i in 0..100u32 {
+            let (n, _) = timeout(Duration::from_secs(5), peer.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&buf[..n], i.to_string().as_bytes());
+        }
+        // Receiving: a keep-alive is swallowed, a message handed up.
+        peer.send_to(b"\r\n\r\n", addr).await.unwrap();
+        peer.send_to(MSG, addr).await.unwrap();
+        let (bytes, from) = expect_message(next(&mut threaded).await);
+        assert_eq!(&bytes[..], MSG);
+        assert_eq!(from.addr, to_peer.addr);
+        // An owner that does not read: at most the bounded queue waits, the rest is
+        // dropped and counted (the peer's socket paces itself on loopback).
+        for _ in 0..6000 {
+            peer.send_to(MSG, addr).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stats = threaded.stats().snapshot();
+        assert!(stats.udp_dropped > 0, "nothing dropped: {stats:?}");
+        let mut queued = 0;
+        while threaded.try_recv().is_some() {
+            queued += 1;
+        }
+        // The queue's bound (UDP_QUEUE_MAX) filled, no more.
+        assert_eq!(queued, 2048, "{stats:?}");
+    });
+}
+
 #[tokio::test]
 async fn udp_round_trip() {
     let cfg = |_| SocketsConfig {

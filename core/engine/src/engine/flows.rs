@@ -459,7 +459,7 @@ impl Engine {
         callee: &str,
         direction: &str,
     ) -> Option<CallId> {
-        let relay = match Relay::start(self.media_ip).await {
+        let relay = match Relay::start(&self.relay_pool).await {
             Ok(r) => r,
             Err(e) => {
                 warn!("no media relay: {e}");

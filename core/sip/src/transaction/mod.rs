@@ -457,7 +457,10 @@ impl Output {
 pub struct Transactions {
     config: TimerConfig,
     next_id: u64,
-    txs: HashMap<TxKey, Tx>,
+    /// Boxed: a transaction is a few hundred bytes, and thousands linger for
+    /// Timer J/L/M (32 s on UDP); growing the map moved them all (a HashMap insert
+    /// was 9 % of a busy engine's CPU), now it moves pointers.
+    txs: HashMap<TxKey, Box<Tx>>,
     client_index: HashMap<(ByteString, Method), TxKey>,
     server_index: HashMap<ServerKey, TxKey>,
     rfc2543_index: HashMap<(ByteString, u32), Vec<TxKey>>,
@@ -617,7 +620,7 @@ impl Transactions {
         let mut tx = Self::new_tx(kind, peer, request, Index::Client(branch, ikey.1.clone()));
         tx.request_bytes = tx.request.to_bytes();
         self.client_index.insert(ikey, key);
-        self.txs.insert(key, tx);
+        self.txs.insert(key, Box::new(tx));
         self.out.stats.client_started += 1;
         self.start_client(now, key);
         Ok(key)
@@ -706,7 +709,7 @@ impl Transactions {
         c.request_bytes = c.request.to_bytes();
         c.deferred = true;
         self.client_index.insert(ikey, key);
-        self.txs.insert(key, c);
+        self.txs.insert(key, Box::new(c));
         self.out.stats.client_started += 1;
         if let Some(tx) = self.txs.get_mut(&invite) {
             tx.cancel = Some(key);
@@ -989,7 +992,7 @@ impl Transactions {
             self.out.arm(key, &mut tx, Timer::Trying, now + d);
         }
         self.out.stats.server_started += 1;
-        self.txs.insert(key, tx);
+        self.txs.insert(key, Box::new(tx));
         key
     }
 
