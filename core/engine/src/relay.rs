@@ -1134,6 +1134,22 @@ mod tests {
         let (n, _) = pa.recv_from(&mut buf).await.unwrap();
         assert_ne!(&buf[12..n.min(18)], b"prompt", "encrypted on the wire");
         assert_eq!(&a.unprotect_rtp(&buf[..n]).unwrap()[12..], b"prompt");
+        // A re-offer with a new key (RFC 4568 §7.1.4): the engine keeps its own key
+        // in the answer and decrypts with the new one.
+        let ka2 = CryptoAttribute {
+            key: SrtpMasterKey::generate(&mut rng),
+            ..ka.clone()
+        };
+        let reoffer = sdp(pa.local_addr().unwrap().port(), "RTP/SAVP", Some(&ka2));
+        relay.heard(Side::A, reoffer.as_bytes()).unwrap();
+        let answer2 = relay.answer_for(Side::A, answer.as_bytes()).unwrap();
+        assert_eq!(crypto_of(&answer2), ea);
+        let mut a2 = SrtpSession::new(ka2.suite, &ka2.key, &ea.key).unwrap();
+        tokio::task::yield_now().await;
+        let wire = a2.protect_rtp(&rtp(2, b"rekeyed")).unwrap();
+        pa.send_to(&wire, relay.local(Side::A)).await.unwrap();
+        let (plain, _) = tapped.recv().await.unwrap();
+        assert_eq!(&plain[12..], b"rekeyed");
     }
 
     /// An SRTP caller and a callee without SRTP (it ignores the opportunistic

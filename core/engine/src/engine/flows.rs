@@ -2159,9 +2159,16 @@ impl Engine {
                 m.attributes.push(vaxel_media::sdp::Attribute::flag(ours));
             }
         }
-        let answer = sd.to_string();
+        let mut answer = sd.to_string();
         if remote.is_some() {
             call.relay.set_remote(Side::A, remote);
+        }
+        if !req.body.is_empty() && call.relay.heard(Side::A, &req.body).is_some() {
+            // The re-offer may change the caller's SRTP key, tag or suite (RFC 4568
+            // §7.1.4): the answer echoes them with the engine's key for the caller.
+            if let Some(a) = call.relay.answer_for(Side::A, answer.as_bytes()) {
+                answer = a;
+            }
         }
         let transport = match self.legs.get_mut(&a_id) {
             Some(a) => {
