@@ -32,7 +32,8 @@ fn prompts_dir() -> PathBuf {
 }
 
 /// The office: 7000 plays the welcome prompt, then a menu whose `1` rings the
-/// sales group (4002); 7002 takes a voicemail message for the shared box.
+/// sales group (4002); 7003 rings the group straight away (the engine does not
+/// answer first); 7002 takes a voicemail message for the shared box.
 fn srtp_office() -> String {
     office(
         r#"
@@ -76,6 +77,17 @@ prompt = "menu"
 choices = { "1" = "sales" }
 timeout_secs = 10
 repeats = 2
+[routing.flows.versions.steps.sales]
+type = "hunt_group"
+group = "sales"
+
+[[routing.flows]]
+name = "sales-direct"
+numbers = ["7003"]
+active = 1
+[[routing.flows.versions]]
+version = 1
+start = "sales"
 [routing.flows.versions.steps.sales]
 type = "hunt_group"
 group = "sales"
@@ -402,7 +414,7 @@ fn an_srtp_caller_uses_the_menu_and_talks_with_a_plain_group_member() {
     if !peers_present("SRTP caller to the menu") {
         return;
     }
-    menu_call("srtp-menu", true, false);
+    menu_call("srtp-menu", "7000", true, false);
 }
 
 /// The other way round: a caller without SRTP keys the menu and reaches a group
@@ -415,13 +427,26 @@ fn a_plain_caller_reaches_a_group_member_who_requires_srtp() {
     if !peers_present("plain caller to an SRTP member") {
         return;
     }
-    menu_call("srtp-member", false, true);
+    menu_call("srtp-member", "7000", false, true);
 }
 
-/// Alice (4001) calls 7000, hears the welcome prompt, keys 1 and talks with Bob
-/// (4002, the sales group); each phone uses SRTP (`srtp-mand` over TLS) or plain RTP
-/// (UDP) as asked.
-fn menu_call(name: &str, alice_srtp: bool, bob_srtp: bool) {
+/// A number that rings the group without the engine answering first: the flow's
+/// call terminates SRTP per leg like a routed call (before, the caller's key went
+/// end to end, and a plain member could not have decrypted it).
+#[test]
+fn an_srtp_caller_rings_a_group_straight_away_and_talks_with_a_plain_member() {
+    let _serial = one_at_a_time();
+    if !peers_present("SRTP caller to a group") {
+        return;
+    }
+    menu_call("srtp-group", "7003", true, false);
+}
+
+/// Alice (4001) calls `number` — 7000: hears the welcome prompt and keys 1; 7003:
+/// straight to the group — and talks with Bob (4002, the sales group); each phone
+/// uses SRTP (`srtp-mand` over TLS) or plain RTP (UDP) as asked.
+fn menu_call(name: &str, number: &str, alice_srtp: bool, bob_srtp: bool) {
+    let menu = number == "7000";
     let dir = temp_dir(name);
     let (engine, tls) = engine_with_tls(&dir);
     let udp = format!("sip:{}", engine.sip);
@@ -447,14 +472,16 @@ fn menu_call(name: &str, alice_srtp: bool, bob_srtp: bool) {
     wait_until("both phones registered", 15, || {
         db.bindings(0).map(|b| b.len() == 2).unwrap_or(false)
     });
-    alice.command("dial", "7000");
-    wait_until("the engine answered the caller", 15, || {
-        last_call(&db).is_some_and(|c| c.callee == "7000")
-            && alice.log().contains("Call established")
-    });
-    // The welcome prompt (about 2.6 s), then the menu: key 1 while it plays.
-    std::thread::sleep(Duration::from_millis(3500));
-    alice.command("sndcode", "1");
+    alice.command("dial", number);
+    if menu {
+        wait_until("the engine answered the caller", 15, || {
+            last_call(&db).is_some_and(|c| c.callee == "7000")
+                && alice.log().contains("Call established")
+        });
+        // The welcome prompt (about 2.6 s), then the menu: key 1 while it plays.
+        std::thread::sleep(Duration::from_millis(3500));
+        alice.command("sndcode", "1");
+    }
     wait_until("Bob answered", 15, || {
         last_call(&db).is_some_and(|c| c.answered_by.as_deref() == Some("4002"))
     });
@@ -469,21 +496,23 @@ fn menu_call(name: &str, alice_srtp: bool, bob_srtp: bool) {
     assert_eq!(alice.used_srtp(), alice_srtp, "{}", alice.log());
     assert_eq!(bob.used_srtp(), bob_srtp, "{}", bob.log());
     let heard = alice.heard();
-    let (w, m) = (
-        match_score(&heard, &prompt_samples("welcome")),
-        match_score(&heard, &prompt_samples("closed")),
-    );
-    assert!(w > 0.8 && w > m + 0.2, "welcome {w:.2}, closed {m:.2}");
-    let call = last_call(&db).unwrap();
-    let choices = db.ivr_choices(call.id).unwrap();
-    assert_eq!(
-        choices
-            .iter()
-            .map(|c| (c.digit.as_str(), c.valid))
-            .collect::<Vec<_>>(),
-        [("1", true)],
-        "the RFC 4733 key reached the menu"
-    );
+    if menu {
+        let (w, m) = (
+            match_score(&heard, &prompt_samples("welcome")),
+            match_score(&heard, &prompt_samples("closed")),
+        );
+        assert!(w > 0.8 && w > m + 0.2, "welcome {w:.2}, closed {m:.2}");
+        let call = last_call(&db).unwrap();
+        let choices = db.ivr_choices(call.id).unwrap();
+        assert_eq!(
+            choices
+                .iter()
+                .map(|c| (c.digit.as_str(), c.valid))
+                .collect::<Vec<_>>(),
+            [("1", true)],
+            "the RFC 4733 key reached the menu"
+        );
+    }
     // Both ways once connected: Alice hears Bob's 1000 Hz, Bob hears Alice's 440 Hz.
     let talk = &heard[talk_from.min(heard.len())..];
     assert!(
