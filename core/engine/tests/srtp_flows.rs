@@ -533,6 +533,8 @@ fn menu_call(name: &str, number: &str, alice_srtp: bool, bob_srtp: bool) {
 
 /// An SRTP caller leaves a voicemail message: it hears the greeting and the beep
 /// (encrypted by the engine) and the stored message holds its tone (decrypted).
+/// Then a member of the box, also with SRTP, calls the voicemail number, keys the
+/// PIN by RFC 4733 and hears the message.
 #[test]
 fn an_srtp_caller_leaves_a_voicemail_message() {
     let _serial = one_at_a_time();
@@ -584,6 +586,44 @@ fn an_srtp_caller_leaves_a_voicemail_message() {
         "the message holds the caller's tone: {} of {} 100 ms",
         tone_stretches(&msg, 440.0),
         msg.len() / 800
+    );
+
+    // Retrieval: 4001 (a member of the box) from another SRTP phone sending 600 Hz.
+    drop(alice);
+    let again = Baresip::start(
+        &dir.join("alice-again"),
+        "4001",
+        "alice-pw",
+        &tls,
+        Some("srtp-mand"),
+        600.0,
+    );
+    wait_until("the second phone registered", 15, || {
+        db.bindings(0).map(|b| b.len() == 2).unwrap_or(false)
+    });
+    again.command("dial", "8000");
+    wait_until("the engine answered", 15, || {
+        again.log().contains("SRTP is Enabled") && again.log().contains("Call established")
+    });
+    // "Enter your PIN" (about 3.5 s), then 1234# key by key.
+    std::thread::sleep(Duration::from_millis(3800));
+    for key in ["1", "2", "3", "4", "#"] {
+        again.command("sndcode", key);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    wait_until("the message marked heard", 10, || {
+        db.messages("office")
+            .is_ok_and(|m| m.len() == 1 && m[0].heard)
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    again.command("hangup", "");
+    std::thread::sleep(Duration::from_millis(800));
+    let heard = again.heard();
+    assert!(
+        tone_stretches(&heard, 440.0) >= 15,
+        "the member heard the message: {} of {} 100 ms",
+        tone_stretches(&heard, 440.0),
+        heard.len() / 800
     );
 }
 
