@@ -660,8 +660,9 @@ pub async fn start(config: EngineConfig) -> Result<EngineHandle, StartError> {
     };
     engine.reload()?;
     let restored: usize = engine.bindings.values().map(Vec::len).sum();
+    let publications = engine.presence_restore();
     info!(
-        "SIP on {sip_addr} (udp, tcp), realm {}, {} users, {restored} bindings restored",
+        "SIP on {sip_addr} (udp, tcp), realm {}, {} users, {restored} bindings and {publications} presence publications restored",
         engine.realm,
         engine.users.len()
     );

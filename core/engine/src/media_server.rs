@@ -6,7 +6,10 @@
 //! Prompts, recordings and the DTMF detector work at 8 kHz. On the wire the caller
 //! gets G.711 (µ-law or A-law, RFC 3551 §4.5.14) or Opus (RFC 7587, 48 kHz, resampled
 //! from and to 8 kHz), in 20 ms packets; the codec can change when a late offer's
-//! answer arrives in the ACK ([`MediaCmd::Format`]).
+//! answer arrives in the ACK ([`MediaCmd::Format`]). A caller using SRTP (SDES,
+//! RFC 4568) is keyed by the relay, which decrypts what it sends before it reaches
+//! the session and encrypts what the session plays ([`crate::relay::ToCaller`]), so
+//! the session itself only sees plain RTP.
 //! Digits come from RFC 4733 `telephone-event` packets and, for callers who send
 //! tones in the audio, from an in-band Goertzel detector (ITU-T Q.24 checks, in
 //! `vaxel-media`); SIP INFO digits are parsed by the engine ([`parse_info_dtmf`]).
@@ -18,7 +21,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use vaxel_media::CodecKind;
 use vaxel_media::codec::AudioCodec;
@@ -26,7 +28,7 @@ use vaxel_media::dtmf::{DtmfDetector, DtmfNotice, DtmfReceiver};
 use vaxel_media::resample::Resampler;
 use vaxel_media::wav::{Prompt, PromptPlayer, WavRecorder};
 
-use crate::relay::Tapped;
+use crate::relay::{Tapped, ToCaller};
 
 /// Samples per second of everything the media server plays and records.
 pub const RATE: u32 = 8000;
@@ -115,18 +117,20 @@ pub struct MediaSession {
 }
 
 impl MediaSession {
-    /// Starts serving the caller: packets arrive on `tap`, go out of `socket` to the
-    /// address they come from (or `remote` from the SDP until the first packet).
+    /// Starts serving the caller: packets arrive on `tap` (decrypted by the relay
+    /// when the caller uses SRTP), go out through `out` (encrypted there when it
+    /// does) to the address they come from (or `remote` from the SDP until the
+    /// first packet).
     pub fn start(
         call: u64,
         tap: mpsc::UnboundedReceiver<Tapped>,
-        socket: Arc<UdpSocket>,
+        out: ToCaller,
         remote: Option<SocketAddr>,
         format: MediaFormat,
         notes: mpsc::UnboundedSender<(u64, MediaNote)>,
     ) -> MediaSession {
         let (cmd, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(call, tap, socket, remote, format, rx, notes));
+        tokio::spawn(run(call, tap, out, remote, format, rx, notes));
         MediaSession { cmd }
     }
 
@@ -308,7 +312,7 @@ struct Recording {
 async fn run(
     call: u64,
     mut tap: mpsc::UnboundedReceiver<Tapped>,
-    socket: Arc<UdpSocket>,
+    out: ToCaller,
     mut remote: Option<SocketAddr>,
     mut format: MediaFormat,
     mut cmds: mpsc::UnboundedReceiver<MediaCmd>,
@@ -485,7 +489,7 @@ async fn run(
                 let Some(c) = coder.as_mut() else { continue };
                 let Some(payload) = c.encode(&frame) else { continue };
                 if let Some(to) = remote.filter(|_| sending) {
-                    let _ = socket.send_to(&rtp.packet(format.pt, &payload, c.step), to).await;
+                    out.send(rtp.packet(format.pt, &payload, c.step), to);
                 }
             }
         }

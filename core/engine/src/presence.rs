@@ -4,7 +4,10 @@
 //! - [`Compositor`]: the event state compositor of RFC 3903 — every user's published
 //!   presence documents (one per device, each with its entity-tag and expiry), plus
 //!   the presence set through the control API. The newest one says what the user
-//!   is doing.
+//!   is doing. It reports which users' publications changed
+//!   ([`Compositor::take_changed`]) so the engine can keep them in its database and
+//!   restore them after a restart ([`Compositor::restore`]): a device's refresh
+//!   with `SIP-If-Match` still finds its entity-tag, and watchers still see it.
 //! - [`compose`]: what watchers see, from the published state, the registration
 //!   (no device → closed), the engine's own call state (in a call → `on-the-phone`,
 //!   RFC 4480 §3.2) and an active `*24*` presence profile.
@@ -59,6 +62,22 @@ impl Published {
             until: rpid.until,
         })
     }
+}
+
+/// One publication as the engine stores it (RFC 3903 §6: the entity-tag, the state
+/// and when it lapses), to survive a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPublication {
+    /// The publishing user's extension.
+    pub user: String,
+    /// The entity-tag (`SIP-ETag`), or the control API's own.
+    pub etag: String,
+    /// What it says.
+    pub state: Published,
+    /// Unix seconds; `None` until changed (the control API's without an end).
+    pub expires_at: Option<i64>,
+    /// Order of publishing: the newest wins.
+    pub seq: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -124,6 +143,8 @@ const API_ETAG: &str = "api";
 pub struct Compositor {
     pubs: HashMap<String, Vec<Publication>>,
     seq: u64,
+    /// Users whose publications changed since [`Compositor::take_changed`].
+    changed: std::collections::BTreeSet<String>,
 }
 
 impl Compositor {
@@ -155,7 +176,28 @@ impl Compositor {
         self.seq += 1;
         let seq = self.seq;
         let list = self.pubs.entry(user.to_owned()).or_default();
+        let before = list.len();
         list.retain(|p| p.expires_at.is_none_or(|t| t > now));
+        if list.len() != before {
+            self.changed.insert(user.to_owned());
+        }
+        let result = Self::apply(list, now, req, state, expires, new_etag, seq);
+        if result.is_ok() {
+            self.changed.insert(user.to_owned());
+        }
+        result
+    }
+
+    /// [`Compositor::publish`] on one user's live publications.
+    fn apply(
+        list: &mut Vec<Publication>,
+        now: i64,
+        req: &PublishRequest<'_>,
+        state: Option<Published>,
+        expires: u32,
+        new_etag: String,
+        seq: u64,
+    ) -> Result<Published2xx, PublishError> {
         let Some(tag) = req.if_match else {
             let state = state.ok_or(PublishError::BadBody("an initial PUBLISH needs a body"))?;
             if expires == 0 {
@@ -204,6 +246,7 @@ impl Compositor {
     /// PUBLISH); it lasts until `expires_at` (Unix seconds) or until changed.
     pub fn set_api(&mut self, user: &str, state: Published, expires_at: Option<i64>) {
         self.seq += 1;
+        self.changed.insert(user.to_owned());
         let list = self.pubs.entry(user.to_owned()).or_default();
         list.retain(|p| p.etag != API_ETAG);
         list.push(Publication {
@@ -226,7 +269,52 @@ impl Compositor {
             }
         }
         self.pubs.retain(|_, l| !l.is_empty());
+        self.changed.extend(changed.iter().cloned());
         changed
+    }
+
+    /// The users whose publications changed since the last call (published,
+    /// refreshed, removed, lapsed, set through the API), for the engine to store
+    /// their [`Compositor::stored`] publications.
+    pub fn take_changed(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.changed).into_iter().collect()
+    }
+
+    /// A user's publications as the engine stores them (none: delete theirs).
+    pub fn stored(&self, user: &str) -> Vec<StoredPublication> {
+        self.pubs
+            .get(user)
+            .into_iter()
+            .flatten()
+            .map(|p| StoredPublication {
+                user: user.to_owned(),
+                etag: p.etag.clone(),
+                state: p.state.clone(),
+                expires_at: p.expires_at,
+                seq: p.seq,
+            })
+            .collect()
+    }
+
+    /// Takes back stored publications at start (RFC 3903 §6: state the ESC still
+    /// holds), dropping those lapsed by `now`; later publications are newer than all
+    /// of them.
+    pub fn restore(&mut self, now: i64, stored: Vec<StoredPublication>) {
+        for p in stored {
+            if p.expires_at.is_some_and(|t| t <= now) {
+                self.changed.insert(p.user.clone());
+                continue;
+            }
+            self.seq = self.seq.max(p.seq);
+            let list = self.pubs.entry(p.user).or_default();
+            list.retain(|q| q.etag != p.etag);
+            list.push(Publication {
+                etag: p.etag,
+                state: p.state,
+                expires_at: p.expires_at,
+                seq: p.seq,
+            });
+        }
     }
 
     /// The user's newest publication, if any.
@@ -245,6 +333,7 @@ impl Compositor {
 
     /// Forgets a user (removed from the office).
     pub fn remove_user(&mut self, user: &str) {
+        self.changed.insert(user.to_owned());
         self.pubs.remove(user);
     }
 }
@@ -538,6 +627,86 @@ mod tests {
             note: note.map(str::to_owned),
         };
         p.to_xml_with(&r)
+    }
+
+    /// What a restart keeps (RFC 3903 §6): stored publications come back with their
+    /// entity-tags (a refresh finds them), lapsed ones do not, the newest still wins,
+    /// and every change is reported for storing.
+    #[test]
+    fn publications_are_stored_and_restored() {
+        let mut c = Compositor::new();
+        fn pub_req(body: &str, expires: u32) -> PublishRequest<'_> {
+            PublishRequest {
+                expires: Some(expires),
+                body: Some(body.as_bytes()),
+                ..Default::default()
+            }
+        }
+        let (meeting, lunch) = (doc("meeting", Some("weekly")), doc("lunch", None));
+        let (meeting, lunch) = (meeting.as_str(), lunch.as_str());
+        c.publish(100, "4001", &pub_req(lunch, 3600), "phone".into())
+            .unwrap();
+        c.publish(101, "4001", &pub_req(meeting, 3600), "desk".into())
+            .unwrap();
+        c.publish(100, "4002", &pub_req(lunch, 60), "short".into())
+            .unwrap();
+        c.set_api("4003", Published::default(), None);
+        assert_eq!(c.take_changed(), ["4001", "4002", "4003"]);
+        assert!(c.take_changed().is_empty());
+        let stored: Vec<StoredPublication> = ["4001", "4002", "4003"]
+            .iter()
+            .flat_map(|u| c.stored(u))
+            .collect();
+        assert_eq!(stored.len(), 4);
+
+        // After the restart (4002's lapsed at 160).
+        let mut r = Compositor::new();
+        r.restore(200, stored);
+        assert_eq!(
+            r.current("4001").unwrap().activity.as_deref(),
+            Some("meeting")
+        );
+        assert_eq!(r.count("4001"), 2);
+        assert_eq!(r.current("4002"), None);
+        assert_eq!(r.current("4003"), Some(&Published::default()));
+        // 4002's stale rows are to be deleted.
+        assert_eq!(r.take_changed(), ["4002"]);
+        // A refresh of a restored tag is accepted; a lapsed one is not.
+        let refresh = |tag| PublishRequest {
+            if_match: Some(tag),
+            expires: Some(3600),
+            body: None,
+        };
+        assert!(
+            r.publish(210, "4001", &refresh("phone"), "p2".into())
+                .is_ok()
+        );
+        assert_eq!(
+            r.publish(210, "4002", &refresh("short"), "x".into()),
+            Err(PublishError::UnknownEtag)
+        );
+        // A refresh keeps its place: the desk's meeting is still the newest word; a
+        // new publication after the restart is newer than all restored ones.
+        assert_eq!(
+            r.current("4001").unwrap().activity.as_deref(),
+            Some("meeting")
+        );
+        r.publish(220, "4001", &pub_req(lunch, 3600), "p3".into())
+            .unwrap();
+        assert_eq!(
+            r.current("4001").unwrap().activity.as_deref(),
+            Some("lunch")
+        );
+        assert_eq!(r.take_changed(), ["4001"]);
+        let after = r.stored("4001");
+        assert!(
+            after
+                .iter()
+                .any(|p| p.etag == "p2" && p.expires_at == Some(3810))
+        );
+        r.remove_user("4001");
+        assert_eq!(r.take_changed(), ["4001"]);
+        assert!(r.stored("4001").is_empty());
     }
 
     #[test]

@@ -13,8 +13,13 @@
 //! key and re-encrypted with the other party's engine key (or passed plain to a party
 //! without SRTP). A party the engine offers to first (the callee) is offered
 //! opportunistic SRTP (RTP/AVP with `a=crypto`, RFC 8643), which a phone without
-//! SRTP ignores. Without [`Relay::terminate`] (the flows, which answer callers
-//! themselves) packets are relayed as they are, so `a=crypto` passes end to end.
+//! SRTP ignores. The flows terminate SRTP the same way: when the engine answers the
+//! caller itself (the media server, [`Relay::answer_for`]) the caller gets the
+//! engine's key, its packets reach the media server decrypted and what the media
+//! server plays is encrypted on the way out ([`ToCaller`]); a person the call is
+//! then connected to gets SRTP or plain RTP as their phone says. Without
+//! [`Relay::terminate`] packets are relayed as they are, so `a=crypto` passes end
+//! to end.
 //!
 //! When a transfer replaces the party on one side, the new party gets a *fresh*
 //! socket ([`Relay::prepare`]) that takes over that side when it answers
@@ -178,6 +183,23 @@ enum Control {
     /// Transcoders A→B and B→A when the parties share no codec (`None`: relay
     /// packets as they are).
     Transcode(Option<Box<(Transcoder, Transcoder)>>),
+    /// A plain RTP packet from the media server for A's party, to this address
+    /// (encrypted on the way if that party uses SRTP).
+    ToA(Vec<u8>, SocketAddr),
+}
+
+/// Where the media server sends what it plays to the caller (side A): out of leg
+/// A's socket, through the relay task, so a caller using SRTP gets it encrypted
+/// with the engine's key (RFC 3711 §3.3) in the same context as the rest of the
+/// call's packets to it.
+#[derive(Debug, Clone)]
+pub struct ToCaller(mpsc::UnboundedSender<Control>);
+
+impl ToCaller {
+    /// Sends one plain RTP packet to `to` (dropped once the relay has stopped).
+    pub fn send(&self, packet: Vec<u8>, to: SocketAddr) {
+        let _ = self.0.send(Control::ToA(packet, to));
+    }
 }
 
 /// A packet that arrived on leg A's socket while the relay is tapped: its bytes and
@@ -195,7 +217,6 @@ pub struct Relay {
     pending: [Option<SocketAddr>; 2],
     control: mpsc::UnboundedSender<Control>,
     stats: Arc<RelayStats>,
-    a_socket: Arc<UdpSocket>,
     /// What each side's party said in SDP and what the engine told it.
     sdp: Mutex<SdpState>,
 }
@@ -372,7 +393,6 @@ impl Relay {
         let (a, a_port) = pool.socket().await?;
         let (b, b_port) = pool.socket().await?;
         let (a, b) = (Arc::new(a), Arc::new(b));
-        let a_socket = a.clone();
         let (control, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(RelayStats::default());
         tokio::spawn(run(
@@ -401,7 +421,6 @@ impl Relay {
             pending: [None, None],
             control,
             stats,
-            a_socket,
             sdp: Mutex::new(SdpState::default()),
         })
     }
@@ -410,6 +429,32 @@ impl Relay {
     /// this for the calls it routes between two parties, before the first SDP.
     pub fn terminate(&self) {
         self.state().terminate = true;
+    }
+
+    /// The engine answers the party on `side` itself (the media server): `answer`
+    /// is the engine's answer to the party's offer, which [`Relay::heard`] saw. The
+    /// party's audio format becomes the answer's (what a person the call is later
+    /// connected to must be transcoded to, if anything), and when the party uses
+    /// SRTP the answer gets the engine's own key for it, echoing the tag and suite
+    /// of the party's first usable `a=crypto` line (RFC 4568 §7.1.1) and its
+    /// transport profile. Returns the answer to send, `None` for one that is not SDP.
+    pub fn answer_for(&self, side: Side, answer: &[u8]) -> Option<String> {
+        let mut sd = vaxel_media::sdp::parse(answer).ok()?;
+        let mut st = self.state();
+        let p = &mut st.sides[side as usize];
+        if let Some(m) = sd.media.iter().find(|m| m.kind == "audio" && m.port != 0) {
+            p.format = Some(Format::of(m));
+        }
+        p.shape(&mut sd);
+        if let Some(s) = p.update() {
+            let _ = self.control.send(Control::Srtp(side, s));
+        }
+        let out = sd.to_string();
+        p.last = Some(out.clone());
+        if let Some(t) = st.update_transcoding() {
+            let _ = self.control.send(Control::Transcode(t));
+        }
+        Some(out)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, SdpState> {
@@ -508,7 +553,7 @@ impl Relay {
 
     /// Media-server mode (the engine itself answers the caller): while `tap` is
     /// `Some`, packets from leg A go to it instead of to B, and B's packets are
-    /// dropped; the media server sends to A through [`Relay::a_socket`]. `None`
+    /// dropped; the media server sends to A through [`Relay::to_caller`]. `None`
     /// bridges A and B again.
     pub fn tap(&self, tap: Option<mpsc::UnboundedSender<Tapped>>) {
         let _ = self.control.send(Control::Tap(tap));
@@ -530,10 +575,9 @@ impl Relay {
         let _ = self.control.send(Control::Consult(Some(with)));
     }
 
-    /// Leg A's socket, for the media server to send from (the caller keeps one
-    /// media address for the whole call).
-    pub fn a_socket(&self) -> Arc<UdpSocket> {
-        self.a_socket.clone()
+    /// Where the media server sends to the caller (see [`ToCaller`]).
+    pub fn to_caller(&self) -> ToCaller {
+        ToCaller(self.control.clone())
     }
 
     /// The engine's media address that `side` sends to.
@@ -686,6 +730,11 @@ async fn run(
                     if side == Side::A { a.srtp = s } else { b.srtp = s }
                 }
                 Some(Control::Transcode(t)) => xcode = t,
+                Some(Control::ToA(packet, to)) => {
+                    if let Some(wire) = protect(&mut a, &packet) {
+                        let _ = a.socket.send_to(wire.as_deref().unwrap_or(&packet), to).await;
+                    }
+                }
                 None => break,
             },
             r = a.socket.recv_from(&mut buf_a) => {
@@ -1137,6 +1186,77 @@ mod tests {
             let (n, _) = pa.recv_from(&mut buf).await.unwrap();
             assert_eq!(&a.unprotect_rtp(&buf[..n]).unwrap()[12..], b"hello a");
         }
+    }
+
+    /// The engine answers the caller itself (the media server): the answer carries
+    /// the engine's key for the caller (echoing its tag, suite and profile, not the
+    /// key the answer was built with); the caller's packets reach the media server
+    /// decrypted, forged ones not at all, and what the media server plays leaves
+    /// encrypted.
+    #[tokio::test]
+    async fn the_media_server_talks_srtp_through_the_relay() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let relay = Relay::start(&SocketPool::new(lo)).await.unwrap();
+        relay.terminate();
+        let pa = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let forger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut rng = rand::rng();
+        let ka = CryptoAttribute {
+            tag: 2,
+            suite: SrtpSuite::AesCm128HmacSha1_32,
+            key: SrtpMasterKey::generate(&mut rng),
+        };
+        let offer = sdp(pa.local_addr().unwrap().port(), "RTP/SAVP", Some(&ka));
+        relay.heard(Side::A, offer.as_bytes()).unwrap();
+        let built_with = CryptoAttribute {
+            key: SrtpMasterKey::generate(&mut rng),
+            ..ka.clone()
+        };
+        let ours = sdp(relay.local(Side::A).port(), "RTP/SAVP", Some(&built_with));
+        let answer = relay.answer_for(Side::A, ours.as_bytes()).unwrap();
+        assert!(answer.contains(" RTP/SAVP "), "{answer}");
+        assert_eq!(answer.matches("a=crypto:").count(), 1, "{answer}");
+        let ea = crypto_of(&answer);
+        assert_eq!((ea.tag, ea.suite), (2, SrtpSuite::AesCm128HmacSha1_32));
+        assert!(ea.key != ka.key && ea.key != built_with.key);
+        let (tx, mut tapped) = mpsc::unbounded_channel();
+        relay.tap(Some(tx));
+        let mut a = SrtpSession::new(ka.suite, &ka.key, &ea.key).unwrap();
+        tokio::task::yield_now().await;
+        forger
+            .send_to(&rtp(9, b"forged"), relay.local(Side::A))
+            .await
+            .unwrap();
+        let wire = a.protect_rtp(&rtp(1, b"caller")).unwrap();
+        pa.send_to(&wire, relay.local(Side::A)).await.unwrap();
+        let (plain, from) = tapped.recv().await.unwrap();
+        assert_eq!(
+            (&plain[12..], from),
+            (&b"caller"[..], pa.local_addr().unwrap())
+        );
+        relay
+            .to_caller()
+            .send(rtp(7, b"prompt"), pa.local_addr().unwrap());
+        let mut buf = [0u8; 256];
+        let (n, _) = pa.recv_from(&mut buf).await.unwrap();
+        assert_ne!(&buf[12..n.min(18)], b"prompt", "encrypted on the wire");
+        assert_eq!(&a.unprotect_rtp(&buf[..n]).unwrap()[12..], b"prompt");
+        // A re-offer with a new key (RFC 4568 §7.1.4): the engine keeps its own key
+        // in the answer and decrypts with the new one.
+        let ka2 = CryptoAttribute {
+            key: SrtpMasterKey::generate(&mut rng),
+            ..ka.clone()
+        };
+        let reoffer = sdp(pa.local_addr().unwrap().port(), "RTP/SAVP", Some(&ka2));
+        relay.heard(Side::A, reoffer.as_bytes()).unwrap();
+        let answer2 = relay.answer_for(Side::A, answer.as_bytes()).unwrap();
+        assert_eq!(crypto_of(&answer2), ea);
+        let mut a2 = SrtpSession::new(ka2.suite, &ka2.key, &ea.key).unwrap();
+        tokio::task::yield_now().await;
+        let wire = a2.protect_rtp(&rtp(2, b"rekeyed")).unwrap();
+        pa.send_to(&wire, relay.local(Side::A)).await.unwrap();
+        let (plain, _) = tapped.recv().await.unwrap();
+        assert_eq!(&plain[12..], b"rekeyed");
     }
 
     /// An SRTP caller and a callee without SRTP (it ignores the opportunistic

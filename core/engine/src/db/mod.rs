@@ -1,5 +1,6 @@
 //! The engine's own SQLite database (WAL): office configuration, users with digest
-//! HA1s (never passwords), registrar bindings and call records.
+//! HA1s (never passwords), registrar bindings, call records and presence
+//! publications.
 //!
 //! Migrations run by `PRAGMA user_version`. Every change that touches more than one
 //! row runs in one transaction, so a bad change never half-applies and a `kill -9`
@@ -87,6 +88,19 @@ CREATE TABLE legs (
 "#,
     // Ending a call updates its legs: without this every call end scanned them all.
     "CREATE INDEX legs_call ON legs(call);",
+    // Presence publications (RFC 3903 §6) kept across restarts: a device's refresh
+    // with SIP-If-Match still finds its entity-tag. `state` is the JSON of
+    // `presence::Published`; `expires_at` NULL lasts until changed (the control API's).
+    r#"
+CREATE TABLE publications (
+    extension  TEXT NOT NULL REFERENCES users(extension) ON DELETE CASCADE,
+    etag       TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    expires_at INTEGER,
+    seq        INTEGER NOT NULL,
+    PRIMARY KEY (extension, etag)
+);
+"#,
 ];
 
 /// A database error: ours (a bug or a broken disk), never the network's.
@@ -627,6 +641,74 @@ impl Db {
             })
         })?
         .collect()
+    }
+
+    /// Replaces `user`'s stored presence publications with `pubs` (none: deletes
+    /// theirs), behind the writer queue like the bindings.
+    pub fn store_publications(
+        &mut self,
+        user: &str,
+        pubs: Vec<crate::presence::StoredPublication>,
+    ) -> Result<(), DbError> {
+        let user = user.to_owned();
+        self.queue(
+            Box::new(move |c| {
+                c.prepare_cached("DELETE FROM publications WHERE extension = ?1")?
+                    .execute([&user])?;
+                for p in &pubs {
+                    c.prepare_cached(
+                        "INSERT OR IGNORE INTO publications (extension, etag, state, expires_at, seq)
+                         SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM users WHERE extension = ?1)",
+                    )?
+                    .execute(params![
+                        p.user,
+                        p.etag,
+                        serde_json::to_string(&p.state).unwrap_or_default(),
+                        p.expires_at,
+                        p.seq as i64
+                    ])?;
+                }
+                Ok(())
+            }),
+            None,
+        )
+    }
+
+    /// The stored presence publications still in force at `now` (Unix seconds); a
+    /// row whose state cannot be read is skipped.
+    pub fn publications(
+        &self,
+        now: i64,
+    ) -> Result<Vec<crate::presence::StoredPublication>, DbError> {
+        self.sync();
+        let mut st = self.conn.prepare(
+            "SELECT extension, etag, state, expires_at, seq FROM publications
+             WHERE expires_at IS NULL OR expires_at > ?1 ORDER BY seq",
+        )?;
+        let rows = st.query_map([now], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (user, etag, state, expires_at, seq) = row?;
+            match serde_json::from_str(&state) {
+                Ok(state) => out.push(crate::presence::StoredPublication {
+                    user,
+                    etag,
+                    state,
+                    expires_at,
+                    seq: seq.max(0) as u64,
+                }),
+                Err(e) => tracing::warn!("a stored presence publication is unreadable: {e}"),
+            }
+        }
+        Ok(out)
     }
 
     /// Starts a call record; its id.

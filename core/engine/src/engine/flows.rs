@@ -305,6 +305,23 @@ fn media_policy() -> vaxel_media::sdp::MediaPolicy {
     }
 }
 
+/// Whether an offer is RTP/SAVP without an `a=crypto` line the engine can use
+/// (RFC 4568 §6.1): such an offer gets 488.
+fn srtp_without_key(body: &[u8]) -> bool {
+    let Ok(sd) = vaxel_media::sdp::parse(body) else {
+        return false;
+    };
+    sd.media
+        .iter()
+        .find(|m| m.kind == "audio" && m.port != 0)
+        .is_some_and(|m| {
+            m.protocol.eq_ignore_ascii_case("RTP/SAVP")
+                && !m
+                    .attribute_values("crypto")
+                    .any(|v| vaxel_media::srtp::CryptoAttribute::parse(v).is_ok())
+        })
+}
+
 /// The media server's format for a negotiated stream.
 fn format_of(neg: &vaxel_media::sdp::NegotiatedAudio) -> MediaFormat {
     MediaFormat {
@@ -480,8 +497,19 @@ impl Engine {
                 return None;
             }
         };
-        match rewrite_sdp(&req.body, relay.local(Side::B)) {
-            Some((_, remote)) => relay.set_remote(Side::A, remote),
+        // SRTP is terminated per leg, as on routed calls (see `relay`): the caller's
+        // keys and address go to the relay.
+        relay.terminate();
+        match relay.heard(Side::A, &req.body) {
+            Some(_) if srtp_without_key(&req.body) => {
+                // RFC 4568 §7.1.2 / RFC 3264 §6: RTP/SAVP with no usable `a=crypto`
+                // line (absent, garbled or an unknown suite) cannot be answered.
+                debug!("flow call: RTP/SAVP offer without a usable a=crypto line");
+                self.reply(tx, req, 488).await;
+                let _ = self.db.get().end_call(record, "failed", now);
+                return None;
+            }
+            Some(_) => {}
             // A late offer: the caller's address comes with its answer in the ACK.
             None if req.body.is_empty() => {}
             None => {
@@ -614,8 +642,19 @@ impl Engine {
         let Some(a_tx) = a.invite_tx else {
             return false;
         };
-        let mut oa = vaxel_media::sdp::OfferAnswer::new(media_policy(), local, &mut rand::rng());
         let late = a.invite.body.is_empty();
+        // A caller's offer may use SRTP (SDES): accepted, and the relay puts the
+        // engine's own key in the answer (see `Relay::answer_for`). Our own offer
+        // (late offer) stays plain RTP.
+        let policy = if late {
+            media_policy()
+        } else {
+            vaxel_media::sdp::MediaPolicy {
+                srtp: vaxel_media::sdp::SrtpPolicy::Optional,
+                ..media_policy()
+            }
+        };
+        let mut oa = vaxel_media::sdp::OfferAnswer::new(policy, local, &mut rand::rng());
         let (sdp, format, remote) = if late {
             let offer = oa.create_offer();
             // Until the ACK says otherwise: our first choice.
@@ -637,7 +676,14 @@ impl Engine {
                     return false;
                 }
             };
-            (answer.to_string(), format_of(&neg), neg.remote_rtp)
+            let Some(answer) = call
+                .relay
+                .answer_for(Side::A, answer.to_string().as_bytes())
+            else {
+                self.fail_call(call_id, 488).await;
+                return false;
+            };
+            (answer, format_of(&neg), neg.remote_rtp)
         };
         let mut ok = Response::from_request(&a.invite, StatusCode::OK);
         let _ = ok.set_to_tag(&a.local_tag);
@@ -655,7 +701,7 @@ impl Engine {
         let session = MediaSession::start(
             call_id,
             tap_rx,
-            call.relay.a_socket(),
+            call.relay.to_caller(),
             remote,
             format,
             self.flows.notes_tx.clone(),
@@ -721,7 +767,8 @@ impl Engine {
                 .create_offer()
                 .to_string();
         f.answer = Some(ours);
-        call.relay.set_remote(Side::A, neg.remote_rtp);
+        // The caller's format and address (its answer, plain RTP: our offer was).
+        let _ = call.relay.heard(Side::A, &ack.body);
         if let Some(a) = self.legs.get_mut(&call.a) {
             a.sdp = Some(ack.body.clone());
         }
@@ -905,15 +952,15 @@ impl Engine {
             return 0;
         };
         let record = call.record;
-        let b_local = call.relay.local(Side::B);
+        // Members are offered SRTP with the engine's own key for them (or plain RTP,
+        // as their phone answers), never the caller's key: see `relay`.
         let offer = match answer {
             // The caller was answered by us: members get the format we agreed on.
-            Some(a) => rewrite_sdp(a.as_bytes(), b_local).map(|x| x.0),
+            Some(a) => call.relay.sdp_for(Side::B, a.as_bytes()),
             None => self
                 .legs
                 .get(&call.a)
-                .and_then(|a| rewrite_sdp(&a.invite.body, b_local))
-                .map(|x| x.0),
+                .and_then(|a| call.relay.sdp_for(Side::B, &a.invite.body)),
         };
         let Some(offer) = offer else { return 0 };
         let caller_name = self
@@ -2112,9 +2159,16 @@ impl Engine {
                 m.attributes.push(vaxel_media::sdp::Attribute::flag(ours));
             }
         }
-        let answer = sd.to_string();
+        let mut answer = sd.to_string();
         if remote.is_some() {
             call.relay.set_remote(Side::A, remote);
+        }
+        if !req.body.is_empty() && call.relay.heard(Side::A, &req.body).is_some() {
+            // The re-offer may change the caller's SRTP key, tag or suite (RFC 4568
+            // §7.1.4): the answer echoes them with the engine's key for the caller.
+            if let Some(a) = call.relay.answer_for(Side::A, answer.as_bytes()) {
+                answer = a;
+            }
         }
         let transport = match self.legs.get_mut(&a_id) {
             Some(a) => {

@@ -8,14 +8,18 @@
 //! engine's own legs (ringing, answered) and an active `*24*` profile (read from
 //! the call flows through `presence_profile`). The engine task calls
 //! [`Engine::presence_sync`] after every input; it does nothing while nobody watches
-//! (no subscription and no control API listener) but lapse publications.
+//! (no subscription and no control API listener) but lapse publications and store
+//! the ones that changed. Publications (a device's, with its entity-tag and expiry,
+//! and the control API's) are kept in the database and restored at start
+//! ([`Engine::presence_restore`]), so a refresh PUBLISH after a restart still finds
+//! its entity-tag and watchers still see what was published.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rand::SeedableRng;
-use tracing::debug;
+use tracing::{debug, warn};
 use vaxel_sip::auth::ChallengeKind;
 use vaxel_sip::msg::{HeaderName, Method, Request, Response, StatusCode, Uri};
 use vaxel_sip::transaction::TxKey;
@@ -196,6 +200,8 @@ impl Engine {
             .publish(unix_now(), user, &publish, token());
         match result {
             Ok(ok) => {
+                // Queued for the disk before the 200 goes out.
+                self.presence_persist();
                 let mut r = Response::from_request(req, StatusCode::OK);
                 let _ = r.set_to_tag(&self.tag_for(req));
                 if !ok.etag.is_empty() {
@@ -468,9 +474,13 @@ impl Engine {
     pub(super) async fn presence_sync(&mut self) {
         let now = Instant::now();
         let mut touched: Vec<u64> = Vec::new();
-        if now >= self.presence.next_tick {
+        let tick = now >= self.presence.next_tick;
+        if tick {
             self.presence.next_tick = now + TICK;
             self.presence.compositor.expire(unix_now());
+        }
+        self.presence_persist();
+        if tick {
             for (id, sub) in self.presence.subs.iter_mut() {
                 sub.n().handle_timeout(now);
                 let devices = self.bindings.get(&sub.watcher).map_or(0, Vec::len);
@@ -534,6 +544,33 @@ impl Engine {
         touched.dedup();
         for id in touched {
             self.presence_drain(id).await;
+        }
+    }
+
+    /// At start: takes back the publications stored before the restart (lapsed ones
+    /// are dropped, RFC 3903 §6); how many.
+    pub(super) fn presence_restore(&mut self) -> usize {
+        let now = unix_now();
+        let stored = match self.db.get().publications(now) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!("presence publications not restored: {e}");
+                return 0;
+            }
+        };
+        let n = stored.len();
+        self.presence.compositor.restore(now, stored);
+        n
+    }
+
+    /// Stores the publications of the users whose publications changed (the
+    /// database's writer queue commits them within a batch).
+    fn presence_persist(&mut self) {
+        for user in self.presence.compositor.take_changed() {
+            let pubs = self.presence.compositor.stored(&user);
+            if let Err(e) = self.db.get().store_publications(&user, pubs) {
+                warn!("presence publications not stored: {e}");
+            }
         }
     }
 

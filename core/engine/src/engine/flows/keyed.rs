@@ -546,7 +546,7 @@ impl Engine {
         let session = MediaSession::start(
             call_id,
             tap_rx,
-            call.relay.a_socket(),
+            call.relay.to_caller(),
             remote,
             format,
             self.flows.notes_tx.clone(),
