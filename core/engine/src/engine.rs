@@ -541,6 +541,19 @@ fn uri_user(uri: &Uri) -> Option<String> {
     }
 }
 
+/// The number a caller asks to present (RFC 3325 §9.2 P-Preferred-Identity): the
+/// user part of the first identity's SIP URI, or its tel number.
+fn preferred_number(req: &Request) -> Option<String> {
+    let value = req.headers.get(&HeaderName::PPreferredIdentity)?;
+    let first = value.split(',').next()?.trim();
+    let identity = vaxel_sip::msg::NameAddr::parse(&bytestring::ByteString::from(first)).ok()?;
+    let number = match &identity.uri {
+        Uri::Tel(t) if t.global => format!("+{}", t.number),
+        other => uri_user(other)?,
+    };
+    Some(dialled(&number)).filter(|n| !n.is_empty())
+}
+
 /// Digits and a leading `+` of a dialled string (visual separators dropped).
 fn dialled(s: &str) -> String {
     s.chars()
@@ -1365,11 +1378,27 @@ impl Engine {
             let outward = matches!(targets, Targets::Trunk(..));
             // Inside the office the caller shows as the short number; outward as the
             // long number.
-            let shown = if outward {
+            // A user may present another number of the plan it is permitted,
+            // asked for with P-Preferred-Identity (RFC 3325 §9.2); a number it is not
+            // permitted is ignored.
+            let own = || {
                 user.number.clone().unwrap_or_else(|| match &targets {
                     Targets::Trunk(t, _) => t.caller_id.clone(),
                     Targets::User(_) => String::new(),
                 })
+            };
+            let shown = if outward {
+                match preferred_number(&req) {
+                    Some(n) if user.present_numbers.iter().any(|p| dialled(p) == n) => n,
+                    Some(_) => {
+                        debug!(
+                            "{}: presenting another number is not permitted",
+                            user.extension
+                        );
+                        own()
+                    }
+                    None => own(),
+                }
             } else {
                 user.extension.clone()
             };

@@ -1,6 +1,8 @@
 //! Trunks with a SIPp "provider" on 127.0.0.3: an inbound number reaches its user
 //! without a challenge; outbound calls go out by prefix with the user's long number;
-//! users without permission are refused; emergency numbers are always allowed.
+//! users without permission are refused; emergency numbers are always allowed; a
+//! user permitted to present another number of the plan does so with
+//! P-Preferred-Identity.
 
 mod common;
 
@@ -176,6 +178,82 @@ fn inbound_and_outbound_through_a_sipp_provider() {
             ),
         ]
     );
+}
+
+/// R-302: a user permitted to present the main number asks for it with
+/// P-Preferred-Identity (RFC 3325 §9.2) and the provider sees it; a user without
+/// that permission asking the same shows its own long number.
+#[test]
+fn a_permitted_user_presents_the_main_number_outward() {
+    if !have("sipp") && skip_or_fail("trunk", "sipp (sip-tester)") {
+        return;
+    }
+    let dir = temp_dir("trunk-present");
+    let provider_port = free_port();
+    let extra = format!(
+        r#"
+[[users]]
+extension = "4005"
+number = "+4570104005"
+name = "Erik"
+password = "erik-pw"
+external_calls = true
+present_numbers = ["+4570100000"]
+{}"#,
+        trunk(provider_port)
+    );
+    let engine = EngineProc::start(&dir, Some(&office(&extra)), free_port());
+    let target = engine.sip.to_string();
+    let with_ppi = |user: &str, password: &str| {
+        call_scenario(engine.sip, user, password, "004512345678", false, 100).replace(
+            &format!("Contact: <sip:{user}@[local_ip]:[local_port]>\n"),
+            &format!(
+                "Contact: <sip:{user}@[local_ip]:[local_port]>\nP-Preferred-Identity: <sip:+4570100000@{DOMAIN}>\n"
+            ),
+        )
+    };
+    for (user, password, shown) in [
+        ("4005", "erik-pw", "\\+4570100000"),
+        ("4001", "alice-pw", "\\+4570104001"),
+    ] {
+        let scenario = with_ppi(user, password);
+        assert!(scenario.contains("P-Preferred-Identity"), "{scenario}");
+        let mut provider = sipp_bg(
+            &dir,
+            &format!("provider-{user}"),
+            &answerer_scenario(shown, 100),
+            &[
+                "-i",
+                "127.0.0.3",
+                "-p",
+                &provider_port.to_string(),
+                "-m",
+                "1",
+                "-mp",
+                &free_port().to_string(),
+            ],
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let run = sipp(
+            &dir,
+            &format!("out-{user}"),
+            &scenario,
+            &target,
+            &[
+                "-m",
+                "1",
+                "-p",
+                &free_port().to_string(),
+                "-mp",
+                &free_port().to_string(),
+            ],
+        );
+        assert!(run.ok, "outbound call from {user}: {}", run.output);
+        assert!(
+            wait_bg(&mut provider, 10),
+            "the provider saw {user}'s call from {shown}"
+        );
+    }
 }
 
 /// The engine registers to a provider that challenges it (SIPp checks the digest).
