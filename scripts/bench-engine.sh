@@ -55,6 +55,11 @@ cargo build --release -q -p vaxel-engine --bin vaxel-engine --example relay_benc
 ENGINE=${VAXEL_ENGINE_BIN:-$CARGO_TARGET_DIR/release/vaxel-engine}
 RELAY_BENCH="$CARGO_TARGET_DIR/release/examples/relay_bench"
 WORK=$(mktemp -d)
+# SIPp's own sockets get 1 MB buffers: with its 64 KB default, a SIPp process that is
+# descheduled for a few milliseconds (2 cores shared by SIPp, the server and its
+# threads) drops the datagrams of any server that answers in bursts, the call is
+# retransmitted 500 ms later and the step "fails" on time; the same for both servers.
+SIPP_OPTS="-buff_size 1048576"
 PIDS=()
 # Stops our own background processes (by pid) and waits until they are gone, so
 # the next server can bind the same ports.
@@ -294,7 +299,7 @@ CFG
 
 # The UAS in the background; its pid joins PIDS (only our own processes are stopped).
 uas() {
-    sipp -sf "$WORK/uas.xml" -i 127.0.0.1 -p "$UAS_PORT" -nostdin >/dev/null 2>&1 &
+    sipp $SIPP_OPTS -sf "$WORK/uas.xml" -i 127.0.0.1 -p "$UAS_PORT" -nostdin >/dev/null 2>&1 &
     PIDS+=($!)
     sleep 0.3
 }
@@ -308,7 +313,7 @@ on_time() {
 calls_ok() {
     local rate=$1 n=$(( $1 * STEP )) t0
     t0=$(date +%s.%N)
-    timeout $(( STEP + 40 )) sipp -sf "$WORK/uac.xml" -i 127.0.0.2 -p "$UAC_PORT" "127.0.0.1:$SERVER_PORT" \
+    timeout $(( STEP + 40 )) sipp $SIPP_OPTS -sf "$WORK/uac.xml" -i 127.0.0.2 -p "$UAC_PORT" "127.0.0.1:$SERVER_PORT" \
         -r "$rate" -m "$n" -l $(( rate * 4 + 10 )) -nostdin -timeout $(( STEP + 30 ))s -timeout_error \
         >/dev/null 2>&1 && on_time "$t0"
 }
@@ -316,7 +321,7 @@ calls_ok() {
 registers_ok() {
     local rate=$1 n=$(( $1 * STEP )) t0
     t0=$(date +%s.%N)
-    timeout $(( STEP + 40 )) sipp -sf "$WORK/register.xml" -inf "$WORK/users.csv" -i 127.0.0.1 -p "$REG_PORT" \
+    timeout $(( STEP + 40 )) sipp $SIPP_OPTS -sf "$WORK/register.xml" -inf "$WORK/users.csv" -i 127.0.0.1 -p "$REG_PORT" \
         "127.0.0.1:$SERVER_PORT" -r "$rate" -m "$n" -l $(( rate * 4 + 10 )) -nostdin \
         -timeout $(( STEP + 30 ))s -timeout_error >/dev/null 2>&1 && on_time "$t0"
 }
@@ -336,7 +341,7 @@ search() {
 }
 
 register_uas() {
-    timeout 20 sipp -sf "$WORK/register-uas.xml" -i 127.0.0.1 -p "$UAS_PORT" \
+    timeout 20 sipp $SIPP_OPTS -sf "$WORK/register-uas.xml" -i 127.0.0.1 -p "$UAS_PORT" \
         "127.0.0.1:$SERVER_PORT" -m 1 -nostdin -timeout 10s -timeout_error >/dev/null 2>&1 ||
         { say "the callee could not register (is the server up? see $1)"; cat "$1" >&2; exit 1; }
 }
@@ -393,14 +398,14 @@ if [ -n "$PROFILE" ]; then
     m0=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$SERVER/task/$SERVER/stat")
     t0=$(date +%s.%N)
     case $PROFILE in
-        calls) sipp -sf "$WORK/uac.xml" -i 127.0.0.2 -p "$UAC_PORT" "127.0.0.1:$SERVER_PORT" \
+        calls) sipp $SIPP_OPTS -sf "$WORK/uac.xml" -i 127.0.0.2 -p "$UAC_PORT" "127.0.0.1:$SERVER_PORT" \
                 -r "$PROFILE_RATE" -m $(( PROFILE_RATE * PROFILE_SECS )) -l $(( PROFILE_RATE * 4 + 10 )) \
                 -nostdin -timeout $(( PROFILE_SECS + 30 ))s -timeout_error \
-                -trace_stat -stf "$OUT/sipp-$PROFILE.csv" -trace_err -error_file "$OUT/sipp-$PROFILE.err" >/dev/null 2>&1 & ;;
-        register) sipp -sf "$WORK/register.xml" -inf "$WORK/users.csv" -i 127.0.0.1 -p "$REG_PORT" \
+                -trace_stat -fd 1 -stf "$OUT/sipp-$PROFILE.csv" -trace_err -error_file "$OUT/sipp-$PROFILE.err" >/dev/null 2>&1 & ;;
+        register) sipp $SIPP_OPTS -sf "$WORK/register.xml" -inf "$WORK/users.csv" -i 127.0.0.1 -p "$REG_PORT" \
                 "127.0.0.1:$SERVER_PORT" -r "$PROFILE_RATE" -m $(( PROFILE_RATE * PROFILE_SECS )) \
                 -l $(( PROFILE_RATE * 4 + 10 )) -nostdin -timeout $(( PROFILE_SECS + 30 ))s -timeout_error \
-                -trace_stat -stf "$OUT/sipp-$PROFILE.csv" -trace_err -error_file "$OUT/sipp-$PROFILE.err" >/dev/null 2>&1 & ;;
+                -trace_stat -fd 1 -stf "$OUT/sipp-$PROFILE.csv" -trace_err -error_file "$OUT/sipp-$PROFILE.err" >/dev/null 2>&1 & ;;
         *) say "--profile calls|register"; exit 2 ;;
     esac
     SIPP=$!
