@@ -341,6 +341,20 @@ try {
   await linkCall.waitForExist({ timeout: 15000, reverse: true });
   log('global hotkeys muted and hung up');
 
+  // Focuses the file dialog titled `name`. xdotool finds a window as soon as it
+  // exists; focusing it before it is mapped fails with BadMatch (X_SetInputFocus),
+  // so only visible windows are searched and a failed focus is tried again.
+  const focusWindow = async (name) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        execFileSync('xdotool', ['search', '--sync', '--onlyvisible', '--name', name, 'windowfocus', '--sync'], { stdio: 'pipe' });
+        return;
+      } catch (e) {
+        if (attempt >= 20) throw e;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  };
   // Contacts and settings, for the README.
   await (await $('#tab-contacts')).click();
   await (await $('#contact-add')).click();
@@ -351,7 +365,7 @@ try {
   // vCard export through the OS file dialog (GTK's file chooser, typed into with xdotool).
   const vcf = join(work, 'anne.vcf');
   await (await $('#vcard-export-dialog')).click();
-  execFileSync('xdotool', ['search', '--sync', '--name', 'Export vCard', 'windowfocus', '--sync']);
+  await focusWindow('Export vCard');
   await new Promise((r) => setTimeout(r, 500));
   execFileSync('xdotool', ['key', 'ctrl+a']);
   execFileSync('xdotool', ['type', '--delay', '20', vcf]);
@@ -359,7 +373,7 @@ try {
   await until('the vCard file', () => existsSync(vcf) && readFileSync(vcf, 'utf8').includes('Sällström'), 15000);
   // And back in through the open dialog (a typed "/" opens GTK's location field).
   await (await $('#vcard-import-dialog')).click();
-  execFileSync('xdotool', ['search', '--sync', '--name', 'Import vCard', 'windowfocus', '--sync']);
+  await focusWindow('Import vCard');
   await new Promise((r) => setTimeout(r, 500));
   execFileSync('xdotool', ['type', '--delay', '20', vcf]);
   await new Promise((r) => setTimeout(r, 300));
