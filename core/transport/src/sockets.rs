@@ -12,6 +12,11 @@
 //! Each connection runs in its own task; the table of connections is owned by
 //! whoever owns the `Sockets` (the endpoint task), and connection tasks talk
 //! to it over one channel, so there are no shared locks (ARCHITECTURE.md §3.8).
+//!
+//! A server may serve UDP from threads of its own instead
+//! ([`SocketsConfig::udp_threads`]): a receiving thread feeds the same channel, and
+//! outgoing datagrams collect in a per-socket outbox (the one lock, held only to push
+//! or take a batch) that goes to the sending thread when full or at [`flush_udp`].
 
 use std::collections::HashMap;
 use std::io;
